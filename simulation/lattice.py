@@ -1,0 +1,64 @@
+"""The lattice state: one structured record per site, plus the lattice geometry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .constants import CELL_DTYPE, NO_HEADING, TIMER_MAX, neighbour_offsets
+
+
+@dataclass
+class Lattice:
+    """Per-site records of a lattice of ``shape = (nz, ny, nx)`` sites (``nz = 1`` in 2D).
+
+    ``cells`` is flat (site ``x + nx * (y + ny * z)``) and contiguous, ready for the kernels;
+    ``lattice.field("antigen")`` is a writable numpy view of one field.
+    """
+
+    shape: tuple[int, int, int]
+    spacing_um: float
+    offsets: np.ndarray  # (n_neighbours, 3) int64 columns dx, dy, dz
+    cells: np.ndarray  # (n_sites,) CELL_DTYPE
+
+    @classmethod
+    def empty(cls, width: int, height: int, spacing_um: float, neighbourhood: str) -> Lattice:
+        """An empty 2D lattice of ``width x height`` sites spaced ``spacing_um`` um apart."""
+        shape = (1, int(height), int(width))
+        offsets_2d = neighbour_offsets(2, neighbourhood)
+        offsets = np.zeros((offsets_2d.shape[0], 3), dtype=np.int64)
+        offsets[:, :2] = offsets_2d
+        cells = np.zeros(shape[0] * shape[1] * shape[2], dtype=CELL_DTYPE)
+        cells["heading"] = NO_HEADING
+        cells["stamp"] = TIMER_MAX  # sweep numbers start at 0: no cell has acted yet
+        return cls(shape=shape, spacing_um=float(spacing_um), offsets=offsets, cells=cells)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of lattice sites."""
+        return self.cells.shape[0]
+
+    @property
+    def bytes_per_site(self) -> int:
+        """Memory of the per-site state, in bytes per lattice site."""
+        return self.cells.itemsize
+
+    def field(self, name: str) -> np.ndarray:
+        """A writable flat view of one per-site field (e.g. ``"cell_type"``, ``"antigen"``)."""
+        return self.cells[name]
+
+    def grid(self, name: str) -> np.ndarray:
+        """One field shaped (ny, nx) in 2D or (nz, ny, nx) in 3D, for plots and inspection."""
+        nz, ny, nx = self.shape
+        values = self.cells[name]
+        return values.reshape(ny, nx) if nz == 1 else values.reshape(nz, ny, nx)
+
+    def copy(self) -> Lattice:
+        """A deep copy."""
+        return replace(self, offsets=self.offsets.copy(), cells=self.cells.copy())
+
+    def site_coordinates(self, sites: np.ndarray) -> np.ndarray:
+        """(n, 2) array of (x, y) coordinates of ``sites``, in lattice spacings."""
+        nz, ny, nx = self.shape
+        return np.stack([sites % nx, (sites // nx) % ny], axis=1)

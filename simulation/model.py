@@ -1,0 +1,181 @@
+"""The Mesa model: clock, dosing events and data collection around the numba kernels.
+
+The lattice lives in plain contiguous numpy arrays (``simulation.lattice.Lattice``), not in Mesa
+agents or PropertyLayers: the kernels need flat arrays, and per-cell Python objects would cost
+~500x in speed (see docs/architecture.md). Mesa supplies the model object, ``running``, the
+``DataCollector`` and the interactive view.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import mesa
+import numpy as np
+
+from . import kernel
+from .config import ScenarioConfig, apply_overrides, load_scenario, validate
+from .constants import (
+    CANCER,
+    CENSUS_NAMES,
+    E_CANCER_BORN,
+    E_CANCER_DIED,
+    E_CANCER_KILLED,
+    E_NORMAL_KILLED,
+    EVENT_NAMES,
+    K_ANTIGEN_HALF_MAX,
+    N_EVENTS,
+)
+from .scenario import (
+    arrival_sites,
+    build_lattice,
+    dosing_plan,
+    infuse,
+    kernel_parameters,
+    motility,
+    setup_rng,
+    _INFUSION_STREAM,
+)
+from .units import MIN_PER_DAY, MIN_PER_H
+
+#: scalar columns the DataCollector records at every census
+REPORTED_COLUMNS = (
+    "time_days",
+    *CENSUS_NAMES,
+    "cumulative_cancer_killed",
+    "cumulative_normal_killed",
+    "cumulative_car_t_infused",
+)
+
+
+class CarTModel(mesa.Model):
+    """CAR-T cells, cancer cells and normal cells on a lattice, stepped by numba kernels.
+
+    Build it from a scenario (a ``ScenarioConfig``, a mapping, or a YAML path) plus keyword
+    overrides with ``__`` for nesting, so Mesa tools can build it from keywords alone::
+
+        CarTModel("configs/b_all_cd19.yaml", seed=3, car_t__max_kills=5)
+
+    One ``step()`` advances ``time.dt_min`` minutes; a census is collected every
+    ``time.record_every_h`` hours. ``running`` turns false when the end time is reached, or when
+    the last cancer cell dies if ``time.stop_when_cleared``.
+    """
+
+    def __init__(self, scenario: ScenarioConfig | dict | str | Path, seed: int = 0,
+                 **overrides: Any) -> None:
+        super().__init__(rng=seed)
+        self.config = _resolve_scenario(scenario, overrides)
+        self.seed = int(seed)
+        cfg = self.config
+        self.dt_min = cfg.time.dt_min
+        self.lattice = build_lattice(cfg, self.seed)
+        self.initial_tumor_cells = int(np.count_nonzero(self.lattice.field("cell_type") == CANCER))
+        self.params = kernel_parameters(cfg)
+        self.motility = motility(cfg, self.lattice)
+        self.plan = dosing_plan(cfg)
+        self.next_infusion = 0
+        self.time_min = 0.0
+        self.step_index = 0
+        self.sweep = 0
+        self.events = np.zeros(N_EVENTS, dtype=np.int64)
+        self.car_t_infused = 0
+        self.car_t_not_placed = 0
+        self.end_min = cfg.time.duration_days * MIN_PER_DAY
+        self.record_every_steps = max(1, round(cfg.time.record_every_h * MIN_PER_H / self.dt_min))
+        self.counts: dict[str, float] = {}
+        self.datacollector = mesa.DataCollector(
+            model_reporters={name: _reporter(name) for name in REPORTED_COLUMNS}
+        )
+        self._infuse_due()
+        self._census()
+        self.datacollector.collect(self)
+
+    # ---- stepping -----------------------------------------------------------------------
+    def step(self) -> None:
+        """Advance one time step of ``dt_min`` minutes (infusions due now happen first)."""
+        if not self.running:
+            return
+        self._infuse_due()
+        lat = self.lattice
+        self.sweep = kernel.advance(
+            lat.cells, lat.shape, lat.offsets, self.motility.move_p,
+            self.motility.persist_p, self.params, self.seed, self.sweep, 1,
+            self.motility.n_substeps, self.events,
+        )
+        self.step_index += 1
+        self.time_min = self.step_index * self.dt_min
+        finished = self.time_min >= self.end_min - 1e-9
+        cleared = (self.config.time.stop_when_cleared and self.tumor_cells == 0
+                   and self.next_infusion >= len(self.plan))
+        if finished or cleared or self.step_index % self.record_every_steps == 0:
+            self._census()
+            self.datacollector.collect(self)
+        if finished or cleared:
+            self.running = False
+
+    def run(self) -> None:
+        """Step until ``running`` turns false."""
+        while self.running:
+            self.step()
+
+    # ---- events ---------------------------------------------------------------------------
+    def _infuse_due(self) -> None:
+        """Place every infusion whose time has come."""
+        while (self.next_infusion < len(self.plan)
+               and self.plan[self.next_infusion].time_min <= self.time_min + 1e-9):
+            infusion = self.plan[self.next_infusion]
+            wanted = infusion.n_cells(self.tumor_cells)
+            sites = arrival_sites(self.lattice, self.config)
+            rng = setup_rng(self.seed, _INFUSION_STREAM, self.next_infusion)
+            placed = infuse(self.lattice, sites, wanted, rng, stamp=(self.sweep - 1) & 0xFFFF)
+            self.car_t_infused += placed
+            self.car_t_not_placed += wanted - placed
+            self.next_infusion += 1
+
+    def _census(self) -> None:
+        lat = self.lattice
+        values = kernel.census(lat.cells, self.params[K_ANTIGEN_HALF_MAX])
+        self.counts = dict(zip(CENSUS_NAMES, (int(v) for v in values)))
+        self.counts["time_days"] = self.time_min / MIN_PER_DAY
+        self.counts["cumulative_cancer_killed"] = int(self.events[E_CANCER_KILLED])
+        self.counts["cumulative_normal_killed"] = int(self.events[E_NORMAL_KILLED])
+        self.counts["cumulative_car_t_infused"] = self.car_t_infused
+
+    @property
+    def tumor_cells(self) -> int:
+        """Cancer cells on the lattice now, from the event counters (no lattice scan)."""
+        e = self.events
+        return self.initial_tumor_cells + int(e[E_CANCER_BORN] - e[E_CANCER_DIED]
+                                              - e[E_CANCER_KILLED])
+
+    @property
+    def event_totals(self) -> dict[str, int]:
+        """Cumulative kernel events of this run, by name."""
+        return dict(zip(EVENT_NAMES, (int(v) for v in self.events)))
+
+
+def _reporter(name: str):
+    def report(model: CarTModel) -> float:
+        return model.counts[name]
+
+    report.__name__ = name
+    return report
+
+
+def _resolve_scenario(scenario: ScenarioConfig | dict | str | Path,
+                      overrides: dict[str, Any]) -> ScenarioConfig:
+    """A validated ScenarioConfig from any accepted form plus ``a__b=value`` overrides."""
+    dotted = [f"{key.replace('__', '.')}={_yaml_scalar(v)}" for key, v in overrides.items()]
+    if isinstance(scenario, (str, Path)):
+        return load_scenario(scenario, dotted)
+    data = scenario.model_dump() if isinstance(scenario, ScenarioConfig) else scenario
+    if not dotted and isinstance(scenario, ScenarioConfig):
+        return scenario
+    return validate(apply_overrides(data, dotted), ScenarioConfig, "model arguments")
+
+
+def _yaml_scalar(value: Any) -> str:
+    """A Python value as YAML text (JSON is YAML) for an override string."""
+    return json.dumps(value)

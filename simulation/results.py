@@ -1,0 +1,165 @@
+"""Runs -> tidy tables: one time-series row per census, one summary row per run.
+
+``run_study`` runs every (scenario, replicate) of a study, in worker processes when there are
+several, and returns the two tables sorted by scenario order and replicate, so the output does
+not depend on the number of workers or on which run finished first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .config import ScenarioConfig, Study
+from .model import REPORTED_COLUMNS, CarTModel
+
+ID_COLUMNS = ("scenario", "tumor_type", "replicate", "seed")
+
+#: response thresholds on the tumour cell count relative to baseline (RECIST-like)
+PARTIAL_RESPONSE_FRACTION = 0.7  # best count <= 70 % of baseline: >= 30 % shrinkage
+PROGRESSION_FRACTION = 1.2  # final count >= 120 % of baseline without a partial response
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One simulation: a scenario, its replicate number and seed."""
+
+    scenario: ScenarioConfig
+    scenario_index: int
+    replicate: int
+    seed: int
+
+
+def run_specs(study: Study) -> list[RunSpec]:
+    """All runs of a study; replicate r of every scenario uses seed ``study.seed + r``."""
+    return [
+        RunSpec(scenario, i, r, study.seed + r)
+        for i, scenario in enumerate(study.scenarios)
+        for r in range(study.replicates)
+    ]
+
+
+def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
+    """Run one simulation to its end; return its time series and its summary row."""
+    model = CarTModel(spec.scenario, seed=spec.seed)
+    model.run()
+    series = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
+    series = series[list(REPORTED_COLUMNS)]
+    ids = {
+        "scenario": spec.scenario.name,
+        "tumor_type": spec.scenario.tumor_type,
+        "replicate": spec.replicate,
+        "seed": spec.seed,
+    }
+    for position, (key, value) in enumerate(ids.items()):
+        series.insert(position, key, value)
+    first_dose_day = min(d.day for d in spec.scenario.dosing.doses)
+    summary = {**ids, **summarise_run(series, first_dose_day)}
+    summary["car_t_infused"] = model.car_t_infused
+    summary["car_t_not_placed"] = model.car_t_not_placed
+    return series, summary
+
+
+def classify_response(baseline: int, best: int, final: int) -> str:
+    """RECIST-like best response from tumour cell counts.
+
+    CR: no cancer cell left at the end. PR: best count <= 70 % of baseline. PD: no PR and the
+    final count >= 120 % of baseline. SD otherwise.
+    """
+    if final == 0:
+        return "CR"
+    if best <= PARTIAL_RESPONSE_FRACTION * baseline:
+        return "PR"
+    if final >= PROGRESSION_FRACTION * baseline:
+        return "PD"
+    return "SD"
+
+
+def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
+    """Outcome of one run from its time series (baseline = last census at or before dosing)."""
+    before = series[series["time_days"] <= first_dose_day + 1e-9]
+    baseline = int(before["tumor_cells"].iloc[-1])
+    after = series[series["time_days"] >= first_dose_day - 1e-9]
+    nadir_row = after.loc[after["tumor_cells"].idxmin()]
+    final = int(series["tumor_cells"].iloc[-1])
+    cleared_rows = after[after["tumor_cells"] == 0]
+    peak_row = series.loc[series["car_t_cells"].idxmax()]
+    return {
+        "response": classify_response(baseline, int(nadir_row["tumor_cells"]), final),
+        "cleared": final == 0,
+        "baseline_tumor_cells": baseline,
+        "nadir_tumor_cells": int(nadir_row["tumor_cells"]),
+        "nadir_day": float(nadir_row["time_days"]),
+        "final_tumor_cells": final,
+        "final_day": float(series["time_days"].iloc[-1]),
+        "clearance_day": float(cleared_rows["time_days"].iloc[0]) if len(cleared_rows) else None,
+        "final_antigen_negative_fraction": (
+            float(series["tumor_antigen_negative"].iloc[-1]) / final if final else None
+        ),
+        "car_t_peak": int(peak_row["car_t_cells"]),
+        "car_t_peak_day": float(peak_row["time_days"]),
+        "car_t_final": int(series["car_t_cells"].iloc[-1]),
+        "cancer_killed": int(series["cumulative_cancer_killed"].iloc[-1]),
+        "normal_killed": int(series["cumulative_normal_killed"].iloc[-1]),
+        "normal_antigen_positive_remaining_fraction": _remaining(
+            series["normal_antigen_positive"]),
+    }
+
+
+def _remaining(counts: pd.Series) -> float | None:
+    start = int(counts.iloc[0])
+    return float(counts.iloc[-1]) / start if start else None
+
+
+def _warm_up() -> None:
+    """Load (or compile) the kernels once in this process before workers are forked."""
+    tiny = ScenarioConfig.model_validate({
+        "name": "warm_up", "tumor_type": "solid",
+        "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
+        "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
+                  "antigen": {"mean_molecules_per_cell": 1000.0}},
+        "dosing": {"arrival": "margin", "doses": [{"day": 0, "cells": 2}]},
+    })
+    CarTModel(tiny, seed=0).run()
+
+
+def run_study(study: Study, workers: int | None = None,
+              on_done: Callable[[RunSpec], None] | None = None
+              ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every replicate of every scenario; return (timeseries, summary) tables.
+
+    ``workers`` processes (default: all cores, at most one per run) run the simulations; the
+    tables are identical for any ``workers``. ``on_done`` is called after each finished run.
+    """
+    specs = run_specs(study)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
+    _warm_up()
+    results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
+    if workers == 1:
+        for spec in specs:
+            results[(spec.scenario_index, spec.replicate)] = run_one(spec)
+            if on_done:
+                on_done(spec)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_fork_context()) as pool:
+            futures = {pool.submit(run_one, spec): spec for spec in specs}
+            for future in as_completed(futures):
+                spec = futures[future]
+                results[(spec.scenario_index, spec.replicate)] = future.result()
+                if on_done:
+                    on_done(spec)
+    ordered = [results[key] for key in sorted(results)]
+    timeseries = pd.concat([series for series, _ in ordered], ignore_index=True)
+    summary = pd.DataFrame([row for _, row in ordered])
+    return timeseries, summary
+
+
+def _fork_context() -> multiprocessing.context.BaseContext:
+    """Fork where available (workers inherit the compiled kernels), else spawn."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
