@@ -91,7 +91,8 @@ class TumorConfig(_Strict):
     )
     initial_cells: Annotated[int, Field(ge=1)] = Field(description="Cancer cells at t = 0.")
     cycle_time_h: PositiveFloat = Field(
-        description="Mean time between divisions of a cell with a free neighbour (h)."
+        description="Doubling time of a cell with a free neighbour (h): it divides at rate "
+        "ln2 / cycle_time_h."
     )
     death_rate_per_day: NonNegativeFloat = Field(0.0, description="Apoptosis rate (1/day).")
     speed_um_per_min: NonNegativeFloat = Field(
@@ -136,7 +137,7 @@ class CarTConfig(_Strict):
         10, description="Divisions a CAR-T lineage can make."
     )
     division_time_h: PositiveFloat = Field(
-        12.0, description="Mean time between divisions while activated (h)."
+        12.0, description="Doubling time while activated (h): division rate ln2 / division_time_h."
     )
     activation_duration_h: PositiveFloat = Field(
         24.0, description="How long a kill keeps a CAR-T activated (proliferating) (h)."
@@ -333,7 +334,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for text in overrides:
         parts, value = parse_override(text)
         node: Any = data
-        for depth, part in enumerate(parts[:-1]):
+        for part in parts[:-1]:
             node = _child(node, part, text, create=True)
         last = parts[-1]
         if isinstance(node, list):
@@ -423,7 +424,9 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
     if kind == "missing":
         return f"{_format_location(loc)}: required key is missing"
     if kind in _CONSTRAINT_MESSAGES:
-        message = _CONSTRAINT_MESSAGES[kind].format(**error.get("ctx", {}))
+        bounds = {k: (f"{v:g}" if isinstance(v, float) else v)
+                  for k, v in error.get("ctx", {}).items()}
+        message = _CONSTRAINT_MESSAGES[kind].format(**bounds)
     elif kind == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
     else:

@@ -1,0 +1,207 @@
+"""Shared helpers and fixtures for the ``simulation`` test suite.
+
+Helpers are plain functions (import them with ``from conftest import ...``; pytest puts this
+directory on ``sys.path``) so that hypothesis tests can use them without function-scoped fixtures.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+
+# Keep numba's on-disk cache and Python byte code out of the package directory (the tests must
+# not write under simulation/), and share the compiled kernels between test runs.
+os.environ.setdefault("NUMBA_CACHE_DIR", "/tmp/cartsim-tests-numba-cache")
+sys.dont_write_bytecode = True
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+from simulation.config import ScenarioConfig  # noqa: E402
+from simulation.constants import (  # noqa: E402
+    CANCER,
+    CAR_T,
+    CENSUS_NAMES,
+    EFFECTOR,
+    N_CELL_TYPES,
+    N_CENSUS,
+    N_EVENTS,
+    NORMAL,
+)
+from simulation.lattice import Lattice  # noqa: E402
+from simulation.scenario import Motility, kernel_parameters, motility  # noqa: E402
+
+# hypothesis must not write an example database into the work tree
+settings.register_profile("cartsim", database=None, deadline=None)
+settings.load_profile("cartsim")
+
+CONFIG_DIR = REPO_ROOT / "configs"
+SPACING_UM = 15.0
+
+# A valid scenario mapping small enough to run in well under a second.
+TINY_SCENARIO = {
+    "name": "tiny",
+    "description": "test scenario",
+    "tumor_type": "blood",
+    "seed": 0,
+    "replicates": 1,
+    "lattice": {"width": 20, "height": 20, "spacing_um": SPACING_UM, "neighbourhood": "moore"},
+    "time": {"dt_min": 6.0, "duration_days": 2.0, "record_every_h": 6.0,
+             "stop_when_cleared": False},
+    "tumor": {
+        "layout": "dispersed",
+        "initial_cells": 40,
+        "cycle_time_h": 24.0,
+        "death_rate_per_day": 0.05,
+        "speed_um_per_min": 1.0,
+        "antigen": {"mean_molecules_per_cell": 5000.0, "cv": 0.5, "negative_fraction": 0.2,
+                    "inheritance_cv": 0.1},
+    },
+    "normal": [
+        {"name": "bystanders", "density": 0.1, "speed_um_per_min": 1.0},
+    ],
+    "car_t": {"kill_rate_per_h": 1.0},
+    "dosing": {"arrival": "anywhere", "doses": [{"day": 0, "cells": 8}]},
+}
+
+# The smallest valid scenario: only the required keys, everything else default.
+MINIMAL_SCENARIO = {
+    "name": "minimal",
+    "tumor_type": "solid",
+    "lattice": {"width": 20, "height": 20},
+    "tumor": {
+        "layout": "compact",
+        "initial_cells": 10,
+        "cycle_time_h": 30.0,
+        "antigen": {"mean_molecules_per_cell": 4000.0},
+    },
+    "dosing": {"arrival": "margin", "doses": [{"day": 0, "effector_to_target": 0.5}]},
+}
+
+
+def minimal_scenario_dict() -> dict:
+    """A fresh copy of the minimal valid scenario mapping."""
+    return copy.deepcopy(MINIMAL_SCENARIO)
+
+
+def minimal_config() -> ScenarioConfig:
+    """The minimal valid scenario as a validated ``ScenarioConfig``."""
+    return ScenarioConfig.model_validate(minimal_scenario_dict())
+
+
+def make_lattice(width: int, height: int, neighbourhood: str = "moore",
+                 spacing_um: float = SPACING_UM) -> Lattice:
+    """An empty 2D lattice built with ``Lattice.empty``."""
+    return Lattice.empty(width, height, spacing_um, neighbourhood)
+
+
+def site_of(lattice: Lattice, x: int, y: int) -> int:
+    """Flat site index of (x, y) on a 2D lattice."""
+    nz, ny, nx = lattice.shape
+    assert 0 <= x < nx and 0 <= y < ny, (x, y, lattice.shape)
+    return x + nx * y
+
+
+def xy_of(lattice: Lattice, site: int) -> tuple[int, int]:
+    """(x, y) coordinates of a flat site index on a 2D lattice."""
+    nx = lattice.shape[2]
+    return int(site % nx), int(site // nx)
+
+
+def place(lattice: Lattice, x: int, y: int, cell_type: int, antigen: float = 0.0,
+          **fields) -> int:
+    """Put a cell of ``cell_type`` at (x, y), set ``antigen`` and any other record fields.
+
+    Returns the flat site index. Field names are those of ``constants.CELL_DTYPE``.
+    """
+    site = site_of(lattice, x, y)
+    record = lattice.cells[site:site + 1]  # a view, so writes land in the lattice
+    record["cell_type"] = cell_type
+    record["antigen"] = antigen
+    for name, value in fields.items():
+        if name not in lattice.cells.dtype.names:
+            raise KeyError(f"unknown cell field {name!r}")
+        record[name] = value
+    return site
+
+
+def sites_of_type(lattice: Lattice, cell_type: int) -> np.ndarray:
+    """Flat indices of the sites holding ``cell_type``."""
+    return np.flatnonzero(lattice.cells["cell_type"] == cell_type)
+
+
+def default_kernel_setup(lattice: Lattice | None = None,
+                         config: ScenarioConfig | None = None) -> tuple[np.ndarray, Motility]:
+    """(kernel parameter vector, Motility) of a minimal valid scenario on ``lattice``."""
+    cfg = config if config is not None else minimal_config()
+    if lattice is None:
+        lattice = make_lattice(cfg.lattice.width, cfg.lattice.height,
+                               cfg.lattice.neighbourhood, cfg.lattice.spacing_um)
+    return kernel_parameters(cfg).copy(), motility(cfg, lattice)
+
+
+def params_with(overrides: dict[int, float] | None = None, base: np.ndarray | None = None
+                ) -> np.ndarray:
+    """A copy of ``base`` (default: the minimal scenario's vector) with ``{K_*: value}`` set."""
+    params = (base if base is not None else default_kernel_setup()[0]).copy()
+    for index, value in (overrides or {}).items():
+        params[index] = value
+    return params
+
+
+def motility_arrays(car_t: float = 0.0, cancer: float = 0.0, normal: float = 0.0,
+                    persist_car_t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(move_p, persist_p) arrays indexed by cell type."""
+    move_p = np.zeros(N_CELL_TYPES, dtype=np.float64)
+    persist_p = np.zeros(N_CELL_TYPES, dtype=np.float64)
+    move_p[CAR_T] = car_t
+    move_p[CANCER] = cancer
+    move_p[NORMAL] = normal
+    persist_p[CAR_T] = persist_car_t
+    return move_p, persist_p
+
+
+def new_events() -> np.ndarray:
+    """A zeroed event-counter vector."""
+    return np.zeros(N_EVENTS, dtype=np.int64)
+
+
+def numpy_census(cells: np.ndarray, half_max: float) -> np.ndarray:
+    """The census vector (order of ``CENSUS_NAMES``) computed with plain numpy."""
+    kind = cells["cell_type"]
+    antigen = cells["antigen"].astype(np.float64)
+    cancer = kind == CANCER
+    normal = kind == NORMAL
+    car_t = kind == CAR_T
+    values = {
+        "tumor_cells": cancer.sum(),
+        "tumor_antigen_high": (cancer & (antigen >= half_max)).sum(),
+        "tumor_antigen_low": (cancer & (antigen > 0) & (antigen < half_max)).sum(),
+        "tumor_antigen_negative": (cancer & (antigen <= 0)).sum(),
+        "normal_cells": normal.sum(),
+        "normal_antigen_positive": (normal & (antigen > 0)).sum(),
+        "car_t_cells": car_t.sum(),
+        "car_t_effector": (car_t & (cells["car_t_state"] == EFFECTOR)).sum(),
+        "car_t_exhausted": (car_t & (cells["car_t_state"] != EFFECTOR)).sum(),
+    }
+    assert len(values) == N_CENSUS
+    return np.array([values[name] for name in CENSUS_NAMES], dtype=np.int64)
+
+
+@pytest.fixture
+def tiny_scenario_dict() -> dict:
+    """A valid scenario mapping: 20x20 lattice, 2 days, 40 tumour cells, one dose of 8 CAR-T."""
+    return copy.deepcopy(TINY_SCENARIO)
+
+
+@pytest.fixture
+def config_dir() -> Path:
+    """The repository's configs/ directory."""
+    return CONFIG_DIR

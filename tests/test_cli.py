@@ -1,0 +1,135 @@
+"""End-to-end: the cartsim command writes the output contract, refuses bad input cleanly."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+DATA = Path(__file__).parent / "data"
+STUDY = DATA / "small_study.yaml"
+
+
+def cartsim(*args, cwd=None):
+    """Run ``python -m simulation ARGS`` (the installed cartsim command) and capture output."""
+    return subprocess.run([sys.executable, "-m", "simulation", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def study_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = cartsim("run", STUDY, "--out", out, "--quiet", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_run_writes_every_file_of_the_contract(study_run):
+    for name in ("timeseries.csv", "summary.csv", "burden.png", "config.resolved.yaml",
+                 "manifest.json"):
+        assert (study_run / name).stat().st_size > 0, name
+    assert not list(study_run.parent.glob(".run.partial-*")), "staging folder left behind"
+
+
+def test_timeseries_has_contract_columns_and_rows(study_run):
+    ts = pd.read_csv(study_run / "timeseries.csv")
+    required = {"scenario", "tumor_type", "replicate", "seed", "time_days", "tumor_cells",
+                "car_t_cells", "car_t_effector", "car_t_exhausted", "normal_cells",
+                "tumor_antigen_negative", "cumulative_cancer_killed"}
+    assert required <= set(ts.columns)
+    assert set(ts["tumor_type"]) == {"blood", "solid"}
+    assert sorted(ts["seed"].unique()) == [7, 8]
+    # 6 days at one census per 12 h = 13 censuses per run, 4 runs
+    assert len(ts) == 4 * 13
+    per_run = ts.groupby(["scenario", "replicate"])["time_days"]
+    assert per_run.apply(lambda t: t.is_monotonic_increasing).all()
+    assert (ts["car_t_cells"] == ts["car_t_effector"] + ts["car_t_exhausted"]).all()
+
+
+def test_summary_has_one_row_per_run_with_valid_responses(study_run):
+    summary = pd.read_csv(study_run / "summary.csv")
+    assert len(summary) == 4
+    assert set(summary["response"]) <= {"CR", "PR", "SD", "PD"}
+    assert {"cleared", "nadir_day", "car_t_peak", "car_t_peak_day"} <= set(summary.columns)
+    assert (summary["cleared"] == (summary["response"] == "CR")).all()
+    assert (summary["car_t_peak"] >= summary["car_t_infused"]).all()
+
+
+def test_resolved_config_and_manifest_describe_the_run(study_run):
+    resolved = yaml.safe_load((study_run / "config.resolved.yaml").read_text())
+    assert [s["name"] for s in resolved["scenarios"]] == ["small_blood", "small_solid"]
+    assert resolved["scenarios"][0]["lattice"]["width"] == 40
+    manifest = json.loads((study_run / "manifest.json").read_text())
+    assert manifest["seeds"] == [7, 8]
+    assert {"cartsim", "numba", "mesa", "numpy", "python"} <= set(manifest["versions"])
+
+
+def test_burden_plot_is_a_png_of_sensible_size(study_run):
+    data = (study_run / "burden.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(data) > 20_000  # two panels with lines and bands, not an empty canvas
+
+
+def test_same_seed_gives_bit_identical_outputs_with_any_worker_count(study_run, tmp_path):
+    again = tmp_path / "again"
+    result = cartsim("run", STUDY, "--out", again, "--quiet", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    for name in ("timeseries.csv", "summary.csv", "burden.png", "config.resolved.yaml"):
+        assert (again / name).read_bytes() == (study_run / name).read_bytes(), name
+
+
+def test_existing_output_folder_is_never_overwritten(study_run):
+    before = (study_run / "timeseries.csv").read_bytes()
+    result = cartsim("run", STUDY, "--out", study_run, "--quiet")
+    assert result.returncode == 2
+    assert "already exists" in result.stderr
+    assert (study_run / "timeseries.csv").read_bytes() == before
+
+
+def test_different_seed_changes_results(study_run, tmp_path):
+    other = tmp_path / "other"
+    result = cartsim("run", STUDY, "--out", other, "--quiet", "--seed", "100")
+    assert result.returncode == 0, result.stderr
+    assert (other / "timeseries.csv").read_bytes() != (study_run / "timeseries.csv").read_bytes()
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("extends: small_blood.yaml\ntumor: {cycle_time_h: -3}\n",
+     "tumor.cycle_time_h: must be > 0 (got -3"),
+    ("extends: small_blood.yaml\ncar_t: {kill_rate_per_hour: 1}\n",
+     "car_t.kill_rate_per_hour: unknown key (did you mean 'kill_rate_per_h'?)"),
+    ("extends: small_blood.yaml\nlattice: {width: ten}\n", "lattice.width:"),
+    ("- just\n- a list\n", "top level must be a mapping"),
+    ("name: x\ntumor: !!python/object:os.system {}\n", "YAML error"),
+])
+def test_bad_config_is_one_clear_error_with_exit_2_and_no_output(tmp_path, content, expected):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(content)
+    for name in ("small_blood.yaml", "small_solid.yaml"):
+        (tmp_path / name).write_text((DATA / name).read_text().replace(
+            "../../configs/", str(Path(__file__).parent.parent / "configs") + "/"))
+    out = tmp_path / "out"
+    result = cartsim("run", bad, "--out", out, "--quiet", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "bad.yaml" in result.stderr and expected in result.stderr, result.stderr
+    assert not out.exists()
+
+
+def test_set_override_is_validated_like_the_file():
+    result = cartsim("validate", STUDY, "--set", "car_t.max_kills=0")
+    assert result.returncode == 2
+    assert "car_t.max_kills: must be >= 1 (got 0)" in result.stderr
+    ok = cartsim("validate", STUDY, "--set", "car_t.max_kills=3")
+    assert ok.returncode == 0, ok.stderr
+    assert "small_blood (blood)" in ok.stdout
+
+
+def test_schema_is_json_with_the_config_sections():
+    result = cartsim("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert {"tumor", "car_t", "dosing", "lattice", "time", "extends"} <= set(schema["properties"])
