@@ -14,6 +14,7 @@ Both may say ``extends: other.yaml``; mappings merge key by key, anything else i
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from pathlib import Path
@@ -30,9 +31,14 @@ class ConfigError(Exception):
 
 
 class _Strict(BaseModel):
-    """Base: unknown keys are errors, NaN/inf are rejected."""
+    """Base: unknown keys are errors, NaN/inf are rejected, no type coercion.
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+    Strict mode: ``true`` or ``"30"`` where a number belongs is an error, not 1.0 or 30.0
+    (integers are still accepted where a float is expected).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True,
+                              strict=True)
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -330,7 +336,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return ``data`` with each ``key.path=value`` set (list items by index: ``doses.0.day``)."""
-    data = _merge({}, data)
+    data = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
         node: Any = data

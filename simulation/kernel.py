@@ -39,7 +39,9 @@ from .constants import (
     EMPTY,
     EXHAUSTED,
     K_ACTIVATION_STEPS,
+    N_CELL_TYPES,
     N_CENSUS,
+    N_EVENTS,
     K_ANTIGEN_HALF_MAX,
     K_ANTIGEN_INHERITANCE_SIGMA,
     K_CANCER_DEATH_P,
@@ -156,12 +158,12 @@ def n_colour_classes(shape):
 def antigen_response(antigen, half_max, hill):
     """Fraction of the maximal kill rate at target antigen density (molecules/cell): Hill function.
 
+    ``a^n / (a^n + K^n)``, written as ``1 / (1 + (K/a)^n)`` so it cannot overflow at saturation.
     Zero antigen gives exactly zero, so antigen-negative targets are never killed.
     """
     if antigen <= 0.0:
         return 0.0
-    ratio = (antigen / half_max) ** hill
-    return ratio / (1.0 + ratio)
+    return 1.0 / (1.0 + (half_max / antigen) ** hill)
 
 
 @njit(cache=True, inline="always")
@@ -172,21 +174,32 @@ def is_target(cell):
 
 @njit(cache=True, inline="always")
 def best_target(site, cells, shape, offsets, seed, sweep):
-    """The neighbour with the most antigen (ties broken at random), or -1 if none carries antigen.
+    """The neighbour with the most antigen, or -1 if none carries antigen.
 
-    CAR-T bind the target that gives the strongest signal; the random start of the scan breaks
-    ties without favouring a direction.
+    CAR-T bind the target that gives the strongest signal; ties are broken uniformly at random.
     """
     n_off = offsets.shape[0]
-    start = randint(seed, sweep, site, RNG_TARGET, n_off)
-    best = -1
     best_antigen = 0.0
-    for m in range(n_off):
-        j = neighbour_site(site, (start + m) % n_off, shape, offsets)
-        if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen > best_antigen:
-            best = j
-            best_antigen = cells[j].antigen
-    return best
+    n_best = 0
+    for k in range(n_off):
+        j = neighbour_site(site, k, shape, offsets)
+        if j >= 0 and is_target(cells[j].cell_type):
+            a = cells[j].antigen
+            if a > best_antigen:
+                best_antigen = a
+                n_best = 1
+            elif a == best_antigen and a > 0.0:
+                n_best += 1
+    if n_best == 0:
+        return -1
+    chosen = randint(seed, sweep, site, RNG_TARGET, n_best) if n_best > 1 else 0
+    for k in range(n_off):
+        j = neighbour_site(site, k, shape, offsets)
+        if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen == best_antigen:
+            if chosen == 0:
+                return j
+            chosen -= 1
+    return -1
 
 
 @njit(cache=True, inline="always")
@@ -263,33 +276,6 @@ def migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed, s
     cells[site].heading = direction
     move_cell(site, dst, cells, sweep & 0xFFFF)
     return dst
-
-
-@njit(cache=True)
-def migration_sweep(cells, shape, offsets, move_p, persist_p, params, seed, sweep):
-    """Give every motile cell one migration attempt, colour class by colour class."""
-    nz, ny, nx = shape
-    stamp_now = sweep & 0xFFFF
-    n_colours = n_colour_classes(shape)
-    order = colour_order(seed, sweep, n_colours)
-    step_z = 3 if nz > 1 else 1
-    step_y = 3 if ny > 1 else 1
-    step_x = 3 if nx > 1 else 1
-    for c in range(n_colours):
-        cz, cy, cx = colour_origin(order[c], shape)
-        for z in range(cz, nz, step_z):
-            for y in range(cy, ny, step_y):
-                row = nx * (y + ny * z)
-                for x in range(cx, nx, step_x):
-                    site = row + x
-                    cell = cells[site].cell_type
-                    if cell == EMPTY or cells[site].stamp == stamp_now:
-                        continue
-                    cells[site].stamp = stamp_now
-                    if move_p[cell] <= 0.0:
-                        continue
-                    migrate_cell(site, cells, shape, offsets, move_p,
-                                 persist_p, params, seed, sweep)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,10 +362,13 @@ def car_t_update(site, cells, shape, offsets, params, seed, sweep, events):
 
 
 @njit(cache=True)
-def interaction_sweep(cells, shape, offsets, params, seed, sweep, events):
-    """Visit every cell once: cancer cells die or divide, CAR-T die, kill, exhaust and divide.
+def sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events,
+                  interaction):
+    """Visit every cell once, colour class by colour class, in this sweep's colour order.
 
-    Normal cells are passive targets (no turnover within the simulated weeks).
+    ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
+    ``interaction=True``: cancer cells die or divide; CAR-T die, kill, exhaust and divide;
+    normal cells are passive targets (no turnover within the simulated weeks).
     """
     nz, ny, nx = shape
     stamp_now = sweep & 0xFFFF
@@ -399,12 +388,29 @@ def interaction_sweep(cells, shape, offsets, params, seed, sweep, events):
                     if cell == EMPTY or cells[site].stamp == stamp_now:
                         continue
                     cells[site].stamp = stamp_now
-                    if cell == CANCER:
-                        cancer_cell_update(site, cells, shape,
-                                           offsets, params, seed, sweep, events)
+                    if not interaction:
+                        if move_p[cell] > 0.0:
+                            migrate_cell(site, cells, shape, offsets, move_p, persist_p, params,
+                                         seed, sweep)
+                    elif cell == CANCER:
+                        cancer_cell_update(site, cells, shape, offsets, params, seed, sweep,
+                                           events)
                     elif cell == CAR_T:
-                        car_t_update(site, cells, shape, offsets, params,
-                                     seed, sweep, events)
+                        car_t_update(site, cells, shape, offsets, params, seed, sweep, events)
+
+
+@njit(cache=True)
+def migration_sweep(cells, shape, offsets, move_p, persist_p, params, seed, sweep):
+    """Give every motile cell one migration attempt."""
+    sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep,
+                  np.zeros(N_EVENTS, dtype=np.int64), False)
+
+
+@njit(cache=True)
+def interaction_sweep(cells, shape, offsets, params, seed, sweep, events):
+    """Death, killing, exhaustion and division for every cell; counts go to ``events``."""
+    no_motion = np.zeros(N_CELL_TYPES)
+    sweep_lattice(cells, shape, offsets, no_motion, no_motion, params, seed, sweep, events, True)
 
 
 @njit(cache=True)
@@ -418,10 +424,10 @@ def advance(cells, shape, offsets, move_p, persist_p, params, seed, first_sweep,
     sweep = first_sweep
     for _ in range(n_steps):
         for _sub in range(n_move_substeps):
-            migration_sweep(cells, shape, offsets, move_p, persist_p, params, seed,
-                            sweep)
+            sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events,
+                          False)
             sweep += 1
-        interaction_sweep(cells, shape, offsets, params, seed, sweep, events)
+        sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events, True)
         sweep += 1
     return sweep
 

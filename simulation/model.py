@@ -58,16 +58,18 @@ class CarTModel(mesa.Model):
 
         CarTModel("configs/b_all_cd19.yaml", seed=3, car_t__max_kills=5)
 
-    One ``step()`` advances ``time.dt_min`` minutes; a census is collected every
-    ``time.record_every_h`` hours. ``running`` turns false when the end time is reached, or when
+    ``seed`` defaults to the scenario's ``seed``. One ``step()`` advances ``time.dt_min`` minutes; a census is collected every
+    ``time.record_every_h`` hours (a census at an infusion time is taken before the infusion).
+    ``running`` turns false when the end time is reached, or when
     the last cancer cell dies if ``time.stop_when_cleared``.
     """
 
-    def __init__(self, scenario: ScenarioConfig | dict | str | Path, seed: int = 0,
+    def __init__(self, scenario: ScenarioConfig | dict | str | Path, seed: int | None = None,
                  **overrides: Any) -> None:
-        super().__init__(rng=seed)
-        self.config = _resolve_scenario(scenario, overrides)
-        self.seed = int(seed)
+        config = _resolve_scenario(scenario, overrides)
+        self.seed = int(config.seed if seed is None else seed)
+        super().__init__(rng=self.seed)
+        self.config = config
         cfg = self.config
         self.dt_min = cfg.time.dt_min
         self.lattice = build_lattice(cfg, self.seed)

@@ -14,6 +14,8 @@ from pathlib import Path
 # Keep numba's on-disk cache and Python byte code out of the package directory (the tests must
 # not write under simulation/), and share the compiled kernels between test runs.
 os.environ.setdefault("NUMBA_CACHE_DIR", "/tmp/cartsim-tests-numba-cache")
+# hypothesis' example database and constants cache, likewise outside the work tree
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/cartsim-tests-hypothesis")
 sys.dont_write_bytecode = True
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

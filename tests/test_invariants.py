@@ -1,0 +1,241 @@
+"""Property tests: invariants of ``kernel.advance`` on random small lattices and parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import make_lattice, new_events, numpy_census
+from simulation import kernel
+from simulation.constants import (
+    CANCER,
+    CAR_T,
+    E_CANCER_BORN,
+    E_CANCER_DIED,
+    E_CANCER_KILLED,
+    E_CAR_T_BORN,
+    E_CAR_T_DIED,
+    E_CAR_T_EXHAUSTED,
+    E_NORMAL_KILLED,
+    EFFECTOR,
+    EMPTY,
+    EXHAUSTED,
+    K_ACTIVATION_STEPS,
+    K_ANTIGEN_HALF_MAX,
+    K_ANTIGEN_INHERITANCE_SIGMA,
+    K_CANCER_DEATH_P,
+    K_CANCER_DIVIDE_P,
+    K_CAR_T_DIVIDE_P,
+    K_CAR_T_EFFECTOR_DEATH_P,
+    K_CAR_T_EXHAUSTED_DEATH_P,
+    K_CAR_T_KILL_RATE_PER_MIN,
+    K_DT_MIN,
+    K_EXHAUSTED_KILL_FACTOR,
+    K_EXHAUSTION_ENGAGED_STEPS,
+    K_HILL_COEFFICIENT,
+    K_MAX_DIVISIONS,
+    K_MAX_KILLS,
+    N_CELL_TYPES,
+    N_KERNEL_PARAMS,
+    NO_HEADING,
+    NORMAL,
+)
+
+SETTINGS = settings(max_examples=25, deadline=None)
+probability = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@dataclass
+class Case:
+    lattice: object
+    params: np.ndarray
+    move_p: np.ndarray
+    persist_p: np.ndarray
+    seed: int
+    first_sweep: int
+    n_steps: int
+    n_substeps: int
+
+    def run(self, cells=None, first_sweep=None, n_steps=None):
+        """Advance a copy of the initial cells; returns (cells, events, next sweep)."""
+        cells = self.lattice.cells.copy() if cells is None else cells
+        events = new_events()
+        nxt = kernel.advance(cells, self.lattice.shape, self.lattice.offsets, self.move_p,
+                             self.persist_p, self.params, self.seed,
+                             self.first_sweep if first_sweep is None else first_sweep,
+                             self.n_steps if n_steps is None else n_steps, self.n_substeps,
+                             events)
+        return cells, events, nxt
+
+
+@st.composite
+def cases(draw):
+    width = draw(st.integers(10, 25))
+    height = draw(st.integers(10, 25))
+    lat = make_lattice(width, height, draw(st.sampled_from(["moore", "von_neumann"])))
+
+    params = np.zeros(N_KERNEL_PARAMS)
+    params[K_CAR_T_KILL_RATE_PER_MIN] = draw(st.floats(0.0, 5.0))
+    params[K_EXHAUSTED_KILL_FACTOR] = draw(probability)
+    params[K_ANTIGEN_HALF_MAX] = draw(st.floats(100.0, 5000.0))
+    params[K_HILL_COEFFICIENT] = draw(st.floats(0.5, 10.0))
+    max_kills = draw(st.integers(1, 255))
+    max_divisions = draw(st.integers(0, 255))
+    engaged_steps = draw(st.integers(1, 300))
+    params[K_MAX_KILLS] = max_kills
+    params[K_MAX_DIVISIONS] = max_divisions
+    params[K_EXHAUSTION_ENGAGED_STEPS] = engaged_steps
+    params[K_ACTIVATION_STEPS] = draw(st.integers(1, 500))
+    params[K_DT_MIN] = draw(st.floats(0.1, 60.0))
+    params[K_CAR_T_DIVIDE_P] = draw(probability)
+    params[K_CAR_T_EFFECTOR_DEATH_P] = draw(probability)
+    params[K_CAR_T_EXHAUSTED_DEATH_P] = draw(probability)
+    params[K_CANCER_DIVIDE_P] = draw(probability)
+    params[K_CANCER_DEATH_P] = draw(st.floats(0.0, 0.3) | st.just(0.0))
+    params[K_ANTIGEN_INHERITANCE_SIGMA] = draw(st.just(0.0) | st.floats(0.0, 1.5))
+
+    move_p = np.zeros(N_CELL_TYPES)
+    persist_p = np.zeros(N_CELL_TYPES)
+    for kind in (CANCER, NORMAL, CAR_T):
+        move_p[kind] = draw(probability)
+        persist_p[kind] = draw(probability)
+
+    # layout: random placements drawn from a hypothesis-chosen numpy seed
+    gen = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    fractions = [draw(st.floats(0.0, 0.4)), draw(st.floats(0.0, 0.3)), draw(st.floats(0.0, 0.2))]
+    p = np.array([max(0.0, 1.0 - sum(fractions)), *fractions])
+    kinds = gen.choice([EMPTY, CANCER, NORMAL, CAR_T], size=lat.n_sites, p=p / p.sum())
+    n = lat.n_sites
+    cells = lat.cells
+    cells["cell_type"] = kinds
+    target = (kinds == CANCER) | (kinds == NORMAL)
+    antigen = gen.lognormal(np.log(2000.0), 1.0, n) * (gen.random(n) > 0.3)
+    cells["antigen"] = np.where(target, antigen, 0.0)
+    car_t = kinds == CAR_T
+    exhausted = car_t & (gen.random(n) < 0.3)
+    cells["car_t_state"] = np.where(exhausted, EXHAUSTED, EFFECTOR)
+    effector = car_t & ~exhausted
+    cells["kills"] = np.where(effector, gen.integers(0, max_kills, n),
+                              np.where(exhausted, gen.integers(0, 256, n), 0))
+    cells["engaged"] = np.where(effector, gen.integers(0, engaged_steps, n),
+                                np.where(exhausted, gen.integers(0, 1000, n), 0))
+    cells["divisions"] = np.where(car_t, gen.integers(0, max_divisions + 1, n), 0)
+    cells["activation"] = np.where(car_t, gen.integers(0, 50, n) * (gen.random(n) < 0.5), 0)
+
+    return Case(lattice=lat, params=params, move_p=move_p, persist_p=persist_p,
+                seed=draw(st.integers(0, 2**63 - 1)), first_sweep=draw(st.integers(0, 5000)),
+                n_steps=draw(st.integers(1, 6)), n_substeps=draw(st.integers(1, 3)))
+
+
+def count(cells, kind):
+    return int(np.count_nonzero(cells["cell_type"] == kind))
+
+
+@SETTINGS
+@given(cases())
+def test_census_equals_numpy_counts(case):
+    cells, _, _ = case.run()
+    half_max = case.params[K_ANTIGEN_HALF_MAX]
+    assert np.array_equal(kernel.census(cells, half_max), numpy_census(cells, half_max))
+
+
+@SETTINGS
+@given(cases())
+def test_population_counts_match_event_counters(case):
+    before = case.lattice.cells
+    cells, events, nxt = case.run()
+    assert nxt == case.first_sweep + case.n_steps * (case.n_substeps + 1)
+    assert np.all(events >= 0)
+    assert count(cells, CANCER) == (count(before, CANCER) + events[E_CANCER_BORN]
+                                    - events[E_CANCER_DIED] - events[E_CANCER_KILLED])
+    assert count(cells, CAR_T) == count(before, CAR_T) + events[E_CAR_T_BORN] - events[E_CAR_T_DIED]
+    assert count(cells, NORMAL) == count(before, NORMAL) - events[E_NORMAL_KILLED]
+    exhausted_before = int(np.count_nonzero((before["cell_type"] == CAR_T)
+                                            & (before["car_t_state"] == EXHAUSTED)))
+    exhausted_now = int(np.count_nonzero((cells["cell_type"] == CAR_T)
+                                         & (cells["car_t_state"] == EXHAUSTED)))
+    assert exhausted_now <= exhausted_before + events[E_CAR_T_EXHAUSTED]
+
+
+@SETTINGS
+@given(cases())
+def test_car_t_state_limits_hold(case):
+    cells, _, _ = case.run()
+    car_t = cells["cell_type"] == CAR_T
+    states = cells["car_t_state"][car_t]
+    assert set(np.unique(states).tolist()) <= {EFFECTOR, EXHAUSTED}
+    effector = car_t & (cells["car_t_state"] == EFFECTOR)
+    # kills saturate at 255, so the exhaustion rule is the meaningful bound: a CAR-T that reached
+    # max_kills (or the engaged-time limit) is exhausted, so effectors are strictly below both
+    assert np.all(cells["kills"][effector] < case.params[K_MAX_KILLS])
+    assert np.all(cells["engaged"][effector] < case.params[K_EXHAUSTION_ENGAGED_STEPS])
+    assert np.all(cells["divisions"][car_t] <= case.params[K_MAX_DIVISIONS])
+    assert np.all(cells["antigen"][car_t] == 0.0)
+
+
+@SETTINGS
+@given(cases())
+def test_empty_sites_are_clean_and_antigen_is_finite(case):
+    cells, _, _ = case.run()
+    empty = cells["cell_type"] == EMPTY
+    assert set(np.unique(cells["cell_type"]).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T}
+    assert np.all(cells["antigen"][empty] == 0.0)
+    for name in ("kills", "divisions", "engaged", "activation", "car_t_state"):
+        assert np.all(cells[name][empty] == 0), name
+        # per-CAR-T fields never leak onto cancer or normal cells
+        assert np.all(cells[name][~empty & (cells["cell_type"] != CAR_T)] == 0), name
+    assert np.all(cells["heading"][empty] == NO_HEADING)
+    n_dirs = case.lattice.offsets.shape[0]
+    heading = cells["heading"]
+    assert np.all((heading == NO_HEADING) | (heading < n_dirs))
+    assert np.all(np.isfinite(cells["antigen"]))
+    assert np.all(cells["antigen"] >= 0.0)
+
+
+@SETTINGS
+@given(cases())
+def test_antigen_values_come_from_the_initial_populations(case):
+    before = case.lattice.cells
+    cells, events, _ = case.run()
+    # normal cells only move or die: their antigen values are a sub-multiset of the initial ones
+    normal_before = np.sort(before["antigen"][before["cell_type"] == NORMAL])
+    normal_now = np.sort(cells["antigen"][cells["cell_type"] == NORMAL])
+    remaining = list(normal_before)
+    for value in normal_now:
+        remaining.remove(value)  # raises if a value was never there
+    # antigen-negative cancer cells are invisible to CAR-T and their daughters stay negative
+    def negative(c):
+        return int(np.count_nonzero((c["cell_type"] == CANCER) & (c["antigen"] == 0)))
+
+    if case.params[K_CANCER_DEATH_P] == 0.0:
+        assert negative(cells) >= negative(before)
+    if case.params[K_ANTIGEN_INHERITANCE_SIGMA] == 0.0:
+        initial = set(before["antigen"][before["cell_type"] == CANCER].tolist())
+        assert set(cells["antigen"][cells["cell_type"] == CANCER].tolist()) <= initial
+
+
+@SETTINGS
+@given(cases())
+def test_advance_is_deterministic(case):
+    snapshot = case.lattice.cells.copy()
+    first, events_1, next_1 = case.run()
+    assert np.array_equal(case.lattice.cells, snapshot)  # run() worked on a copy
+    second, events_2, next_2 = case.run()
+    assert np.array_equal(first, second)
+    assert np.array_equal(events_1, events_2)
+    assert next_1 == next_2
+
+
+@SETTINGS
+@given(cases(), st.integers(0, 6))
+def test_advance_in_chunks_equals_advance_at_once(case, split):
+    split = min(split, case.n_steps)
+    whole, events_whole, next_whole = case.run()
+    part, events_a, mid = case.run(n_steps=split)
+    part, events_b, end = case.run(cells=part, first_sweep=mid, n_steps=case.n_steps - split)
+    assert end == next_whole
+    assert np.array_equal(part, whole)
+    assert np.array_equal(events_a + events_b, events_whole)

@@ -1,0 +1,652 @@
+"""One test per biological / lattice rule, on tiny lattices, calling the numba kernels directly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import (
+    make_lattice,
+    motility_arrays,
+    new_events,
+    numpy_census,
+    params_with,
+    place,
+    site_of,
+    sites_of_type,
+    xy_of,
+)
+from simulation import kernel
+from simulation.constants import (
+    CANCER,
+    CAR_T,
+    E_CANCER_BORN,
+    E_CANCER_DIED,
+    E_CANCER_KILLED,
+    E_CAR_T_BORN,
+    E_CAR_T_DIED,
+    E_CAR_T_EXHAUSTED,
+    E_NORMAL_KILLED,
+    EFFECTOR,
+    EMPTY,
+    EXHAUSTED,
+    K_ACTIVATION_STEPS,
+    K_ANTIGEN_HALF_MAX,
+    K_ANTIGEN_INHERITANCE_SIGMA,
+    K_CANCER_DEATH_P,
+    K_CANCER_DIVIDE_P,
+    K_CAR_T_DIVIDE_P,
+    K_CAR_T_EFFECTOR_DEATH_P,
+    K_CAR_T_EXHAUSTED_DEATH_P,
+    K_CAR_T_KILL_RATE_PER_MIN,
+    K_DT_MIN,
+    K_EXHAUSTED_KILL_FACTOR,
+    K_EXHAUSTION_ENGAGED_STEPS,
+    K_HILL_COEFFICIENT,
+    K_MAX_DIVISIONS,
+    K_MAX_KILLS,
+    NO_HEADING,
+    NORMAL,
+    N_EVENTS,
+)
+
+HALF_MAX = 2000.0
+HIGH_ANTIGEN = 10 * HALF_MAX  # response 100/101 at hill 2
+HUGE_KILL_RATE = 1e6  # per min: kill probability 1 - exp(-~1e6 * dt) == 1.0 in float64
+SEED = 12345
+
+MOORE_DIRS = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+
+
+def quiet_params(overrides: dict[int, float] | None = None) -> np.ndarray:
+    """Default parameters with every stochastic event switched off (then ``overrides`` applied)."""
+    base = {
+        K_CAR_T_KILL_RATE_PER_MIN: 0.0,
+        K_ANTIGEN_HALF_MAX: HALF_MAX,
+        K_HILL_COEFFICIENT: 2.0,
+        K_MAX_KILLS: 10,
+        K_MAX_DIVISIONS: 10,
+        K_EXHAUSTION_ENGAGED_STEPS: 10_000,
+        K_ACTIVATION_STEPS: 40,
+        K_DT_MIN: 6.0,
+        K_CAR_T_DIVIDE_P: 0.0,
+        K_CAR_T_EFFECTOR_DEATH_P: 0.0,
+        K_CAR_T_EXHAUSTED_DEATH_P: 0.0,
+        K_CANCER_DIVIDE_P: 0.0,
+        K_CANCER_DEATH_P: 0.0,
+        K_ANTIGEN_INHERITANCE_SIGMA: 0.0,
+        K_EXHAUSTED_KILL_FACTOR: 0.2,
+    }
+    base.update(overrides or {})
+    return params_with(base)
+
+
+def interact(lattice, params, sweep=0, events=None, seed=SEED):
+    """One interaction sweep; returns the event vector."""
+    events = new_events() if events is None else events
+    kernel.interaction_sweep(lattice.cells, lattice.shape, lattice.offsets, params, seed, sweep,
+                             events)
+    return events
+
+
+def migrate(lattice, params, move_p, persist_p, sweep=0, seed=SEED):
+    kernel.migration_sweep(lattice.cells, lattice.shape, lattice.offsets, move_p, persist_p,
+                           params, seed, sweep)
+
+
+def surround(lattice, x, y, cell_type=NORMAL, antigen=0.0, skip=()):
+    """Occupy every in-lattice Moore neighbour of (x, y) except the offsets in ``skip``."""
+    nx, ny = lattice.shape[2], lattice.shape[1]
+    filled = []
+    for dx, dy in MOORE_DIRS:
+        if (dx, dy) in skip:
+            continue
+        xx, yy = x + dx, y + dy
+        if 0 <= xx < nx and 0 <= yy < ny:
+            filled.append(place(lattice, xx, yy, cell_type, antigen))
+    return filled
+
+
+# ---------------------------------------------------------------------------------------------
+# killing
+# ---------------------------------------------------------------------------------------------
+def test_car_t_kills_adjacent_antigen_positive_cancer_cell_and_counts_it():
+    lat = make_lattice(9, 9)
+    t = place(lat, 4, 4, CAR_T)
+    c = place(lat, 5, 4, CANCER, HIGH_ANTIGEN)
+    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE, K_ACTIVATION_STEPS: 40})
+
+    events = interact(lat, params)
+
+    assert lat.cells["cell_type"][c] == EMPTY
+    assert lat.cells["antigen"][c] == 0.0
+    assert lat.cells["kills"][t] == 1
+    assert events[E_CANCER_KILLED] == 1
+    assert events[E_NORMAL_KILLED] == 0
+    # a kill activates the CAR-T (timer set, then one step of it used in the same update)
+    assert lat.cells["activation"][t] == 40 - 1
+    # antigen >= half-max: the contact counts as one engaged step
+    assert lat.cells["engaged"][t] == 1
+    assert lat.cells["car_t_state"][t] == EFFECTOR
+
+
+def test_antigen_negative_target_is_never_killed_even_at_huge_kill_rate():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    c = place(lat, 4, 3, CANCER, 0.0)
+    n = place(lat, 2, 3, NORMAL, 0.0)
+    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE})
+    events = new_events()
+    for sweep in range(300):
+        interact(lat, params, sweep=sweep, events=events)
+    assert lat.cells["cell_type"][c] == CANCER
+    assert lat.cells["cell_type"][n] == NORMAL
+    assert lat.cells["kills"][t] == 0
+    assert lat.cells["engaged"][t] == 0
+    assert events.tolist() == [0] * N_EVENTS
+
+
+def test_car_t_prefers_positive_target_over_negative_one():
+    lat = make_lattice(7, 7)
+    place(lat, 3, 3, CAR_T)
+    neg = place(lat, 2, 3, CANCER, 0.0)
+    pos = place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
+    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE}))
+    assert lat.cells["cell_type"][pos] == EMPTY
+    assert lat.cells["cell_type"][neg] == CANCER
+    assert events[E_CANCER_KILLED] == 1
+
+
+def test_normal_cell_carrying_antigen_is_killed_and_counted_as_normal_kill():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    n = place(lat, 3, 4, NORMAL, HIGH_ANTIGEN)
+    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE}))
+    assert lat.cells["cell_type"][n] == EMPTY
+    assert events[E_NORMAL_KILLED] == 1
+    assert events[E_CANCER_KILLED] == 0
+    assert lat.cells["kills"][t] == 1
+
+
+def test_zero_kill_rate_never_kills_positive_target():
+    lat = make_lattice(7, 7)
+    place(lat, 3, 3, CAR_T)
+    c = place(lat, 4, 4, CANCER, HIGH_ANTIGEN)
+    events = new_events()
+    for sweep in range(50):
+        interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: 0.0}), sweep=sweep, events=events)
+    assert lat.cells["cell_type"][c] == CANCER
+    assert events[E_CANCER_KILLED] == 0
+
+
+def test_exhausted_car_t_with_zero_kill_factor_does_not_kill():
+    lat = make_lattice(7, 7)
+    place(lat, 3, 3, CAR_T, car_t_state=EXHAUSTED)
+    c = place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
+    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
+                           K_EXHAUSTED_KILL_FACTOR: 0.0})
+    events = new_events()
+    for sweep in range(50):
+        interact(lat, params, sweep=sweep, events=events)
+    assert lat.cells["cell_type"][c] == CANCER
+    assert events[E_CANCER_KILLED] == 0
+
+
+def test_best_target_picks_the_neighbour_with_most_antigen():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    place(lat, 2, 2, CANCER, 100.0)
+    best = place(lat, 4, 4, NORMAL, 5000.0)
+    place(lat, 3, 2, CANCER, 300.0)
+    place(lat, 2, 3, CAR_T)  # CAR-T are not targets
+    picked = {kernel.best_target(t, lat.cells, lat.shape, lat.offsets, SEED, sweep)
+              for sweep in range(64)}
+    assert picked == {best}
+
+
+def test_best_target_returns_minus_one_without_antigen_positive_neighbour():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    place(lat, 2, 2, CANCER, 0.0)
+    place(lat, 4, 4, NORMAL, 0.0)
+    place(lat, 5, 5, CANCER, 9000.0)  # not a neighbour
+    for sweep in range(16):
+        assert kernel.best_target(t, lat.cells, lat.shape, lat.offsets, SEED, sweep) == -1
+
+
+def test_best_target_breaks_ties_randomly_between_equal_neighbours():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    a = place(lat, 2, 3, CANCER, 3000.0)
+    b = place(lat, 4, 3, CANCER, 3000.0)
+    picked = [kernel.best_target(t, lat.cells, lat.shape, lat.offsets, SEED, s) for s in range(200)]
+    assert set(picked) == {a, b}
+
+
+# ---------------------------------------------------------------------------------------------
+# antigen response
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hill", [0.5, 1.0, 2.0, 4.5, 10.0])
+def test_antigen_response_zero_half_and_monotonic(hill):
+    half = 2000.0
+    assert kernel.antigen_response(0.0, half, hill) == 0.0
+    assert kernel.antigen_response(-5.0, half, hill) == 0.0
+    assert kernel.antigen_response(half, half, hill) == pytest.approx(0.5, abs=1e-15)
+    grid = np.geomspace(1.0, 1e6, 200)
+    values = np.array([kernel.antigen_response(a, half, hill) for a in grid])
+    assert np.all(np.diff(values) >= 0)  # monotonic (float64 saturates at 1.0 for steep hills)
+    resolved = (values > 0) & (values < 1 - 1e-9)
+    assert resolved.sum() > 20
+    assert np.all(np.diff(values[resolved]) > 0)  # strictly increasing where not saturated
+    assert np.all((values > 0) & (values <= 1))
+    assert values[0] < 0.5 < values[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# cancer division, contact inhibition, death
+# ---------------------------------------------------------------------------------------------
+def test_fully_surrounded_cancer_cell_never_divides():
+    lat = make_lattice(7, 7)
+    c = place(lat, 3, 3, CANCER, 1000.0)
+    surround(lat, 3, 3)
+    params = quiet_params({K_CANCER_DIVIDE_P: 1.0})
+    before = lat.cells.copy()
+    events = new_events()
+    for sweep in range(100):
+        interact(lat, params, sweep=sweep, events=events)
+    assert events[E_CANCER_BORN] == 0
+    assert np.array_equal(lat.cells["cell_type"], before["cell_type"])
+    assert lat.cells["cell_type"][c] == CANCER
+
+
+def test_corner_cancer_cell_with_occupied_neighbours_never_divides():
+    lat = make_lattice(5, 5)
+    place(lat, 0, 0, CANCER, 1000.0)
+    assert len(surround(lat, 0, 0)) == 3  # closed boundary: only 3 neighbours at a corner
+    events = new_events()
+    for sweep in range(100):
+        interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+    assert events[E_CANCER_BORN] == 0
+    assert len(sites_of_type(lat, CANCER)) == 1
+
+
+def test_cancer_cell_with_one_free_neighbour_divides_into_it():
+    lat = make_lattice(7, 7)
+    c = place(lat, 3, 3, CANCER, 1234.0)
+    surround(lat, 3, 3, skip={(1, 1)})
+    free = site_of(lat, 4, 4)
+    events = interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}))
+    assert events[E_CANCER_BORN] == 1
+    assert lat.cells["cell_type"][free] == CANCER
+    assert lat.cells["cell_type"][c] == CANCER
+    # sigma = 0: the daughter inherits the mother's antigen exactly
+    assert lat.cells["antigen"][free] == np.float32(1234.0)
+    assert lat.cells["heading"][free] == NO_HEADING
+
+
+def test_cancer_daughter_antigen_varies_with_inheritance_noise():
+    daughters = []
+    for sweep in range(20):
+        lat = make_lattice(5, 5)
+        place(lat, 2, 2, CANCER, 1000.0)
+        events = interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0,
+                                             K_ANTIGEN_INHERITANCE_SIGMA: 0.3}), sweep=sweep)
+        assert events[E_CANCER_BORN] == 1
+        cancer = sites_of_type(lat, CANCER)
+        assert len(cancer) == 2
+        daughters.append(lat.cells["antigen"][cancer[cancer != site_of(lat, 2, 2)][0]])
+    daughters = np.array(daughters)
+    assert np.all(daughters > 0)
+    assert len(np.unique(daughters)) == len(daughters)
+
+
+def test_lone_cancer_cell_with_divide_p_one_divides_every_sweep_until_crowded():
+    lat = make_lattice(5, 5)
+    place(lat, 2, 2, CANCER, 500.0)
+    events = interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}), sweep=0)
+    assert events[E_CANCER_BORN] == 1
+    assert len(sites_of_type(lat, CANCER)) == 2
+
+
+def test_cancer_death_with_p_one_empties_site():
+    lat = make_lattice(5, 5)
+    c = place(lat, 2, 2, CANCER, 500.0)
+    events = interact(lat, quiet_params({K_CANCER_DEATH_P: 1.0, K_CANCER_DIVIDE_P: 1.0}))
+    assert lat.cells["cell_type"][c] == EMPTY
+    assert lat.cells["antigen"][c] == 0.0
+    assert events[E_CANCER_DIED] == 1
+    assert events[E_CANCER_BORN] == 0  # dead cells do not divide
+
+
+# ---------------------------------------------------------------------------------------------
+# CAR-T exhaustion, division, death
+# ---------------------------------------------------------------------------------------------
+def test_car_t_reaching_max_kills_becomes_exhausted():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T, kills=2)
+    place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
+    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
+                                         K_MAX_KILLS: 3}))
+    assert lat.cells["kills"][t] == 3
+    assert lat.cells["car_t_state"][t] == EXHAUSTED
+    assert events[E_CAR_T_EXHAUSTED] == 1
+    assert events[E_CANCER_KILLED] == 1
+
+
+def test_car_t_below_max_kills_stays_effector():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T, kills=1)
+    place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
+    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
+                                         K_MAX_KILLS: 3}))
+    assert lat.cells["kills"][t] == 2
+    assert lat.cells["car_t_state"][t] == EFFECTOR
+    assert events[E_CAR_T_EXHAUSTED] == 0
+
+
+def test_car_t_engaged_for_threshold_steps_becomes_exhausted():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    place(lat, 4, 3, CANCER, HALF_MAX)  # recognised (>= half-max) but never killed
+    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: 0.0, K_EXHAUSTION_ENGAGED_STEPS: 5})
+    events = new_events()
+    states = []
+    for sweep in range(7):
+        interact(lat, params, sweep=sweep, events=events)
+        states.append(int(lat.cells["car_t_state"][t]))
+    assert states == [EFFECTOR] * 4 + [EXHAUSTED] * 3
+    assert events[E_CAR_T_EXHAUSTED] == 1
+    assert lat.cells["engaged"][t] == 7
+
+
+def test_exhausted_car_t_without_activation_does_not_divide():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T, car_t_state=EXHAUSTED, activation=0)
+    events = new_events()
+    for sweep in range(50):
+        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+    assert events[E_CAR_T_BORN] == 0
+    assert sites_of_type(lat, CAR_T).tolist() == [t]
+
+
+def test_exhausted_car_t_with_activation_does_not_divide_but_uses_timer():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T, car_t_state=EXHAUSTED, activation=5)
+    events = new_events()
+    for sweep in range(3):
+        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+    assert events[E_CAR_T_BORN] == 0
+    assert lat.cells["activation"][t] == 2
+
+
+def test_effector_car_t_without_activation_does_not_divide():
+    lat = make_lattice(7, 7)
+    place(lat, 3, 3, CAR_T, activation=0)
+    events = new_events()
+    for sweep in range(50):
+        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+    assert events[E_CAR_T_BORN] == 0
+    assert len(sites_of_type(lat, CAR_T)) == 1
+
+
+def test_activated_car_t_divides_and_daughter_inherits_division_count():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T, activation=5, divisions=2, kills=4, engaged=7)
+    events = interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0, K_MAX_DIVISIONS: 10}))
+    assert events[E_CAR_T_BORN] == 1
+    car_t = sites_of_type(lat, CAR_T)
+    assert len(car_t) == 2
+    daughter = int(car_t[car_t != t][0])
+    dx, dy = np.subtract(xy_of(lat, daughter), xy_of(lat, t))
+    assert max(abs(dx), abs(dy)) == 1  # born into a neighbouring site
+    assert lat.cells["divisions"][t] == 3
+    assert lat.cells["divisions"][daughter] == lat.cells["divisions"][t]
+    assert lat.cells["activation"][t] == 4
+    assert lat.cells["activation"][daughter] == 4
+    assert lat.cells["kills"][daughter] == 0
+    assert lat.cells["engaged"][daughter] == 0
+    assert lat.cells["car_t_state"][daughter] == EFFECTOR
+    assert lat.cells["kills"][t] == 4  # the mother keeps her history
+
+
+def test_car_t_at_max_divisions_does_not_divide():
+    lat = make_lattice(7, 7)
+    place(lat, 3, 3, CAR_T, activation=50, divisions=4)
+    events = new_events()
+    for sweep in range(20):
+        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0, K_MAX_DIVISIONS: 4}), sweep=sweep,
+                 events=events)
+    assert events[E_CAR_T_BORN] == 0
+
+
+def test_surrounded_activated_car_t_does_not_divide():
+    lat = make_lattice(7, 7)
+    place(lat, 3, 3, CAR_T, activation=50)
+    surround(lat, 3, 3)
+    events = new_events()
+    for sweep in range(20):
+        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+    assert events[E_CAR_T_BORN] == 0
+
+
+def test_car_t_death_with_p_one_empties_site():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T, kills=3, divisions=2, activation=9, engaged=4, heading=2)
+    c = place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
+    events = interact(lat, quiet_params({K_CAR_T_EFFECTOR_DEATH_P: 1.0,
+                                         K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE}))
+    rec = lat.cells[t]
+    assert rec["cell_type"] == EMPTY
+    assert (rec["kills"], rec["divisions"], rec["activation"], rec["engaged"]) == (0, 0, 0, 0)
+    assert rec["heading"] == NO_HEADING
+    assert events[E_CAR_T_DIED] == 1
+    assert lat.cells["cell_type"][c] == CANCER  # a dead CAR-T does not kill
+    assert events[E_CANCER_KILLED] == 0
+
+
+def test_exhausted_and_effector_car_t_use_their_own_death_probability():
+    lat = make_lattice(9, 9)
+    eff = place(lat, 1, 1, CAR_T, car_t_state=EFFECTOR)
+    exh = place(lat, 6, 6, CAR_T, car_t_state=EXHAUSTED)
+    events = interact(lat, quiet_params({K_CAR_T_EFFECTOR_DEATH_P: 0.0,
+                                         K_CAR_T_EXHAUSTED_DEATH_P: 1.0}))
+    assert lat.cells["cell_type"][eff] == CAR_T
+    assert lat.cells["cell_type"][exh] == EMPTY
+    assert events[E_CAR_T_DIED] == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# migration
+# ---------------------------------------------------------------------------------------------
+def test_lone_car_t_moves_exactly_one_site_per_migration_sweep():
+    lat = make_lattice(21, 21)
+    place(lat, 10, 10, CAR_T)
+    move_p, persist_p = motility_arrays(car_t=1.0)
+    params = quiet_params()
+    nx, ny = lat.shape[2], lat.shape[1]
+    n_moves = 0
+    for sweep in range(300):
+        (before,) = sites_of_type(lat, CAR_T)
+        migrate(lat, params, move_p, persist_p, sweep=sweep)
+        after = sites_of_type(lat, CAR_T)
+        assert len(after) == 1
+        (x0, y0), (x1, y1) = xy_of(lat, before), xy_of(lat, after[0])
+        step = max(abs(x1 - x0), abs(y1 - y0))
+        interior = 1 <= x0 <= nx - 2 and 1 <= y0 <= ny - 2
+        if interior:  # every direction is free: with move_p = 1 it must move
+            assert step == 1
+            heading = lat.cells["heading"][after[0]]
+            assert tuple(lat.offsets[heading][:2]) == (x1 - x0, y1 - y0)
+        else:
+            assert step in (0, 1)
+        n_moves += step
+    assert n_moves >= 200
+
+
+def test_car_t_never_moves_onto_occupied_sites():
+    lat0 = make_lattice(7, 7)
+    place(lat0, 3, 3, CAR_T)
+    blocked = {(-1, -1), (0, -1), (1, 0), (-1, 1)}
+    for dx, dy in blocked:
+        place(lat0, 3 + dx, 3 + dy, NORMAL, 0.0)
+    free = {site_of(lat0, 3 + dx, 3 + dy) for dx, dy in MOORE_DIRS if (dx, dy) not in blocked}
+    start = site_of(lat0, 3, 3)
+    move_p, persist_p = motility_arrays(car_t=1.0)
+    params = quiet_params()
+    ends = []
+    for sweep in range(200):
+        lat = lat0.copy()
+        migrate(lat, params, move_p, persist_p, sweep=sweep)
+        assert np.array_equal(lat.cells["cell_type"] == NORMAL, lat0.cells["cell_type"] == NORMAL)
+        (end,) = sites_of_type(lat, CAR_T)
+        assert end in free | {start}
+        ends.append(int(end))
+    assert set(ends) == free | {start}  # every free neighbour reached, and blocked tries stay
+
+
+def test_fully_surrounded_car_t_stays_put():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    surround(lat, 3, 3, NORMAL, 0.0)
+    move_p, persist_p = motility_arrays(car_t=1.0)
+    for sweep in range(100):
+        migrate(lat, quiet_params(), move_p, persist_p, sweep=sweep)
+        assert sites_of_type(lat, CAR_T).tolist() == [t]
+    assert lat.cells["heading"][t] == NO_HEADING
+
+
+def test_car_t_in_synapse_with_recognised_target_does_not_move():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    place(lat, 4, 3, CANCER, HALF_MAX)  # exactly half-max counts as recognised
+    move_p, persist_p = motility_arrays(car_t=1.0)
+    for sweep in range(100):
+        migrate(lat, quiet_params(), move_p, persist_p, sweep=sweep)
+        assert sites_of_type(lat, CAR_T).tolist() == [t]
+
+
+def test_car_t_next_to_low_antigen_target_keeps_moving():
+    lat = make_lattice(7, 7)
+    t = place(lat, 3, 3, CAR_T)
+    place(lat, 4, 3, CANCER, 0.5 * HALF_MAX)
+    move_p, persist_p = motility_arrays(car_t=1.0)
+    migrate(lat, quiet_params(), move_p, persist_p, sweep=0)
+    assert sites_of_type(lat, CAR_T).tolist() != [t]
+
+
+def test_cells_with_zero_move_probability_do_not_move():
+    lat = make_lattice(9, 9)
+    place(lat, 2, 2, CANCER, 100.0)
+    place(lat, 6, 6, NORMAL, 0.0)
+    place(lat, 4, 4, CAR_T)
+    before = lat.cells["cell_type"].copy()
+    move_p, persist_p = motility_arrays(car_t=0.0, cancer=0.0, normal=0.0)
+    for sweep in range(30):
+        migrate(lat, quiet_params(), move_p, persist_p, sweep=sweep)
+    assert np.array_equal(lat.cells["cell_type"], before)
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry and boundaries
+# ---------------------------------------------------------------------------------------------
+def test_neighbour_site_is_minus_one_off_lattice():
+    lat = make_lattice(5, 4)
+    corner = site_of(lat, 0, 0)
+    far = site_of(lat, 4, 3)
+    for k, (dx, dy) in enumerate(lat.offsets[:, :2]):
+        got = kernel.neighbour_site(corner, k, lat.shape, lat.offsets)
+        if dx < 0 or dy < 0:
+            assert got == -1
+        else:
+            assert got == site_of(lat, dx, dy)
+        got = kernel.neighbour_site(far, k, lat.shape, lat.offsets)
+        if dx > 0 or dy > 0:
+            assert got == -1
+        else:
+            assert got == site_of(lat, 4 + dx, 3 + dy)
+
+
+def test_row_end_neighbour_does_not_wrap_to_next_row():
+    lat = make_lattice(5, 4)
+    end_of_row = site_of(lat, 4, 1)
+    right = [k for k, (dx, dy) in enumerate(lat.offsets[:, :2]) if dx == 1 and dy == 0][0]
+    assert kernel.neighbour_site(end_of_row, right, lat.shape, lat.offsets) == -1
+
+
+def test_cells_never_leave_closed_lattice():
+    lat = make_lattice(4, 3)
+    for x, y in [(0, 0), (3, 0), (0, 2), (3, 2), (1, 1)]:
+        place(lat, x, y, CAR_T)
+    place(lat, 2, 1, CANCER, 50.0)
+    move_p, persist_p = motility_arrays(car_t=1.0, cancer=1.0, persist_car_t=0.9)
+    params = quiet_params()
+    for sweep in range(300):
+        migrate(lat, params, move_p, persist_p, sweep=sweep)
+        assert len(sites_of_type(lat, CAR_T)) == 5
+        assert len(sites_of_type(lat, CANCER)) == 1
+    assert lat.cells.shape == (12,)
+
+
+def test_pick_free_neighbour_chooses_only_free_sites_and_all_of_them():
+    lat = make_lattice(5, 5)
+    centre = site_of(lat, 2, 2)
+    place(lat, 2, 2, CANCER, 1.0)
+    surround(lat, 2, 2, skip={(-1, 0), (1, 1), (0, -1)})
+    free = {site_of(lat, 1, 2), site_of(lat, 3, 3), site_of(lat, 2, 1)}
+    picks = [kernel.pick_free_neighbour(centre, lat.cells, lat.shape, lat.offsets, SEED, s, 4)
+             for s in range(200)]
+    assert set(picks) == free
+    surround(lat, 2, 2)
+    assert kernel.pick_free_neighbour(centre, lat.cells, lat.shape, lat.offsets, SEED, 0, 4) == -1
+
+
+# ---------------------------------------------------------------------------------------------
+# census and advance
+# ---------------------------------------------------------------------------------------------
+def test_census_counts_each_category():
+    lat = make_lattice(6, 6)
+    place(lat, 0, 0, CANCER, 0.0)
+    place(lat, 1, 0, CANCER, 500.0)
+    place(lat, 2, 0, CANCER, HALF_MAX)
+    place(lat, 3, 0, CANCER, 5000.0)
+    place(lat, 0, 1, NORMAL, 0.0)
+    place(lat, 1, 1, NORMAL, 10.0)
+    place(lat, 0, 2, CAR_T, car_t_state=EFFECTOR)
+    place(lat, 1, 2, CAR_T, car_t_state=EXHAUSTED)
+    place(lat, 2, 2, CAR_T, car_t_state=EXHAUSTED)
+    got = kernel.census(lat.cells, HALF_MAX)
+    # tumour: total, high (>= half-max), low, negative; normal: total, positive; CAR-T: total,
+    # effector, exhausted
+    assert got.tolist() == [4, 2, 1, 1, 2, 1, 3, 1, 2]
+    assert np.array_equal(got, numpy_census(lat.cells, HALF_MAX))
+
+
+def test_advance_equals_migration_sweeps_then_interaction_sweep_per_step():
+    lat = make_lattice(12, 12)
+    rng = np.random.default_rng(3)
+    kinds = rng.choice([EMPTY, CANCER, NORMAL, CAR_T], size=lat.n_sites, p=[0.5, 0.2, 0.1, 0.2])
+    lat.cells["cell_type"] = kinds
+    lat.cells["antigen"] = np.where((kinds == CANCER) | (kinds == NORMAL),
+                                    rng.uniform(0, 3 * HALF_MAX, lat.n_sites), 0.0)
+    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: 0.05, K_CANCER_DIVIDE_P: 0.3,
+                           K_CAR_T_DIVIDE_P: 0.5, K_CAR_T_EFFECTOR_DEATH_P: 0.05,
+                           K_ANTIGEN_INHERITANCE_SIGMA: 0.2})
+    move_p, persist_p = motility_arrays(car_t=0.8, cancer=0.2, normal=0.1, persist_car_t=0.5)
+    manual = lat.copy()
+    events = new_events()
+    nxt = kernel.advance(lat.cells, lat.shape, lat.offsets, move_p, persist_p, params,
+                         SEED, 7, 5, 3, events)
+    assert nxt == 7 + 5 * (3 + 1)
+
+    manual_events = new_events()
+    sweep = 7
+    for _ in range(5):
+        for _ in range(3):
+            migrate(manual, params, move_p, persist_p, sweep=sweep)
+            sweep += 1
+        interact(manual, params, sweep=sweep, events=manual_events)
+        sweep += 1
+    assert sweep == nxt
+    assert np.array_equal(lat.cells, manual.cells)
+    assert np.array_equal(events, manual_events)
+    assert events.sum() > 0  # something happened, so the comparison is not vacuous
