@@ -50,6 +50,7 @@ RNG_ANTIGEN_NOISE = 7
 RNG_SWEEP_ORDER = 8
 RNG_ANTIGEN_NOISE_2 = 9
 RNG_HEADING_PICK = 10
+RNG_ROW_DIRECTION = 11
 
 # ---- neighbourhoods ---------------------------------------------------------------------------
 NEIGHBOURHOODS = ("moore", "von_neumann")

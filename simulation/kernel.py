@@ -8,12 +8,13 @@ so the same code serves 2D and 3D. Boundaries are closed: a site at the edge has
 
 Update scheme
 -------------
-A *sweep* visits every site once in a colour order: sites whose coordinates agree modulo 3 share a
-colour, and two sites of one colour are at least 3 apart along some axis, so the radius-1
-neighbourhoods they read and write never overlap. Colours run in an order drawn per sweep, and the
-sites of one colour are independent of each other; the outcome therefore does not depend on the
-order in which sites of one colour are visited (the basis for multithreaded sweeps). Every random
-number is ``rng.uniform(seed, sweep, site, purpose)``.
+A *sweep* visits every site once, row class by row class. A row is the sites sharing (y, z); rows
+whose (y, z) agree modulo 3 form a class (3 classes in 2D, 9 in 3D). Two rows of one class are
+at least 3 apart, so the radius-1 neighbourhoods their cells read and write never overlap: the
+rows of one class can run on different threads (``prange``) with no effect on the result. Within
+a row, sites are visited in sequence, in a direction drawn per row and sweep; classes run in an
+order drawn per sweep. Every random number is ``rng.uniform(seed, sweep, site, purpose)``, so the
+outcome is bit-identical for any number of threads, and rows are read contiguously in memory.
 
 A cell that moved or was born in the current sweep carries ``stamp == sweep & 0xFFFF`` and is not
 visited again in that sweep. Each time step is ``n_move_substeps`` migration sweeps followed by one
@@ -23,7 +24,7 @@ interaction sweep (death, killing, exhaustion, division).
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .constants import (
     CANCER,
@@ -67,6 +68,7 @@ from .constants import (
     RNG_HEADING_PICK,
     RNG_KILL,
     RNG_MOVE,
+    RNG_ROW_DIRECTION,
     RNG_SWEEP_ORDER,
     RNG_TARGET,
     TIMER_MAX,
@@ -92,7 +94,7 @@ def neighbour_site(site, k, shape, offsets):
     return xx + nx * (yy + ny * zz)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def count_free_neighbours(site, cells, shape, offsets):
     """Number of empty sites around ``site``."""
     n_free = 0
@@ -103,7 +105,7 @@ def count_free_neighbours(site, cells, shape, offsets):
     return n_free
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def pick_free_neighbour(site, cells, shape, offsets, seed, sweep, purpose):
     """A uniformly chosen empty neighbour of ``site``, or -1 when it has none."""
     n_free = count_free_neighbours(site, cells, shape, offsets)
@@ -120,35 +122,28 @@ def pick_free_neighbour(site, cells, shape, offsets, seed, sweep, purpose):
 
 
 @njit(cache=True)
-def colour_order(seed, sweep, n_colours):
-    """A permutation of the colour classes for this sweep (Fisher-Yates on counter draws)."""
-    order = np.arange(n_colours)
-    for i in range(n_colours - 1, 0, -1):
+def class_order(seed, sweep, n_classes):
+    """A permutation of the row classes for this sweep (Fisher-Yates on counter draws)."""
+    order = np.arange(n_classes)
+    for i in range(n_classes - 1, 0, -1):
         j = randint(seed, sweep, i, RNG_SWEEP_ORDER, i + 1)
         order[i], order[j] = order[j], order[i]
     return order
 
 
 @njit(cache=True, inline="always")
-def colour_origin(colour, shape):
-    """(cz, cy, cx): the first site of colour class ``colour`` (axes of length 1 have one colour)."""
+def class_origin(row_class, shape):
+    """(cz, cy): the first row of row class ``row_class`` (an axis of length 1 has one class)."""
     nz, ny, nx = shape
-    n_x = 3 if nx > 1 else 1
     n_y = 3 if ny > 1 else 1
-    cx = colour % n_x
-    cy = (colour // n_x) % n_y
-    cz = colour // (n_x * n_y)
-    return cz, cy, cx
+    return row_class // n_y, row_class % n_y
 
 
 @njit(cache=True)
-def n_colour_classes(shape):
-    """Number of colour classes: 3 per axis longer than one site."""
-    n = 1
-    for extent in shape:
-        if extent > 1:
-            n *= 3
-    return n
+def n_row_classes(shape):
+    """Number of row classes: 3 per axis (y, z) longer than one site."""
+    nz, ny, nx = shape
+    return (3 if ny > 1 else 1) * (3 if nz > 1 else 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +167,7 @@ def is_target(cell):
     return cell == CANCER or cell == NORMAL
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def best_target(site, cells, shape, offsets, seed, sweep):
     """The neighbour with the most antigen, or -1 if none carries antigen.
 
@@ -202,7 +197,7 @@ def best_target(site, cells, shape, offsets, seed, sweep):
     return -1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def has_recognised_neighbour(site, cells, shape, offsets, half_max):
     """True if a neighbour carries antigen at or above the CAR's half-maximal density (a synapse)."""
     for k in range(offsets.shape[0]):
@@ -247,7 +242,7 @@ def clear_site(site, cells):
 # ---------------------------------------------------------------------------------------------
 # migration sweep
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed, sweep):
     """One migration attempt of the cell at ``site``; returns its site afterwards.
 
@@ -282,13 +277,20 @@ def migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed, s
 # interaction sweep: death, killing, exhaustion, division
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def cancer_cell_update(site, cells, shape, offsets, params, seed, sweep, events):
-    """Apoptosis, then division into a free neighbour (contact inhibition)."""
-    if uniform(seed, sweep, site, RNG_DEATH) < params[K_CANCER_DEATH_P]:
+def cancer_cell_update(site, cells, shape, offsets, params, seed, sweep, events, row):
+    """Apoptosis or division into a free neighbour (contact inhibition), from one draw.
+
+    ``u < p_death``: the cell dies; ``p_death <= u < p_death + p_divide``: it divides if it
+    has room. The probabilities split ``1 - exp(-(death + birth) dt)`` by rate (competing
+    hazards). Counts go to ``events[row]`` (one counter row per lattice row and thread).
+    """
+    u = uniform(seed, sweep, site, RNG_DEATH)
+    death_p = params[K_CANCER_DEATH_P]
+    if u < death_p:
         clear_site(site, cells)
-        events[E_CANCER_DIED] += 1
+        events[row, E_CANCER_DIED] += 1
         return
-    if uniform(seed, sweep, site, RNG_DIVIDE) >= params[K_CANCER_DIVIDE_P]:
+    if u >= death_p + params[K_CANCER_DIVIDE_P]:
         return
     daughter = pick_free_neighbour(site, cells, shape, offsets, seed, sweep, RNG_DIVIDE_SITE)
     if daughter < 0:
@@ -302,17 +304,20 @@ def cancer_cell_update(site, cells, shape, offsets, params, seed, sweep, events)
     cells[daughter].antigen = inherited
     cells[daughter].heading = NO_HEADING
     cells[daughter].stamp = sweep & 0xFFFF
-    events[E_CANCER_BORN] += 1
+    events[row, E_CANCER_BORN] += 1
 
 
-@njit(cache=True, inline="always")
-def car_t_update(site, cells, shape, offsets, params, seed, sweep, events):
-    """Death, kill attempt on the strongest-antigen neighbour, exhaustion, activated division."""
+@njit(cache=True)
+def car_t_update(site, cells, shape, offsets, params, seed, sweep, events, row):
+    """Death, kill attempt on the strongest-antigen neighbour, exhaustion, activated division.
+
+    Counts go to ``events[row]``.
+    """
     exhausted = cells[site].car_t_state == EXHAUSTED
     death_p = params[K_CAR_T_EXHAUSTED_DEATH_P] if exhausted else params[K_CAR_T_EFFECTOR_DEATH_P]
     if uniform(seed, sweep, site, RNG_DEATH) < death_p:
         clear_site(site, cells)
-        events[E_CAR_T_DIED] += 1
+        events[row, E_CAR_T_DIED] += 1
         return
 
     half_max = params[K_ANTIGEN_HALF_MAX]
@@ -326,7 +331,8 @@ def car_t_update(site, cells, shape, offsets, params, seed, sweep, events):
         if exhausted:
             rate *= params[K_EXHAUSTED_KILL_FACTOR]
         if uniform(seed, sweep, site, RNG_KILL) < 1.0 - math.exp(-rate * params[K_DT_MIN]):
-            events[E_CANCER_KILLED if cells[target].cell_type == CANCER else E_NORMAL_KILLED] += 1
+            killed = E_CANCER_KILLED if cells[target].cell_type == CANCER else E_NORMAL_KILLED
+            events[row, killed] += 1
             clear_site(target, cells)
             cells[target].stamp = sweep & 0xFFFF
             if cells[site].kills < 255:
@@ -336,7 +342,7 @@ def car_t_update(site, cells, shape, offsets, params, seed, sweep, events):
         cells[site].kills >= params[K_MAX_KILLS] or cells[site].engaged >= params[K_EXHAUSTION_ENGAGED_STEPS]
     ):
         cells[site].car_t_state = EXHAUSTED
-        events[E_CAR_T_EXHAUSTED] += 1
+        events[row, E_CAR_T_EXHAUSTED] += 1
         exhausted = True
 
     if cells[site].activation == 0:
@@ -358,45 +364,61 @@ def car_t_update(site, cells, shape, offsets, params, seed, sweep, events):
     cells[daughter].engaged = 0
     cells[daughter].activation = cells[site].activation
     cells[daughter].stamp = sweep & 0xFFFF
-    events[E_CAR_T_BORN] += 1
+    events[row, E_CAR_T_BORN] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events,
                   interaction):
-    """Visit every cell once, colour class by colour class, in this sweep's colour order.
+    """Visit every cell once, row class by row class, rows of a class in parallel.
 
     ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
     ``interaction=True``: cancer cells die or divide; CAR-T die, kill, exhaust and divide;
     normal cells are passive targets (no turnover within the simulated weeks).
+    Event counts are kept per row, then summed, so they too are independent of threads.
     """
     nz, ny, nx = shape
     stamp_now = sweep & 0xFFFF
-    n_colours = n_colour_classes(shape)
-    order = colour_order(seed, sweep, n_colours)
+    n_classes = n_row_classes(shape)
+    order = class_order(seed, sweep, n_classes)
     step_z = 3 if nz > 1 else 1
     step_y = 3 if ny > 1 else 1
-    step_x = 3 if nx > 1 else 1
-    for c in range(n_colours):
-        cz, cy, cx = colour_origin(order[c], shape)
-        for z in range(cz, nz, step_z):
-            for y in range(cy, ny, step_y):
-                row = nx * (y + ny * z)
-                for x in range(cx, nx, step_x):
-                    site = row + x
-                    cell = cells[site].cell_type
-                    if cell == EMPTY or cells[site].stamp == stamp_now:
+    rows_y_max = (ny + step_y - 1) // step_y
+    rows_z_max = (nz + step_z - 1) // step_z
+    row_events = np.zeros((rows_z_max * rows_y_max, N_EVENTS), dtype=np.int64)
+    for c in range(n_classes):
+        cz, cy = class_origin(order[c], shape)
+        rows_y = (ny - cy + step_y - 1) // step_y
+        rows_z = (nz - cz + step_z - 1) // step_z
+        for r in prange(rows_z * rows_y):
+            z = cz + step_z * (r // rows_y)
+            y = cy + step_y * (r % rows_y)
+            row = nx * (y + ny * z)
+            backwards = uniform(seed, sweep, row, RNG_ROW_DIRECTION) < 0.5
+            for i in range(nx):
+                site = row + (nx - 1 - i if backwards else i)
+                cell = cells[site].cell_type
+                # skip sites with nothing to do in this sweep: empty sites, normal cells
+                # (passive) in interaction sweeps, sessile cells in migration sweeps (the
+                # move probability of EMPTY is 0), and cells that already acted in this sweep
+                if interaction:
+                    if cell != CANCER and cell != CAR_T:
                         continue
-                    cells[site].stamp = stamp_now
-                    if not interaction:
-                        if move_p[cell] > 0.0:
-                            migrate_cell(site, cells, shape, offsets, move_p, persist_p, params,
-                                         seed, sweep)
-                    elif cell == CANCER:
-                        cancer_cell_update(site, cells, shape, offsets, params, seed, sweep,
-                                           events)
-                    elif cell == CAR_T:
-                        car_t_update(site, cells, shape, offsets, params, seed, sweep, events)
+                elif move_p[cell] <= 0.0:
+                    continue
+                if cells[site].stamp == stamp_now:
+                    continue
+                cells[site].stamp = stamp_now
+                if not interaction:
+                    migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed,
+                                 sweep)
+                elif cell == CANCER:
+                    cancer_cell_update(site, cells, shape, offsets, params, seed, sweep,
+                                       row_events, r)
+                elif cell == CAR_T:
+                    car_t_update(site, cells, shape, offsets, params, seed, sweep,
+                                 row_events, r)
+    events += row_events.sum(axis=0)
 
 
 @njit(cache=True)

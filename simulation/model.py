@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import mesa
+import numba
 import numpy as np
 
 from . import kernel
@@ -40,6 +41,9 @@ from .scenario import (
 )
 from .units import MIN_PER_DAY, MIN_PER_H
 
+#: lattice sites per kernel thread in the default thread count (see ``default_threads``)
+SITES_PER_THREAD = 100_000
+
 #: scalar columns the DataCollector records at every census
 REPORTED_COLUMNS = (
     "time_days",
@@ -58,14 +62,15 @@ class CarTModel(mesa.Model):
 
         CarTModel("configs/b_all_cd19.yaml", seed=3, car_t__max_kills=5)
 
-    ``seed`` defaults to the scenario's ``seed``. One ``step()`` advances ``time.dt_min`` minutes; a census is collected every
+    ``seed`` defaults to the scenario's ``seed``; ``threads`` (kernel threads, results do not
+    depend on it) defaults to ``default_threads``. One ``step()`` advances ``time.dt_min`` minutes; a census is collected every
     ``time.record_every_h`` hours (a census at an infusion time is taken before the infusion).
     ``running`` turns false when the end time is reached, or when
     the last cancer cell dies if ``time.stop_when_cleared``.
     """
 
     def __init__(self, scenario: ScenarioConfig | dict | str | Path, seed: int | None = None,
-                 **overrides: Any) -> None:
+                 threads: int | None = None, **overrides: Any) -> None:
         config = _resolve_scenario(scenario, overrides)
         self.seed = int(config.seed if seed is None else seed)
         super().__init__(rng=self.seed)
@@ -73,6 +78,7 @@ class CarTModel(mesa.Model):
         cfg = self.config
         self.dt_min = cfg.time.dt_min
         self.lattice = build_lattice(cfg, self.seed)
+        self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.field("cell_type") == CANCER))
         self.params = kernel_parameters(cfg)
         self.motility = motility(cfg, self.lattice)
@@ -101,6 +107,7 @@ class CarTModel(mesa.Model):
             return
         self._infuse_due()
         lat = self.lattice
+        numba.set_num_threads(self.threads)
         self.sweep = kernel.advance(
             lat.cells, lat.shape, lat.offsets, self.motility.move_p,
             self.motility.persist_p, self.params, self.seed, self.sweep, 1,
@@ -156,6 +163,15 @@ class CarTModel(mesa.Model):
     def event_totals(self) -> dict[str, int]:
         """Cumulative kernel events of this run, by name."""
         return dict(zip(EVENT_NAMES, (int(v) for v in self.events)))
+
+
+def default_threads(n_sites: int) -> int:
+    """Kernel threads for a lattice: one per ``SITES_PER_THREAD`` sites, at most all cores.
+
+    Small lattices run faster on one thread: each sweep opens a parallel region per row class
+    (3 in 2D), and that costs more than it saves below ~10^5 sites (benchmarks/run.py).
+    """
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, n_sites // SITES_PER_THREAD))
 
 
 def _reporter(name: str):

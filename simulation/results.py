@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
@@ -33,12 +34,13 @@ class RunSpec:
     scenario_index: int
     replicate: int
     seed: int
+    threads: int | None = None  # kernel threads; None: CarTModel's default
 
 
-def run_specs(study: Study) -> list[RunSpec]:
+def run_specs(study: Study, threads: int | None = None) -> list[RunSpec]:
     """All runs of a study; replicate r of every scenario uses seed ``study.seed + r``."""
     return [
-        RunSpec(scenario, i, r, study.seed + r)
+        RunSpec(scenario, i, r, study.seed + r, threads)
         for i, scenario in enumerate(study.scenarios)
         for r in range(study.replicates)
     ]
@@ -46,7 +48,7 @@ def run_specs(study: Study) -> list[RunSpec]:
 
 def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     """Run one simulation to its end; return its time series and its summary row."""
-    model = CarTModel(spec.scenario, seed=spec.seed)
+    model = CarTModel(spec.scenario, seed=spec.seed, threads=spec.threads)
     model.run()
     series = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
     series = series[list(REPORTED_COLUMNS)]
@@ -117,7 +119,7 @@ def _remaining(counts: pd.Series) -> float | None:
 
 
 def _warm_up() -> None:
-    """Load (or compile) the kernels once in this process before workers are forked."""
+    """Load (or compile and cache) the kernels once, before worker processes start."""
     tiny = ScenarioConfig.model_validate({
         "name": "warm_up", "tumor_type": "solid",
         "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
@@ -128,17 +130,21 @@ def _warm_up() -> None:
     CarTModel(tiny, seed=0).run()
 
 
-def run_study(study: Study, workers: int | None = None,
+def run_study(study: Study, workers: int | None = None, threads: int | None = None,
               on_done: Callable[[RunSpec], None] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replicate of every scenario; return (timeseries, summary) tables.
 
-    ``workers`` processes (default: all cores, at most one per run) run the simulations; the
-    tables are identical for any ``workers``. ``on_done`` is called after each finished run.
+    ``workers`` processes (default: all cores, at most one per run) run the simulations, each
+    kernel with ``threads`` threads (default: CarTModel's choice for the lattice, at most the
+    cores divided among the workers). The tables are identical for any ``workers`` and
+    ``threads``. ``on_done`` is called after each run.
     """
-    specs = run_specs(study)
-    workers = max(1, min(workers or os.cpu_count() or 1, len(specs)))
-    _warm_up()
+    cores = os.cpu_count() or 1
+    n_runs = len(study.scenarios) * study.replicates
+    workers = max(1, min(workers or cores, n_runs))
+    specs = run_specs(study, threads)
+    _warm_up()  # compile (or load from the on-disk cache) once, before workers start
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
     if workers == 1:
         for spec in specs:
@@ -146,7 +152,10 @@ def run_study(study: Study, workers: int | None = None,
             if on_done:
                 on_done(spec)
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_fork_context()) as pool:
+        # spawn, not fork: a process that has run a parallel kernel holds a thread pool
+        # (OpenMP/TBB) that must not be forked; spawned workers load the cached kernels
+        with _environment(NUMBA_NUM_THREADS=str(max(1, cores // workers))), ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_one, spec): spec for spec in specs}
             for future in as_completed(futures):
                 spec = futures[future]
@@ -159,7 +168,16 @@ def run_study(study: Study, workers: int | None = None,
     return timeseries, summary
 
 
-def _fork_context() -> multiprocessing.context.BaseContext:
-    """Fork where available (workers inherit the compiled kernels), else spawn."""
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+@contextmanager
+def _environment(**variables: str) -> Iterator[None]:
+    """Set environment variables for the processes started inside the block (e.g. workers)."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

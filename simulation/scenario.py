@@ -93,9 +93,12 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
         rate_from_half_life(car_t.effector_half_life_days * MIN_PER_DAY), dt)
     params[K_CAR_T_EXHAUSTED_DEATH_P] = probability_per_step(
         rate_from_half_life(car_t.exhausted_half_life_days * MIN_PER_DAY), dt)
-    params[K_CANCER_DIVIDE_P] = probability_per_step(
-        rate_from_half_life(tumor.cycle_time_h * MIN_PER_H), dt)
-    params[K_CANCER_DEATH_P] = probability_per_step(tumor.death_rate_per_day / MIN_PER_DAY, dt)
+    # competing hazards: P(any event in dt) = 1 - exp(-(birth + death) dt), split by rate
+    birth = rate_from_half_life(tumor.cycle_time_h * MIN_PER_H)
+    death = tumor.death_rate_per_day / MIN_PER_DAY
+    any_event = probability_per_step(birth + death, dt)
+    params[K_CANCER_DIVIDE_P] = any_event * birth / (birth + death)
+    params[K_CANCER_DEATH_P] = any_event * death / (birth + death)
     params[K_ANTIGEN_INHERITANCE_SIGMA] = lognormal_sigma(tumor.antigen.inheritance_cv)
     return params
 

@@ -199,30 +199,39 @@ def test_standard_normal_has_zero_mean_unit_variance():
 
 
 # ---------------------------------------------------------------------------------------------
-# colour classes of the sweep order
+# row classes of the sweep order
 # ---------------------------------------------------------------------------------------------
-def test_colour_classes_partition_the_lattice_into_independent_sets():
+def test_row_classes_partition_the_lattice_into_independent_sets():
     lat = make_lattice(10, 8)
-    n = kernel.n_colour_classes(lat.shape)
-    assert n == 9
+    n = kernel.n_row_classes(lat.shape)
+    assert n == 3
     seen = []
-    for colour in range(n):
-        cz, cy, cx = kernel.colour_origin(colour, lat.shape)
+    for row_class in range(n):
+        cz, cy = kernel.class_origin(row_class, lat.shape)
         assert cz == 0
-        members = [(x, y) for y in range(cy, 8, 3) for x in range(cx, 10, 3)]
-        # two sites of one colour are >= 3 apart along some axis: radius-1 neighbourhoods
-        # of different members never overlap
-        for (x1, y1), (x2, y2) in itertools.combinations(members, 2):
-            assert max(abs(x1 - x2), abs(y1 - y2)) >= 3
-        seen.extend(members)
+        rows = list(range(cy, 8, 3))
+        # two rows of one class are >= 3 apart: the radius-1 neighbourhoods of their cells
+        # (rows y-1..y+1) never overlap, so the rows can be processed on different threads
+        for y1, y2 in itertools.combinations(rows, 2):
+            assert abs(y1 - y2) >= 3
+        seen.extend((x, y) for y in rows for x in range(10))
     assert sorted(seen) == sorted((x, y) for y in range(8) for x in range(10))
 
 
-def test_colour_order_is_a_random_permutation():
+def test_row_classes_in_3d_cover_every_row_once():
+    shape = (5, 4, 6)
+    n = kernel.n_row_classes(shape)
+    assert n == 9
+    rows = [(z, y) for c in range(n) for z in range(kernel.class_origin(c, shape)[0], 5, 3)
+            for y in range(kernel.class_origin(c, shape)[1], 4, 3)]
+    assert sorted(rows) == sorted((z, y) for z in range(5) for y in range(4))
+
+
+def test_class_order_is_a_random_permutation():
     firsts = set()
     for sweep in range(200):
-        order = kernel.colour_order(77, sweep, 9)
+        order = kernel.class_order(77, sweep, 9)
         assert sorted(order.tolist()) == list(range(9))
         firsts.add(int(order[0]))
     assert firsts == set(range(9))
-    assert np.array_equal(kernel.colour_order(77, 5, 9), kernel.colour_order(77, 5, 9))
+    assert np.array_equal(kernel.class_order(77, 5, 9), kernel.class_order(77, 5, 9))

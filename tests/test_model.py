@@ -226,8 +226,12 @@ def test_kernel_parameters_convert_physical_units_once():
     assert params[K_MAX_KILLS] == 7
     assert params[K_DT_MIN] == 4.0
     # constant hazards: p = 1 - exp(-rate * dt), with rate = ln 2 / half-life or doubling time
-    assert params[K_CANCER_DIVIDE_P] == pytest.approx(1 - np.exp(-np.log(2) / (30 * 60) * 4))
-    assert params[K_CANCER_DEATH_P] == pytest.approx(1 - np.exp(-0.2 / 1440 * 4))
+    # cancer birth and death compete: P(any) = 1 - exp(-(b + d) dt), split in proportion b : d
+    birth, death = np.log(2) / (30 * 60), 0.2 / 1440
+    any_event = 1 - np.exp(-(birth + death) * 4)
+    assert params[K_CANCER_DIVIDE_P] == pytest.approx(any_event * birth / (birth + death))
+    assert params[K_CANCER_DEATH_P] == pytest.approx(any_event * death / (birth + death))
+    assert params[K_CANCER_DIVIDE_P] + params[K_CANCER_DEATH_P] <= 1.0
     assert params[K_CAR_T_EFFECTOR_DEATH_P] == pytest.approx(
         1 - np.exp(-np.log(2) / (2 * 1440) * 4))
 

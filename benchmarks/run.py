@@ -1,0 +1,185 @@
+"""cartsim performance benchmark: prints one table.
+
+    python benchmarks/run.py            # full table (~10 min on 2 cores)
+    python benchmarks/run.py --quick    # smaller sizes and fewer steps (~2 min)
+
+Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
+those of one simulation. Compile time "cold" uses an empty numba cache directory, "cached" the
+same directory again. Timing: warm-up steps first, garbage collection off, the median of
+``--repeats`` timed blocks. A cell-update is one live cell visited once in one time step (a step
+is the migration sweeps plus the interaction sweep). The same rules written with plain Mesa
+agents (benchmarks/mesa_reference.py) are timed on a small lattice in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "configs"
+
+
+def scenario_for(case: str, size: int):
+    """The shipped solid (gbm_solid) or blood (b_all_cd19) scenario on a size x size lattice.
+
+    Tumour cells, normal-cell densities and the E:T dose keep the shipped proportions
+    (tumour = 30 % of sites), so bigger lattices hold proportionally more cells.
+    """
+    sys.path.insert(0, str(ROOT))
+    from simulation.config import load_scenario
+
+    name = "gbm_solid" if case == "solid" else "b_all_cd19"
+    return load_scenario(CONFIGS / f"{name}.yaml", [
+        f"lattice.width={size}", f"lattice.height={size}",
+        f"tumor.initial_cells={int(0.3 * size * size)}",
+    ])
+
+
+def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int) -> dict:
+    """Time CarTModel.step on one scenario; returns the numbers of one table row."""
+    import numba
+
+    from simulation.model import CarTModel
+
+    numba.set_num_threads(threads)
+    scenario = scenario_for(case, size)
+    clock = time.perf_counter()
+    model = CarTModel(scenario, seed=1)
+    model.step()  # first step includes JIT compile or cache load
+    first_step_s = time.perf_counter() - clock
+    for _ in range(3):
+        model.step()
+    cells = []
+    blocks = []
+    gc.disable()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            model.step()
+        blocks.append((time.perf_counter() - start) / steps)
+        cells.append(int((model.lattice.field("cell_type") != 0).sum()))
+    gc.enable()
+    s_per_step = statistics.median(blocks)
+    live = statistics.mean(cells)
+    dt_h = scenario.time.dt_min / 60.0
+    return {
+        "first_step_s": first_step_s,
+        "ms_per_step": s_per_step * 1e3,
+        "live_cells": live,
+        "cell_updates_per_s": live / s_per_step,
+        "us_per_cell_per_sim_hour": s_per_step / live / dt_h * 1e6,
+        "bytes_per_site": model.lattice.bytes_per_site,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "steps_per_day": 1440.0 / scenario.time.dt_min,
+    }
+
+
+def measure_mesa(size: int, steps: int) -> dict:
+    """Time the plain-Mesa twin on the solid scenario (same layout, rates, CAR-T dose)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from mesa_reference import MesaReferenceModel
+
+    scenario = scenario_for("solid", size)
+    n_car_t = max(1, round(0.01 * scenario.tumor.initial_cells))
+    model = MesaReferenceModel(scenario, seed=1, n_car_t=n_car_t)
+    model.step()
+    gc.disable()
+    start = time.perf_counter()
+    for _ in range(steps):
+        model.step()
+    elapsed = (time.perf_counter() - start) / steps
+    gc.enable()
+    live = len(model.agents)
+    return {"ms_per_step": elapsed * 1e3, "live_cells": live,
+            "cell_updates_per_s": live / elapsed,
+            "us_per_cell_per_sim_hour": elapsed / live / (scenario.time.dt_min / 60.0) * 1e6,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def _subprocess(args: list[str], env: dict | None = None) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compile_times() -> tuple[float, float]:
+    """Seconds to the end of the first step with an empty numba cache, then with it filled."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {"NUMBA_CACHE_DIR": cache}
+        args = ["--measure", "kernel", "--case", "solid", "--size", "64", "--threads", "1",
+                "--steps", "1", "--repeats", "1"]
+        cold = _subprocess(args, env)["first_step_s"]
+        cached = _subprocess(args, env)["first_step_s"]
+    return cold, cached
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps")
+    parser.add_argument("--measure", choices=("kernel", "mesa"), help=argparse.SUPPRESS)
+    parser.add_argument("--case", default="solid", help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure == "kernel":
+        print(json.dumps(measure_kernel(args.case, args.size, args.threads, args.steps,
+                                        args.repeats)))
+        return
+    if args.measure == "mesa":
+        print(json.dumps(measure_mesa(args.size, args.steps)))
+        return
+
+    cases = ([("solid", 256, 40), ("solid", 512, 10), ("blood", 200, 40)] if args.quick else
+             [("solid", 256, 100), ("solid", 512, 30), ("solid", 1024, 10), ("blood", 200, 100)])
+    mesa_size, mesa_steps = (48, 3) if args.quick else (64, 5)
+    print(f"cartsim benchmark on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+    cold, cached = compile_times()
+    print(f"JIT compile + first step: cold {cold:.1f} s, cached {cached:.2f} s\n")
+
+    header = (f"{'scenario':<14}{'threads':>8}{'cells':>10}{'ms/step':>10}"
+              f"{'cell-upd/s':>12}{'us/cell/h':>11}{'B/site':>8}{'RSS MB':>8}{'30 d (s)':>10}")
+    print(header)
+    print("-" * len(header))
+    rows = {}
+    for case, size, steps in cases:
+        for threads in (1, 2):
+            row = _subprocess(["--measure", "kernel", "--case", case, "--size", str(size),
+                               "--threads", str(threads), "--steps", str(steps)])
+            rows[(case, size, threads)] = row
+            thirty_days = row["ms_per_step"] / 1e3 * row["steps_per_day"] * 30
+            print(f"{case + f' {size}^2':<14}{threads:>8}{row['live_cells']:>10.0f}"
+                  f"{row['ms_per_step']:>10.2f}{row['cell_updates_per_s']:>12.3g}"
+                  f"{row['us_per_cell_per_sim_hour']:>11.3f}{row['bytes_per_site']:>8}"
+                  f"{row['peak_rss_mb']:>8.0f}{thirty_days:>10.0f}")
+
+    mesa = _subprocess(["--measure", "mesa", "--size", str(mesa_size),
+                        "--steps", str(mesa_steps)])
+    same = _subprocess(["--measure", "kernel", "--case", "solid", "--size", str(mesa_size),
+                        "--threads", "1", "--steps", "200"])
+    print(f"\nplain Mesa agents, solid {mesa_size}^2: {mesa['live_cells']} cells, "
+          f"{mesa['ms_per_step']:.1f} ms/step, {mesa['cell_updates_per_s']:.3g} cell-updates/s, "
+          f"{mesa['us_per_cell_per_sim_hour']:.1f} us/cell/h")
+    print(f"kernel, same lattice, 1 thread: {same['cell_updates_per_s']:.3g} cell-updates/s "
+          f"-> {same['cell_updates_per_s'] / mesa['cell_updates_per_s']:.0f}x plain Mesa")
+    largest = max((k for k in rows if k[0] == "solid"), key=lambda k: (k[1], k[2]))
+    best = rows[largest]["cell_updates_per_s"]
+    print(f"kernel, solid {largest[1]}^2, {largest[2]} threads: {best:.3g} cell-updates/s "
+          f"-> {best / mesa['cell_updates_per_s']:.0f}x plain Mesa")
+
+
+if __name__ == "__main__":
+    main()
