@@ -242,7 +242,7 @@ def clear_site(site, cells):
 # ---------------------------------------------------------------------------------------------
 # migration sweep
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed, sweep):
     """One migration attempt of the cell at ``site``; returns its site afterwards.
 
