@@ -1,13 +1,17 @@
-"""The ``cartsim`` command: run, validate, schema.
+"""The ``cartsim`` command: run, resume, validate, schema (and sweep, report, animate, app).
 
 Config errors print one line per problem, naming the file and the key path, and exit with code 2
-without a traceback and without writing anything.
+without a traceback and without writing anything. ``run`` writes its output folder as it goes
+(``simulation.rundir``); Ctrl-C leaves it consistent and resumable with ``cartsim resume DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
 from datetime import datetime, timezone
@@ -35,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
     run.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--checkpoint-every", type=float, metavar="H",
+                     help="save each running simulation every H simulated hours, so an "
+                     "interrupted run continues from there (cartsim resume DIR)")
 
     validate = sub.add_parser("validate", help="check a config file and print a summary")
     validate.add_argument("config")
@@ -43,7 +50,37 @@ def _parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print the JSON Schema of config files")
     schema.add_argument("--kind", choices=("scenario", "study"), default="scenario")
+    _add_sweep_parsers(sub)
+    _add_view_parsers(sub)
+    _add_resume_parser(sub)
     return parser
+
+
+def _add_resume_parser(sub) -> None:
+    """``cartsim resume DIR``: finish an interrupted ``cartsim run``."""
+    resume = sub.add_parser("resume", help="continue an interrupted run in its output folder")
+    resume.add_argument("folder", type=Path, help="output folder of the interrupted run")
+    resume.add_argument("--workers", type=int, help="worker processes (default: all cores)")
+    resume.add_argument("--checkpoint-every", type=float, metavar="H",
+                        help="checkpoint interval in simulated hours (default: as at the start)")
+    resume.add_argument("--force", action="store_true",
+                        help="resume even if the simulation code changed since the start")
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_sweep_parsers(sub) -> None:
+    """``cartsim sweep`` and ``cartsim report`` (see docs/sweeps.md)."""
+    sweep = sub.add_parser("sweep", help="run a parameter sweep; rerun to resume")
+    sweep.add_argument("sweep", help="sweep YAML file")
+    sweep.add_argument("--out", type=Path, required=True,
+                       help="sweep folder (rerunning on it skips runs already there)")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on this Dask distributed scheduler instead")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    report = sub.add_parser("report", help="tables and plots from a sweep folder")
+    report.add_argument("folder", type=Path, help="sweep folder written by cartsim sweep")
+    report.add_argument("--out", type=Path, help="report folder (default: FOLDER/report)")
 
 
 def _load(args: argparse.Namespace):
@@ -64,30 +101,165 @@ def _load(args: argparse.Namespace):
 
 
 def _command_run(args: argparse.Namespace) -> int:
+    from .outputs import default_output_dir
+    from .rundir import RunDir, create, new_manifest, positive_hours, run_name
+
+    every = positive_hours(args.checkpoint_every)
+    _check_workers(args.workers)
+    study, overrides = _load(args)
+    _check_parallel_memory(study, args.workers, str(args.config))
+    out = args.out if args.out is not None else default_output_dir(study.name)
+    manifest = new_manifest(study, str(args.config), overrides, datetime.now(timezone.utc), every)
+    with _signals_as_interrupt() as received:
+        try:
+            rundir, _ = create(out, study, {"checkpoint_every_h": every}, manifest,
+                               force=args.force)
+        except KeyboardInterrupt:  # DIR exists (and is resumable) only if the rename happened
+            folder = RunDir(Path(out))
+            names = [run_name(s.name, r) for s in study.scenarios for r in range(study.replicates)]
+            return _interrupted(folder if folder.is_incomplete() else None, received, names,
+                                {"checkpoint_every_h": every})
+        return _execute(rundir, study, manifest, args, received)
+
+
+def _command_resume(args: argparse.Namespace) -> int:
+    from .rundir import RunDir, code_fingerprint, positive_hours, read_manifest, remove_leftovers
+
+    folder = RunDir(args.folder)
+    if not args.folder.is_dir():
+        raise ConfigError(f"{args.folder}: no such folder")
+    if not folder.is_incomplete():
+        if (args.folder / "summary.csv").exists() and (args.folder / "manifest.json").exists():
+            remove_leftovers(folder)  # of a run stopped while it cleaned up
+            print(f"cartsim: {args.folder} is complete; nothing to resume", file=sys.stderr)
+            return 0
+        raise ConfigError(f"{args.folder}: not a folder written by cartsim run (no INCOMPLETE "
+                          "marker, no results)")
+    marker = folder.read_marker()
+    _check_workers(args.workers)
+    every = (positive_hours(args.checkpoint_every) if args.checkpoint_every is not None
+             else marker.get("checkpoint_every_h"))
+    study = folder.load_study()
+    manifest = read_manifest(folder)
+    if manifest.get("code_fingerprint") != code_fingerprint() and not args.force:
+        raise ConfigError(
+            f"{args.folder}: the simulation code changed since this study started (cartsim "
+            f"{manifest.get('versions', {}).get('cartsim', '?')}, code "
+            f"{manifest.get('code_fingerprint')}; now code {code_fingerprint()}); resuming "
+            "would mix results of both; pass --force to resume anyway, or start over with "
+            "`cartsim run ... --force`")
+    _check_parallel_memory(study, args.workers, str(args.folder))
+    manifest = {**manifest, "code_fingerprint": code_fingerprint(), "checkpoint_every_h": every,
+                "resumed_utc": [*manifest.get("resumed_utc", []),
+                                datetime.now(timezone.utc).isoformat(timespec="seconds")]}
+    with _signals_as_interrupt() as received:
+        return _execute(folder, study, manifest, args, received)
+
+
+def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: list[int]) -> int:
+    """Run the missing runs of ``study`` into ``rundir``, then write the results."""
     from tqdm import tqdm
 
-    from .outputs import atomic_output_dir, default_output_dir, write_config_and_manifest
-    from .plotting import plot_burden, response_counts
-    from .results import run_specs, run_study
+    from .plotting import response_counts
+    from .results import run_specs
+    from .rundir import (MANIFEST_FILE, clean_temporaries, execute, finish, finished_manifest,
+                         run_name, write_text)
 
-    study, overrides = _load(args)
-    out = args.out if args.out is not None else default_output_dir(study.name)
-    started = datetime.now(timezone.utc)
-    n_runs = len(run_specs(study))
+    specs = run_specs(study)
+    names = [run_name(s.scenario.name, s.replicate) for s in specs]
+    every = manifest.get("checkpoint_every_h")
+    replaces = rundir.read_marker().get("replaces")  # an old folder --force moved aside
+    settings = {"checkpoint_every_h": every, **({"replaces": replaces} if replaces else {})}
+    started = datetime.fromisoformat(manifest["started_utc"])
     clock = time.perf_counter()
-    with atomic_output_dir(out, force=args.force) as staging:
-        with tqdm(total=n_runs, unit="run", desc=study.name, disable=args.quiet,
-                  file=sys.stderr) as bar:
-            timeseries, summary = run_study(study, workers=args.workers,
-                                            on_done=lambda spec: bar.update(1))
-        timeseries.to_csv(staging / "timeseries.csv", index=False)
-        summary.to_csv(staging / "summary.csv", index=False)
-        plot_burden(timeseries, summary, staging / "burden.png")
-        write_config_and_manifest(staging, study, str(args.config), overrides, started, n_runs)
-    elapsed = time.perf_counter() - clock
-    print(f"{n_runs} runs in {elapsed:.1f} s -> {out}")
+    try:
+        with rundir.lock():
+            clean_temporaries(rundir.path)
+            write_text(rundir.path / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+            finished, checkpointed, _ = rundir.status(names)
+            if finished or checkpointed:
+                print(f"cartsim: resuming {rundir.path}: {len(finished)} of {len(names)} runs "
+                      f"finished, {len(checkpointed)} continue from a checkpoint",
+                      file=sys.stderr)
+
+            def done(spec) -> None:
+                bar.update(1)
+                rundir.write_marker(names, settings)
+
+            with tqdm(total=len(specs), initial=len(finished), unit="run", desc=study.name,
+                      disable=args.quiet, file=sys.stderr) as bar:
+                execute(rundir, specs, args.workers or os.cpu_count() or 1, every, done)
+            wall = (datetime.now(timezone.utc) - started).total_seconds()
+            _, summary = finish(rundir, specs, finished_manifest(manifest, wall))
+    except KeyboardInterrupt:
+        return _interrupted(rundir, received, names, settings)
+    except OSError as err:  # disk full, permissions: the folder stays resumable
+        print(f"cartsim: error: {err}\ncartsim: {rundir.path} is incomplete; after fixing this, "
+              f"continue with: cartsim resume {rundir.path}", file=sys.stderr)
+        return 1
+    except Exception:
+        if rundir.is_incomplete():  # a bug or a crashed worker: the traceback follows
+            print(f"cartsim: failed; {rundir.path} is incomplete (finished runs are kept); "
+                  f"after fixing the problem, continue with: cartsim resume {rundir.path}",
+                  file=sys.stderr)
+        raise
+    print(f"{len(specs)} runs in {time.perf_counter() - clock:.1f} s -> {rundir.path}")
     print(response_counts(summary).to_string())
     return 0
+
+
+def _interrupted(rundir, received: list[int], names: list[str] | None = None,
+                 settings: dict | None = None) -> int:
+    """Ctrl-C (or SIGTERM): the folder is consistent; say how to go on."""
+    code = 128 + (received[-1] if received else signal.SIGINT)
+    if rundir is None:
+        print("cartsim: interrupted; no output folder was written", file=sys.stderr)
+        return code
+    if not rundir.is_incomplete():  # stopped while removing its work files: results are there
+        print(f"cartsim: interrupted; {rundir.path} is complete", file=sys.stderr)
+        return code
+    with contextlib.suppress(Exception):
+        rundir.write_marker(names, settings)
+    finished, checkpointed, _ = rundir.status(names or [])
+    print(f"cartsim: interrupted; {rundir.path} is incomplete ({len(finished)} of {len(names)} "
+          f"runs finished, {len(checkpointed)} checkpointed); continue with: "
+          f"cartsim resume {rundir.path}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt():
+    """SIGTERM (e.g. a batch scheduler's time limit) stops a run the way Ctrl-C does."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers: must be >= 1 (got {workers})")
+
+
+def _check_parallel_memory(study, workers: int | None, source: str) -> None:
+    """Refuse up front if the runs that would run side by side do not fit in memory."""
+    from .config import check_memory
+
+    n_runs = len(study.scenarios) * study.replicates
+    parallel = max(1, min(workers or os.cpu_count() or 1, n_runs))
+    for i, scenario in enumerate(study.scenarios):
+        check_memory(scenario, study.sources[i] if i < len(study.sources) else source, parallel)
 
 
 def _command_validate(args: argparse.Namespace) -> int:
@@ -106,12 +278,96 @@ def _command_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_sweep(args: argparse.Namespace) -> int:
+    from .sweep import failure_summary, resolve, run_sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError("--workers must be >= 1")
+    plan = resolve(args.sweep)  # every run validated before any starts
+    try:
+        outcome = run_sweep(args.sweep, args.out, workers=args.workers,
+                            scheduler=args.scheduler, quiet=args.quiet, plan=plan)
+    except KeyboardInterrupt:
+        print(f"cartsim: interrupted; finished runs are kept in {args.out}; rerun the same "
+              "command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    ran = outcome.done + len(outcome.failed)
+    print(f"{outcome.total} runs ({outcome.skipped} already done, {outcome.done} done now, "
+          f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s"
+          + (f", {outcome.runs_per_minute:.0f} runs/min" if ran else "") + f" -> {args.out}")
+    summary = failure_summary(outcome)
+    if summary:
+        print(summary, file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    written = write_report(args.folder, args.out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _add_view_parsers(sub) -> None:
+    """``cartsim animate`` and ``cartsim app`` (simulation.snapshots, simulation.app)."""
+    animate = sub.add_parser("animate", help="animate lattice snapshots (MP4 with ffmpeg, "
+                             "else GIF)")
+    animate.add_argument("folder", type=Path, help="folder of snapshot_*.npz files")
+    animate.add_argument("--record", metavar="CONFIG",
+                         help="first run this scenario and save snapshots into FOLDER")
+    animate.add_argument("--every-h", type=float, default=12.0,
+                         help="with --record: hours between snapshots (default 12)")
+    animate.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY.PATH=VALUE", help="with --record: override a config value")
+    animate.add_argument("--seed", type=int, help="with --record: seed of the run")
+    animate.add_argument("--out", type=Path, help="output file (default FOLDER/animation.mp4|gif)")
+    animate.add_argument("--format", choices=("auto", "mp4", "gif"), default="auto")
+    animate.add_argument("--fps", type=float, default=6.0, help="frames per second")
+    app = sub.add_parser("app", help="serve the interactive view (Mesa SolaraViz) in a browser")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=8765)
+
+
+def _command_animate(args: argparse.Namespace) -> int:
+    from .config import load_scenario
+    from .model import CarTModel
+    from .snapshots import animate, record_snapshots
+
+    if args.record:
+        scenario = load_scenario(args.record, list(args.overrides))
+        record_snapshots(CarTModel(scenario, seed=args.seed), args.folder, every_h=args.every_h)
+    try:
+        out = animate(args.folder, args.out, fps=args.fps, fmt=args.format)
+    except (FileNotFoundError, RuntimeError) as err:
+        raise ConfigError(str(err)) from None
+    print(out)
+    return 0
+
+
+def _command_app(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+
+    try:
+        import solara  # noqa: F401
+    except ImportError:
+        raise ConfigError("the interactive view needs solara: pip install 'cartsim[viz]'") from None
+    command = [sys.executable, "-m", "solara", "run", "simulation.app:page", "--host", args.host,
+               "--port", str(args.port), "--production", "--no-open"]
+    print(f"cartsim app: http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    return subprocess.call(command, env=os.environ.copy())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cartsim`` console script; returns the exit code."""
     from .outputs import OutputExistsError
 
     args = _parser().parse_args(argv)
-    commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema}
+    commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,
+                "sweep": _command_sweep, "report": _command_report,
+                "animate": _command_animate, "app": _command_app, "resume": _command_resume}
     try:
         return commands[args.command](args)
     except (ConfigError, OutputExistsError) as err:

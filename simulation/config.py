@@ -17,17 +17,44 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .constants import CELL_DTYPE, TIMER_MAX, mean_step_length, neighbour_offsets
+from .units import MIN_PER_H, minutes_to_steps
+
 SEED_MAX = 2**63 - 1
+#: largest lattice side the schema accepts; what fits in memory is checked separately
+LATTICE_SIDE_MAX = 1_000_000
+#: more migration sweeps per time step than this means a speed in the wrong unit
+MAX_MOVES_PER_STEP = 1000
+#: config files are hand-written and small; anything larger is the wrong file
+MAX_CONFIG_BYTES = 10 * 2**20
+#: mappings and lists nested deeper than this are not a config (configs nest 4 levels)
+MAX_NESTING = 32
 
 
 class ConfigError(Exception):
-    """A problem with a config file; ``str()`` is the one-line message shown to the user."""
+    """A problem with a config file; ``str()`` is the message shown to the user, one line per
+    problem."""
+
+
+class Problems(ValueError):
+    """Problems a validator found, each at its own key path (relative to the validated model).
+
+    ``problems`` holds ``(location, message, value)``; the messages name the location, so a
+    cross-field check (e.g. the tumour must fit the lattice) points at the key to change.
+    """
+
+    def __init__(self, problems: list[tuple[tuple, str, Any]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_format_location(loc)}: {message}"
+                                   for loc, message, _ in problems))
 
 
 class _Strict(BaseModel):
@@ -49,8 +76,9 @@ Fraction = Annotated[float, Field(ge=0, le=1)]
 class AntigenDistribution(_Strict):
     """Target antigen per cell: log-normal among antigen-positive cells plus a negative fraction."""
 
-    mean_molecules_per_cell: NonNegativeFloat = Field(
-        description="Mean antigen density of antigen-positive cells (molecules/cell); 0 = none."
+    mean_molecules_per_cell: Annotated[float, Field(ge=0, le=1e9)] = Field(
+        description="Mean antigen density of antigen-positive cells (molecules/cell); 0 = none. "
+        "At most 1e9 (measured densities are below 1e6), so densities stay finite in float32."
     )
     cv: Annotated[float, Field(ge=0, le=10)] = Field(
         0.5, description="Coefficient of variation of the log-normal density (dimensionless)."
@@ -67,8 +95,11 @@ class AntigenDistribution(_Strict):
 class LatticeConfig(_Strict):
     """The simulated tissue section: a 2D square lattice, one cell per site."""
 
-    width: Annotated[int, Field(ge=3, le=16384)] = Field(200, description="Sites along x.")
-    height: Annotated[int, Field(ge=3, le=16384)] = Field(200, description="Sites along y.")
+    width: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] = Field(
+        200, description="Sites along x (a lattice must also fit in memory, see "
+        "estimate_memory_bytes).")
+    height: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] = Field(
+        200, description="Sites along y.")
     spacing_um: PositiveFloat = Field(15.0, description="Site spacing = cell diameter (um).")
     neighbourhood: Literal["moore", "von_neumann"] = Field(
         "moore", description="moore: 8 neighbours; von_neumann: 4."
@@ -166,7 +197,9 @@ class Dose(_Strict):
     """One infusion: a number of CAR-T, or an effector-to-target ratio at infusion time."""
 
     day: NonNegativeFloat = Field(description="Infusion time (days after t = 0).")
-    cells: Annotated[int, Field(ge=1)] | None = Field(None, description="CAR-T infused.")
+    cells: Annotated[int, Field(ge=1, le=10**12)] | None = Field(
+        None, description="CAR-T infused (those that find no free site are counted as not "
+        "placed).")
     effector_to_target: PositiveFloat | None = Field(
         None, description="CAR-T per cancer cell present at infusion (dimensionless)."
     )
@@ -222,10 +255,10 @@ class ScenarioConfig(_Strict):
     def _tumour_fits(self) -> ScenarioConfig:
         sites = self.lattice.width * self.lattice.height
         if self.tumor.initial_cells > sites // 2:
-            raise ValueError(
-                f"tumor.initial_cells ({self.tumor.initial_cells}) must be at most half of the "
-                f"{sites} lattice sites"
-            )
+            raise Problems([(("tumor", "initial_cells"),
+                             f"must be at most half of the {sites} sites of the "
+                             f"{self.lattice.width}x{self.lattice.height} lattice",
+                             self.tumor.initial_cells)])
         return self
 
 
@@ -247,38 +280,162 @@ class Study(BaseModel):
     seed: int
     replicates: int
     scenarios: list[ScenarioConfig]
+    #: the file each scenario was read from, as error messages show it (empty if not from files)
+    sources: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
-# loading
+# reading YAML: safe tags only, text keys, no duplicates, bounded size and depth
 # ---------------------------------------------------------------------------------------------
+_YAML_PREFIX = "tag:yaml.org,2002:"
+_SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is not None)
+_STR_TAG = _YAML_PREFIX + "str"
+_MERGE_TAG = _YAML_PREFIX + "merge"
+_MAX_PROBLEMS = 20
+#: libyaml's parser where PyYAML was built with it (~10x faster), else the pure-Python one
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
     """Parse one YAML file safely into a mapping, or raise a ConfigError naming the file."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        if path.is_dir():
+            raise ConfigError(f"{shown}: is a directory, not a YAML file")
+        with open(path, "rb") as stream:  # bounded: /dev/zero or a huge file is refused below
+            raw = stream.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{shown}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown}: is a directory, not a YAML file") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{shown}: not UTF-8 text (byte {err.start})") from None
     except OSError as err:
         raise ConfigError(f"{shown}: cannot read ({err.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{shown}: larger than {MAX_CONFIG_BYTES // 2**20} MB; "
+                          "not a config file")
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{shown}: YAML error{where}: {problem}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {err.start}, line {line})") from None
+    data = _parse_yaml(text, shown)
     if data is None:
         raise ConfigError(f"{shown}: file is empty")
     if not isinstance(data, dict):
         raise ConfigError(f"{shown}: top level must be a mapping of keys, got {type(data).__name__}")
-    for key in data:
-        if not isinstance(key, str):
-            raise ConfigError(f"{shown}: {key!r}: keys must be text")
     return data
+
+
+def _parse_yaml(text: str, shown: str) -> Any:
+    """The one document in ``text``, built only after every node passed ``_node_problems``."""
+    try:
+        loader = _LOADER(text)  # checks the characters: NUL and the like are refused
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{shown}: {_yaml_error(err, text)}") from None
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{shown}: {_yaml_error(err, text)}") from None
+        except RecursionError:
+            raise ConfigError(f"{shown}: YAML error: nested too deeply") from None
+        if node is None:
+            return None
+        problems = _node_problems(node, loader)
+        if problems:
+            raise ConfigError("\n".join(f"{shown}: {problem}" for problem in problems))
+        try:
+            return loader.construct_document(node)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{shown}: {_yaml_error(err, text)}") from None
+        except (ValueError, OverflowError, RecursionError) as err:
+            raise ConfigError(f"{shown}: YAML error: {_printable(str(err))}") from None
+    finally:
+        loader.dispose()
+
+
+def _node_problems(root: yaml.Node, loader: Any) -> list[str]:
+    """Problems of a composed YAML document, each at its key path (before anything is built).
+
+    Refused: tags other than plain YAML's (``!!python/object/apply:...`` would run code under
+    an unsafe loader), keys that are not text, a key given twice in one mapping (YAML keeps the
+    last one silently), nesting deeper than ``MAX_NESTING``, and scalars that cannot be read
+    (a 5000-digit integer, the date 2024-13-45). Each node is visited once, so aliases
+    (``*name``) cost nothing however often they are repeated.
+    """
+    problems: list[str] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple]] = [(root, ())]
+    while stack and len(problems) < _MAX_PROBLEMS:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        where = _format_location(path)
+        if len(path) > MAX_NESTING:
+            problems.append(f"{where}: nested more than {MAX_NESTING} levels deep")
+        elif node.tag not in _SAFE_TAGS:
+            problems.append(f"{where}: YAML error at {_mark(node.start_mark)}: tag "
+                            f"{_tag_text(node.tag)} is not allowed (plain YAML values only)")
+        elif isinstance(node, yaml.ScalarNode):
+            try:
+                loader.construct_object(node)
+            except (yaml.YAMLError, ValueError, OverflowError) as err:
+                reason = getattr(err, "problem", None) or str(err).split(":")[0]
+                problems.append(f"{where}: YAML error at {_mark(node.start_mark)}: cannot read "
+                                f"{_short_repr(node.value)} as {_tag_text(node.tag)} "
+                                f"({_printable(reason)})")
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, (*path, i)) for i, child in reversed(list(enumerate(node.value))))
+        elif isinstance(node, yaml.MappingNode):
+            first_at: dict[str, yaml.Mark] = {}
+            children = []
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:  # "<<: *base" merges another mapping in
+                    children.append((value_node, path))
+                    continue
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
+                    key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "[...]"
+                    kind = _tag_text(key_node.tag).removeprefix("!!")
+                    problems.append(f"{_format_location((*path, key))}: keys must be text "
+                                    f"(got {kind} {_short_repr(key)} at "
+                                    f"{_mark(key_node.start_mark)}; quote it)")
+                    continue
+                key = key_node.value
+                if key in first_at:
+                    problems.append(f"{_format_location((*path, key))}: duplicate key at "
+                                    f"{_mark(key_node.start_mark)} (first at line "
+                                    f"{first_at[key].line + 1}); give each key once")
+                    continue
+                first_at[key] = key_node.start_mark
+                children.append((value_node, (*path, key)))
+            stack.extend(reversed(children))
+    if stack and len(problems) >= _MAX_PROBLEMS:
+        problems.append("(more problems not shown)")
+    return problems
+
+
+def _yaml_error(err: yaml.YAMLError, text: str) -> str:
+    """'YAML error at line L, column C: problem' from a PyYAML exception."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    if isinstance(err, yaml.reader.ReaderError):  # a control character such as NUL
+        line = text[:err.position].count("\n") + 1
+        return f"YAML error at line {line}: {_printable(str(err).splitlines()[0])}"
+    where = f" at {_mark(mark)}" if mark else ""
+    return f"YAML error{where}: {_printable(problem or 'invalid YAML')}"
+
+
+def _mark(mark: yaml.Mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _tag_text(tag: str) -> str:
+    """``tag:yaml.org,2002:python/name:os.system`` -> ``!!python/name:os.system``."""
+    text = "!!" + tag.removeprefix(_YAML_PREFIX) if tag.startswith(_YAML_PREFIX) else tag
+    return _short_repr(text) if not text.isprintable() or len(text) > 60 else text
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (newlines, ...) escaped: messages stay one line each."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -304,34 +461,50 @@ def _load_with_extends(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, An
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise ConfigError(f"{shown}: extends: must be a file name (got {parent!r})")
+        raise ConfigError(f"{shown}: extends: must be a file name (got {_short_repr(parent)})")
     parent_path = path.parent / parent
-    if not parent_path.is_file():
+    if not parent_path.exists():
         raise ConfigError(f"{shown}: extends: file not found: {_display(parent_path)}")
+    if not parent_path.is_file():
+        raise ConfigError(f"{shown}: extends: not a file: {_display(parent_path)}")
     return _merge(_load_with_extends(parent_path, (*chain, resolved)), data)
 
 
 def _display(path: Path) -> str:
     """The path as the user would type it: relative to the working directory when possible."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+        text = str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        text = str(path)
+    return _printable(text)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'tumor.cycle_time_h=30'`` -> (['tumor', 'cycle_time_h'], 30); the value is YAML."""
+    shown = _set_text(text)
     if "=" not in text:
-        raise ConfigError(f"--set {text}: expected key.path=value")
+        raise ConfigError(f"--set {shown}: expected key.path=value")
     key, _, raw = text.partition("=")
     parts = [p for p in key.strip().split(".")]
     if not key.strip() or any(not p for p in parts):
-        raise ConfigError(f"--set {text}: empty key path")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {text}: value is not valid YAML") from None
+        raise ConfigError(f"--set {shown}: empty key path")
+    value = _parse_yaml(raw, f"--set {shown}") if raw.strip() else ""
     return parts, value
+
+
+def _set_text(text: str) -> str:
+    return _printable(text if len(text) <= 80 else text[:77] + "...")
+
+
+def yaml_value(value: Any) -> str:
+    """A value as YAML text that reads back exactly (JSON's ``1e-05`` would read back as text).
+
+    Used to turn Python keyword overrides and sweep values into ``key.path=value`` strings.
+    """
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -348,13 +521,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         elif isinstance(node, dict):
             node[last] = value
         else:
-            raise ConfigError(f"--set {text}: {'.'.join(parts[:-1])} is not a mapping")
+            raise ConfigError(f"--set {_set_text(text)}: {'.'.join(parts[:-1])} is not a mapping")
     return data
 
 
 def _index(node: list, part: str, text: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"--set {text}: {part!r} is not an index of a list of {len(node)}")
+        raise ConfigError(f"--set {_set_text(text)}: {part!r} is not an index of a list of "
+                          f"{len(node)}")
     return int(part)
 
 
@@ -363,7 +537,7 @@ def _child(node: Any, part: str, text: str, create: bool) -> Any:
         node = node[_index(node, part, text)]
         return node
     if not isinstance(node, dict):
-        raise ConfigError(f"--set {text}: cannot descend into {part!r}")
+        raise ConfigError(f"--set {_set_text(text)}: cannot descend into {part!r}")
     if part not in node and create:
         node[part] = {}
     return node[part]
@@ -375,8 +549,16 @@ def _format_location(loc: tuple) -> str:
         if isinstance(item, int):
             path += f"[{item}]"
         else:
-            path += ("." if path else "") + str(item)
+            path += ("." if path else "") + _key_text(item)
     return path or "(top level)"
+
+
+def _key_text(key: Any) -> str:
+    """A key as messages show it: plain, or quoted and escaped if it has odd characters."""
+    text = str(key)
+    if text and text.isprintable() and text == text.strip() and len(text) <= 60:
+        return text
+    return _short_repr(text)
 
 
 _CONSTRAINT_MESSAGES = {
@@ -416,19 +598,24 @@ def _unwrap_model(annotation: Any) -> Any:
     return None
 
 
-def _describe(error: dict, model: type[BaseModel]) -> str:
+def _describe(error: dict, model: type[BaseModel]) -> list[str]:
+    """One pydantic error as message lines ``key.path: problem (got value)``."""
     loc = tuple(error["loc"])
     kind = error["type"]
     value = error.get("input")
+    located = error.get("ctx", {}).get("error")
+    if isinstance(located, Problems):
+        return [_problem_line((*loc, *where), message, got)
+                for where, message, got in located.problems]
     if kind == "extra_forbidden":
         holder = _model_at(model, loc[:-1])
         known = list(holder.model_fields) if holder else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         allowed = f"; allowed: {', '.join(known)}" if known and not close else ""
-        return f"{_format_location(loc)}: unknown key{hint}{allowed}"
+        return [f"{_format_location(loc)}: unknown key{hint}{allowed}"]
     if kind == "missing":
-        return f"{_format_location(loc)}: required key is missing"
+        return [f"{_format_location(loc)}: required key is missing"]
     if kind in _CONSTRAINT_MESSAGES:
         bounds = {k: (f"{v:g}" if isinstance(v, float) else v)
                   for k, v in error.get("ctx", {}).items()}
@@ -438,24 +625,169 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
     else:
         message = error["msg"].removeprefix("Value error, ")
         message = message[0].lower() + message[1:] if message else message
-    shown = _short_repr(value)
-    return f"{_format_location(loc)}: {message} (got {shown})"
+    if kind in ("float_type", "int_type") and isinstance(value, str) and _is_number(value):
+        hint = " like 5.0e+6" if "e" in value.lower() else ""
+        message += f"; YAML read it as text: write a plain number{hint}"
+    return [_problem_line(loc, message, value)]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _problem_line(loc: tuple, message: str, value: Any = None) -> str:
+    got = "" if value is None else f" (got {_short_repr(value)})"
+    return f"{_format_location(loc)}: {_printable(message)}{got}"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 60
+_REPR.maxlong = 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 4
+_REPR.maxlevel = 3
 
 
 def _short_repr(value: Any) -> str:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    text = repr(value) if isinstance(value, str) else str(value)
+    """At most 60 printable characters, whatever ``value`` is (alias bombs, 4000-digit ints)."""
+    try:
+        if isinstance(value, bool) or value is None or isinstance(value, float):
+            text = str(value)
+        elif isinstance(value, int):
+            if value.bit_length() > 4000:
+                return f"an integer of about {int(value.bit_length() * math.log10(2))} digits"
+            text = str(value)
+        elif isinstance(value, (str, bytes, list, tuple, dict, set, frozenset)):
+            text = _REPR.repr(value)
+        else:
+            text = str(value)  # dates, times: as written in YAML
+    except Exception:  # noqa: BLE001 - a message must never fail
+        text = f"a {type(value).__name__}"
+    text = _printable(text)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def validate(data: dict[str, Any], model: type[BaseModel], source: str) -> Any:
-    """Validate a mapping against ``model``; errors become one ConfigError naming ``source``."""
+    """Validate a mapping against ``model``; errors become one ConfigError naming ``source``.
+
+    A scenario is also checked for what the schema cannot see key by key
+    (``scenario_problems``: timers, speeds, doses after the end, memory).
+    """
     try:
-        return model.model_validate(data)
+        validated = model.model_validate(data)
     except ValidationError as err:
-        lines = [f"{source}: {_describe(e, model)}" for e in err.errors(include_url=False)]
+        lines = [f"{source}: {line}" for e in err.errors(include_url=False)
+                 for line in _describe(e, model)]
         raise ConfigError("\n".join(lines)) from None
+    if isinstance(validated, ScenarioConfig):
+        check_scenario(validated, source)
+    return validated
+
+
+# ---------------------------------------------------------------------------------------------
+# checks across keys: can this scenario run at all, on this machine?
+# ---------------------------------------------------------------------------------------------
+#: interpreter, numpy/numba/pandas/matplotlib and the compiled kernels: ~210 MB measured
+RUN_OVERHEAD_BYTES = 256 * 2**20
+#: set-up temporaries per site at the peak of building a run, on top of the 16-byte record:
+#: a compact tumour sorts every site by its distance from the centre, margin arrival runs a
+#: distance transform (measured on 3000x3000 lattices: 60 bytes/site in all for gbm_solid,
+#: 25 for b_all_cd19, records included)
+SETUP_BYTES_PER_SITE_COMPACT = 48
+SETUP_BYTES_PER_SITE_DISPERSED = 16
+
+
+def estimate_memory_bytes(cfg: ScenarioConfig, parallel_runs: int = 1) -> int:
+    """Peak memory of ``parallel_runs`` simultaneous runs of ``cfg`` (bytes).
+
+    Per run: ``sites * (16-byte site record + set-up temporaries) + RUN_OVERHEAD_BYTES``; worker
+    processes each hold a run, and the parent process holds one more overhead.
+    """
+    sites = cfg.lattice.width * cfg.lattice.height
+    compact = cfg.tumor.layout == "compact" or cfg.dosing.arrival == "margin"
+    setup = SETUP_BYTES_PER_SITE_COMPACT if compact else SETUP_BYTES_PER_SITE_DISPERSED
+    per_run = sites * (CELL_DTYPE.itemsize + setup) + RUN_OVERHEAD_BYTES
+    return parallel_runs * per_run + (RUN_OVERHEAD_BYTES if parallel_runs > 1 else 0)
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gb(n_bytes: float) -> str:
+    gib = n_bytes / 2**30
+    return f"{gib:.0f} GB" if gib >= 100 else f"{gib:.1f} GB"
+
+
+def memory_problem(cfg: ScenarioConfig, parallel_runs: int = 1) -> str | None:
+    """Why ``parallel_runs`` runs of ``cfg`` cannot fit in this machine's memory, or None."""
+    have = physical_memory_bytes()
+    need = estimate_memory_bytes(cfg, parallel_runs)
+    if have is None or need <= have:
+        return None
+    lattice = f"{cfg.lattice.width}x{cfg.lattice.height} lattice"
+    if parallel_runs == 1:
+        return f"a {lattice} needs ~{_gb(need)}, more than this machine's {_gb(have)}"
+    fit = max(n for n in range(1, parallel_runs + 1)
+              if n == 1 or estimate_memory_bytes(cfg, n) <= have)
+    return (f"{parallel_runs} parallel runs of a {lattice} need ~{_gb(need)}, more than this "
+            f"machine's {_gb(have)}; use --workers {fit}")
+
+
+def scenario_problems(cfg: ScenarioConfig) -> list[tuple[tuple, str, Any]]:
+    """``(location, message, value)`` for every reason a valid-looking scenario cannot run."""
+    problems: list[tuple[tuple, str, Any]] = []
+    dt = cfg.time.dt_min
+    for key in ("activation_duration_h", "exhaustion_after_engaged_h"):
+        hours = getattr(cfg.car_t, key)
+        steps = minutes_to_steps(hours * MIN_PER_H, dt)
+        if steps > TIMER_MAX:
+            problems.append((("car_t", key), f"{hours:g} h is {steps} time steps of {dt:g} min, "
+                             f"more than the {TIMER_MAX} a timer holds; raise time.dt_min", None))
+    offsets = neighbour_offsets(2, cfg.lattice.neighbourhood)
+    move_um = cfg.lattice.spacing_um * mean_step_length(offsets)
+    speeds = [(("car_t", "speed_um_per_min"), cfg.car_t.speed_um_per_min),
+              (("tumor", "speed_um_per_min"), cfg.tumor.speed_um_per_min)]
+    speeds += [(("normal", i, "speed_um_per_min"), p.speed_um_per_min)
+               for i, p in enumerate(cfg.normal) if p.density > 0]
+    for loc, speed in speeds:
+        moves = speed * dt / move_um
+        if moves > MAX_MOVES_PER_STEP:
+            problems.append((loc, f"{speed:g} um/min is {moves:.3g} moves per {dt:g}-min time "
+                             f"step on a {cfg.lattice.spacing_um:g}-um lattice, more than "
+                             f"{MAX_MOVES_PER_STEP}; check the unit (um per minute)", None))
+    end_days = cfg.time.duration_days
+    for i, dose in enumerate(cfg.dosing.doses):
+        if dose.day >= end_days:
+            problems.append((("dosing", "doses", i, "day"), "must be before the end of the run "
+                             f"(time.duration_days: {end_days:g})", dose.day))
+    memory = memory_problem(cfg)
+    if memory:
+        problems.append((("lattice", "width"), memory, None))
+    return problems
+
+
+def check_scenario(cfg: ScenarioConfig, source: str | None = None) -> None:
+    """Raise a ConfigError (one line per problem) if ``scenario_problems`` finds any."""
+    problems = scenario_problems(cfg)
+    if problems:
+        prefix = f"{source}: " if source else ""
+        raise ConfigError("\n".join(prefix + _problem_line(*p) for p in problems))
+
+
+def check_memory(cfg: ScenarioConfig, source: str | None, parallel_runs: int) -> None:
+    """Raise a ConfigError if ``parallel_runs`` simultaneous runs of ``cfg`` do not fit."""
+    memory = memory_problem(cfg, parallel_runs)
+    if memory:
+        prefix = f"{source}: " if source else ""
+        raise ConfigError(prefix + _problem_line(("lattice", "width"), memory))
 
 
 def is_study(data: dict[str, Any]) -> bool:
@@ -488,19 +820,25 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
             seed=scenario.seed,
             replicates=scenario.replicates,
             scenarios=[scenario],
+            sources=[_display(path)],
         )
-    study = validate(data, StudyConfig, _display(path))
+    shown = _display(path)
+    study = validate(data, StudyConfig, shown)
     scenarios = []
-    for entry in study.scenarios:
-        scenario = load_scenario(path.parent / entry, overrides)
+    for i, entry in enumerate(study.scenarios):
+        entry_path = path.parent / entry
+        if not entry_path.exists():
+            raise ConfigError(f"{shown}: scenarios[{i}]: file not found: {_display(entry_path)}")
+        scenario = load_scenario(entry_path, overrides)
         scenarios.append(scenario.model_copy(update={"seed": study.seed,
                                                      "replicates": study.replicates}))
     names = [s.name for s in scenarios]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise ConfigError(f"{_display(path)}: scenarios: duplicate scenario names {duplicated}")
+        raise ConfigError(f"{shown}: scenarios: duplicate scenario names {duplicated}")
     return Study(name=study.name, description=study.description, seed=study.seed,
-                 replicates=study.replicates, scenarios=scenarios)
+                 replicates=study.replicates, scenarios=scenarios,
+                 sources=[_display(path.parent / entry) for entry in study.scenarios])
 
 
 def json_schema(kind: Literal["scenario", "study"] = "scenario") -> dict[str, Any]:

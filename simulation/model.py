@@ -8,7 +8,6 @@ agents or PropertyLayers: the kernels need flat arrays, and per-cell Python obje
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import numba
 import numpy as np
 
 from . import kernel
-from .config import ScenarioConfig, apply_overrides, load_scenario, validate
+from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
 from .constants import (
     CANCER,
     CENSUS_NAMES,
@@ -40,6 +39,9 @@ from .scenario import (
     _INFUSION_STREAM,
 )
 from .units import MIN_PER_DAY, MIN_PER_H
+
+#: version of ``CarTModel.checkpoint_state()``; bump when its content changes
+CHECKPOINT_FORMAT = 1
 
 #: lattice sites per kernel thread in the default thread count (see ``default_threads``)
 SITES_PER_THREAD = 100_000
@@ -164,6 +166,67 @@ class CarTModel(mesa.Model):
         """Cumulative kernel events of this run, by name."""
         return dict(zip(EVENT_NAMES, (int(v) for v in self.events)))
 
+    # ---- checkpoints ----------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything needed to continue this run bit-identically, as arrays and plain data.
+
+        The lattice records, event counters, clock (``step_index``, ``time_min``, ``sweep``),
+        dosing progress, the DataCollector rows so far, Mesa's step counter and generators,
+        plus the resolved config and seed that rebuild the rest (kernel parameters, motility,
+        dosing plan). Arrays are copies; ``simulation.rundir`` writes this to disk.
+        """
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.model_dump(mode="json"),
+            "seed": self.seed,
+            "cells": self.lattice.cells.copy(),
+            "events": self.events.copy(),
+            "step_index": self.step_index,
+            "time_min": self.time_min,
+            "sweep": self.sweep,
+            "next_infusion": self.next_infusion,
+            "car_t_infused": self.car_t_infused,
+            "car_t_not_placed": self.car_t_not_placed,
+            "initial_tumor_cells": self.initial_tumor_cells,
+            "running": self.running,
+            "steps": self.steps,
+            "counts": dict(self.counts),
+            "model_vars": {name: list(values)
+                           for name, values in self.datacollector.model_vars.items()},
+            "random_state": self.random.getstate(),
+            "rng_state": self.rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any], **kwargs: Any) -> CarTModel:
+        """A model that continues exactly where ``checkpoint_state()`` was taken.
+
+        ``state`` may come from ``checkpoint_state()`` or from a file (lists for tuples);
+        ``kwargs`` (e.g. ``threads``) go to the constructor and do not affect results.
+        """
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r}, expected "
+                             f"{CHECKPOINT_FORMAT}")
+        model = cls(ScenarioConfig.model_validate(state["config"]), seed=int(state["seed"]),
+                    **kwargs)
+        cells = np.asarray(state["cells"])
+        if cells.dtype != model.lattice.cells.dtype or cells.shape != model.lattice.cells.shape:
+            raise ValueError("checkpoint lattice does not match its config")
+        model.lattice.cells[:] = cells
+        model.events[:] = np.asarray(state["events"], dtype=np.int64)
+        for name in ("step_index", "sweep", "next_infusion", "car_t_infused", "car_t_not_placed",
+                     "initial_tumor_cells", "steps"):
+            setattr(model, name, int(state[name]))
+        model.time_min = float(state["time_min"])
+        model.running = bool(state["running"])
+        model.counts = dict(state["counts"])
+        model.datacollector.model_vars = {name: list(state["model_vars"][name])
+                                          for name in REPORTED_COLUMNS}
+        version, internal, gauss = state["random_state"]
+        model.random.setstate((version, tuple(internal), gauss))
+        model.rng.bit_generator.state = state["rng_state"]
+        return model
+
 
 def default_threads(n_sites: int) -> int:
     """Kernel threads for a lattice: one per ``SITES_PER_THREAD`` sites, at most all cores.
@@ -185,15 +248,10 @@ def _reporter(name: str):
 def _resolve_scenario(scenario: ScenarioConfig | dict | str | Path,
                       overrides: dict[str, Any]) -> ScenarioConfig:
     """A validated ScenarioConfig from any accepted form plus ``a__b=value`` overrides."""
-    dotted = [f"{key.replace('__', '.')}={_yaml_scalar(v)}" for key, v in overrides.items()]
+    dotted = [f"{key.replace('__', '.')}={yaml_value(v)}" for key, v in overrides.items()]
     if isinstance(scenario, (str, Path)):
         return load_scenario(scenario, dotted)
     data = scenario.model_dump() if isinstance(scenario, ScenarioConfig) else scenario
     if not dotted and isinstance(scenario, ScenarioConfig):
         return scenario
     return validate(apply_overrides(data, dotted), ScenarioConfig, "model arguments")
-
-
-def _yaml_scalar(value: Any) -> str:
-    """A Python value as YAML text (JSON is YAML) for an override string."""
-    return json.dumps(value)

@@ -1,20 +1,109 @@
-"""Plots drawn from results tables (never from a live model), so notebooks reuse them."""
+"""Plots drawn from results tables (never from a live model), so notebooks reuse them.
+
+Every function takes the tables ``cartsim run`` writes (``timeseries.csv``, ``summary.csv``, read
+back with ``pandas.read_csv``) or a lattice snapshot (``simulation.snapshots``), returns the
+matplotlib Figure, and saves it when given a ``path`` (PNG by default, SVG or PDF by suffix;
+files carry no timestamps, so the same tables give the same bytes).
+
+=========================  ==================================================================
+``plot_burden``            tumour burden (% of day 0) and CAR-T vs time, median + IQR band
+``plot_blood_vs_solid``    burden, CAR-T and response-rate bars side by side
+``plot_car_t_kinetics``    CAR-T count (log) with the expansion peak and contraction marked
+``plot_waterfall``         best % change from baseline per replicate, coloured by response
+``plot_progression_free``  Kaplan-Meier progression-free curve over the virtual cohort
+``plot_snapshot``          the lattice: cancer by antigen level, normal, CAR-T by state
+=========================  ==================================================================
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import sys
 
 import matplotlib
 
-matplotlib.use("Agg")  # files, not windows; notebooks switch backends themselves
+if "ipykernel" not in sys.modules:  # Jupyter keeps its inline backend
+    matplotlib.use("Agg")  # files, not windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 #: Okabe-Ito colour-blind-safe palette
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
+#: the one style of every cartsim figure (applied per call, so it never leaks into user code)
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "savefig.dpi": 120,
+    "svg.hashsalt": "cartsim",  # deterministic SVG ids
+}
 
+#: response classes in display order, with their colours (also used by the waterfall)
+RESPONSES = ("CR", "PR", "SD", "PD")
+RESPONSE_COLOURS = {"CR": "#009E73", "PR": "#56B4E9", "SD": "#E69F00", "PD": "#D55E00"}
+RESPONSE_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "stable disease",
+                  "PD": "progressive disease"}
+
+#: RECIST-like thresholds on % change from baseline (see simulation.results.classify_response)
+PR_THRESHOLD_PERCENT = -30.0
+PD_THRESHOLD_PERCENT = 20.0
+#: progression: the tumour count reaches this multiple of its nadir so far (baseline included)
+PROGRESSION_FRACTION = 1.2
+
+_SAVE_METADATA = {".png": {"Software": None}, ".svg": {"Date": None},
+                  ".pdf": {"CreationDate": None, "ModDate": None}}
+
+
+def _styled(function):
+    """Run a plotting function inside ``STYLE``."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with plt.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` to ``path``: PNG if it has no suffix, else PNG, SVG or PDF by suffix.
+
+    No timestamps or software versions are written, so identical figures give identical files.
+    """
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_suffix(".png")
+    suffix = path.suffix.lower()
+    if suffix not in _SAVE_METADATA:
+        raise ValueError(f"{path}: unsupported figure format {suffix!r}; use .png, .svg or .pdf")
+    with plt.rc_context(STYLE):
+        fig.savefig(path, dpi=STYLE["savefig.dpi"], metadata=_SAVE_METADATA[suffix])
+    return path
+
+
+def _finish(fig: plt.Figure, path: str | Path | None) -> plt.Figure:
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# tables -> plotted quantities
+# ---------------------------------------------------------------------------------------------
 def replicate_bands(timeseries: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per scenario and time: median and 25/75 % quantiles of ``column`` across replicates.
 
@@ -41,62 +130,424 @@ def _with_baseline_percent(timeseries: pd.DataFrame) -> pd.DataFrame:
     return timeseries.assign(tumor_percent_of_baseline=100.0 * timeseries["tumor_cells"] / first)
 
 
+def _scenarios(table: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(table["scenario"]))
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
 def _label(scenario: str, summary: pd.DataFrame | None) -> str:
     if summary is None:
         return scenario
     rows = summary[summary["scenario"] == scenario]
+    if rows.empty:
+        return scenario
     tumor_type = rows["tumor_type"].iloc[0]
     cr = int((rows["response"] == "CR").sum())
     return f"{scenario} ({tumor_type}): CR {cr}/{len(rows)}"
 
 
+def response_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """Runs per scenario and response class (CR, PR, SD, PD), zeros included."""
+    counts = pd.crosstab(summary["scenario"], summary["response"])
+    for response in RESPONSES:
+        if response not in counts:
+            counts[response] = 0
+    order = _scenarios(summary)
+    return counts.loc[order, list(RESPONSES)].astype(np.int64)
+
+
+def best_percent_change(summary: pd.DataFrame) -> pd.Series:
+    """Best (lowest) % change of the tumour count from baseline, per run (-100 = cleared)."""
+    baseline = summary["baseline_tumor_cells"].astype(float)
+    return 100.0 * (summary["nadir_tumor_cells"] - baseline) / baseline
+
+
+def progression_events(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
+                       first_dose_day: float = 0.0,
+                       fraction: float = PROGRESSION_FRACTION) -> pd.DataFrame:
+    """Progression-free time of every run, for a Kaplan-Meier curve.
+
+    From ``first_dose_day`` on, a run progresses at the first census where its tumour count is
+    at least ``fraction`` x its nadir so far (the baseline counts as a nadir, so growth to 120 %
+    of baseline without any response is progression too) and above that nadir. Runs that never
+    progress are censored at their end of follow-up: their last census, or, for a cleared
+    tumour (which cannot regrow), the last census of any run of the scenario.
+
+    Returns one row per run: ``scenario, replicate, time_days`` (days since first dose),
+    ``progressed`` (bool).
+    """
+    rows = []
+    for scenario, runs in timeseries.groupby("scenario", sort=False):
+        follow_up_end = float(runs["time_days"].max())
+        for replicate, run in runs.groupby("replicate", sort=True):
+            run = run.sort_values("time_days")
+            after = run[run["time_days"] >= first_dose_day - 1e-9]
+            counts = after["tumor_cells"].to_numpy(dtype=float)
+            times = after["time_days"].to_numpy(dtype=float)
+            nadir = np.minimum.accumulate(counts)
+            hit = np.flatnonzero((counts >= fraction * nadir) & (counts > nadir))
+            if hit.size:
+                time, progressed = times[hit[0]], True
+            else:
+                cleared = counts.size > 0 and counts[-1] == 0
+                time, progressed = (follow_up_end if cleared else times[-1]), False
+            rows.append({"scenario": scenario, "replicate": replicate,
+                         "time_days": time - first_dose_day, "progressed": progressed})
+    return pd.DataFrame(rows, columns=["scenario", "replicate", "time_days", "progressed"])
+
+
+def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> pd.DataFrame:
+    """Kaplan-Meier estimate of the survival function S(t) = P(T > t).
+
+    ``events[i]`` is true if ``times[i]`` is an event (progression), false if censored. At a
+    time with both, events are counted before censorings (the usual convention). Returns one
+    row per distinct time, starting with t = 0: ``time, at_risk, events, censored, survival``.
+    """
+    times = np.asarray(times, dtype=float)
+    events = np.asarray(events, dtype=bool)
+    if times.shape != events.shape:
+        raise ValueError("times and events must have the same length")
+    rows = [{"time": 0.0, "at_risk": times.size, "events": 0, "censored": 0, "survival": 1.0}]
+    survival = 1.0
+    at_risk = times.size
+    for t in np.unique(times):
+        here = times == t
+        d = int(np.count_nonzero(events & here))
+        c = int(np.count_nonzero(~events & here))
+        if d:
+            survival *= 1.0 - d / at_risk
+        if t == 0.0:
+            rows[0].update(events=d, censored=c, survival=survival)
+        else:
+            rows.append({"time": float(t), "at_risk": at_risk, "events": d, "censored": c,
+                         "survival": survival})
+        at_risk -= d + c
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# time courses
+# ---------------------------------------------------------------------------------------------
+def _draw_bands(ax: plt.Axes, data: pd.DataFrame, column: str, summary: pd.DataFrame | None,
+                label: bool = True) -> pd.DataFrame:
+    bands = replicate_bands(data, column)
+    for i, scenario in enumerate(_scenarios(data)):
+        band = bands[bands["scenario"] == scenario]
+        c = _colour(i)
+        ax.plot(band["time_days"], band["median"], color=c, lw=2,
+                label=_label(scenario, summary) if label else None)
+        ax.fill_between(band["time_days"], band["q25"], band["q75"], color=c, alpha=0.25, lw=0)
+    return bands
+
+
+def _burden_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
+                 log_scale: bool) -> None:
+    _draw_bands(ax, data, "tumor_percent_of_baseline", summary)
+    n_reps = data.groupby("scenario")["replicate"].nunique().max()
+    ax.set_title(f"Tumour burden (median, IQR over {n_reps} replicates)")
+    ax.set_xlabel("time since start (days)")
+    ax.set_ylabel("cancer cells (% of day-0 count)")
+    ax.axhline(100.0, color="0.6", lw=0.8, ls="--")
+    if log_scale:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+
+
+def _car_t_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
+                log_scale: bool, label: bool = False) -> pd.DataFrame:
+    bands = _draw_bands(ax, data, "car_t_cells", summary, label=label)
+    ax.set_title("CAR-T cells on the lattice")
+    ax.set_xlabel("time since start (days)")
+    ax.set_ylabel("CAR-T cells (count)")
+    if log_scale:
+        ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    return bands
+
+
+@_styled
 def plot_burden(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
                 path: str | Path | None = None, log_scale: bool = True) -> plt.Figure:
     """Tumour burden (% of baseline) and CAR-T cells vs time: median line, interquartile band.
 
     One colour per scenario; the legend gives tumour type and complete responses. Saved to
-    ``path`` (PNG, SVG or PDF by suffix) when given.
+    ``path`` (PNG, SVG or PDF by suffix) when given. ``log_scale``: symmetric-log y axes (linear
+    below 1, so a cleared tumour's 0 is drawn).
     """
     data = _with_baseline_percent(timeseries)
     fig, (ax_tumor, ax_car_t) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    scenarios = list(dict.fromkeys(data["scenario"]))
-    for colour, (column, ax) in zip((0, 0), (("tumor_percent_of_baseline", ax_tumor),
-                                              ("car_t_cells", ax_car_t))):
-        bands = replicate_bands(data, column)
-        for i, scenario in enumerate(scenarios):
-            band = bands[bands["scenario"] == scenario]
-            c = PALETTE[(i + colour) % len(PALETTE)]
-            ax.plot(band["time_days"], band["median"], color=c, lw=2,
-                    label=_label(scenario, summary))
-            ax.fill_between(band["time_days"], band["q25"], band["q75"], color=c, alpha=0.25,
-                            lw=0)
-    n_reps = data.groupby("scenario")["replicate"].nunique().max()
-    ax_tumor.set_title(f"Tumour burden (median, IQR over {n_reps} replicates)")
-    ax_tumor.set_xlabel("time since start (days)")
-    ax_tumor.set_ylabel("cancer cells (% of day-0 count)")
-    ax_tumor.axhline(100.0, color="0.6", lw=0.8, ls="--")
-    ax_car_t.set_title("CAR-T cells on the lattice")
-    ax_car_t.set_xlabel("time since start (days)")
-    ax_car_t.set_ylabel("CAR-T cells (count)")
-    if log_scale:
-        for ax in (ax_tumor, ax_car_t):
-            ax.set_yscale("symlog", linthresh=1.0)
-    for ax in (ax_tumor, ax_car_t):
-        ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
-        ax.set_ylim(bottom=0)
-    ax_tumor.legend(loc="best", fontsize=9)
-    if path is not None:
-        fig.savefig(path, dpi=120, metadata={"Software": None} if str(path).endswith(".png")
-                    else None)
-    return fig
+    _burden_axes(ax_tumor, data, summary, log_scale)
+    _car_t_axes(ax_car_t, data, summary, log_scale)
+    ax_tumor.legend(loc="best")
+    return _finish(fig, path)
 
 
-def response_counts(summary: pd.DataFrame) -> pd.DataFrame:
-    """Runs per scenario and response class (CR, PR, SD, PD), zeros included."""
-    counts = pd.crosstab(summary["scenario"], summary["response"])
-    for response in ("CR", "PR", "SD", "PD"):
-        if response not in counts:
-            counts[response] = 0
-    order = list(dict.fromkeys(summary["scenario"]))
-    return counts.loc[order, ["CR", "PR", "SD", "PD"]].astype(np.int64)
+@_styled
+def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
+                        ax: plt.Axes | None = None) -> plt.Figure:
+    """Stacked bars: % of replicates per response class (CR/PR/SD/PD), one bar per scenario."""
+    fig, ax = _figure_and_axes(ax, (4.5, 4.2))
+    counts = response_counts(summary)
+    percent = 100.0 * counts.div(counts.sum(axis=1), axis=0)
+    x = np.arange(len(percent))
+    bottom = np.zeros(len(percent))
+    for response in RESPONSES:
+        values = percent[response].to_numpy()
+        ax.bar(x, values, bottom=bottom, color=RESPONSE_COLOURS[response], width=0.6,
+               label=f"{response}: {RESPONSE_NAMES[response]}")
+        for xi, (b, v, n) in enumerate(zip(bottom, values, counts[response])):
+            if n:
+                ax.text(xi, b + v / 2, str(int(n)), ha="center", va="center", fontsize=9)
+        bottom += values
+    ax.set_xticks(x, [f"{s}\n({summary.loc[summary['scenario'] == s, 'tumor_type'].iloc[0]})"
+                      for s in percent.index])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("replicates (%)")
+    ax.set_xlabel("scenario")
+    ax.set_title(f"Best response (n = {int(counts.sum(axis=1).max())} per scenario)")
+    ax.grid(axis="x", visible=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _finish(fig, path)
+
+
+@_styled
+def plot_blood_vs_solid(timeseries: pd.DataFrame, summary: pd.DataFrame,
+                        path: str | Path | None = None, log_scale: bool = True) -> plt.Figure:
+    """The central comparison in one row: burden, CAR-T and response-rate bars per scenario."""
+    data = _with_baseline_percent(timeseries)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True,
+                             gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    _burden_axes(axes[0], data, summary, log_scale)
+    _car_t_axes(axes[1], data, summary, log_scale)
+    axes[0].legend(loc="best")
+    plot_response_rates.__wrapped__(summary, ax=axes[2])
+    return _finish(fig, path)
+
+
+def _figure_and_axes(ax: plt.Axes | None, size: tuple[float, float]):
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=size, constrained_layout=True)
+    return fig, ax
+
+
+@_styled
+def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
+                        path: str | Path | None = None, ax: plt.Axes | None = None
+                        ) -> plt.Figure:
+    """CAR-T count vs time on a log axis: median and IQR, the peak of the median marked.
+
+    Before the peak: expansion (activation-driven division outpaces death); after: contraction
+    (death of effectors and exhausted cells). The legend gives each scenario's peak day and, when
+    the contraction lasts long enough to measure, its half-life from a log-linear fit.
+    """
+    fig, ax = _figure_and_axes(ax, (7, 4.4))
+    bands = replicate_bands(timeseries, "car_t_cells")
+    for i, scenario in enumerate(_scenarios(timeseries)):
+        band = bands[bands["scenario"] == scenario]
+        c = _colour(i)
+        t = band["time_days"].to_numpy()
+        median = band["median"].to_numpy()
+        peak = int(np.argmax(median))
+        label = f"{scenario}: peak {median[peak]:.0f} cells on day {t[peak]:g}"
+        half_life = _contraction_half_life(t[peak:], median[peak:])
+        if half_life is not None:
+            label += f", contraction t1/2 {half_life:.1f} d"
+        ax.plot(t, median, color=c, lw=2, label=label)
+        ax.fill_between(t, band["q25"], band["q75"], color=c, alpha=0.2, lw=0)
+        ax.axvline(t[peak], color=c, lw=1, ls=":")
+        ax.plot([t[peak]], [median[peak]], marker="v", color=c, ms=8, ls="none")
+        if peak > 0:
+            ax.annotate("expansion", xy=(t[peak] / 2, median[peak]), color=c, ha="center",
+                        va="bottom", fontsize=8)
+        if peak < len(t) - 1:
+            ax.annotate("contraction", xy=((t[peak] + t[-1]) / 2, median[peak]), color=c,
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("time since start (days)")
+    ax.set_ylabel("CAR-T cells (count, log scale)")
+    n_reps = timeseries.groupby("scenario")["replicate"].nunique().max()
+    ax.set_title(f"CAR-T kinetics (median, IQR over {n_reps} replicates; ▼ peak)")
+    ax.legend(loc="lower center")
+    return _finish(fig, path)
+
+
+def _contraction_half_life(t: np.ndarray, counts: np.ndarray) -> float | None:
+    """Half-life (days) of an exponential decline fitted to positive counts after the peak."""
+    keep = counts > 0
+    if keep.sum() < 3 or counts[keep][-1] >= 0.8 * counts[keep][0]:
+        return None
+    slope = np.polyfit(t[keep], np.log(counts[keep]), 1)[0]
+    return float(np.log(2) / -slope) if slope < 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
+# per-replicate outcomes
+# ---------------------------------------------------------------------------------------------
+@_styled
+def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Waterfall: best % change of tumour cells from baseline, one bar per replicate.
+
+    Bars are sorted from worst to best within each scenario (one panel each) and coloured by
+    response; dashed lines at -30 % (partial response) and +20 % (progression).
+    """
+    scenarios = _scenarios(summary)
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(max(5.0, 4.2 * len(scenarios)), 4.2),
+                             sharey=True, constrained_layout=True, squeeze=False)
+    change = best_percent_change(summary)
+    top = max(40.0, float(change.max()) * 1.1)
+    for ax, scenario in zip(axes[0], scenarios):
+        mine = summary["scenario"] == scenario
+        values = change[mine].to_numpy()
+        responses = summary.loc[mine, "response"].to_numpy()
+        order = np.argsort(-values, kind="stable")
+        x = np.arange(len(values))
+        ax.bar(x, values[order], color=[RESPONSE_COLOURS[r] for r in responses[order]],
+               width=0.8)
+        ax.axhline(PR_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
+        ax.axhline(PD_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_title(_label(scenario, summary))
+        ax.set_xlabel("replicate (sorted)")
+        ax.set_xticks(x, [str(r) for r in summary.loc[mine, "replicate"].to_numpy()[order]],
+                      fontsize=8)
+        ax.grid(axis="x", visible=False)
+        ax.set_ylim(-105.0, top)
+    axes[0][0].set_ylabel("best change of cancer cells from baseline (%)")
+    axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, " -30 % PR", transform=axes[0][0].get_yaxis_transform(),
+                    va="bottom", fontsize=8, color="0.3")
+    axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, " +20 % PD", transform=axes[0][0].get_yaxis_transform(),
+                    va="bottom", fontsize=8, color="0.3")
+    handles = [Patch(color=RESPONSE_COLOURS[r], label=f"{r}: {RESPONSE_NAMES[r]}")
+               for r in RESPONSES]
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _finish(fig, path)
+
+
+@_styled
+def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
+                          path: str | Path | None = None, first_dose_day: float = 0.0
+                          ) -> plt.Figure:
+    """Kaplan-Meier progression-free fraction of the virtual cohort (replicates) per scenario.
+
+    Progression and censoring as in ``progression_events``; censored runs are ticked (|).
+    """
+    events = progression_events(timeseries, summary, first_dose_day)
+    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
+    for i, scenario in enumerate(_scenarios(events)):
+        mine = events[events["scenario"] == scenario]
+        curve = kaplan_meier(mine["time_days"], mine["progressed"])
+        end = float(mine["time_days"].max())
+        t = np.append(curve["time"].to_numpy(), end)
+        s = np.append(curve["survival"].to_numpy(), curve["survival"].iloc[-1])
+        c = _colour(i)
+        n_prog = int(mine["progressed"].sum())
+        ax.step(t, 100.0 * s, where="post", color=c, lw=2,
+                label=f"{scenario}: {n_prog}/{len(mine)} progressed")
+        censored = curve[curve["censored"] > 0]
+        ax.plot(censored["time"], 100.0 * censored["survival"], marker="|", ms=12, mew=1.5,
+                color=c, ls="none")
+    ax.set_ylim(-3, 103)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("time since first infusion (days)")
+    ax.set_ylabel("progression-free (% of replicates)")
+    ax.set_title("Progression-free survival (Kaplan-Meier; | censored)\n"
+                 f"progression: cancer cells >= {PROGRESSION_FRACTION:.0%} of nadir or baseline")
+    ax.legend(loc="lower left")
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# lattice snapshots
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SiteClass:
+    """One colour of the lattice picture: its code in the class array, its label and colour."""
+
+    code: int
+    label: str
+    colour: str
+
+
+#: the fixed legend of lattice pictures: every class always shown, in this order. Codes are
+#: stable (snapshots and the interactive view use them); stroma, vessels, necrosis and fields
+#: get new codes appended here when the model has them.
+SITE_CLASSES = (
+    SiteClass(0, "empty", "#FFFFFF"),
+    SiteClass(1, "cancer, antigen high (>= CAR half-max)", "#D55E00"),
+    SiteClass(2, "cancer, antigen low", "#E69F00"),
+    SiteClass(3, "cancer, antigen negative", "#000000"),
+    SiteClass(4, "normal, antigen+ (on-target, off-tumour)", "#CC79A7"),
+    SiteClass(5, "normal, antigen-", "#C8C8C8"),
+    SiteClass(6, "CAR-T effector", "#0072B2"),
+    SiteClass(7, "CAR-T exhausted", "#56B4E9"),
+)
+SITE_CMAP = ListedColormap([c.colour for c in SITE_CLASSES], name="cartsim_sites")
+#: the same colours as an (n_classes, 3) uint8 table, for fast RGB images (class -> colour)
+SITE_RGB = np.array([[int(c.colour[i:i + 2], 16) for i in (1, 3, 5)] for c in SITE_CLASSES],
+                    dtype=np.uint8)
+
+
+def site_legend_handles() -> list[Patch]:
+    """Legend entries for every site class (fixed: the same legend on every picture)."""
+    return [Patch(facecolor=c.colour, edgecolor="0.5", lw=0.5, label=c.label)
+            for c in SITE_CLASSES]
+
+
+def _snapshot_classes(snapshot) -> np.ndarray:
+    if isinstance(snapshot, np.ndarray):
+        return snapshot
+    if "site_class" in snapshot:
+        return np.asarray(snapshot["site_class"])
+    from .snapshots import site_classes
+
+    return site_classes(snapshot["cell_type"], snapshot["antigen_class"],
+                        snapshot["car_t_state"])
+
+
+@_styled
+def plot_snapshot(snapshot, path: str | Path | None = None, ax: plt.Axes | None = None,
+                  title: str | None = None, legend: bool = True,
+                  spacing_um: float | None = None) -> plt.Figure:
+    """The lattice at one moment, one pixel per site, with the fixed legend of ``SITE_CLASSES``.
+
+    ``snapshot`` is a mapping as saved by ``simulation.snapshots`` (``cell_type``,
+    ``antigen_class``, ``car_t_state``, optional ``time_days``, ``spacing_um``), or a 2D array
+    of site-class codes. Axes are in mm when the site spacing is known.
+    """
+    classes = _snapshot_classes(snapshot)
+    meta = {} if isinstance(snapshot, np.ndarray) else snapshot
+    if spacing_um is None and "spacing_um" in meta:
+        spacing_um = float(np.asarray(meta["spacing_um"]))
+    own_figure = ax is None
+    fig, ax = _figure_and_axes(ax, (8.6, 5.2) if legend else (5.2, 5.2))
+    ny, nx = classes.shape
+    scale = spacing_um / 1000.0 if spacing_um else 1.0
+    ax.imshow(classes, cmap=SITE_CMAP, vmin=-0.5, vmax=len(SITE_CLASSES) - 0.5,
+              interpolation="nearest", origin="lower", extent=(0, nx * scale, 0, ny * scale))
+    unit = "mm" if spacing_um else "sites"
+    ax.set_xlabel(f"x ({unit})")
+    ax.set_ylabel(f"y ({unit})")
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+    if title is None and "time_days" in meta:
+        title = f"day {float(np.asarray(meta['time_days'])):.1f}"
+        if "scenario" in meta:
+            title = f"{np.asarray(meta['scenario'])}, {title}"
+    if title:
+        ax.set_title(title)
+    if legend and own_figure:
+        fig.legend(handles=site_legend_handles(), loc="outside right upper", title="site",
+                   alignment="left")
+    elif legend:
+        ax.legend(handles=site_legend_handles(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                  title="site", alignment="left")
+    return _finish(fig, path)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -50,6 +51,11 @@ def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     """Run one simulation to its end; return its time series and its summary row."""
     model = CarTModel(spec.scenario, seed=spec.seed, threads=spec.threads)
     model.run()
+    return run_tables(model, spec)
+
+
+def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
+    """The time series and summary row of a finished run of ``spec`` (``model``)."""
     series = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
     series = series[list(REPORTED_COLUMNS)]
     ids = {
@@ -181,3 +187,13 @@ def _environment(**variables: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def load(folder: str | Path) -> pd.DataFrame:
+    """The tidy table of a finished or partial sweep folder (``cartsim sweep --out DIR``).
+
+    One row per run: parameter columns plus summary columns (see ``simulation.sweep.load``).
+    """
+    from .sweep import load as load_sweep
+
+    return load_sweep(folder)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from .config import AntigenDistribution, ConfigError, ScenarioConfig
+from .config import AntigenDistribution, ConfigError, ScenarioConfig, check_scenario
 from .constants import (
     CANCER,
     CAR_T,
@@ -135,8 +135,9 @@ def motility(cfg: ScenarioConfig, lattice: Lattice) -> Motility:
     move_p = moves_per_step / n_substeps
     persist_p = np.zeros(N_CELL_TYPES)
     moving = (speeds > 0) & (persistence > 0)
-    move_interval_min = step_um / np.where(speeds > 0, speeds, 1.0)
-    persist_p[moving] = np.exp(-move_interval_min[moving] / persistence[moving])
+    with np.errstate(over="ignore"):  # a vanishing speed: infinite interval, no persistence
+        move_interval_min = step_um / np.where(speeds > 0, speeds, 1.0)
+        persist_p[moving] = np.exp(-move_interval_min[moving] / persistence[moving])
     return Motility(move_p=move_p, persist_p=persist_p, n_substeps=n_substeps)
 
 
@@ -164,7 +165,12 @@ def _compact_sites(lattice: Lattice, n: int) -> np.ndarray:
 
 
 def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
-    """The lattice at t = 0: tumour (dispersed or compact), then normal populations around it."""
+    """The lattice at t = 0: tumour (dispersed or compact), then normal populations around it.
+
+    A scenario that cannot run (e.g. a lattice larger than this machine's memory) is refused
+    with a ConfigError before anything is allocated.
+    """
+    check_scenario(cfg)
     lat = cfg.lattice
     lattice = Lattice.empty(lat.width, lat.height, lat.spacing_um, lat.neighbourhood)
     rng = setup_rng(seed, _LAYOUT_STREAM)

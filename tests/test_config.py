@@ -241,7 +241,9 @@ def test_normal_densities_above_one_are_an_error():
 def test_tumour_larger_than_half_the_lattice_is_an_error():
     data = minimal_scenario_dict()
     data["tumor"]["initial_cells"] = 201  # 20 x 20 lattice holds at most 200
-    with pytest.raises(ConfigError, match=r"initial_cells \(201\) must be at most half"):
+    expected = (r"big\.yaml: tumor\.initial_cells: must be at most half of the 400 sites of "
+                r"the 20x20 lattice \(got 201\)")
+    with pytest.raises(ConfigError, match=expected):
         validate(data, ScenarioConfig, "big.yaml")
     data["tumor"]["initial_cells"] = 200
     assert validate(data, ScenarioConfig, "big.yaml").tumor.initial_cells == 200

@@ -1,4 +1,5 @@
-"""Property tests: invariants of ``kernel.advance`` on random small lattices and parameters."""
+"""Property tests: invariants of ``kernel.advance`` on random small lattices and parameters, and
+of ``CarTModel`` runs of random small scenarios, checked after every step."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from simulation import kernel
 from simulation.constants import (
     CANCER,
     CAR_T,
+    CENSUS_NAMES,
     E_CANCER_BORN,
     E_CANCER_DIED,
     E_CANCER_KILLED,
@@ -43,6 +45,7 @@ from simulation.constants import (
     NO_HEADING,
     NORMAL,
 )
+from simulation.model import CarTModel
 
 SETTINGS = settings(max_examples=25, deadline=None)
 probability = st.floats(0.0, 1.0, allow_nan=False)
@@ -239,3 +242,123 @@ def test_advance_in_chunks_equals_advance_at_once(case, split):
     assert end == next_whole
     assert np.array_equal(part, whole)
     assert np.array_equal(events_a + events_b, events_whole)
+
+
+# ---------------------------------------------------------------------------------------------
+# the same invariants through CarTModel: random small scenarios, checked after every step
+# ---------------------------------------------------------------------------------------------
+MODEL_SETTINGS = settings(max_examples=50, deadline=None)
+unit = st.floats(0.0, 1.0)
+
+
+@st.composite
+def scenarios(draw) -> dict:
+    """A random valid scenario small enough to step 50-80 times in well under a second."""
+    width, height = draw(st.integers(8, 30)), draw(st.integers(8, 30))
+    dt = draw(st.floats(1.0, 30.0))
+    n_steps = draw(st.integers(50, 80))
+    duration_days = n_steps * dt / 1440.0
+    antigen = st.fixed_dictionaries({
+        "mean_molecules_per_cell": st.just(0.0) | st.floats(1.0, 50000.0),
+        "cv": st.floats(0.0, 2.0), "negative_fraction": unit,
+        "inheritance_cv": st.floats(0.0, 1.0)})
+    n_normal = draw(st.integers(0, 2))
+    densities = [draw(st.floats(0.0, 0.45)) for _ in range(n_normal)]
+    dose = st.fixed_dictionaries({"day": st.floats(0.0, duration_days * 0.99)}).flatmap(
+        lambda d: st.one_of(st.integers(1, 60).map(lambda n: {**d, "cells": n}),
+                            st.floats(0.01, 2.0).map(lambda r: {**d, "effector_to_target": r})))
+    return {
+        "name": "random", "tumor_type": draw(st.sampled_from(["blood", "solid"])),
+        "lattice": {"width": width, "height": height, "spacing_um": draw(st.floats(5.0, 30.0)),
+                    "neighbourhood": draw(st.sampled_from(["moore", "von_neumann"]))},
+        "time": {"dt_min": dt, "duration_days": duration_days,
+                 "record_every_h": draw(st.floats(0.1, 12.0)), "stop_when_cleared": False},
+        "tumor": {"layout": draw(st.sampled_from(["dispersed", "compact"])),
+                  "initial_cells": draw(st.integers(1, width * height // 3)),
+                  "cycle_time_h": draw(st.floats(2.0, 100.0)),
+                  "death_rate_per_day": draw(st.floats(0.0, 2.0)),
+                  "speed_um_per_min": draw(st.just(0.0) | st.floats(0.0, 5.0)),
+                  "antigen": draw(antigen)},
+        "normal": [{"name": f"n{i}", "density": d, "speed_um_per_min": draw(st.floats(0.0, 5.0)),
+                    "antigen": draw(antigen)} for i, d in enumerate(densities)],
+        "car_t": {"speed_um_per_min": draw(st.floats(0.0, 20.0)),
+                  "persistence_time_min": draw(st.floats(0.0, 30.0)),
+                  "kill_rate_per_h": draw(st.floats(0.1, 600.0)),
+                  "antigen_half_max_molecules_per_cell": draw(st.floats(100.0, 20000.0)),
+                  "hill_coefficient": draw(st.floats(0.5, 4.0)),
+                  "max_kills": draw(st.integers(1, 20)),
+                  "max_divisions": draw(st.integers(0, 15)),
+                  "division_time_h": draw(st.floats(0.5, 48.0)),
+                  "activation_duration_h": draw(st.floats(0.5, 48.0)),
+                  "exhaustion_after_engaged_h": draw(st.floats(0.5, 100.0)),
+                  "exhausted_kill_factor": draw(unit),
+                  "effector_half_life_days": draw(st.floats(0.1, 10.0)),
+                  "exhausted_half_life_days": draw(st.floats(0.1, 10.0))},
+        "dosing": {"arrival": draw(st.sampled_from(["anywhere", "margin"])),
+                   "margin_width_um": draw(st.floats(10.0, 100.0)),
+                   "doses": draw(st.lists(dose, min_size=1, max_size=3))},
+    }
+
+
+def check_model_invariants(model, initial_normal: int) -> None:
+    """Everything that must hold between two steps of any run."""
+    cells = model.lattice.cells
+    kind = cells["cell_type"]
+    nz, ny, nx = model.lattice.shape
+    cfg = model.config
+    assert cells.shape == (nx * ny * nz,) and (ny, nx) == (cfg.lattice.height, cfg.lattice.width)
+    assert set(np.unique(kind).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T}
+    # no cell lost or duplicated (one cell per site; a write outside the lattice would show up
+    # here as a cell missing from its count): counts equal the event bookkeeping
+    e = model.events
+    assert np.all(e >= 0)
+    assert count(cells, CANCER) == model.tumor_cells
+    assert count(cells, CAR_T) == model.car_t_infused + e[E_CAR_T_BORN] - e[E_CAR_T_DIED]
+    assert count(cells, NORMAL) == initial_normal - e[E_NORMAL_KILLED]
+    # the last census, as collected, equals the arrays whenever one was just taken
+    if model.counts and model.counts["time_days"] == model.time_min / 1440.0:
+        census = numpy_census(cells, model.params[K_ANTIGEN_HALF_MAX])
+        assert [model.counts[n] for n in CENSUS_NAMES] == census.tolist()
+        last = model.datacollector.get_model_vars_dataframe().iloc[-1]
+        assert [int(last[n]) for n in CENSUS_NAMES] == census.tolist()
+    # antigen: finite, non-negative, only on targets
+    antigen = cells["antigen"]
+    assert np.all(np.isfinite(antigen)) and np.all(antigen >= 0.0)
+    assert np.all(antigen[(kind == EMPTY) | (kind == CAR_T)] == 0.0)
+    # per-cell counters within their bounds
+    car_t = kind == CAR_T
+    effector = car_t & (cells["car_t_state"] == EFFECTOR)
+    assert set(np.unique(cells["car_t_state"][car_t]).tolist()) <= {EFFECTOR, EXHAUSTED}
+    assert np.all(cells["kills"][effector] < model.params[K_MAX_KILLS])
+    assert np.all(cells["engaged"][effector] < model.params[K_EXHAUSTION_ENGAGED_STEPS])
+    assert np.all(cells["divisions"][car_t] <= model.params[K_MAX_DIVISIONS])
+    assert np.all(cells["activation"][car_t] <= model.params[K_ACTIVATION_STEPS])
+    for name in ("kills", "divisions", "engaged", "activation", "car_t_state"):
+        assert np.all(cells[name][~car_t] == 0), name
+    heading = cells["heading"]
+    assert np.all((heading == NO_HEADING) | (heading < model.lattice.offsets.shape[0]))
+    assert np.all(heading[kind == EMPTY] == NO_HEADING)
+    # the clock
+    assert model.time_min == model.step_index * model.dt_min
+    assert model.sweep == model.step_index * (model.motility.n_substeps + 1)
+
+
+@MODEL_SETTINGS
+@given(scenarios(), st.integers(0, 2**32))
+def test_model_invariants_hold_after_every_step_of_random_scenarios(scenario, seed):
+    model = CarTModel(scenario, seed=seed)
+    initial_normal = count(model.lattice.cells, NORMAL)
+    check_model_invariants(model, initial_normal)
+    events_before = model.events.copy()
+    while model.running:
+        model.step()
+        check_model_invariants(model, initial_normal)
+        assert np.all(model.events >= events_before)  # cumulative counters never go back
+        events_before = model.events.copy()
+    assert model.step_index >= 50
+    df = model.datacollector.get_model_vars_dataframe()
+    assert (df["car_t_cells"] == df["car_t_effector"] + df["car_t_exhausted"]).all()
+    assert df["time_days"].is_monotonic_increasing
+    for column in ("cumulative_cancer_killed", "cumulative_normal_killed",
+                   "cumulative_car_t_infused"):
+        assert df[column].is_monotonic_increasing, column

@@ -292,3 +292,9 @@ def test_empirical_car_t_speed_matches_config_over_five_seeds():
 
 
 STEPS_PER_SEED = 600
+
+
+def test_keyword_override_with_small_float_reads_back_as_a_number(tiny_scenario_dict):
+    # 1e-05 written as JSON text would read back from YAML as the string "1e-05"
+    model = CarTModel(tiny_scenario_dict, seed=1, car_t__kill_rate_per_h=1e-5)
+    assert model.config.car_t.kill_rate_per_h == 1e-5
