@@ -21,20 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-
-def warm_up() -> None:
-    """Load (or compile and cache) the numba kernels by running a tiny model."""
-    from .config import ScenarioConfig
-    from .model import CarTModel
-
-    tiny = ScenarioConfig.model_validate({
-        "name": "warm_up", "tumor_type": "solid",
-        "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
-        "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
-                  "antigen": {"mean_molecules_per_cell": 1000.0}},
-        "dosing": {"arrival": "margin", "doses": [{"day": 0, "cells": 2}]},
-    })
-    CarTModel(tiny, seed=0).run()
+from .results import warm_up
 
 
 class SerialBackend:

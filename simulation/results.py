@@ -124,7 +124,7 @@ def _remaining(counts: pd.Series) -> float | None:
     return float(counts.iloc[-1]) / start if start else None
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Load (or compile and cache) the kernels once, before worker processes start."""
     tiny = ScenarioConfig.model_validate({
         "name": "warm_up", "tumor_type": "solid",
@@ -150,7 +150,7 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     n_runs = len(study.scenarios) * study.replicates
     workers = max(1, min(workers or cores, n_runs))
     specs = run_specs(study, threads)
-    _warm_up()  # compile (or load from the on-disk cache) once, before workers start
+    warm_up()  # compile (or load from the on-disk cache) once, before workers start
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
     if workers == 1:
         for spec in specs:
@@ -160,7 +160,7 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     else:
         # spawn, not fork: a process that has run a parallel kernel holds a thread pool
         # (OpenMP/TBB) that must not be forked; spawned workers load the cached kernels
-        with _environment(NUMBA_NUM_THREADS=str(max(1, cores // workers))), ProcessPoolExecutor(
+        with environment(NUMBA_NUM_THREADS=str(max(1, cores // workers))), ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(run_one, spec): spec for spec in specs}
             for future in as_completed(futures):
@@ -175,7 +175,7 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
 
 
 @contextmanager
-def _environment(**variables: str) -> Iterator[None]:
+def environment(**variables: str) -> Iterator[None]:
     """Set environment variables for the processes started inside the block (e.g. workers)."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)

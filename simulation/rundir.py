@@ -364,29 +364,15 @@ def _worker_init(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="cartsim-parent-watch").start()
 
 
-@contextlib.contextmanager
-def _environment(**variables: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def execute(rundir: RunDir, specs: list, workers: int, checkpoint_every_h: float | None,
             on_done: Callable[[Any], None] | None = None) -> None:
     """Run every spec whose rows are not in ``rundir`` yet, in ``workers`` processes."""
-    from .results import _warm_up
+    from .results import environment, warm_up
 
     pending = [s for s in specs if not rundir.is_finished(run_name(s.scenario.name, s.replicate))]
     if not pending:
         return
-    _warm_up()  # compile (or load from the on-disk cache) once, before workers start
+    warm_up()  # compile (or load from the on-disk cache) once, before workers start
     workers = max(1, min(workers, len(pending)))
     folder = str(rundir.path)
     if workers == 1:
@@ -399,7 +385,7 @@ def execute(rundir: RunDir, specs: list, workers: int, checkpoint_every_h: float
     # spawn, not fork: a process that ran a parallel kernel holds a thread pool that must not
     # be forked; spawned workers (started as runs are submitted, so the variable stays set)
     # load the cached kernels and share the cores
-    with _environment(NUMBA_NUM_THREADS=str(max(1, cores // workers))):
+    with environment(NUMBA_NUM_THREADS=str(max(1, cores // workers))):
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
                                    initargs=(os.getpid(),),
                                    mp_context=multiprocessing.get_context("spawn"))

@@ -99,10 +99,15 @@ def app_server(tmp_path):
     port = _free_port()
     log_path = tmp_path / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed in finally
+    # Compile (or load) the kernels first, for the same installed package the server imports
+    # (run outside the repository so the installed copy, not the source tree, is found): a
+    # cold numba compile on a fresh machine takes longer than the page is given to appear.
+    subprocess.run([sys.executable, "-c", "from simulation.results import warm_up; warm_up()"],
+                   cwd=tmp_path, check=True, timeout=600)
     server = subprocess.Popen(
         [sys.executable, "-m", "solara", "run", "simulation.app:page", "--host", "127.0.0.1",
          "--port", str(port), "--production", "--no-open"],
-        cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     try:
@@ -145,7 +150,7 @@ def test_browser_play_changes_the_lattice(app_server, tmp_path):
             page = context.new_page()
             page.goto(app_server, timeout=60_000)
             lattice = page.locator(".cartsim-lattice").first
-            lattice.wait_for(state="visible", timeout=60_000)
+            lattice.wait_for(state="visible", timeout=120_000)
             before = lattice.screenshot(path=str(tmp_path / "before.png"))
             page.get_by_role("button", name="▶").click(timeout=30_000)
             time.sleep(4)
