@@ -3,6 +3,7 @@ and a real browser pressing play (skipped when chromium or playwright is missing
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -107,7 +108,8 @@ def app_server(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "solara", "run", "simulation.app:page", "--host", "127.0.0.1",
          "--port", str(port), "--production", "--no-open"],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "CARTSIM_CONFIG_DIR": str(REPO_ROOT / "configs")})
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     try:
