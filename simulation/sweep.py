@@ -43,6 +43,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from . import config as _config
 from .config import SEED_MAX, ConfigError, Problems, ScenarioConfig, _Strict, yaml_value
+from .rundir import atomic_write
 
 #: summary columns of a run (the ``summary.csv`` contract of README.md, "Outputs")
 SUMMARY_COLUMNS = (
@@ -484,22 +485,12 @@ def lost_run(run: Run, err: BaseException) -> dict[str, Any]:
             "error": f"worker lost: {text}"}
 
 
-def _atomic_write_bytes(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    _atomic_write_bytes(path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False, engine="pyarrow"))
 
 
 def run_file(out: Path, run_id_: str) -> Path:
