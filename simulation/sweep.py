@@ -24,12 +24,11 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import product
