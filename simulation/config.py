@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .constants import CELL_DTYPE, TIMER_MAX, mean_step_length, neighbour_offsets
+from .constants import CELL_DTYPE, N_FIELDS, TIMER_MAX, mean_step_length, neighbour_offsets
 from .units import MIN_PER_H, minutes_to_steps
 
 SEED_MAX = 2**63 - 1
@@ -89,6 +89,10 @@ class AntigenDistribution(_Strict):
     inheritance_cv: Annotated[float, Field(ge=0, le=2)] = Field(
         0.1, description="CV of the log-normal factor a daughter's density differs by from its "
         "mother's (dimensionless); antigen-negative mothers have negative daughters."
+    )
+    loss_per_division: Fraction = Field(
+        0.0, description="Probability that a daughter of an antigen-positive cell is born "
+        "antigen-negative (antigen loss, e.g. CD19 splicing/mutation; per division)."
     )
 
 
@@ -191,6 +195,12 @@ class CarTConfig(_Strict):
     exhausted_half_life_days: PositiveFloat = Field(
         1.0, description="Half-life of an exhausted CAR-T (days)."
     )
+    memory_conversion_rate_per_day: NonNegativeFloat = Field(
+        0.0016, description="Rate at which an idle (unbound, not activated) effector becomes a "
+        "long-lived memory cell (1/day); with the 4.5-day effector half-life ~1 % of cells "
+        "enter the memory pool (Stein 2019).")
+    memory_half_life_days: PositiveFloat = Field(
+        250.0, description="Half-life of a memory CAR-T (days; 200-350, Stein 2019).")
 
 
 class Dose(_Strict):
@@ -203,6 +213,7 @@ class Dose(_Strict):
     effector_to_target: PositiveFloat | None = Field(
         None, description="CAR-T per cancer cell present at infusion (dimensionless)."
     )
+    route: Route | None = Field(None, description="Route of this dose; default dosing.route.")
 
     @model_validator(mode="after")
     def _one_amount(self) -> Dose:
@@ -211,17 +222,168 @@ class Dose(_Strict):
         return self
 
 
-class DosingConfig(_Strict):
-    """Where and when CAR-T enter the lattice."""
+Route = Literal["intravenous", "intratumoral", "anywhere"]
 
-    arrival: Literal["anywhere", "margin"] = Field(
-        description="anywhere: free sites at random (blood); margin: free sites within "
-        "margin_width_um of the tumour edge (solid)."
-    )
+
+class Lymphodepletion(_Strict):
+    """Conditioning chemotherapy (e.g. fludarabine/cyclophosphamide) finished at t = 0."""
+
+    populations: list[str] = Field(
+        description="Names of the normal populations (lymphocytes) it depletes.")
+    fraction_removed: Fraction = Field(
+        0.9, description="Fraction of those cells removed at t = 0 (frees their sites).")
+    car_t_expansion_boost: NonNegativeFloat = Field(
+        1.0, description="Extra CAR-T division rate right after conditioning, relative to the "
+        "normal rate (1 = doubled); homeostatic cytokines (IL-7, IL-15) then fade.")
+    recovery_half_life_days: PositiveFloat = Field(
+        7.0, description="Half-life of the boost as lymphocytes recover (days).")
+
+
+class DosingConfig(_Strict):
+    """Where and when CAR-T enter the patient or the dish."""
+
+    route: Route = Field(
+        "intravenous", description="Default route of the doses. intravenous: into the blood "
+        "pool, then into the tissue next to vessel sites; intratumoral: free sites within "
+        "margin_width_um of a cancer cell (local injection); anywhere: free sites at random "
+        "(a dish, or a well-mixed compartment).")
     margin_width_um: PositiveFloat = Field(
-        60.0, description="Width of the band outside the tumour where CAR-T arrive (um)."
-    )
-    doses: list[Dose] = Field(min_length=1, description="Infusions, in any order.")
+        60.0, description="Intratumoral injections land within this distance of a cancer "
+        "cell (um).")
+    lymphodepletion: Lymphodepletion | None = Field(
+        None, description="Conditioning before the first infusion; none if omitted.")
+    doses: list[Dose] = Field(description="Infusions, in any order (none: an untreated "
+                              "control).")
+
+
+class FieldConfig(_Strict):
+    """A diffusing substance on the lattice (backward-Euler reaction-diffusion)."""
+
+    enabled: bool = Field(False, description="Solve this field; if false it stays at its "
+                          "neutral value (oxygen: normoxia, others: 0).")
+    diffusion_um2_per_min: PositiveFloat = Field(description="Diffusion coefficient (um^2/min).")
+    decay_per_min: NonNegativeFloat = Field(description="First-order decay rate (1/min).")
+
+
+class OxygenConfig(FieldConfig):
+    """Oxygen from vessels and the far field, consumed by cells (PhysiCell defaults)."""
+
+    diffusion_um2_per_min: PositiveFloat = 1.0e5
+    decay_per_min: NonNegativeFloat = 0.1
+    vessel_mmhg: PositiveFloat = Field(38.0, description="Oxygen at vessel sites (mmHg).")
+    edge_mmhg: NonNegativeFloat | None = Field(
+        38.0, description="Oxygen beyond the lattice edge (mmHg); null = closed edge.")
+    cancer_uptake_per_min: NonNegativeFloat = Field(10.0, description="Uptake by a cancer cell "
+                                                    "(1/min).")
+    normal_uptake_per_min: NonNegativeFloat = Field(1.0, description="Uptake by a normal cell "
+                                                    "(1/min).")
+    car_t_uptake_per_min: NonNegativeFloat = Field(1.0, description="Uptake by a CAR-T (1/min).")
+    proliferation_threshold_mmhg: PositiveFloat = Field(
+        10.0, description="Below it cancer division slows, linearly to 0 at the necrosis "
+        "threshold (mmHg).")
+    necrosis_threshold_mmhg: PositiveFloat = Field(
+        5.0, description="Below it cancer cells become necrotic (mmHg).")
+    necrosis_max_mmhg: NonNegativeFloat = Field(
+        2.5, description="At or below it necrosis runs at its maximal rate (mmHg).")
+    necrosis_max_rate_per_h: NonNegativeFloat = Field(
+        1.0 / 6.0, description="Maximal necrosis rate (1/h; ~1 per 6 h).")
+    necrotic_clearance_half_life_days: PositiveFloat = Field(
+        60.0, description="Half-life of necrotic debris before its site is free (days).")
+    car_t_hypoxic_kill_factor: Fraction = Field(
+        0.5, description="CAR-T kill rate at or below the necrosis threshold, relative to "
+        "normoxia (rises linearly to 1 at the proliferation threshold).")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> OxygenConfig:
+        if not (self.necrosis_max_mmhg < self.necrosis_threshold_mmhg
+                < self.proliferation_threshold_mmhg):
+            raise Problems([(("necrosis_threshold_mmhg",), "must lie strictly between "
+                             "necrosis_max_mmhg and proliferation_threshold_mmhg",
+                             self.necrosis_threshold_mmhg)])
+        return self
+
+
+class ChemokineConfig(FieldConfig):
+    """A T-cell attractant secreted by cancer cells (Luque 2024 model defaults)."""
+
+    diffusion_um2_per_min: PositiveFloat = 1000.0
+    decay_per_min: NonNegativeFloat = 0.016
+    secretion_per_cancer_cell_per_min: NonNegativeFloat = Field(
+        1.0, description="Secretion per cancer cell (a.u./min).")
+    chemotaxis_bias: Fraction = Field(
+        0.5, description="Probability a CAR-T's new heading points up the gradient.")
+
+
+class SuppressionConfig(FieldConfig):
+    """A TGF-beta / PD-L1-like suppressive factor from solid-tumour cells."""
+
+    diffusion_um2_per_min: PositiveFloat = 600.0
+    decay_per_min: NonNegativeFloat = 0.05
+    secretion_per_cancer_cell_per_min: NonNegativeFloat = Field(
+        1.0, description="Baseline secretion per cancer cell (a.u./min).")
+    cytokine_induction: NonNegativeFloat = Field(
+        1.0, description="Secretion rises by this factor per unit of local cytokine per "
+        "cytokine_half_effect (IFN-gamma induces PD-L1; O'Rourke 2017).")
+    half_effect: PositiveFloat = Field(
+        20.0, description="Level that halves CAR-T kill rate and time to exhaustion (a.u.).")
+
+
+class CytokineConfig(FieldConfig):
+    """An IL-6 / IFN-gamma-like cytokine released by activated CAR-T (CRS index)."""
+
+    diffusion_um2_per_min: PositiveFloat = 600.0
+    decay_per_min: NonNegativeFloat = 0.05
+    secretion_per_activated_car_t_per_min: NonNegativeFloat = Field(
+        1.0, description="Secretion per activated CAR-T (a.u./min).")
+
+
+class MicroenvironmentConfig(_Strict):
+    """Diffusing fields the cells sense; each off unless enabled."""
+
+    update_interval_min: PositiveFloat = Field(
+        30.0, description="Fields are re-solved every this many minutes (backward Euler over "
+        "the interval; oxygen quasi-steady).")
+    oxygen: OxygenConfig = Field(default_factory=OxygenConfig)
+    chemokine: ChemokineConfig = Field(default_factory=ChemokineConfig)
+    suppression: SuppressionConfig = Field(default_factory=SuppressionConfig)
+    cytokine: CytokineConfig = Field(default_factory=CytokineConfig)
+
+
+class StromaConfig(_Strict):
+    """Dense extracellular matrix: a capsule around the tumour and fibres in the tissue."""
+
+    capsule_width_um: NonNegativeFloat = Field(
+        0.0, description="Width of a stroma band around the initial tumour (um).")
+    fibre_density: Fraction = Field(
+        0.0, description="Fraction of non-tumour sites on stroma fibres.")
+    fibre_length_um: PositiveFloat = Field(150.0, description="Length of one fibre (um).")
+    crossing_probability: Fraction = Field(
+        0.1, description="Probability that a move into a stroma site succeeds (0 = a wall; "
+        "aligned collagen keeps T cells out, Salmon 2012).")
+
+
+class TissueConfig(_Strict):
+    """Fixed structure: blood vessels and stroma."""
+
+    vessel_density: Fraction = Field(
+        0.0, description="Fraction of non-tumour sites that are vessels.")
+    tumor_vessel_density: Fraction = Field(
+        0.0, description="Fraction of tumour sites that are vessels (sparser in solid "
+        "tumours).")
+    stroma: StromaConfig = Field(default_factory=StromaConfig)
+
+
+class BloodConfig(_Strict):
+    """The well-mixed blood pool that intravenous doses enter."""
+
+    extravasation_rate_per_h: NonNegativeFloat = Field(
+        1.0, description="Rate at which a blood CAR-T enters the tissue at a vessel (1/h).")
+    intravasation_rate_per_h: NonNegativeFloat = Field(
+        0.1, description="Rate at which an unbound CAR-T next to a vessel re-enters the blood "
+        "(1/h).")
+    volume_ul: PositiveFloat = Field(
+        100.0, description="Blood volume the model's pool stands for (uL): CAR-T per uL = "
+        "pool / volume_ul. A scaling assumption, not a measurement.")
 
 
 class ScenarioConfig(_Strict):
@@ -231,7 +393,8 @@ class ScenarioConfig(_Strict):
         description="Scenario label used in tables and file names."
     )
     description: str = ""
-    tumor_type: Literal["blood", "solid"]
+    tumor_type: Literal["blood", "solid", "in_vitro"] = Field(
+        description="blood or solid cancer in a patient, or in_vitro: a killing assay in a dish.")
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = Field(
         0, description="Seed of replicate 0; replicate r uses seed + r."
     )
@@ -241,6 +404,9 @@ class ScenarioConfig(_Strict):
     tumor: TumorConfig
     normal: list[NormalPopulation] = Field(default_factory=list)
     car_t: CarTConfig = Field(default_factory=CarTConfig)
+    microenvironment: MicroenvironmentConfig = Field(default_factory=MicroenvironmentConfig)
+    tissue: TissueConfig = Field(default_factory=TissueConfig)
+    blood: BloodConfig = Field(default_factory=BloodConfig)
     dosing: DosingConfig
 
     @field_validator("normal")
@@ -698,18 +864,22 @@ RUN_OVERHEAD_BYTES = 256 * 2**20
 #: 25 for b_all_cd19, records included)
 SETUP_BYTES_PER_SITE_COMPACT = 48
 SETUP_BYTES_PER_SITE_DISPERSED = 16
+#: per-site state of a run: the cell record, the tissue code, the fields (float64 each) and
+#: the field solver's work arrays (uptake and source, float64, plus the fixed-site mask)
+STATE_BYTES_PER_SITE = CELL_DTYPE.itemsize + 1 + 8 * N_FIELDS + 17
 
 
 def estimate_memory_bytes(cfg: ScenarioConfig, parallel_runs: int = 1) -> int:
     """Peak memory of ``parallel_runs`` simultaneous runs of ``cfg`` (bytes).
 
-    Per run: ``sites * (16-byte site record + set-up temporaries) + RUN_OVERHEAD_BYTES``; worker
+    Per run: ``sites * (STATE_BYTES_PER_SITE + set-up temporaries) + RUN_OVERHEAD_BYTES``; worker
     processes each hold a run, and the parent process holds one more overhead.
     """
     sites = cfg.lattice.width * cfg.lattice.height
-    compact = cfg.tumor.layout == "compact" or cfg.dosing.arrival == "margin"
+    compact = cfg.tumor.layout == "compact" or any(
+        (d.route or cfg.dosing.route) == "intratumoral" for d in cfg.dosing.doses)
     setup = SETUP_BYTES_PER_SITE_COMPACT if compact else SETUP_BYTES_PER_SITE_DISPERSED
-    per_run = sites * (CELL_DTYPE.itemsize + setup) + RUN_OVERHEAD_BYTES
+    per_run = sites * (STATE_BYTES_PER_SITE + setup) + RUN_OVERHEAD_BYTES
     return parallel_runs * per_run + (RUN_OVERHEAD_BYTES if parallel_runs > 1 else 0)
 
 
@@ -763,6 +933,22 @@ def scenario_problems(cfg: ScenarioConfig) -> list[tuple[tuple, str, Any]]:
             problems.append((loc, f"{speed:g} um/min is {moves:.3g} moves per {dt:g}-min time "
                              f"step on a {cfg.lattice.spacing_um:g}-um lattice, more than "
                              f"{MAX_MOVES_PER_STEP}; check the unit (um per minute)", None))
+    no_vessels = cfg.tissue.vessel_density == 0 and cfg.tissue.tumor_vessel_density == 0
+    for i, dose in enumerate(cfg.dosing.doses):
+        route = dose.route or cfg.dosing.route
+        if route == "intravenous" and no_vessels:
+            loc = ("dosing", "doses", i, "route") if dose.route else ("dosing", "route")
+            problems.append((loc, "intravenous doses enter the tissue at vessels, and "
+                             "tissue.vessel_density is 0; add vessels or choose 'intratumoral' "
+                             "or 'anywhere'", route))
+            break
+    if cfg.dosing.lymphodepletion is not None:
+        names = [p.name for p in cfg.normal]
+        for i, name in enumerate(cfg.dosing.lymphodepletion.populations):
+            if name not in names:
+                problems.append((("dosing", "lymphodepletion", "populations", i),
+                                 f"no normal population is called {name!r} (have {names})",
+                                 None))
     end_days = cfg.time.duration_days
     for i, dose in enumerate(cfg.dosing.doses):
         if dose.day >= end_days:

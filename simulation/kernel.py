@@ -26,52 +26,26 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from . import constants as C
 from .constants import (
     CANCER,
     CAR_T,
-    E_CANCER_BORN,
-    E_CANCER_DIED,
-    E_CANCER_KILLED,
-    E_CAR_T_BORN,
-    E_CAR_T_DIED,
-    E_CAR_T_EXHAUSTED,
-    E_NORMAL_KILLED,
     EFFECTOR,
     EMPTY,
     EXHAUSTED,
-    K_ACTIVATION_STEPS,
-    N_CELL_TYPES,
+    F_CHEMOKINE,
+    F_OXYGEN,
+    F_SUPPRESSION,
+    MEMORY,
     N_CENSUS,
+    N_CELL_TYPES,
     N_EVENTS,
-    K_ANTIGEN_HALF_MAX,
-    K_ANTIGEN_INHERITANCE_SIGMA,
-    K_CANCER_DEATH_P,
-    K_CANCER_DIVIDE_P,
-    K_CAR_T_DIVIDE_P,
-    K_CAR_T_EFFECTOR_DEATH_P,
-    K_CAR_T_EXHAUSTED_DEATH_P,
-    K_CAR_T_KILL_RATE_PER_MIN,
-    K_DT_MIN,
-    K_EXHAUSTED_KILL_FACTOR,
-    K_EXHAUSTION_ENGAGED_STEPS,
-    K_HILL_COEFFICIENT,
-    K_MAX_DIVISIONS,
-    K_MAX_KILLS,
+    NECROTIC,
     NO_HEADING,
     NORMAL,
-    RNG_ANTIGEN_NOISE,
-    RNG_ANTIGEN_NOISE_2,
-    RNG_DEATH,
-    RNG_DIVIDE,
-    RNG_DIVIDE_SITE,
-    RNG_HEADING,
-    RNG_HEADING_PICK,
-    RNG_KILL,
-    RNG_MOVE,
-    RNG_ROW_DIRECTION,
-    RNG_SWEEP_ORDER,
-    RNG_TARGET,
     TIMER_MAX,
+    TISSUE_STROMA,
+    TISSUE_VESSEL,
 )
 from .rng import randint, uniform
 
@@ -94,27 +68,34 @@ def neighbour_site(site, k, shape, offsets):
     return xx + nx * (yy + ny * zz)
 
 
+
+@njit(cache=True, inline="always")
+def is_free(j, cells, tissue):
+    """True if a cell may be placed on site ``j``: empty, and not a vessel."""
+    return cells[j].cell_type == EMPTY and tissue[j] != TISSUE_VESSEL
+
+
 @njit(cache=True)
-def count_free_neighbours(site, cells, shape, offsets):
-    """Number of empty sites around ``site``."""
+def count_free_neighbours(site, cells, tissue, shape, offsets):
+    """Number of free sites (``is_free``) around ``site``."""
     n_free = 0
     for k in range(offsets.shape[0]):
         j = neighbour_site(site, k, shape, offsets)
-        if j >= 0 and cells[j].cell_type == EMPTY:
+        if j >= 0 and is_free(j, cells, tissue):
             n_free += 1
     return n_free
 
 
 @njit(cache=True)
-def pick_free_neighbour(site, cells, shape, offsets, seed, sweep, purpose):
-    """A uniformly chosen empty neighbour of ``site``, or -1 when it has none."""
-    n_free = count_free_neighbours(site, cells, shape, offsets)
+def pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep, purpose):
+    """A uniformly chosen free neighbour of ``site``, or -1 when it has none."""
+    n_free = count_free_neighbours(site, cells, tissue, shape, offsets)
     if n_free == 0:
         return -1
     chosen = randint(seed, sweep, site, purpose, n_free)
     for k in range(offsets.shape[0]):
         j = neighbour_site(site, k, shape, offsets)
-        if j >= 0 and cells[j].cell_type == EMPTY:
+        if j >= 0 and is_free(j, cells, tissue):
             if chosen == 0:
                 return j
             chosen -= 1
@@ -122,11 +103,21 @@ def pick_free_neighbour(site, cells, shape, offsets, seed, sweep, purpose):
 
 
 @njit(cache=True)
+def next_to_vessel(site, tissue, shape, offsets):
+    """True if a neighbour of ``site`` is a vessel site."""
+    for k in range(offsets.shape[0]):
+        j = neighbour_site(site, k, shape, offsets)
+        if j >= 0 and tissue[j] == TISSUE_VESSEL:
+            return True
+    return False
+
+
+@njit(cache=True)
 def class_order(seed, sweep, n_classes):
     """A permutation of the row classes for this sweep (Fisher-Yates on counter draws)."""
     order = np.arange(n_classes)
     for i in range(n_classes - 1, 0, -1):
-        j = randint(seed, sweep, i, RNG_SWEEP_ORDER, i + 1)
+        j = randint(seed, sweep, i, C.RNG_SWEEP_ORDER, i + 1)
         order[i], order[j] = order[j], order[i]
     return order
 
@@ -187,7 +178,7 @@ def best_target(site, cells, shape, offsets, seed, sweep):
                 n_best += 1
     if n_best == 0:
         return -1
-    chosen = randint(seed, sweep, site, RNG_TARGET, n_best) if n_best > 1 else 0
+    chosen = randint(seed, sweep, site, C.RNG_TARGET, n_best) if n_best > 1 else 0
     for k in range(n_off):
         j = neighbour_site(site, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen == best_antigen:
@@ -210,9 +201,40 @@ def has_recognised_neighbour(site, cells, shape, offsets, half_max):
 @njit(cache=True)
 def standard_normal(seed, sweep, site):
     """A N(0, 1) draw by Box-Muller from two counter-based uniforms."""
-    u1 = 1.0 - uniform(seed, sweep, site, RNG_ANTIGEN_NOISE)  # in (0, 1]
-    u2 = uniform(seed, sweep, site, RNG_ANTIGEN_NOISE_2)
+    u1 = 1.0 - uniform(seed, sweep, site, C.RNG_ANTIGEN_NOISE)  # in (0, 1]
+    u2 = uniform(seed, sweep, site, C.RNG_ANTIGEN_NOISE_2)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@njit(cache=True, inline="always")
+def ramp(value, low, high):
+    """0 at or below ``low``, 1 at or above ``high``, linear in between (``low < high``)."""
+    if value <= low:
+        return 0.0
+    if value >= high:
+        return 1.0
+    return (value - low) / (high - low)
+
+
+@njit(cache=True, inline="always")
+def suppression_factor(level, half_effect):
+    """Remaining fraction of CAR-T function under a suppressive factor: ``1 / (1 + S / S_half)``."""
+    if half_effect <= 0.0 or level <= 0.0:
+        return 1.0
+    return 1.0 / (1.0 + level / half_effect)
+
+
+@njit(cache=True)
+def uphill_direction(site, field, shape, offsets):
+    """Index of the neighbour with the highest field value above the site's own, or -1."""
+    best = -1
+    best_value = field[site]
+    for k in range(offsets.shape[0]):
+        j = neighbour_site(site, k, shape, offsets)
+        if j >= 0 and field[j] > best_value:
+            best_value = field[j]
+            best = k
+    return best
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,29 +265,39 @@ def clear_site(site, cells):
 # migration sweep
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed, sweep):
+def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+                 sweep):
     """One migration attempt of the cell at ``site``; returns its site afterwards.
 
     A motile cell moves with probability ``move_p[type]`` per sweep to the neighbour along its
-    heading (kept with probability ``persist_p[type]``, else redrawn). Occupied or off-lattice
-    targets block the move and make the cell turn. A CAR-T in contact with a recognised target
-    (antigen >= half-max) holds its synapse and does not move.
+    heading (kept with probability ``persist_p[type]``, else redrawn; a CAR-T redraws up the
+    chemokine gradient with probability ``K_CHEMOTAXIS_BIAS``). Occupied, vessel or off-lattice
+    targets block the move and make the cell turn; a stroma site is entered with probability
+    ``K_STROMA_CROSSING_P``. A CAR-T in contact with a recognised target (antigen >= half-max)
+    holds its synapse and does not move.
     """
     cell = cells[site].cell_type
     if move_p[cell] <= 0.0:
         return site
     if cell == CAR_T and has_recognised_neighbour(
-        site, cells, shape, offsets, params[K_ANTIGEN_HALF_MAX]
+        site, cells, shape, offsets, params[C.K_ANTIGEN_HALF_MAX]
     ):
         return site
-    if uniform(seed, sweep, site, RNG_MOVE) >= move_p[cell]:
+    if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
         return site
     n_off = offsets.shape[0]
     direction = cells[site].heading
-    if direction == NO_HEADING or uniform(seed, sweep, site, RNG_HEADING) >= persist_p[cell]:
-        direction = randint(seed, sweep, site, RNG_HEADING_PICK, n_off)
+    if direction == NO_HEADING or uniform(seed, sweep, site, C.RNG_HEADING) >= persist_p[cell]:
+        direction = -1
+        if cell == CAR_T and uniform(seed, sweep, site, C.RNG_CHEMOTAXIS) < params[
+                C.K_CHEMOTAXIS_BIAS]:
+            direction = uphill_direction(site, fields[F_CHEMOKINE], shape, offsets)
+        if direction < 0:
+            direction = randint(seed, sweep, site, C.RNG_HEADING_PICK, n_off)
     dst = neighbour_site(site, direction, shape, offsets)
-    if dst < 0 or cells[dst].cell_type != EMPTY:
+    if dst < 0 or not is_free(dst, cells, tissue) or (
+            tissue[dst] == TISSUE_STROMA
+            and uniform(seed, sweep, site, C.RNG_STROMA) >= params[C.K_STROMA_CROSSING_P]):
         cells[site].heading = NO_HEADING  # blocked: turn at the next attempt
         return site
     cells[site].heading = direction
@@ -277,82 +309,148 @@ def migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed, s
 # interaction sweep: death, killing, exhaustion, division
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def cancer_cell_update(site, cells, shape, offsets, params, seed, sweep, events, row):
-    """Apoptosis or division into a free neighbour (contact inhibition), from one draw.
+def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed, sweep, events,
+                       row):
+    """Necrosis, apoptosis or division into a free neighbour (contact inhibition).
 
-    ``u < p_death``: the cell dies; ``p_death <= u < p_death + p_divide``: it divides if it
-    has room. The probabilities split ``1 - exp(-(death + birth) dt)`` by rate (competing
-    hazards). Counts go to ``events[row]`` (one counter row per lattice row and thread).
+    Severe hypoxia (oxygen below ``K_NECROSIS_O2_MMHG``) turns the cell necrotic at a rate rising
+    linearly to its maximum at ``K_NECROSIS_MAX_O2_MMHG``. Otherwise one draw decides:
+    ``u < p_death``: the cell dies; ``p_death <= u < p_death + p_divide * f(O2)``: it divides if
+    it has room, where ``f`` falls linearly from 1 at ``K_PROLIFERATION_O2_MMHG`` to 0 at the
+    necrosis threshold. The probabilities split ``1 - exp(-(death + birth) dt)`` by rate
+    (competing hazards). A daughter inherits the antigen with log-normal noise, or is born
+    antigen-negative with probability ``K_ANTIGEN_LOSS_P``. Counts go to ``events[row]``.
     """
-    u = uniform(seed, sweep, site, RNG_DEATH)
-    death_p = params[K_CANCER_DEATH_P]
+    oxygen = fields[F_OXYGEN, site]
+    necrosis_o2 = params[C.K_NECROSIS_O2_MMHG]
+    if oxygen < necrosis_o2:
+        severity = 1.0 - ramp(oxygen, params[C.K_NECROSIS_MAX_O2_MMHG], necrosis_o2)
+        necrosis_p = 1.0 - math.exp(-severity * params[C.K_NECROSIS_MAX_RATE_PER_MIN]
+                                    * params[C.K_DT_MIN])
+        if uniform(seed, sweep, site, C.RNG_NECROSIS) < necrosis_p:
+            clear_site(site, cells)
+            cells[site].cell_type = NECROTIC
+            cells[site].stamp = sweep & 0xFFFF
+            events[row, C.E_CANCER_NECROSED] += 1
+            return
+    u = uniform(seed, sweep, site, C.RNG_DEATH)
+    death_p = params[C.K_CANCER_DEATH_P]
     if u < death_p:
         clear_site(site, cells)
-        events[row, E_CANCER_DIED] += 1
+        events[row, C.E_CANCER_DIED] += 1
         return
-    if u >= death_p + params[K_CANCER_DIVIDE_P]:
+    divide_p = params[C.K_CANCER_DIVIDE_P] * ramp(oxygen, necrosis_o2,
+                                                  params[C.K_PROLIFERATION_O2_MMHG])
+    if u >= death_p + divide_p:
         return
-    daughter = pick_free_neighbour(site, cells, shape, offsets, seed, sweep, RNG_DIVIDE_SITE)
+    daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
+                                   C.RNG_DIVIDE_SITE)
     if daughter < 0:
         return  # contact inhibition: no room, no division
     cells[daughter].cell_type = CANCER
-    sigma = params[K_ANTIGEN_INHERITANCE_SIGMA]
+    sigma = params[C.K_ANTIGEN_INHERITANCE_SIGMA]
     inherited = cells[site].antigen
-    if sigma > 0.0 and inherited > 0.0:
+    if inherited > 0.0 and uniform(seed, sweep, site, C.RNG_ANTIGEN_LOSS) < params[
+            C.K_ANTIGEN_LOSS_P]:
+        inherited = 0.0
+    elif sigma > 0.0 and inherited > 0.0:
         # log-normal noise with mean 1, so the population mean is kept
         inherited *= math.exp(sigma * standard_normal(seed, sweep, site) - 0.5 * sigma * sigma)
     cells[daughter].antigen = inherited
     cells[daughter].heading = NO_HEADING
     cells[daughter].stamp = sweep & 0xFFFF
-    events[row, E_CANCER_BORN] += 1
+    events[row, C.E_CANCER_BORN] += 1
 
 
 @njit(cache=True)
-def car_t_update(site, cells, shape, offsets, params, seed, sweep, events, row):
-    """Death, kill attempt on the strongest-antigen neighbour, exhaustion, activated division.
+def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, sweep, events, row):
+    """One time step of a CAR-T: death, memory, kill attempt, exhaustion, division, exit to blood.
 
-    Counts go to ``events[row]``.
+    Memory cells do not kill; meeting a recognised target (antigen >= half-max) makes them
+    activated effectors with a fresh division budget. An effector bound to nothing and not
+    activated becomes memory with probability ``K_CAR_T_MEMORY_P``. The kill rate falls with
+    hypoxia (to ``K_CAR_T_HYPOXIC_KILL_FACTOR`` at the necrosis threshold) and with the
+    suppressive factor (``suppression_factor``), which also shortens the engagement time to
+    exhaustion. An unbound effector or memory cell next to a vessel enters the blood with
+    probability ``K_INTRAVASATION_P`` (the caller adds it to the blood pool). Counts go to
+    ``events[row]``.
     """
-    exhausted = cells[site].car_t_state == EXHAUSTED
-    death_p = params[K_CAR_T_EXHAUSTED_DEATH_P] if exhausted else params[K_CAR_T_EFFECTOR_DEATH_P]
-    if uniform(seed, sweep, site, RNG_DEATH) < death_p:
+    state = cells[site].car_t_state
+    if state == EXHAUSTED:
+        death_p = params[C.K_CAR_T_EXHAUSTED_DEATH_P]
+    elif state == MEMORY:
+        death_p = params[C.K_CAR_T_MEMORY_DEATH_P]
+    else:
+        death_p = params[C.K_CAR_T_EFFECTOR_DEATH_P]
+    if uniform(seed, sweep, site, C.RNG_DEATH) < death_p:
         clear_site(site, cells)
-        events[row, E_CAR_T_DIED] += 1
+        events[row, C.E_CAR_T_DIED] += 1
         return
 
-    half_max = params[K_ANTIGEN_HALF_MAX]
+    half_max = params[C.K_ANTIGEN_HALF_MAX]
     target = best_target(site, cells, shape, offsets, seed, sweep)
+    bound = target >= 0 and cells[target].antigen >= half_max
+    if state == MEMORY:
+        if not bound:
+            leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events,
+                            row, C.E_MEMORY_TO_BLOOD)
+            return
+        state = EFFECTOR
+        cells[site].car_t_state = EFFECTOR
+        cells[site].kills = 0
+        cells[site].engaged = 0
+        cells[site].divisions = 0
+        cells[site].activation = int(params[C.K_ACTIVATION_STEPS])
+        events[row, C.E_MEMORY_REACTIVATED] += 1
+
+    exhausted = state == EXHAUSTED
+    suppression = suppression_factor(fields[F_SUPPRESSION, site],
+                                      params[C.K_SUPPRESSION_HALF_EFFECT])
     if target >= 0:
-        if cells[target].antigen >= half_max and cells[site].engaged < TIMER_MAX:
+        if bound and cells[site].engaged < TIMER_MAX:
             cells[site].engaged += 1
-        rate = params[K_CAR_T_KILL_RATE_PER_MIN] * antigen_response(
-            cells[target].antigen, half_max, params[K_HILL_COEFFICIENT]
+        hypoxic = params[C.K_CAR_T_HYPOXIC_KILL_FACTOR]
+        oxygen_factor = hypoxic + (1.0 - hypoxic) * ramp(
+            fields[F_OXYGEN, site], params[C.K_NECROSIS_O2_MMHG],
+            params[C.K_PROLIFERATION_O2_MMHG])
+        rate = params[C.K_CAR_T_KILL_RATE_PER_MIN] * oxygen_factor * suppression * antigen_response(
+            cells[target].antigen, half_max, params[C.K_HILL_COEFFICIENT]
         )
         if exhausted:
-            rate *= params[K_EXHAUSTED_KILL_FACTOR]
-        if uniform(seed, sweep, site, RNG_KILL) < 1.0 - math.exp(-rate * params[K_DT_MIN]):
-            killed = E_CANCER_KILLED if cells[target].cell_type == CANCER else E_NORMAL_KILLED
+            rate *= params[C.K_EXHAUSTED_KILL_FACTOR]
+        if uniform(seed, sweep, site, C.RNG_KILL) < 1.0 - math.exp(-rate * params[C.K_DT_MIN]):
+            killed = C.E_CANCER_KILLED if cells[target].cell_type == CANCER else C.E_NORMAL_KILLED
             events[row, killed] += 1
             clear_site(target, cells)
             cells[target].stamp = sweep & 0xFFFF
             if cells[site].kills < 255:
                 cells[site].kills += 1
-            cells[site].activation = int(params[K_ACTIVATION_STEPS])
+            cells[site].activation = int(params[C.K_ACTIVATION_STEPS])
     if not exhausted and (
-        cells[site].kills >= params[K_MAX_KILLS] or cells[site].engaged >= params[K_EXHAUSTION_ENGAGED_STEPS]
+        cells[site].kills >= params[C.K_MAX_KILLS]
+        or cells[site].engaged >= params[C.K_EXHAUSTION_ENGAGED_STEPS] * suppression
     ):
         cells[site].car_t_state = EXHAUSTED
-        events[row, E_CAR_T_EXHAUSTED] += 1
+        events[row, C.E_CAR_T_EXHAUSTED] += 1
         exhausted = True
 
     if cells[site].activation == 0:
+        if exhausted or bound:
+            return
+        if uniform(seed, sweep, site, C.RNG_MEMORY) < params[C.K_CAR_T_MEMORY_P]:
+            cells[site].car_t_state = MEMORY
+            events[row, C.E_CAR_T_BECAME_MEMORY] += 1
+            return
+        leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events, row,
+                        C.E_EFFECTOR_TO_BLOOD)
         return
     cells[site].activation -= 1
-    if exhausted or cells[site].divisions >= params[K_MAX_DIVISIONS]:
+    if exhausted or cells[site].divisions >= params[C.K_MAX_DIVISIONS]:
         return
-    if uniform(seed, sweep, site, RNG_DIVIDE) >= params[K_CAR_T_DIVIDE_P]:
+    if uniform(seed, sweep, site, C.RNG_DIVIDE) >= params[C.K_CAR_T_DIVIDE_P]:
         return
-    daughter = pick_free_neighbour(site, cells, shape, offsets, seed, sweep, RNG_DIVIDE_SITE)
+    daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
+                                   C.RNG_DIVIDE_SITE)
     if daughter < 0:
         return
     cells[site].divisions += 1
@@ -364,17 +462,42 @@ def car_t_update(site, cells, shape, offsets, params, seed, sweep, events, row):
     cells[daughter].engaged = 0
     cells[daughter].activation = cells[site].activation
     cells[daughter].stamp = sweep & 0xFFFF
-    events[row, E_CAR_T_BORN] += 1
+    events[row, C.E_CAR_T_BORN] += 1
+
+
+@njit(cache=True, inline="always")
+def leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events, row,
+                    event):
+    """Remove the CAR-T at ``site`` into the blood with probability ``K_INTRAVASATION_P`` if a
+    vessel is next to it; ``events[row, event]`` counts it for the blood pool."""
+    exit_p = params[C.K_INTRAVASATION_P]
+    if exit_p <= 0.0 or not next_to_vessel(site, tissue, shape, offsets):
+        return
+    if uniform(seed, sweep, site, C.RNG_INTRAVASATION) < exit_p:
+        clear_site(site, cells)
+        cells[site].stamp = sweep & 0xFFFF
+        events[row, event] += 1
+
+
+@njit(cache=True, inline="always")
+def necrotic_update(site, cells, params, seed, sweep, events, row):
+    """Necrotic debris is cleared (the site becomes empty) with ``K_NECROTIC_CLEARANCE_P``."""
+    if uniform(seed, sweep, site, C.RNG_DEATH) < params[C.K_NECROTIC_CLEARANCE_P]:
+        clear_site(site, cells)
+        cells[site].stamp = sweep & 0xFFFF
+        events[row, C.E_NECROTIC_CLEARED] += 1
 
 
 @njit(cache=True, parallel=True)
-def sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events,
-                  interaction):
+def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep,
+                  events, interaction):
     """Visit every cell once, row class by row class, rows of a class in parallel.
 
     ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
-    ``interaction=True``: cancer cells die or divide; CAR-T die, kill, exhaust and divide;
-    normal cells are passive targets (no turnover within the simulated weeks).
+    ``interaction=True``: cancer cells die, turn necrotic or divide; CAR-T die, kill, exhaust,
+    divide, turn memory or leave for the blood; necrotic debris is cleared; normal cells are
+    passive targets (no turnover within the simulated weeks). ``tissue`` is the fixed site
+    structure (``TISSUE_*``), ``fields`` the (N_FIELDS, n_sites) field values the cells sense.
     Event counts are kept per row, then summed, so they too are independent of threads.
     """
     nz, ny, nx = shape
@@ -394,7 +517,7 @@ def sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep,
             z = cz + step_z * (r // rows_y)
             y = cy + step_y * (r % rows_y)
             row = nx * (y + ny * z)
-            backwards = uniform(seed, sweep, row, RNG_ROW_DIRECTION) < 0.5
+            backwards = uniform(seed, sweep, row, C.RNG_ROW_DIRECTION) < 0.5
             for i in range(nx):
                 site = row + (nx - 1 - i if backwards else i)
                 cell = cells[site].cell_type
@@ -402,7 +525,7 @@ def sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep,
                 # (passive) in interaction sweeps, sessile cells in migration sweeps (the
                 # move probability of EMPTY is 0), and cells that already acted in this sweep
                 if interaction:
-                    if cell != CANCER and cell != CAR_T:
+                    if cell == EMPTY or cell == NORMAL:
                         continue
                 elif move_p[cell] <= 0.0:
                     continue
@@ -410,48 +533,88 @@ def sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep,
                     continue
                 cells[site].stamp = stamp_now
                 if not interaction:
-                    migrate_cell(site, cells, shape, offsets, move_p, persist_p, params, seed,
-                                 sweep)
+                    migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
+                                 params, seed, sweep)
                 elif cell == CANCER:
-                    cancer_cell_update(site, cells, shape, offsets, params, seed, sweep,
-                                       row_events, r)
+                    cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed,
+                                       sweep, row_events, r)
                 elif cell == CAR_T:
-                    car_t_update(site, cells, shape, offsets, params, seed, sweep,
-                                 row_events, r)
+                    car_t_update(site, cells, tissue, fields, shape, offsets, params, seed,
+                                 sweep, row_events, r)
+                else:
+                    necrotic_update(site, cells, params, seed, sweep, row_events, r)
     events += row_events.sum(axis=0)
 
 
 @njit(cache=True)
-def migration_sweep(cells, shape, offsets, move_p, persist_p, params, seed, sweep):
+def migration_sweep(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep):
     """Give every motile cell one migration attempt."""
-    sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep,
+    sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep,
                   np.zeros(N_EVENTS, dtype=np.int64), False)
 
 
 @njit(cache=True)
-def interaction_sweep(cells, shape, offsets, params, seed, sweep, events):
+def interaction_sweep(cells, tissue, fields, shape, offsets, params, seed, sweep, events):
     """Death, killing, exhaustion and division for every cell; counts go to ``events``."""
     no_motion = np.zeros(N_CELL_TYPES)
-    sweep_lattice(cells, shape, offsets, no_motion, no_motion, params, seed, sweep, events, True)
+    sweep_lattice(cells, tissue, fields, shape, offsets, no_motion, no_motion, params, seed,
+                  sweep, events, True)
 
 
 @njit(cache=True)
-def advance(cells, shape, offsets, move_p, persist_p, params, seed, first_sweep, n_steps,
-            n_move_substeps, events):
+def advance(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, first_sweep,
+            n_steps, n_move_substeps, events):
     """Advance the lattice ``n_steps`` time steps; returns the next free sweep number.
 
     Each step is ``n_move_substeps`` migration sweeps and one interaction sweep; sweep numbers
     run on from ``first_sweep`` and key every random draw. ``events`` accumulates counts.
+    Fields are held fixed over the call (the caller updates them between time steps).
     """
     sweep = first_sweep
     for _ in range(n_steps):
         for _sub in range(n_move_substeps):
-            sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events,
-                          False)
+            sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+                          sweep, events, False)
             sweep += 1
-        sweep_lattice(cells, shape, offsets, move_p, persist_p, params, seed, sweep, events, True)
+        sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+                      sweep, events, True)
         sweep += 1
     return sweep
+
+
+@njit(cache=True)
+def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell, state, seed,
+                sweep):
+    """Place up to ``n_cells`` CAR-T of ``state`` from the blood next to random vessel sites.
+
+    Cell ``i`` (numbered from ``first_cell``, so several calls in one step draw independently)
+    picks a vessel uniformly from ``vessel_sites`` and a free neighbour of it; a vessel with no
+    free neighbour turns the cell back (it stays in the blood). Returns how many left the
+    blood. Draws are keyed by (seed, sweep, cell number) with their own purposes, so they never
+    repeat a lattice draw. New cells carry the stamp of ``sweep - 1``: they act in ``sweep``.
+    """
+    placed = 0
+    n_vessels = vessel_sites.shape[0]
+    if n_vessels == 0:
+        return 0
+    for i in range(first_cell, first_cell + n_cells):
+        vessel = vessel_sites[randint(seed, sweep, i, C.RNG_EXTRAVASATION, n_vessels)]
+        n_free = count_free_neighbours(vessel, cells, tissue, shape, offsets)
+        if n_free == 0:
+            continue
+        chosen = randint(seed, sweep, i, C.RNG_EXTRAVASATION_SITE, n_free)
+        for k in range(offsets.shape[0]):
+            j = neighbour_site(vessel, k, shape, offsets)
+            if j >= 0 and is_free(j, cells, tissue):
+                if chosen == 0:
+                    clear_site(j, cells)
+                    cells[j].cell_type = CAR_T
+                    cells[j].car_t_state = state
+                    cells[j].stamp = (sweep - 1) & 0xFFFF
+                    placed += 1
+                    break
+                chosen -= 1
+    return placed
 
 
 @njit(cache=True)
@@ -475,8 +638,13 @@ def census(cells, antigen_half_max):
                 counts[5] += 1
         elif cell == CAR_T:
             counts[6] += 1
-            if cells[site].car_t_state == EFFECTOR:
+            state = cells[site].car_t_state
+            if state == EFFECTOR:
                 counts[7] += 1
-            else:
+            elif state == EXHAUSTED:
                 counts[8] += 1
+            else:
+                counts[9] += 1
+        elif cell == NECROTIC:
+            counts[10] += 1
     return counts

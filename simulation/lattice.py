@@ -6,7 +6,19 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .constants import CELL_DTYPE, NO_HEADING, TIMER_MAX, neighbour_offsets
+from .constants import (
+    CELL_DTYPE,
+    F_OXYGEN,
+    FIELD_NAMES,
+    N_FIELDS,
+    NO_HEADING,
+    TIMER_MAX,
+    neighbour_offsets,
+)
+
+#: oxygen where no field is solved: the arterial / far-field partial pressure (mmHg;
+#: PhysiCell default 38 mmHg), above every hypoxia threshold
+NORMOXIA_MMHG = 38.0
 
 
 @dataclass
@@ -14,13 +26,18 @@ class Lattice:
     """Per-site records of a lattice of ``shape = (nz, ny, nx)`` sites (``nz = 1`` in 2D).
 
     ``cells`` is flat (site ``x + nx * (y + ny * z)``) and contiguous, ready for the kernels;
-    ``lattice.field("antigen")`` is a writable numpy view of one field.
+    ``lattice.field("antigen")`` is a writable numpy view of one record field. ``tissue`` is
+    the fixed structure under the cells (``TISSUE_*`` codes: open, stroma, vessel) and
+    ``fields`` the diffusing concentrations the cells sense, one row per ``FIELD_NAMES`` entry
+    (oxygen in mmHg, the others in arbitrary units); oxygen starts at ``NORMOXIA_MMHG``.
     """
 
     shape: tuple[int, int, int]
     spacing_um: float
     offsets: np.ndarray  # (n_neighbours, 3) int64 columns dx, dy, dz
     cells: np.ndarray  # (n_sites,) CELL_DTYPE
+    tissue: np.ndarray  # (n_sites,) uint8 TISSUE_* codes
+    fields: np.ndarray  # (N_FIELDS, n_sites) float64 concentrations
 
     @classmethod
     def empty(cls, width: int, height: int, spacing_um: float, neighbourhood: str) -> Lattice:
@@ -32,7 +49,10 @@ class Lattice:
         cells = np.zeros(shape[0] * shape[1] * shape[2], dtype=CELL_DTYPE)
         cells["heading"] = NO_HEADING
         cells["stamp"] = TIMER_MAX  # sweep numbers start at 0: no cell has acted yet
-        return cls(shape=shape, spacing_um=float(spacing_um), offsets=offsets, cells=cells)
+        fields = np.zeros((N_FIELDS, cells.shape[0]), dtype=np.float64)
+        fields[F_OXYGEN] = NORMOXIA_MMHG
+        return cls(shape=shape, spacing_um=float(spacing_um), offsets=offsets, cells=cells,
+                   tissue=np.zeros(cells.shape[0], dtype=np.uint8), fields=fields)
 
     @property
     def n_sites(self) -> int:
@@ -49,14 +69,25 @@ class Lattice:
         return self.cells[name]
 
     def grid(self, name: str) -> np.ndarray:
-        """One field shaped (ny, nx) in 2D or (nz, ny, nx) in 3D, for plots and inspection."""
+        """A record field, ``"tissue"`` or a diffusing field (``FIELD_NAMES``) shaped (ny, nx)
+        in 2D or (nz, ny, nx) in 3D, for plots and inspection."""
+        if name == "tissue":
+            values = self.tissue
+        elif name in FIELD_NAMES:
+            values = self.fields[FIELD_NAMES.index(name)]
+        else:
+            values = self.cells[name]
+        return self.as_grid(values)
+
+    def as_grid(self, values: np.ndarray) -> np.ndarray:
+        """A flat per-site array shaped (ny, nx) in 2D or (nz, ny, nx) in 3D."""
         nz, ny, nx = self.shape
-        values = self.cells[name]
         return values.reshape(ny, nx) if nz == 1 else values.reshape(nz, ny, nx)
 
     def copy(self) -> Lattice:
         """A deep copy."""
-        return replace(self, offsets=self.offsets.copy(), cells=self.cells.copy())
+        return replace(self, offsets=self.offsets.copy(), cells=self.cells.copy(),
+                       tissue=self.tissue.copy(), fields=self.fields.copy())
 
     def site_coordinates(self, sites: np.ndarray) -> np.ndarray:
         """(n, 2) array of (x, y) coordinates of ``sites``, in lattice spacings."""

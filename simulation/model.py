@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from . import kernel
+from .blood import BloodPool
 from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
 from .constants import (
     CANCER,
@@ -23,25 +24,33 @@ from .constants import (
     E_CANCER_BORN,
     E_CANCER_DIED,
     E_CANCER_KILLED,
+    E_CANCER_NECROSED,
+    E_EFFECTOR_TO_BLOOD,
+    E_MEMORY_TO_BLOOD,
     E_NORMAL_KILLED,
     EVENT_NAMES,
     K_ANTIGEN_HALF_MAX,
+    K_CAR_T_DIVIDE_P,
     N_EVENTS,
 )
+from .microenvironment import Microenvironment
+from .observables import hypoxic_fraction, infiltration
 from .scenario import (
+    _BLOOD_STREAM,
+    _INFUSION_STREAM,
     arrival_sites,
     build_lattice,
+    car_t_division_rate,
     dosing_plan,
     infuse,
     kernel_parameters,
     motility,
     setup_rng,
-    _INFUSION_STREAM,
 )
-from .units import MIN_PER_DAY, MIN_PER_H
+from .units import MIN_PER_DAY, MIN_PER_H, probability_per_step
 
 #: version of ``CarTModel.checkpoint_state()``; bump when its content changes
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 #: lattice sites per kernel thread in the default thread count (see ``default_threads``)
 SITES_PER_THREAD = 100_000
@@ -53,6 +62,12 @@ REPORTED_COLUMNS = (
     "cumulative_cancer_killed",
     "cumulative_normal_killed",
     "cumulative_car_t_infused",
+    "car_t_blood",
+    "car_t_blood_per_ul",
+    "crs_index",
+    "car_t_infiltration_depth_um",
+    "car_t_in_tumor_fraction",
+    "tumor_hypoxic_fraction",
 )
 
 
@@ -80,6 +95,9 @@ class CarTModel(mesa.Model):
         cfg = self.config
         self.dt_min = cfg.time.dt_min
         self.lattice = build_lattice(cfg, self.seed)
+        self.microenvironment = Microenvironment(cfg, self.lattice)
+        self.microenvironment.initialise(self.lattice)
+        self.blood = BloodPool(cfg, self.lattice)
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.field("cell_type") == CANCER))
         self.params = kernel_parameters(cfg)
@@ -110,13 +128,23 @@ class CarTModel(mesa.Model):
         self._infuse_due()
         lat = self.lattice
         numba.set_num_threads(self.threads)
+        self.blood.step(lat, setup_rng(self.seed, _BLOOD_STREAM, self.step_index), self.seed,
+                        self.sweep)
+        if self.config.dosing.lymphodepletion is not None:
+            self.params[K_CAR_T_DIVIDE_P] = probability_per_step(
+                car_t_division_rate(self.config, self.time_min), self.dt_min)
+        returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]].copy()
         self.sweep = kernel.advance(
-            lat.cells, lat.shape, lat.offsets, self.motility.move_p,
+            lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, self.motility.move_p,
             self.motility.persist_p, self.params, self.seed, self.sweep, 1,
             self.motility.n_substeps, self.events,
         )
+        returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]] - returned
+        self.blood.effector += int(returned[0])
+        self.blood.memory += int(returned[1])
         self.step_index += 1
         self.time_min = self.step_index * self.dt_min
+        self.microenvironment.update_due(lat, self.time_min)
         finished = self.time_min >= self.end_min - 1e-9
         cleared = (self.config.time.stop_when_cleared and self.tumor_cells == 0
                    and self.next_infusion >= len(self.plan))
@@ -138,9 +166,14 @@ class CarTModel(mesa.Model):
                and self.plan[self.next_infusion].time_min <= self.time_min + 1e-9):
             infusion = self.plan[self.next_infusion]
             wanted = infusion.n_cells(self.tumor_cells)
-            sites = arrival_sites(self.lattice, self.config)
-            rng = setup_rng(self.seed, _INFUSION_STREAM, self.next_infusion)
-            placed = infuse(self.lattice, sites, wanted, rng, stamp=(self.sweep - 1) & 0xFFFF)
+            if infusion.route == "intravenous":
+                self.blood.effector += wanted
+                placed = wanted
+            else:
+                sites = arrival_sites(self.lattice, self.config, infusion.route)
+                rng = setup_rng(self.seed, _INFUSION_STREAM, self.next_infusion)
+                placed = infuse(self.lattice, sites, wanted, rng,
+                                stamp=(self.sweep - 1) & 0xFFFF)
             self.car_t_infused += placed
             self.car_t_not_placed += wanted - placed
             self.next_infusion += 1
@@ -153,13 +186,21 @@ class CarTModel(mesa.Model):
         self.counts["cumulative_cancer_killed"] = int(self.events[E_CANCER_KILLED])
         self.counts["cumulative_normal_killed"] = int(self.events[E_NORMAL_KILLED])
         self.counts["cumulative_car_t_infused"] = self.car_t_infused
+        self.counts["car_t_blood"] = self.blood.cells
+        self.counts["car_t_blood_per_ul"] = self.blood.per_ul
+        self.counts["crs_index"] = self.microenvironment.crs_index(lat)
+        depth_um, inside = infiltration(lat)
+        self.counts["car_t_infiltration_depth_um"] = depth_um
+        self.counts["car_t_in_tumor_fraction"] = inside
+        self.counts["tumor_hypoxic_fraction"] = hypoxic_fraction(
+            lat, self.config.microenvironment.oxygen.proliferation_threshold_mmhg)
 
     @property
     def tumor_cells(self) -> int:
         """Cancer cells on the lattice now, from the event counters (no lattice scan)."""
         e = self.events
         return self.initial_tumor_cells + int(e[E_CANCER_BORN] - e[E_CANCER_DIED]
-                                              - e[E_CANCER_KILLED])
+                                              - e[E_CANCER_KILLED] - e[E_CANCER_NECROSED])
 
     @property
     def event_totals(self) -> dict[str, int]:
@@ -180,6 +221,9 @@ class CarTModel(mesa.Model):
             "config": self.config.model_dump(mode="json"),
             "seed": self.seed,
             "cells": self.lattice.cells.copy(),
+            "fields": self.lattice.fields.copy(),
+            "blood": self.blood.state(),
+            "next_field_update_min": self.microenvironment.next_update_min,
             "events": self.events.copy(),
             "step_index": self.step_index,
             "time_min": self.time_min,
@@ -213,6 +257,9 @@ class CarTModel(mesa.Model):
         if cells.dtype != model.lattice.cells.dtype or cells.shape != model.lattice.cells.shape:
             raise ValueError("checkpoint lattice does not match its config")
         model.lattice.cells[:] = cells
+        model.lattice.fields[:] = np.asarray(state["fields"], dtype=np.float64)
+        model.blood.restore(state["blood"])
+        model.microenvironment.next_update_min = float(state["next_field_update_min"])
         model.events[:] = np.asarray(state["events"], dtype=np.int64)
         for name in ("step_index", "sweep", "next_infusion", "car_t_infused", "car_t_not_placed",
                      "initial_tumor_cells", "steps"):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .config import ScenarioConfig, Study
@@ -25,6 +26,14 @@ ID_COLUMNS = ("scenario", "tumor_type", "replicate", "seed")
 #: response thresholds on the tumour cell count relative to baseline (RECIST-like)
 PARTIAL_RESPONSE_FRACTION = 0.7  # best count <= 70 % of baseline: >= 30 % shrinkage
 PROGRESSION_FRACTION = 1.2  # final count >= 120 % of baseline without a partial response
+#: complete response: the nadir is below the minimal-residual-disease detection limit of flow
+#: cytometry, 1 cancer cell in 10^4 (0.01 %); counts below it are undetectable in a patient
+MRD_DETECTION_FRACTION = 1e-4
+#: relapse: after a CR or PR the count regrows to >= 120 % of the nadir (RECIST progression)
+#: and by at least this many cells (or 0.1 % of baseline, if more), so that one surviving cell
+#: dividing is not a relapse
+RELAPSE_MIN_INCREASE_CELLS = 10
+RELAPSE_MIN_INCREASE_FRACTION = 1e-3
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     }
     for position, (key, value) in enumerate(ids.items()):
         series.insert(position, key, value)
-    first_dose_day = min(d.day for d in spec.scenario.dosing.doses)
+    first_dose_day = min((d.day for d in spec.scenario.dosing.doses), default=0.0)
     summary = {**ids, **summarise_run(series, first_dose_day)}
     summary["car_t_infused"] = model.car_t_infused
     summary["car_t_not_placed"] = model.car_t_not_placed
@@ -76,16 +85,37 @@ def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
 def classify_response(baseline: int, best: int, final: int) -> str:
     """RECIST-like best response from tumour cell counts.
 
-    CR: no cancer cell left at the end. PR: best count <= 70 % of baseline. PD: no PR and the
-    final count >= 120 % of baseline. SD otherwise.
+    CR: the best (nadir) count is below the MRD detection limit (``MRD_DETECTION_FRACTION`` of
+    baseline; 0 cells for baselines under 10^4). PR: best count <= 70 % of baseline. PD: no PR
+    and the final count >= 120 % of baseline. SD otherwise.
     """
-    if final == 0:
+    if best < MRD_DETECTION_FRACTION * baseline or best == 0:
         return "CR"
     if best <= PARTIAL_RESPONSE_FRACTION * baseline:
         return "PR"
     if final >= PROGRESSION_FRACTION * baseline:
         return "PD"
     return "SD"
+
+
+def find_relapse(counts: pd.Series, times: pd.Series, baseline: int) -> float | None:
+    """Day of relapse, or None: the first census after the nadir at which a responding tumour
+    (nadir <= 70 % of baseline) has regrown to >= 120 % of the nadir and by at least
+    ``RELAPSE_MIN_INCREASE_CELLS`` (or ``RELAPSE_MIN_INCREASE_FRACTION`` of baseline)."""
+    nadir_at = int(np.argmin(counts.to_numpy()))
+    nadir = int(counts.iloc[nadir_at])
+    if nadir > PARTIAL_RESPONSE_FRACTION * baseline:
+        return None
+    rise = max(RELAPSE_MIN_INCREASE_CELLS, RELAPSE_MIN_INCREASE_FRACTION * baseline)
+    later = counts.iloc[nadir_at:]
+    regrown = later[(later >= PROGRESSION_FRACTION * nadir) & (later >= nadir + rise)]
+    return float(times.loc[regrown.index[0]]) if len(regrown) else None
+
+
+def _peak(series: pd.DataFrame, column: str) -> tuple[float, float]:
+    """(largest value of ``column``, day of its first occurrence)."""
+    row = series.loc[series[column].idxmax()]
+    return float(row[column]), float(row["time_days"])
 
 
 def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
@@ -96,7 +126,12 @@ def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
     nadir_row = after.loc[after["tumor_cells"].idxmin()]
     final = int(series["tumor_cells"].iloc[-1])
     cleared_rows = after[after["tumor_cells"] == 0]
-    peak_row = series.loc[series["car_t_cells"].idxmax()]
+    relapse_day = find_relapse(after["tumor_cells"], after["time_days"], baseline)
+    car_t_peak, car_t_peak_day = _peak(series, "car_t_cells")
+    blood_peak, blood_peak_day = _peak(series, "car_t_blood_per_ul")
+    crs_peak, crs_peak_day = _peak(series, "crs_index")
+    final_negative = (float(series["tumor_antigen_negative"].iloc[-1]) / final if final
+                      else None)
     return {
         "response": classify_response(baseline, int(nadir_row["tumor_cells"]), final),
         "cleared": final == 0,
@@ -106,16 +141,27 @@ def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
         "final_tumor_cells": final,
         "final_day": float(series["time_days"].iloc[-1]),
         "clearance_day": float(cleared_rows["time_days"].iloc[0]) if len(cleared_rows) else None,
-        "final_antigen_negative_fraction": (
-            float(series["tumor_antigen_negative"].iloc[-1]) / final if final else None
-        ),
-        "car_t_peak": int(peak_row["car_t_cells"]),
-        "car_t_peak_day": float(peak_row["time_days"]),
+        "relapse": relapse_day is not None,
+        "relapse_day": relapse_day,
+        "relapse_antigen_negative_fraction": final_negative if relapse_day is not None else None,
+        "initial_antigen_negative_fraction": (
+            float(series["tumor_antigen_negative"].iloc[0]) / int(series["tumor_cells"].iloc[0])
+            if int(series["tumor_cells"].iloc[0]) else None),
+        "final_antigen_negative_fraction": final_negative,
+        "car_t_peak": int(car_t_peak),
+        "car_t_peak_day": car_t_peak_day,
         "car_t_final": int(series["car_t_cells"].iloc[-1]),
+        "car_t_blood_peak_per_ul": blood_peak,
+        "car_t_blood_peak_day": blood_peak_day,
+        "car_t_blood_final_per_ul": float(series["car_t_blood_per_ul"].iloc[-1]),
+        "crs_index_peak": crs_peak,
+        "crs_peak_day": crs_peak_day,
+        "car_t_max_infiltration_depth_um": float(series["car_t_infiltration_depth_um"].max()),
         "cancer_killed": int(series["cumulative_cancer_killed"].iloc[-1]),
         "normal_killed": int(series["cumulative_normal_killed"].iloc[-1]),
         "normal_antigen_positive_remaining_fraction": _remaining(
             series["normal_antigen_positive"]),
+        "necrotic_cells_final": int(series["necrotic_cells"].iloc[-1]),
     }
 
 
@@ -131,7 +177,10 @@ def warm_up() -> None:
         "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
         "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
                   "antigen": {"mean_molecules_per_cell": 1000.0}},
-        "dosing": {"arrival": "margin", "doses": [{"day": 0, "cells": 2}]},
+        "tissue": {"vessel_density": 0.1},
+        "microenvironment": {name: {"enabled": True} for name in
+                             ("oxygen", "chemokine", "suppression", "cytokine")},
+        "dosing": {"route": "intravenous", "doses": [{"day": 0, "cells": 2}]},
     })
     CarTModel(tiny, seed=0).run()
 

@@ -66,7 +66,10 @@ SIMULATION_MODULES = ("config", "constants", "kernel", "lattice", "model", "resu
 SERIES_DTYPES = {"scenario": str, "tumor_type": str, "replicate": np.int64, "seed": np.int64,
                  **{name: np.int64 for name in CENSUS_NAMES},
                  "cumulative_cancer_killed": np.int64, "cumulative_normal_killed": np.int64,
-                 "cumulative_car_t_infused": np.int64}
+                 "cumulative_car_t_infused": np.int64, "car_t_blood": np.int64}
+#: float columns, parsed with Python's float() so the repr to_csv wrote reads back exactly
+SERIES_FLOATS = ("time_days", "car_t_blood_per_ul", "crs_index", "car_t_infiltration_depth_um",
+                 "car_t_in_tumor_fraction", "tumor_hypoxic_fraction")
 
 
 class FolderBusyError(ConfigError):
@@ -111,13 +114,17 @@ def clean_temporaries(folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # checkpoints
 # ---------------------------------------------------------------------------------------------
+#: checkpoint entries stored as arrays in the .npz (the rest goes to its JSON ``meta``)
+CHECKPOINT_ARRAYS = ("cells", "events", "fields")
+
+
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``CarTModel.checkpoint_state()`` to ``path`` (.npz, atomically)."""
-    meta = {k: v for k, v in state.items() if k not in ("cells", "events")}
+    meta = {k: v for k, v in state.items() if k not in CHECKPOINT_ARRAYS}
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as stream:
-            np.savez(stream, cells=state["cells"], events=state["events"],
+            np.savez(stream, **{name: state[name] for name in CHECKPOINT_ARRAYS},
                      meta=np.array(json.dumps(meta)))
 
     atomic_write(path, write)
@@ -128,8 +135,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as data:
             state = json.loads(str(data["meta"][()]))
-            state["cells"] = data["cells"].copy()
-            state["events"] = data["events"].copy()
+            for name in CHECKPOINT_ARRAYS:
+                state[name] = data[name].copy()
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
     return state
@@ -424,7 +431,7 @@ def read_tables(rundir: RunDir, specs: list) -> tuple[pd.DataFrame, pd.DataFrame
         csv_path, json_path = rundir.run_files(run_name(spec.scenario.name, spec.replicate))
         # Python's float() parses the repr that to_csv wrote exactly, on any pandas version
         frames.append(pd.read_csv(csv_path, dtype=SERIES_DTYPES, keep_default_na=False,
-                                  converters={"time_days": float}))
+                                  converters={name: float for name in SERIES_FLOATS}))
         rows.append(json.loads(json_path.read_text(encoding="utf-8")))
     return pd.concat(frames, ignore_index=True), pd.DataFrame(rows)
 

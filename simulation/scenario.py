@@ -12,29 +12,18 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from .config import AntigenDistribution, ConfigError, ScenarioConfig, check_scenario
+from . import constants as C
 from .constants import (
     CANCER,
     CAR_T,
     EMPTY,
-    K_ACTIVATION_STEPS,
-    K_ANTIGEN_HALF_MAX,
-    K_ANTIGEN_INHERITANCE_SIGMA,
-    K_CANCER_DEATH_P,
-    K_CANCER_DIVIDE_P,
-    K_CAR_T_DIVIDE_P,
-    K_CAR_T_EFFECTOR_DEATH_P,
-    K_CAR_T_EXHAUSTED_DEATH_P,
-    K_CAR_T_KILL_RATE_PER_MIN,
-    K_DT_MIN,
-    K_EXHAUSTED_KILL_FACTOR,
-    K_EXHAUSTION_ENGAGED_STEPS,
-    K_HILL_COEFFICIENT,
-    K_MAX_DIVISIONS,
-    K_MAX_KILLS,
     N_CELL_TYPES,
     N_KERNEL_PARAMS,
     NORMAL,
     TIMER_MAX,
+    TISSUE_OPEN,
+    TISSUE_STROMA,
+    TISSUE_VESSEL,
     mean_step_length,
 )
 from .lattice import Lattice
@@ -50,6 +39,7 @@ from .units import (
 # purposes of the numpy generators used outside the kernel (initial layout, infusions)
 _LAYOUT_STREAM = 1
 _INFUSION_STREAM = 2
+_BLOOD_STREAM = 3
 
 
 def setup_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
@@ -76,31 +66,65 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
     car_t = cfg.car_t
     tumor = cfg.tumor
     params = np.zeros(N_KERNEL_PARAMS, dtype=np.float64)
-    params[K_CAR_T_KILL_RATE_PER_MIN] = car_t.kill_rate_per_h / MIN_PER_H
-    params[K_EXHAUSTED_KILL_FACTOR] = car_t.exhausted_kill_factor
-    params[K_ANTIGEN_HALF_MAX] = car_t.antigen_half_max_molecules_per_cell
-    params[K_HILL_COEFFICIENT] = car_t.hill_coefficient
-    params[K_MAX_KILLS] = car_t.max_kills
-    params[K_MAX_DIVISIONS] = car_t.max_divisions
-    params[K_EXHAUSTION_ENGAGED_STEPS] = _timer_steps(
+    params[C.K_CAR_T_KILL_RATE_PER_MIN] = car_t.kill_rate_per_h / MIN_PER_H
+    params[C.K_EXHAUSTED_KILL_FACTOR] = car_t.exhausted_kill_factor
+    params[C.K_ANTIGEN_HALF_MAX] = car_t.antigen_half_max_molecules_per_cell
+    params[C.K_HILL_COEFFICIENT] = car_t.hill_coefficient
+    params[C.K_MAX_KILLS] = car_t.max_kills
+    params[C.K_MAX_DIVISIONS] = car_t.max_divisions
+    params[C.K_EXHAUSTION_ENGAGED_STEPS] = _timer_steps(
         car_t.exhaustion_after_engaged_h, dt, "car_t.exhaustion_after_engaged_h")
-    params[K_ACTIVATION_STEPS] = _timer_steps(
+    params[C.K_ACTIVATION_STEPS] = _timer_steps(
         car_t.activation_duration_h, dt, "car_t.activation_duration_h")
-    params[K_DT_MIN] = dt
-    params[K_CAR_T_DIVIDE_P] = probability_per_step(
-        rate_from_half_life(car_t.division_time_h * MIN_PER_H), dt)
-    params[K_CAR_T_EFFECTOR_DEATH_P] = probability_per_step(
-        rate_from_half_life(car_t.effector_half_life_days * MIN_PER_DAY), dt)
-    params[K_CAR_T_EXHAUSTED_DEATH_P] = probability_per_step(
-        rate_from_half_life(car_t.exhausted_half_life_days * MIN_PER_DAY), dt)
+    params[C.K_DT_MIN] = dt
+    params[C.K_CAR_T_DIVIDE_P] = probability_per_step(car_t_division_rate(cfg), dt)
+    params[C.K_CAR_T_EFFECTOR_DEATH_P] = _half_life_p(car_t.effector_half_life_days, dt)
+    params[C.K_CAR_T_EXHAUSTED_DEATH_P] = _half_life_p(car_t.exhausted_half_life_days, dt)
+    params[C.K_CAR_T_MEMORY_DEATH_P] = _half_life_p(car_t.memory_half_life_days, dt)
+    params[C.K_CAR_T_MEMORY_P] = probability_per_step(
+        car_t.memory_conversion_rate_per_day / MIN_PER_DAY, dt)
     # competing hazards: P(any event in dt) = 1 - exp(-(birth + death) dt), split by rate
     birth = rate_from_half_life(tumor.cycle_time_h * MIN_PER_H)
     death = tumor.death_rate_per_day / MIN_PER_DAY
     any_event = probability_per_step(birth + death, dt)
-    params[K_CANCER_DIVIDE_P] = any_event * birth / (birth + death)
-    params[K_CANCER_DEATH_P] = any_event * death / (birth + death)
-    params[K_ANTIGEN_INHERITANCE_SIGMA] = lognormal_sigma(tumor.antigen.inheritance_cv)
+    params[C.K_CANCER_DIVIDE_P] = any_event * birth / (birth + death)
+    params[C.K_CANCER_DEATH_P] = any_event * death / (birth + death)
+    params[C.K_ANTIGEN_INHERITANCE_SIGMA] = lognormal_sigma(tumor.antigen.inheritance_cv)
+    params[C.K_ANTIGEN_LOSS_P] = tumor.antigen.loss_per_division
+    env = cfg.microenvironment
+    oxygen = env.oxygen
+    params[C.K_PROLIFERATION_O2_MMHG] = oxygen.proliferation_threshold_mmhg
+    params[C.K_NECROSIS_O2_MMHG] = oxygen.necrosis_threshold_mmhg
+    params[C.K_NECROSIS_MAX_O2_MMHG] = oxygen.necrosis_max_mmhg
+    params[C.K_NECROSIS_MAX_RATE_PER_MIN] = oxygen.necrosis_max_rate_per_h / MIN_PER_H
+    params[C.K_NECROTIC_CLEARANCE_P] = _half_life_p(oxygen.necrotic_clearance_half_life_days, dt)
+    params[C.K_CAR_T_HYPOXIC_KILL_FACTOR] = oxygen.car_t_hypoxic_kill_factor
+    params[C.K_SUPPRESSION_HALF_EFFECT] = env.suppression.half_effect
+    params[C.K_CHEMOTAXIS_BIAS] = env.chemokine.chemotaxis_bias if env.chemokine.enabled else 0.0
+    params[C.K_STROMA_CROSSING_P] = cfg.tissue.stroma.crossing_probability
+    params[C.K_INTRAVASATION_P] = probability_per_step(
+        cfg.blood.intravasation_rate_per_h / MIN_PER_H, dt)
     return params
+
+
+def _half_life_p(half_life_days: float, dt_min: float) -> float:
+    """Probability per step of a first-order loss with the given half-life (days)."""
+    return probability_per_step(rate_from_half_life(half_life_days * MIN_PER_DAY), dt_min)
+
+
+def car_t_division_rate(cfg: ScenarioConfig, time_min: float = math.inf) -> float:
+    """Division rate of an activated CAR-T (1/min) at ``time_min``.
+
+    ``ln2 / division_time``, raised after lymphodepletion by ``car_t_expansion_boost`` times a
+    factor that halves every ``recovery_half_life_days`` (homeostatic cytokines fade as
+    lymphocytes recover).
+    """
+    rate = rate_from_half_life(cfg.car_t.division_time_h * MIN_PER_H)
+    conditioning = cfg.dosing.lymphodepletion
+    if conditioning is None or not math.isfinite(time_min):
+        return rate
+    fading = 0.5 ** (time_min / (conditioning.recovery_half_life_days * MIN_PER_DAY))
+    return rate * (1.0 + conditioning.car_t_expansion_boost * fading)
 
 
 @dataclass(frozen=True)
@@ -155,17 +179,21 @@ def draw_antigen(dist: AntigenDistribution, n: int, rng: np.random.Generator) ->
     return values.astype(np.float32)
 
 
-def _compact_sites(lattice: Lattice, n: int) -> np.ndarray:
-    """The ``n`` sites closest to the lattice centre (a disc), ties in site order."""
+def _compact_sites(lattice: Lattice, n: int, excluded: np.ndarray | None = None) -> np.ndarray:
+    """The ``n`` sites closest to the lattice centre (a disc), ties in site order, skipping
+    ``excluded`` sites (a boolean mask, e.g. vessels)."""
     nz, ny, nx = lattice.shape
     sites = np.arange(lattice.n_sites)
+    if excluded is not None:
+        sites = sites[~excluded]
     xy = lattice.site_coordinates(sites).astype(np.float64)
     d2 = (xy[:, 0] - (nx - 1) / 2.0) ** 2 + (xy[:, 1] - (ny - 1) / 2.0) ** 2
     return np.sort(sites[np.argsort(d2, kind="stable")[:n]])
 
 
 def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
-    """The lattice at t = 0: tumour (dispersed or compact), then normal populations around it.
+    """The lattice at t = 0: vessels, the tumour (dispersed or compact), stroma, then the
+    normal populations in the open sites left (minus those lymphodepletion removed).
 
     A scenario that cannot run (e.g. a lattice larger than this machine's memory) is refused
     with a ConfigError before anything is allocated.
@@ -174,24 +202,79 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
     lat = cfg.lattice
     lattice = Lattice.empty(lat.width, lat.height, lat.spacing_um, lat.neighbourhood)
     rng = setup_rng(seed, _LAYOUT_STREAM)
+    tissue = lattice.tissue
     n_tumor = cfg.tumor.initial_cells
     if cfg.tumor.layout == "compact":
-        tumor_sites = _compact_sites(lattice, n_tumor)
+        planned = np.zeros(lattice.n_sites, dtype=bool)
+        planned[_compact_sites(lattice, n_tumor)] = True
+        density = np.where(planned, cfg.tissue.tumor_vessel_density, cfg.tissue.vessel_density)
+        _lay_vessels(tissue, density, rng)
+        tumor_sites = _compact_sites(lattice, n_tumor, excluded=tissue == TISSUE_VESSEL)
     else:
-        tumor_sites = rng.choice(lattice.n_sites, size=n_tumor, replace=False)
+        _lay_vessels(tissue, np.full(lattice.n_sites, cfg.tissue.vessel_density), rng)
+        tumor_sites = rng.choice(np.flatnonzero(tissue == TISSUE_OPEN), size=n_tumor,
+                                 replace=False)
     lattice.field("cell_type")[tumor_sites] = CANCER
     lattice.field("antigen")[tumor_sites] = draw_antigen(cfg.tumor.antigen, n_tumor, rng)
+    _lay_stroma(lattice, cfg, rng)
 
-    free = np.flatnonzero(lattice.field("cell_type") == EMPTY)
+    free = np.flatnonzero((lattice.field("cell_type") == EMPTY) & (tissue == TISSUE_OPEN))
     rng.shuffle(free)
+    conditioning = cfg.dosing.lymphodepletion
     start = 0
     for population in cfg.normal:
         n = int(round(population.density * free.size))
         sites = free[start:start + n]
         start += n
+        antigen = draw_antigen(population.antigen, n, rng)
+        if conditioning is not None and population.name in conditioning.populations:
+            kept = int(round(n * (1.0 - conditioning.fraction_removed)))
+            sites, antigen = sites[:kept], antigen[:kept]
         lattice.field("cell_type")[sites] = NORMAL
-        lattice.field("antigen")[sites] = draw_antigen(population.antigen, n, rng)
+        lattice.field("antigen")[sites] = antigen
     return lattice
+
+
+def _lay_vessels(tissue: np.ndarray, density: np.ndarray, rng: np.random.Generator) -> None:
+    """Make each site a vessel with probability ``density[site]`` (no draws if all are 0)."""
+    if np.any(density > 0):
+        tissue[rng.random(tissue.size) < density] = TISSUE_VESSEL
+
+
+def _lay_stroma(lattice: Lattice, cfg: ScenarioConfig, rng: np.random.Generator) -> None:
+    """Mark stroma sites: a capsule band around the tumour and straight fibres in the tissue.
+
+    Stroma goes on open sites without cancer cells; fibres start at random sites, point in a
+    random direction and run ``fibre_length_um`` until ``fibre_density`` of the non-tumour
+    sites is covered.
+    """
+    stroma = cfg.tissue.stroma
+    tissue = lattice.tissue
+    cell_type = lattice.field("cell_type")
+    open_site = (tissue == TISSUE_OPEN) & (cell_type != CANCER)
+    if stroma.capsule_width_um > 0:
+        distance_um = (distance_transform_edt(lattice.grid("cell_type") != CANCER).ravel()
+                       * lattice.spacing_um)
+        tissue[open_site & (distance_um <= stroma.capsule_width_um)] = TISSUE_STROMA
+    if stroma.fibre_density <= 0:
+        return
+    nz, ny, nx = lattice.shape
+    target = int(round(stroma.fibre_density * np.count_nonzero(cell_type != CANCER)))
+    length = max(1, int(round(stroma.fibre_length_um / lattice.spacing_um)))
+    laid = 0
+    for _ in range(100 * max(1, target // length)):  # bounded: fibres may overlap
+        if laid >= target:
+            break
+        x0, y0 = rng.random(2) * (nx, ny)
+        angle = rng.random() * math.pi
+        steps = np.arange(length)
+        xs = np.round(x0 + steps * math.cos(angle)).astype(np.int64)
+        ys = np.round(y0 + steps * math.sin(angle)).astype(np.int64)
+        inside = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
+        sites = xs[inside] + nx * ys[inside]
+        sites = sites[(tissue[sites] == TISSUE_OPEN) & (cell_type[sites] != CANCER)]
+        tissue[sites] = TISSUE_STROMA
+        laid += np.unique(sites).size
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,6 +287,7 @@ class Infusion:
     time_min: float
     cells: int | None
     effector_to_target: float | None
+    route: str  # "intravenous", "intratumoral" or "anywhere"
 
     def n_cells(self, tumor_cells: int) -> int:
         """CAR-T to infuse given the cancer cells present now."""
@@ -214,16 +298,17 @@ class Infusion:
 
 def dosing_plan(cfg: ScenarioConfig) -> list[Infusion]:
     """The infusions of a scenario, sorted by time."""
-    plan = [Infusion(d.day * MIN_PER_DAY, d.cells, d.effector_to_target) for d in cfg.dosing.doses]
+    plan = [Infusion(d.day * MIN_PER_DAY, d.cells, d.effector_to_target,
+                     d.route or cfg.dosing.route) for d in cfg.dosing.doses]
     return sorted(plan, key=lambda inf: inf.time_min)
 
 
-def arrival_sites(lattice: Lattice, cfg: ScenarioConfig) -> np.ndarray:
-    """Free sites where infused CAR-T may arrive (whole lattice, or the tumour margin band)."""
-    free = lattice.field("cell_type") == EMPTY
-    if cfg.dosing.arrival == "anywhere":
+def arrival_sites(lattice: Lattice, cfg: ScenarioConfig, route: str) -> np.ndarray:
+    """Free sites where CAR-T placed directly may land: anywhere, or (``intratumoral``) within
+    ``dosing.margin_width_um`` of a cancer cell. Free: empty and not a vessel."""
+    free = (lattice.field("cell_type") == EMPTY) & (lattice.tissue != TISSUE_VESSEL)
+    if route == "anywhere":
         return np.flatnonzero(free)
-    nz, ny, nx = lattice.shape
     not_tumor = lattice.grid("cell_type") != CANCER
     if not_tumor.all():
         return np.flatnonzero(free)  # no tumour left: nothing to aim at

@@ -32,6 +32,9 @@ from simulation.constants import (  # noqa: E402
     CAR_T,
     CENSUS_NAMES,
     EFFECTOR,
+    EXHAUSTED,
+    MEMORY,
+    NECROTIC,
     N_CELL_TYPES,
     N_CENSUS,
     N_EVENTS,
@@ -70,7 +73,7 @@ TINY_SCENARIO = {
         {"name": "bystanders", "density": 0.1, "speed_um_per_min": 1.0},
     ],
     "car_t": {"kill_rate_per_h": 1.0},
-    "dosing": {"arrival": "anywhere", "doses": [{"day": 0, "cells": 8}]},
+    "dosing": {"route": "anywhere", "doses": [{"day": 0, "cells": 8}]},
 }
 
 # The smallest valid scenario: only the required keys, everything else default.
@@ -84,7 +87,7 @@ MINIMAL_SCENARIO = {
         "cycle_time_h": 30.0,
         "antigen": {"mean_molecules_per_cell": 4000.0},
     },
-    "dosing": {"arrival": "margin", "doses": [{"day": 0, "effector_to_target": 0.5}]},
+    "dosing": {"route": "intratumoral", "doses": [{"day": 0, "effector_to_target": 0.5}]},
 }
 
 
@@ -191,7 +194,9 @@ def numpy_census(cells: np.ndarray, half_max: float) -> np.ndarray:
         "normal_antigen_positive": (normal & (antigen > 0)).sum(),
         "car_t_cells": car_t.sum(),
         "car_t_effector": (car_t & (cells["car_t_state"] == EFFECTOR)).sum(),
-        "car_t_exhausted": (car_t & (cells["car_t_state"] != EFFECTOR)).sum(),
+        "car_t_exhausted": (car_t & (cells["car_t_state"] == EXHAUSTED)).sum(),
+        "car_t_memory": (car_t & (cells["car_t_state"] == MEMORY)).sum(),
+        "necrotic_cells": (kind == NECROTIC).sum(),
     }
     assert len(values) == N_CENSUS
     return np.array([values[name] for name in CENSUS_NAMES], dtype=np.int64)

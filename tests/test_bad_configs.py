@@ -485,7 +485,7 @@ def test_bad_config_is_refused_cleanly(case, tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("content, expected", [
     (f"name: x\ntumor: {PWNED_TAG}\n".encode(), "tumor: YAML error at line 2"),
     (b"name: caf\xe9\n", "not UTF-8"),
-    (dump(SPARSE | {"dosing": {"arrival": "anywhere", "doses": [{"day": 30, "cells": 8}]}}),
+    (dump(SPARSE | {"dosing": {"route": "anywhere", "doses": [{"day": 30, "cells": 8}]}}),
      "dosing.doses[0].day"),
 ])
 def test_bad_config_in_a_subprocess_exits_2_without_traceback(tmp_path, content, expected):

@@ -66,7 +66,8 @@ class Case:
         """Advance a copy of the initial cells; returns (cells, events, next sweep)."""
         cells = self.lattice.cells.copy() if cells is None else cells
         events = new_events()
-        nxt = kernel.advance(cells, self.lattice.shape, self.lattice.offsets, self.move_p,
+        nxt = kernel.advance(cells, self.lattice.tissue, self.lattice.fields, self.lattice.shape,
+                             self.lattice.offsets, self.move_p,
                              self.persist_p, self.params, self.seed,
                              self.first_sweep if first_sweep is None else first_sweep,
                              self.n_steps if n_steps is None else n_steps, self.n_substeps,
@@ -294,7 +295,7 @@ def scenarios(draw) -> dict:
                   "exhausted_kill_factor": draw(unit),
                   "effector_half_life_days": draw(st.floats(0.1, 10.0)),
                   "exhausted_half_life_days": draw(st.floats(0.1, 10.0))},
-        "dosing": {"arrival": draw(st.sampled_from(["anywhere", "margin"])),
+        "dosing": {"route": draw(st.sampled_from(["anywhere", "intratumoral"])),
                    "margin_width_um": draw(st.floats(10.0, 100.0)),
                    "doses": draw(st.lists(dose, min_size=1, max_size=3))},
     }

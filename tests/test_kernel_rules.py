@@ -30,6 +30,8 @@ from simulation.constants import (
     EFFECTOR,
     EMPTY,
     EXHAUSTED,
+    MEMORY,
+    NECROTIC,
     K_ACTIVATION_STEPS,
     K_ANTIGEN_HALF_MAX,
     K_ANTIGEN_INHERITANCE_SIGMA,
@@ -39,6 +41,7 @@ from simulation.constants import (
     K_CAR_T_EFFECTOR_DEATH_P,
     K_CAR_T_EXHAUSTED_DEATH_P,
     K_CAR_T_KILL_RATE_PER_MIN,
+    K_CAR_T_MEMORY_P,
     K_DT_MIN,
     K_EXHAUSTED_KILL_FACTOR,
     K_EXHAUSTION_ENGAGED_STEPS,
@@ -76,6 +79,7 @@ def quiet_params(overrides: dict[int, float] | None = None) -> np.ndarray:
         K_CANCER_DEATH_P: 0.0,
         K_ANTIGEN_INHERITANCE_SIGMA: 0.0,
         K_EXHAUSTED_KILL_FACTOR: 0.2,
+        K_CAR_T_MEMORY_P: 0.0,
     }
     base.update(overrides or {})
     return params_with(base)
@@ -84,13 +88,13 @@ def quiet_params(overrides: dict[int, float] | None = None) -> np.ndarray:
 def interact(lattice, params, sweep=0, events=None, seed=SEED):
     """One interaction sweep; returns the event vector."""
     events = new_events() if events is None else events
-    kernel.interaction_sweep(lattice.cells, lattice.shape, lattice.offsets, params, seed, sweep,
+    kernel.interaction_sweep(lattice.cells, lattice.tissue, lattice.fields, lattice.shape, lattice.offsets, params, seed, sweep,
                              events)
     return events
 
 
 def migrate(lattice, params, move_p, persist_p, sweep=0, seed=SEED):
-    kernel.migration_sweep(lattice.cells, lattice.shape, lattice.offsets, move_p, persist_p,
+    kernel.migration_sweep(lattice.cells, lattice.tissue, lattice.fields, lattice.shape, lattice.offsets, move_p, persist_p,
                            params, seed, sweep)
 
 
@@ -593,11 +597,11 @@ def test_pick_free_neighbour_chooses_only_free_sites_and_all_of_them():
     place(lat, 2, 2, CANCER, 1.0)
     surround(lat, 2, 2, skip={(-1, 0), (1, 1), (0, -1)})
     free = {site_of(lat, 1, 2), site_of(lat, 3, 3), site_of(lat, 2, 1)}
-    picks = [kernel.pick_free_neighbour(centre, lat.cells, lat.shape, lat.offsets, SEED, s, 4)
+    picks = [kernel.pick_free_neighbour(centre, lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, s, 4)
              for s in range(200)]
     assert set(picks) == free
     surround(lat, 2, 2)
-    assert kernel.pick_free_neighbour(centre, lat.cells, lat.shape, lat.offsets, SEED, 0, 4) == -1
+    assert kernel.pick_free_neighbour(centre, lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, 0, 4) == -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,10 +618,12 @@ def test_census_counts_each_category():
     place(lat, 0, 2, CAR_T, car_t_state=EFFECTOR)
     place(lat, 1, 2, CAR_T, car_t_state=EXHAUSTED)
     place(lat, 2, 2, CAR_T, car_t_state=EXHAUSTED)
+    place(lat, 3, 2, CAR_T, car_t_state=MEMORY)
+    place(lat, 4, 4, NECROTIC)
     got = kernel.census(lat.cells, HALF_MAX)
     # tumour: total, high (>= half-max), low, negative; normal: total, positive; CAR-T: total,
-    # effector, exhausted
-    assert got.tolist() == [4, 2, 1, 1, 2, 1, 3, 1, 2]
+    # effector, exhausted, memory; necrotic
+    assert got.tolist() == [4, 2, 1, 1, 2, 1, 4, 1, 2, 1, 1]
     assert np.array_equal(got, numpy_census(lat.cells, HALF_MAX))
 
 
@@ -634,7 +640,7 @@ def test_advance_equals_migration_sweeps_then_interaction_sweep_per_step():
     move_p, persist_p = motility_arrays(car_t=0.8, cancer=0.2, normal=0.1, persist_car_t=0.5)
     manual = lat.copy()
     events = new_events()
-    nxt = kernel.advance(lat.cells, lat.shape, lat.offsets, move_p, persist_p, params,
+    nxt = kernel.advance(lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, move_p, persist_p, params,
                          SEED, 7, 5, 3, events)
     assert nxt == 7 + 5 * (3 + 1)
 

@@ -151,7 +151,7 @@ def test_stop_when_cleared_ends_run_early():
     data["time"] = {"duration_days": 5.0, "stop_when_cleared": True, "record_every_h": 24.0}
     data["tumor"]["antigen"] = {"mean_molecules_per_cell": 50000.0, "cv": 0.1}
     data["car_t"] = {"kill_rate_per_h": 600.0}
-    data["dosing"] = {"arrival": "anywhere", "doses": [{"day": 0, "cells": 150}]}
+    data["dosing"] = {"route": "anywhere", "doses": [{"day": 0, "cells": 150}]}
     model = CarTModel(data, seed=0)
     model.run()
     assert model.running is False
@@ -272,7 +272,7 @@ def test_empirical_car_t_speed_matches_config_over_five_seeds():
         for _ in range(STEPS_PER_SEED):
             for _ in range(mot.n_substeps):
                 (before,) = np.flatnonzero(lat.cells["cell_type"] == CAR_T)
-                kernel.migration_sweep(lat.cells, lat.shape, lat.offsets, mot.move_p,
+                kernel.migration_sweep(lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, mot.move_p,
                                        mot.persist_p, params, seed, sweep)
                 sweep += 1
                 (after,) = np.flatnonzero(lat.cells["cell_type"] == CAR_T)

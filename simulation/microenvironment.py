@@ -1,0 +1,151 @@
+"""The diffusing fields of a run: what the cells put in and take out, and when to re-solve.
+
+Cells and fields are coupled by operator splitting: the lattice advances with the fields held
+fixed, and every ``microenvironment.update_interval_min`` the fields are re-solved (backward
+Euler over the interval, oxygen quasi-steady) from the cells present then. The numerics live in
+``simulation.fields``; this module turns cell content into uptake and source arrays.
+
+Field      | source / sink                                     | boundary
+---------- | ------------------------------------------------- | ----------------------------------
+oxygen     | held at ``vessel_mmhg`` on vessel sites; uptake    | ``edge_mmhg`` beyond the edge
+           | by cancer, normal and CAR-T cells                  | (null: closed)
+chemokine  | secreted by cancer cells                          | 0 beyond the edge (drained)
+suppression| secreted by cancer cells, more where cytokine is  | 0 beyond the edge
+cytokine   | secreted by activated CAR-T                       | 0 beyond the edge
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .config import FieldConfig, ScenarioConfig
+from .constants import (
+    CANCER,
+    CAR_T,
+    F_CHEMOKINE,
+    F_CYTOKINE,
+    F_OXYGEN,
+    F_SUPPRESSION,
+    N_CELL_TYPES,
+    N_FIELDS,
+    NORMAL,
+    TISSUE_VESSEL,
+)
+from .fields import field_total, solve_field
+from .lattice import NORMOXIA_MMHG, Lattice
+
+#: solver stopping rule: largest change per sweep, relative to the field's scale
+RELATIVE_TOLERANCE = 1e-4
+MAX_ITERATIONS = 2000
+OVER_RELAXATION = 1.8
+
+
+@njit(cache=True)
+def cell_field_terms(cells, fields, oxygen_uptake_by_type, chemokine_secretion,
+                     suppression_secretion, suppression_induction, cytokine_secretion, uptake,
+                     source):
+    """Fill ``uptake`` (N_FIELDS, n_sites; 1/min) and ``source`` (N_FIELDS, n_sites; a.u./min)
+    from the cells on each site: oxygen uptake by cell type, chemokine and suppressive factor
+    from cancer cells (the latter raised by ``1 + suppression_induction * cytokine``), cytokine
+    from activated CAR-T."""
+    for site in range(cells.shape[0]):
+        cell = cells[site].cell_type
+        uptake[F_OXYGEN, site] = oxygen_uptake_by_type[cell]
+        if cell == CANCER:
+            source[F_CHEMOKINE, site] = chemokine_secretion
+            source[F_SUPPRESSION, site] = suppression_secretion * (
+                1.0 + suppression_induction * fields[F_CYTOKINE, site])
+        else:
+            source[F_CHEMOKINE, site] = 0.0
+            source[F_SUPPRESSION, site] = 0.0
+        if cell == CAR_T and cells[site].activation > 0:
+            source[F_CYTOKINE, site] = cytokine_secretion
+        else:
+            source[F_CYTOKINE, site] = 0.0
+
+
+class Microenvironment:
+    """The enabled fields of one run, their sources and sinks, and their update clock."""
+
+    def __init__(self, cfg: ScenarioConfig, lattice: Lattice) -> None:
+        env = cfg.microenvironment
+        self.interval_min = env.update_interval_min
+        self.configs: dict[int, FieldConfig] = {
+            F_OXYGEN: env.oxygen, F_CHEMOKINE: env.chemokine,
+            F_SUPPRESSION: env.suppression, F_CYTOKINE: env.cytokine,
+        }
+        self.enabled = [index for index, field in self.configs.items() if field.enabled]
+        oxygen = env.oxygen
+        self.oxygen_uptake_by_type = np.zeros(N_CELL_TYPES)
+        self.oxygen_uptake_by_type[CANCER] = oxygen.cancer_uptake_per_min
+        self.oxygen_uptake_by_type[NORMAL] = oxygen.normal_uptake_per_min
+        self.oxygen_uptake_by_type[CAR_T] = oxygen.car_t_uptake_per_min
+        self.edge_value = np.zeros(N_FIELDS)
+        self.edge_value[F_OXYGEN] = -1.0 if oxygen.edge_mmhg is None else oxygen.edge_mmhg
+        self.vessels = (lattice.tissue == TISSUE_VESSEL).astype(np.uint8)
+        self.no_fixed = np.zeros(lattice.n_sites, dtype=np.uint8)
+        self.uptake = np.zeros((N_FIELDS, lattice.n_sites))
+        self.source = np.zeros((N_FIELDS, lattice.n_sites))
+        self.next_update_min = 0.0
+        self.cytokine_scale = (env.cytokine.secretion_per_activated_car_t_per_min
+                               / max(env.cytokine.decay_per_min, 1e-300))
+        self._cfg = cfg
+
+    def _terms(self, lattice: Lattice) -> None:
+        env = self._cfg.microenvironment
+        cell_field_terms(lattice.cells, lattice.fields, self.oxygen_uptake_by_type,
+                         env.chemokine.secretion_per_cancer_cell_per_min,
+                         env.suppression.secretion_per_cancer_cell_per_min,
+                         env.suppression.cytokine_induction,
+                         env.cytokine.secretion_per_activated_car_t_per_min,
+                         self.uptake, self.source)
+
+    def solve(self, lattice: Lattice, dt_min: float) -> None:
+        """Re-solve every enabled field from the cells now, over ``dt_min`` minutes of backward
+        Euler (``math.inf``: steady state; oxygen is always quasi-steady)."""
+        self._terms(lattice)
+        oxygen = self._cfg.microenvironment.oxygen
+        for index in self.enabled:
+            field = self.configs[index]
+            is_oxygen = index == F_OXYGEN
+            fixed = self.vessels if is_oxygen else self.no_fixed
+            fixed_value = oxygen.vessel_mmhg if is_oxygen else 0.0
+            scale = max(oxygen.vessel_mmhg, NORMOXIA_MMHG) if is_oxygen else max(
+                float(np.max(lattice.fields[index])), 1e-12)
+            solve_field(lattice.fields[index], lattice.shape, lattice.spacing_um,
+                        field.diffusion_um2_per_min, field.decay_per_min, self.uptake[index],
+                        self.source[index], fixed, fixed_value, self.edge_value[index],
+                        math.inf if is_oxygen else dt_min, RELATIVE_TOLERANCE * scale,
+                        MAX_ITERATIONS, OVER_RELAXATION)
+
+    def initialise(self, lattice: Lattice) -> None:
+        """Fields at t = 0: the steady state of the initial cells (a tumour that has been there
+        for a while); the cytokine starts at zero because no CAR-T is activated yet."""
+        if self.enabled:
+            self.solve(lattice, math.inf)
+        self.next_update_min = self.interval_min
+
+    def update_due(self, lattice: Lattice, time_min: float) -> bool:
+        """Re-solve the fields if ``time_min`` reached the next update time; True if it did."""
+        if not self.enabled or time_min < self.next_update_min - 1e-9:
+            return False
+        self.solve(lattice, self.interval_min)
+        self.next_update_min += self.interval_min
+        return True
+
+    def crs_index(self, lattice: Lattice) -> float:
+        """Cytokine on the lattice in units of one activated CAR-T's steady-state output.
+
+        ``total / (secretion / decay)``: how many CAR-T, activated for long enough, would hold
+        this much cytokine. IL-6 rate constants are not published (biology.md), so the index
+        is read for timing and relative size, not as a concentration.
+        """
+        if F_CYTOKINE not in self.enabled:
+            return 0.0
+        area_um2 = lattice.spacing_um ** (2 if lattice.shape[0] == 1 else 3)
+        total = field_total(lattice.fields[F_CYTOKINE], lattice.spacing_um, lattice.shape[0])
+        return float(total / area_um2 / self.cytokine_scale)
+
