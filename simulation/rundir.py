@@ -438,10 +438,16 @@ def read_tables(rundir: RunDir, specs: list) -> tuple[pd.DataFrame, pd.DataFrame
 
 def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.DataFrame,
                                                                             pd.DataFrame]:
-    """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``."""
+    """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``.
+
+    A killing assay (in-vitro wells beside untreated controls, ``simulation.assay``) also gets
+    ``assay.csv`` (% of control and kills per CAR-T over time), ``assay_endpoints.csv`` (median
+    and IQR at 48 h, 72 h and the end) and ``assay.png``.
+    """
     import matplotlib.pyplot as plt
 
-    from .plotting import plot_burden
+    from .assay import assay_endpoints, assay_table, is_assay
+    from .plotting import plot_burden, plot_killing_assay
 
     timeseries, summary = read_tables(rundir, specs)
     atomic_write(rundir.path / "timeseries.csv", lambda tmp: timeseries.to_csv(tmp, index=False))
@@ -449,6 +455,14 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
     figures: list = []
     atomic_write(rundir.path / "burden.png",
                  lambda tmp: figures.append(plot_burden(timeseries, summary, tmp)))
+    scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
+    if is_assay(scenarios):  # in-vitro wells beside their untreated controls
+        table = assay_table(scenarios, timeseries)
+        atomic_write(rundir.path / "assay.csv", lambda tmp: table.to_csv(tmp, index=False))
+        atomic_write(rundir.path / "assay_endpoints.csv",
+                     lambda tmp: assay_endpoints(table).to_csv(tmp, index=False))
+        atomic_write(rundir.path / "assay.png",
+                     lambda tmp: figures.append(plot_killing_assay(table, tmp)))
     for fig in figures:
         plt.close(fig)
     write_text(rundir.path / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
