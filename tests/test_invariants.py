@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_lattice, new_events, numpy_census
+from simulation import constants as C
 from simulation import kernel
 from simulation.constants import (
     CANCER,
@@ -25,6 +26,9 @@ from simulation.constants import (
     EFFECTOR,
     EMPTY,
     EXHAUSTED,
+    F_CHEMOKINE,
+    F_OXYGEN,
+    F_SUPPRESSION,
     K_ACTIVATION_STEPS,
     K_ANTIGEN_HALF_MAX,
     K_ANTIGEN_INHERITANCE_SIGMA,
@@ -41,9 +45,13 @@ from simulation.constants import (
     K_MAX_DIVISIONS,
     K_MAX_KILLS,
     N_CELL_TYPES,
+    MEMORY,
     N_KERNEL_PARAMS,
+    NECROTIC,
     NO_HEADING,
     NORMAL,
+    TISSUE_STROMA,
+    TISSUE_VESSEL,
 )
 from simulation.model import CarTModel
 
@@ -100,6 +108,21 @@ def cases(draw):
     params[K_CANCER_DIVIDE_P] = draw(probability)
     params[K_CANCER_DEATH_P] = draw(st.floats(0.0, 0.3) | st.just(0.0))
     params[K_ANTIGEN_INHERITANCE_SIGMA] = draw(st.just(0.0) | st.floats(0.0, 1.5))
+    # microenvironment rules (thresholds ordered like the config demands)
+    necrosis_max = draw(st.floats(0.0, 4.0))
+    params[C.K_NECROSIS_MAX_O2_MMHG] = necrosis_max
+    params[C.K_NECROSIS_O2_MMHG] = necrosis_max + draw(st.floats(0.5, 5.0))
+    params[C.K_PROLIFERATION_O2_MMHG] = params[C.K_NECROSIS_O2_MMHG] + draw(st.floats(0.5, 10.0))
+    params[C.K_NECROSIS_MAX_RATE_PER_MIN] = draw(st.just(0.0) | st.floats(0.0, 1.0))
+    params[C.K_NECROTIC_CLEARANCE_P] = draw(probability)
+    params[C.K_CAR_T_HYPOXIC_KILL_FACTOR] = draw(probability)
+    params[C.K_SUPPRESSION_HALF_EFFECT] = draw(st.just(0.0) | st.floats(0.1, 50.0))
+    params[C.K_CAR_T_MEMORY_P] = draw(probability)
+    params[C.K_CAR_T_MEMORY_DEATH_P] = draw(probability)
+    params[C.K_CHEMOTAXIS_BIAS] = draw(probability)
+    params[C.K_STROMA_CROSSING_P] = draw(probability)
+    params[C.K_INTRAVASATION_P] = draw(probability)
+    params[C.K_ANTIGEN_LOSS_P] = draw(st.just(0.0) | probability)
 
     move_p = np.zeros(N_CELL_TYPES)
     persist_p = np.zeros(N_CELL_TYPES)
@@ -113,6 +136,14 @@ def cases(draw):
     p = np.array([max(0.0, 1.0 - sum(fractions)), *fractions])
     kinds = gen.choice([EMPTY, CANCER, NORMAL, CAR_T], size=lat.n_sites, p=p / p.sum())
     n = lat.n_sites
+    # fixed structure and fields: vessels on empty sites only, stroma anywhere, random fields
+    lat.tissue[gen.random(n) < draw(st.floats(0.0, 0.2))] = TISSUE_STROMA
+    vessel = (kinds == EMPTY) & (gen.random(n) < draw(st.floats(0.0, 0.1)))
+    lat.tissue[vessel] = TISSUE_VESSEL
+    kinds[(kinds == EMPTY) & ~vessel & (gen.random(n) < draw(st.floats(0.0, 0.1)))] = NECROTIC
+    lat.fields[F_OXYGEN] = gen.uniform(0.0, 40.0, n)
+    lat.fields[F_SUPPRESSION] = gen.uniform(0.0, 50.0, n) * (gen.random() < 0.7)
+    lat.fields[F_CHEMOKINE] = gen.uniform(0.0, 100.0, n)
     cells = lat.cells
     cells["cell_type"] = kinds
     target = (kinds == CANCER) | (kinds == NORMAL)
@@ -120,8 +151,9 @@ def cases(draw):
     cells["antigen"] = np.where(target, antigen, 0.0)
     car_t = kinds == CAR_T
     exhausted = car_t & (gen.random(n) < 0.3)
-    cells["car_t_state"] = np.where(exhausted, EXHAUSTED, EFFECTOR)
-    effector = car_t & ~exhausted
+    memory = car_t & ~exhausted & (gen.random(n) < 0.2)
+    cells["car_t_state"] = np.where(exhausted, EXHAUSTED, np.where(memory, MEMORY, EFFECTOR))
+    effector = car_t & ~exhausted  # memory cells keep the counters of the effector they were
     cells["kills"] = np.where(effector, gen.integers(0, max_kills, n),
                               np.where(exhausted, gen.integers(0, 256, n), 0))
     cells["engaged"] = np.where(effector, gen.integers(0, engaged_steps, n),
@@ -154,9 +186,16 @@ def test_population_counts_match_event_counters(case):
     assert nxt == case.first_sweep + case.n_steps * (case.n_substeps + 1)
     assert np.all(events >= 0)
     assert count(cells, CANCER) == (count(before, CANCER) + events[E_CANCER_BORN]
-                                    - events[E_CANCER_DIED] - events[E_CANCER_KILLED])
-    assert count(cells, CAR_T) == count(before, CAR_T) + events[E_CAR_T_BORN] - events[E_CAR_T_DIED]
+                                    - events[E_CANCER_DIED] - events[E_CANCER_KILLED]
+                                    - events[C.E_CANCER_NECROSED])
+    assert count(cells, CAR_T) == (count(before, CAR_T) + events[E_CAR_T_BORN]
+                                   - events[E_CAR_T_DIED] - events[C.E_EFFECTOR_TO_BLOOD]
+                                   - events[C.E_MEMORY_TO_BLOOD])
     assert count(cells, NORMAL) == count(before, NORMAL) - events[E_NORMAL_KILLED]
+    assert count(cells, NECROTIC) == (count(before, NECROTIC) + events[C.E_CANCER_NECROSED]
+                                      - events[C.E_NECROTIC_CLEARED])
+    # vessels never hold a cell; the fixed structure and the fields are not changed by cells
+    assert np.all(cells["cell_type"][case.lattice.tissue == TISSUE_VESSEL] == EMPTY)
     exhausted_before = int(np.count_nonzero((before["cell_type"] == CAR_T)
                                             & (before["car_t_state"] == EXHAUSTED)))
     exhausted_now = int(np.count_nonzero((cells["cell_type"] == CAR_T)
@@ -170,7 +209,7 @@ def test_car_t_state_limits_hold(case):
     cells, _, _ = case.run()
     car_t = cells["cell_type"] == CAR_T
     states = cells["car_t_state"][car_t]
-    assert set(np.unique(states).tolist()) <= {EFFECTOR, EXHAUSTED}
+    assert set(np.unique(states).tolist()) <= {EFFECTOR, EXHAUSTED, MEMORY}
     effector = car_t & (cells["car_t_state"] == EFFECTOR)
     # kills saturate at 255, so the exhaustion rule is the meaningful bound: a CAR-T that reached
     # max_kills (or the engaged-time limit) is exhausted, so effectors are strictly below both
@@ -185,8 +224,9 @@ def test_car_t_state_limits_hold(case):
 def test_empty_sites_are_clean_and_antigen_is_finite(case):
     cells, _, _ = case.run()
     empty = cells["cell_type"] == EMPTY
-    assert set(np.unique(cells["cell_type"]).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T}
-    assert np.all(cells["antigen"][empty] == 0.0)
+    assert set(np.unique(cells["cell_type"]).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T,
+                                                          NECROTIC}
+    assert np.all(cells["antigen"][empty | (cells["cell_type"] == NECROTIC)] == 0.0)
     for name in ("kills", "divisions", "engaged", "activation", "car_t_state"):
         assert np.all(cells[name][empty] == 0), name
         # per-CAR-T fields never leak onto cancer or normal cells
@@ -214,10 +254,11 @@ def test_antigen_values_come_from_the_initial_populations(case):
     def negative(c):
         return int(np.count_nonzero((c["cell_type"] == CANCER) & (c["antigen"] == 0)))
 
-    if case.params[K_CANCER_DEATH_P] == 0.0:
+    if case.params[K_CANCER_DEATH_P] == 0.0 and case.params[C.K_NECROSIS_MAX_RATE_PER_MIN] == 0:
         assert negative(cells) >= negative(before)
     if case.params[K_ANTIGEN_INHERITANCE_SIGMA] == 0.0:
-        initial = set(before["antigen"][before["cell_type"] == CANCER].tolist())
+        # daughters copy the antigen, or lose it (antigen loss on division)
+        initial = set(before["antigen"][before["cell_type"] == CANCER].tolist()) | {0.0}
         assert set(cells["antigen"][cells["cell_type"] == CANCER].tolist()) <= initial
 
 
@@ -265,6 +306,8 @@ def scenarios(draw) -> dict:
         "inheritance_cv": st.floats(0.0, 1.0)})
     n_normal = draw(st.integers(0, 2))
     densities = [draw(st.floats(0.0, 0.45)) for _ in range(n_normal)]
+    vessels = draw(st.just(0.0) | st.floats(0.01, 0.1))
+    routes = ["anywhere", "intratumoral"] + (["intravenous"] if vessels > 0 else [])
     dose = st.fixed_dictionaries({"day": st.floats(0.0, duration_days * 0.99)}).flatmap(
         lambda d: st.one_of(st.integers(1, 60).map(lambda n: {**d, "cells": n}),
                             st.floats(0.01, 2.0).map(lambda r: {**d, "effector_to_target": r})))
@@ -295,7 +338,15 @@ def scenarios(draw) -> dict:
                   "exhausted_kill_factor": draw(unit),
                   "effector_half_life_days": draw(st.floats(0.1, 10.0)),
                   "exhausted_half_life_days": draw(st.floats(0.1, 10.0))},
-        "dosing": {"route": draw(st.sampled_from(["anywhere", "intratumoral"])),
+        "tissue": {"vessel_density": vessels, "tumor_vessel_density": draw(st.floats(0.0, 0.1)),
+                   "stroma": {"capsule_width_um": draw(st.floats(0.0, 40.0)),
+                              "fibre_density": draw(st.floats(0.0, 0.2)),
+                              "crossing_probability": draw(unit)}},
+        "microenvironment": {name: {"enabled": draw(st.booleans())} for name in
+                             ("oxygen", "chemokine", "suppression", "cytokine")},
+        "blood": {"extravasation_rate_per_h": draw(st.floats(0.0, 10.0)),
+                  "intravasation_rate_per_h": draw(st.floats(0.0, 10.0))},
+        "dosing": {"route": draw(st.sampled_from(routes)),
                    "margin_width_um": draw(st.floats(10.0, 100.0)),
                    "doses": draw(st.lists(dose, min_size=1, max_size=3))},
     }
@@ -308,13 +359,20 @@ def check_model_invariants(model, initial_normal: int) -> None:
     nz, ny, nx = model.lattice.shape
     cfg = model.config
     assert cells.shape == (nx * ny * nz,) and (ny, nx) == (cfg.lattice.height, cfg.lattice.width)
-    assert set(np.unique(kind).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T}
+    assert set(np.unique(kind).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T, NECROTIC}
     # no cell lost or duplicated (one cell per site; a write outside the lattice would show up
     # here as a cell missing from its count): counts equal the event bookkeeping
     e = model.events
     assert np.all(e >= 0)
     assert count(cells, CANCER) == model.tumor_cells
-    assert count(cells, CAR_T) == model.car_t_infused + e[E_CAR_T_BORN] - e[E_CAR_T_DIED]
+    # CAR-T: on the lattice or in the blood; blood deaths are not kernel events, so with a blood
+    # pool in use the books only bound the count
+    made = model.car_t_infused + e[E_CAR_T_BORN] - e[E_CAR_T_DIED]
+    if model.blood.vessel_sites.size == 0:
+        assert count(cells, CAR_T) == made and model.blood.cells == 0
+    else:
+        assert count(cells, CAR_T) + model.blood.cells <= made
+    assert np.all(kind[model.lattice.tissue == TISSUE_VESSEL] == EMPTY)
     assert count(cells, NORMAL) == initial_normal - e[E_NORMAL_KILLED]
     # the last census, as collected, equals the arrays whenever one was just taken
     if model.counts and model.counts["time_days"] == model.time_min / 1440.0:
@@ -325,11 +383,11 @@ def check_model_invariants(model, initial_normal: int) -> None:
     # antigen: finite, non-negative, only on targets
     antigen = cells["antigen"]
     assert np.all(np.isfinite(antigen)) and np.all(antigen >= 0.0)
-    assert np.all(antigen[(kind == EMPTY) | (kind == CAR_T)] == 0.0)
+    assert np.all(antigen[(kind == EMPTY) | (kind == CAR_T) | (kind == NECROTIC)] == 0.0)
     # per-cell counters within their bounds
     car_t = kind == CAR_T
     effector = car_t & (cells["car_t_state"] == EFFECTOR)
-    assert set(np.unique(cells["car_t_state"][car_t]).tolist()) <= {EFFECTOR, EXHAUSTED}
+    assert set(np.unique(cells["car_t_state"][car_t]).tolist()) <= {EFFECTOR, EXHAUSTED, MEMORY}
     assert np.all(cells["kills"][effector] < model.params[K_MAX_KILLS])
     assert np.all(cells["engaged"][effector] < model.params[K_EXHAUSTION_ENGAGED_STEPS])
     assert np.all(cells["divisions"][car_t] <= model.params[K_MAX_DIVISIONS])
