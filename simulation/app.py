@@ -1,4 +1,5 @@
-"""Interactive view: a Mesa SolaraViz page with the lattice, live burden and CAR-T curves.
+"""Interactive view: a Mesa SolaraViz page with the lattice, its oxygen and suppressive-factor
+fields, and live burden and CAR-T curves.
 
     cartsim app                        # serves http://127.0.0.1:8765/
     # in Jupyter:
@@ -6,9 +7,12 @@
     page
 
 Controls: scenario (b_all_cd19 / gbm_solid), dose (E:T at day 0), antigen density (x the
-scenario's mean), antigen-negative fraction, CAR-T kills before exhaustion, seed. Press Reset
-after changing them. The lattice is drawn as one matplotlib image of site-class colours
-(``plotting.SITE_CLASSES``), not one patch per agent, so a 200x200 lattice redraws in a few ms.
+scenario's mean), antigen-negative fraction, suppressive-factor secretion (x the scenario's;
+solid tumours), CAR-T kills before exhaustion, seed. Press Reset after changing them. The
+lattice is drawn as one matplotlib image of site-class colours (``plotting.SITE_CLASSES``), not
+one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
+(shown when the scenario solves it, else marked off): a 200x200 lattice redraws in ~25 ms, its
+two fields in ~25 ms more (2 shared cores; ``measure_frame_rate``).
 Needs the ``viz`` extra (``pip install 'cartsim[viz]'``).
 """
 
@@ -24,7 +28,10 @@ import warnings
 
 import numpy as np
 import solara
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -35,10 +42,9 @@ with warnings.catch_warnings():
     from mesa.visualization.utils import update_counter
 
 from .config import ConfigError, load_scenario
-from .constants import CAR_T
 from .model import CarTModel
-from .plotting import PALETTE, SITE_CLASSES, SITE_RGB
-from .snapshots import antigen_classes, site_classes
+from .plotting import FIELD_STYLES, PALETTE, SITE_CLASSES, SITE_RGB
+from .snapshots import FIELD_NEUTRAL, SNAPSHOT_FIELDS, lattice_site_arrays, site_classes
 
 #: scenarios offered in the view, by name (files in the configs folder)
 SCENARIOS = ("b_all_cd19", "gbm_solid")
@@ -63,19 +69,23 @@ def config_dir() -> Path:
 class ViewModel(CarTModel):
     """A CarTModel built from the view's controls (keyword arguments only, as SolaraViz needs).
 
-    ``antigen_scale`` multiplies the scenario's mean tumour antigen density; ``record_every_h``
-    is short so the live curves update often. Further ``a__b=value`` overrides pass through.
+    ``antigen_scale`` multiplies the scenario's mean tumour antigen density,
+    ``suppression_scale`` its suppressive-factor secretion per cancer cell (no effect where the
+    field is off); ``record_every_h`` is short so the live curves update often. Further
+    ``a__b=value`` overrides pass through.
     """
 
     def __init__(self, scenario: str = "b_all_cd19", seed: int = 1,
                  effector_to_target: float = 0.01, antigen_scale: float = 1.0,
                  negative_fraction: float | str | None = None, max_kills: int = 10,
-                 record_every_h: float = 2.0, threads: int | None = None, **kwargs) -> None:
+                 suppression_scale: float = 1.0, record_every_h: float = 2.0,
+                 threads: int | None = None, **kwargs) -> None:
         if scenario not in SCENARIOS:
             raise ConfigError(f"scenario must be one of {SCENARIOS}, not {scenario!r}")
         path = config_dir() / f"{scenario}.yaml"
         base = load_scenario(path)
         antigen = base.tumor.antigen
+        suppression = base.microenvironment.suppression
         settings = {
             "dosing__doses": [{"day": 0.0, "effector_to_target": float(effector_to_target)}],
             "tumor__antigen__mean_molecules_per_cell":
@@ -84,6 +94,8 @@ class ViewModel(CarTModel):
                 antigen.negative_fraction if negative_fraction in (None, SCENARIO_DEFAULT)
                 else float(negative_fraction)),
             "car_t__max_kills": int(max_kills),
+            "microenvironment__suppression__secretion_per_cancer_cell_per_min":
+                float(suppression.secretion_per_cancer_cell_per_min * suppression_scale),
             "time__record_every_h": float(record_every_h),
             **kwargs,  # further a__b=value overrides (named kwargs: mesa checks that name)
         }
@@ -96,11 +108,13 @@ class ViewModel(CarTModel):
 # ---------------------------------------------------------------------------------------------
 def lattice_classes(model: CarTModel) -> np.ndarray:
     """Site-class codes (ny, nx) of the model's lattice now."""
-    lattice = model.lattice
-    cell_type = lattice.grid("cell_type")
-    half_max = model.config.car_t.antigen_half_max_molecules_per_cell
-    state = np.where(cell_type == CAR_T, lattice.grid("car_t_state"), 0)
-    return site_classes(cell_type, antigen_classes(lattice.grid("antigen"), half_max), state)
+    return site_classes(**lattice_site_arrays(model))
+
+
+def shown_fields(model: CarTModel) -> list[str]:
+    """The fields of ``SNAPSHOT_FIELDS`` (oxygen, suppression) the model's scenario solves."""
+    env = model.config.microenvironment
+    return [name for name in SNAPSHOT_FIELDS if getattr(env, name).enabled]
 
 
 class LatticeRenderer:
@@ -112,22 +126,31 @@ class LatticeRenderer:
     """
 
     def __init__(self, shape: tuple[int, int], spacing_um: float, size_in: float = 5.0,
-                 dpi: int = 100) -> None:
+                 dpi: int = 100, axes_rect: tuple[float, float, float, float] = (
+                     0.15, 0.1, 0.8, 0.8)) -> None:
         ny, nx = shape
         mm = spacing_um / 1000.0
         self.figure = Figure(figsize=(size_in, size_in * min(1.5, max(0.5, ny / nx))), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
-        ax = self.figure.add_axes((0.15, 0.1, 0.8, 0.8))
+        ax = self.figure.add_axes(axes_rect)
         self.image = ax.imshow(np.zeros((ny, nx, 3), np.uint8), origin="lower",
                                interpolation="nearest", extent=(0, nx * mm, 0, ny * mm))
         ax.set_xlabel("x (mm)")
         ax.set_ylabel("y (mm)")
         self.title = ax.set_title(" ")
         self.axes = ax
+        self._capture_background()
+
+    def _capture_background(self) -> None:
+        """Draw everything but the image and title once, and keep it for blitting (the title
+        is blanked, not hidden: a hidden title is not placed)."""
+        title = self.title.get_text()
+        self.title.set_text(" ")
         self.image.set_visible(False)
         self.canvas.draw()
         self.background = self.canvas.copy_from_bbox(self.figure.bbox)
         self.image.set_visible(True)
+        self.title.set_text(title)
 
     def render(self, rgb: np.ndarray, title: str) -> np.ndarray:
         """The figure with this lattice picture as an (h, w, 4) uint8 RGBA array (a view)."""
@@ -145,7 +168,50 @@ class LatticeRenderer:
         return buffer.getvalue()
 
 
+class FieldRenderer(LatticeRenderer):
+    """Draws one diffusing field like ``LatticeRenderer`` draws the lattice, through a colour
+    map lookup table (no matplotlib normalisation per frame), with a colour bar in the field's
+    unit from 0 to ``vmax``. The colour bar only grows: when the field exceeds it, it is
+    redrawn up to the next round number (``_nice_ceiling``; rare, so frames stay cheap).
+    """
+
+    def __init__(self, shape: tuple[int, int], spacing_um: float, label: str, unit: str,
+                 cmap: str, vmax: float, size_in: float = 3.0, dpi: int = 100) -> None:
+        self.label, self.unit, self.cmap = label, unit, cmap
+        self.vmax = _nice_ceiling(vmax)
+        self.lut = (colormaps[cmap](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+        self._colour_bar_axes = None
+        # a square lattice fills 0.54 of the width, centred at mid-height: the bar matches it
+        super().__init__(shape, spacing_um, size_in, dpi, axes_rect=(0.19, 0.17, 0.54, 0.66))
+
+    def _capture_background(self) -> None:
+        if self._colour_bar_axes is None:
+            self._colour_bar_axes = self.figure.add_axes((0.76, 0.23, 0.04, 0.54))
+        self._colour_bar_axes.clear()
+        self.figure.colorbar(ScalarMappable(Normalize(0.0, self.vmax), self.cmap),
+                             cax=self._colour_bar_axes, label=self.unit)  # title: the field
+        self._colour_bar_axes.tick_params(labelsize=8)
+        super()._capture_background()
+
+    def colours(self, values: np.ndarray) -> np.ndarray:
+        """(ny, nx, 3) uint8 colours of field ``values`` (in the field's unit)."""
+        top = float(values.max())
+        if top > self.vmax:
+            self.vmax = _nice_ceiling(top)
+            self._capture_background()
+        codes = np.clip(values * (255.0 / self.vmax), 0.0, 255.0).astype(np.uint8)
+        return self.lut[codes]
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest m x 10^k (m in 1, 1.5, 2, 3, 4, 5, 6, 8) at or above ``value`` (> 0)."""
+    power = 10.0 ** np.floor(np.log10(value))
+    return float(next(m * power for m in (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+                      if m * power >= value * (1 - 1e-12)))
+
+
 _RENDERERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FIELD_RENDERERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def lattice_png(model: CarTModel) -> bytes:
@@ -159,6 +225,21 @@ def lattice_png(model: CarTModel) -> bytes:
     return renderer.png(SITE_RGB[lattice_classes(model)], title)
 
 
+def field_pngs(model: CarTModel) -> dict[str, bytes]:
+    """The fields the scenario solves (``shown_fields``) now, as PNGs, by field name."""
+    renderers = _FIELD_RENDERERS.get(model)
+    if renderers is None:
+        renderers = {}
+        for name in shown_fields(model):
+            label, cmap = FIELD_STYLES[name]
+            start = max(float(model.lattice.grid(name).max()), FIELD_NEUTRAL[name], 1e-6)
+            renderers[name] = FieldRenderer(model.lattice.shape[1:], model.lattice.spacing_um,
+                                            label, SNAPSHOT_FIELDS[name], cmap, start)
+        _FIELD_RENDERERS[model] = renderers
+    return {name: renderer.png(renderer.colours(model.lattice.grid(name)), renderer.label)
+            for name, renderer in renderers.items()}
+
+
 def curves_figure(model: CarTModel) -> Figure:
     """Cancer and CAR-T cells (log scale) vs days, from the model's DataCollector."""
     df = model.datacollector.get_model_vars_dataframe()
@@ -169,6 +250,7 @@ def curves_figure(model: CarTModel) -> Figure:
             label="CAR-T effector")
     ax.plot(df["time_days"], df["car_t_exhausted"], color=PALETTE[5], lw=1.5,
             label="CAR-T exhausted")
+    ax.plot(df["time_days"], df["car_t_memory"], color=PALETTE[2], lw=1.5, label="CAR-T memory")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=0)
     ax.set_xlim(0, max(1.0, float(df["time_days"].max())))
@@ -200,11 +282,36 @@ def Legend():
 
 
 @solara.component
+def FieldsView(model: CarTModel):
+    """Oxygen and suppressive factor, redrawn at every update; a note for fields that are off."""
+    update_counter.get()
+    images = field_pngs(model)
+    off = [FIELD_STYLES[name][0] for name in SNAPSHOT_FIELDS if name not in images]
+    with solara.Column():
+        with solara.Row(style={"flex-wrap": "wrap"}):
+            for name, png in images.items():
+                solara.Image(png, format="png", classes=[f"cartsim-field-{name}"])
+        if off:
+            solara.Markdown(f"*{' and '.join(off)}: off in this scenario "
+                            f"({model.config.name}); enable them under `microenvironment` in "
+                            "its YAML.*")
+
+
+@solara.component
 def CurvesView(model: CarTModel):
     """Tumour burden and CAR-T curves, live."""
     update_counter.get()
     solara.FigureMatplotlib(curves_figure(model), format="png",
                             dependencies=[update_counter.value, id(model)])
+
+
+@solara.component
+def FieldsAndCurvesView(model: CarTModel):
+    """The fields above the curves: one grid card, so that it sits beside the lattice (mesa's
+    grid puts a third card under the first, over the lattice legend)."""
+    with solara.Column():
+        FieldsView(model)
+        CurvesView(model)
 
 
 MODEL_PARAMS = {
@@ -217,6 +324,9 @@ MODEL_PARAMS = {
     "negative_fraction": {"type": "Select", "value": SCENARIO_DEFAULT,
                           "values": [SCENARIO_DEFAULT, "0", "0.1", "0.3", "0.5"],
                           "label": "antigen-negative cancer fraction"},
+    "suppression_scale": {"type": "SliderFloat", "value": 1.0, "min": 0.0, "max": 3.0,
+                          "step": 0.1, "label": "suppressive factor secretion (x scenario; "
+                          "solid tumours)"},
     "max_kills": {"type": "SliderInt", "value": 10, "min": 1, "max": 30, "step": 1,
                   "label": "kills before exhaustion (car_t.max_kills)"},
     "seed": {"type": "SliderInt", "value": 1, "min": 0, "max": 50, "step": 1, "label": "seed"},
@@ -225,11 +335,12 @@ MODEL_PARAMS = {
 
 def make_page(model: CarTModel | None = None, play_interval_ms: int = 1,
               steps_per_frame: int = STEPS_PER_FRAME):
-    """The SolaraViz element: controls, lattice and curves around ``model`` (default: B-ALL)."""
+    """The SolaraViz element: controls, the lattice, and beside it the fields above the curves,
+    around ``model`` (default: B-ALL)."""
     model = model if model is not None else ViewModel()
     return SolaraViz(
         model,
-        components=[(LatticeView, 0), (CurvesView, 0)],
+        components=[(LatticeView, 0), (FieldsAndCurvesView, 0)],
         model_params=MODEL_PARAMS,
         name="cartsim: CAR-T vs blood and solid tumours",
         play_interval=play_interval_ms,
@@ -246,7 +357,8 @@ page = make_page()
 def measure_frame_rate(model: CarTModel, frames: int = 20,
                        steps_per_frame: int = STEPS_PER_FRAME) -> dict[str, float]:
     """Frames per second of the view's work: ``steps_per_frame`` model steps plus the lattice
-    picture rendered to PNG (what ``LatticeView`` sends to the browser), ``frames`` times."""
+    and field pictures rendered to PNG (what ``LatticeView`` and ``FieldsView`` send to the
+    browser), ``frames`` times."""
     step_s = render_s = 0.0
     for _ in range(frames):
         start = time.perf_counter()
@@ -254,11 +366,12 @@ def measure_frame_rate(model: CarTModel, frames: int = 20,
             model.step()
         middle = time.perf_counter()
         lattice_png(model)
+        field_pngs(model)
         render_s += time.perf_counter() - middle
         step_s += middle - start
     return {"frames_per_s": frames / (step_s + render_s), "step_ms_per_frame":
             1000 * step_s / frames, "render_ms_per_frame": 1000 * render_s / frames}
 
 
-__all__ = ["MODEL_PARAMS", "SCENARIOS", "LatticeRenderer", "ViewModel", "lattice_png", "make_page",
-           "measure_frame_rate", "page"]
+__all__ = ["MODEL_PARAMS", "SCENARIOS", "FieldRenderer", "LatticeRenderer", "ViewModel",
+           "field_pngs", "lattice_png", "make_page", "measure_frame_rate", "page", "shown_fields"]

@@ -812,6 +812,21 @@ def _unwrap_model(annotation: Any) -> Any:
     return None
 
 
+#: an "allowed:" list longer than this is cut short (error lines stay readable)
+MAX_ALLOWED_TEXT = 200
+
+
+def _allowed_keys(known: list[str]) -> str:
+    """``; allowed: a, b, ...`` for an unknown-key message, cut to ``MAX_ALLOWED_TEXT``."""
+    shown: list[str] = []
+    for key in known:
+        if sum(len(k) + 2 for k in shown) + len(key) > MAX_ALLOWED_TEXT:
+            return (f"; allowed: {', '.join(shown)} and {len(known) - len(shown)} more "
+                    "(cartsim schema lists them)")
+        shown.append(key)
+    return f"; allowed: {', '.join(shown)}"
+
+
 def _describe(error: dict, model: type[BaseModel]) -> list[str]:
     """One pydantic error as message lines ``key.path: problem (got value)``."""
     loc = tuple(error["loc"])
@@ -826,7 +841,7 @@ def _describe(error: dict, model: type[BaseModel]) -> list[str]:
         known = list(holder.model_fields) if holder else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        allowed = f"; allowed: {', '.join(known)}" if known and not close else ""
+        allowed = _allowed_keys(known) if known and not close else ""
         return [f"{_format_location(loc)}: unknown key{hint}{allowed}"]
     if kind == "missing":
         return [f"{_format_location(loc)}: required key is missing"]

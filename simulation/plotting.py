@@ -5,14 +5,18 @@ back with ``pandas.read_csv``) or a lattice snapshot (``simulation.snapshots``),
 matplotlib Figure, and saves it when given a ``path`` (PNG by default, SVG or PDF by suffix;
 files carry no timestamps, so the same tables give the same bytes).
 
-=========================  ==================================================================
-``plot_burden``            tumour burden (% of day 0) and CAR-T vs time, median + IQR band
-``plot_blood_vs_solid``    burden, CAR-T and response-rate bars side by side
-``plot_car_t_kinetics``    CAR-T count (log) with the expansion peak and contraction marked
-``plot_waterfall``         best % change from baseline per replicate, coloured by response
-``plot_progression_free``  Kaplan-Meier progression-free curve over the virtual cohort
-``plot_snapshot``          the lattice: cancer by antigen level, normal, CAR-T by state
-=========================  ==================================================================
+=============================  ==================================================================
+``plot_burden``                tumour burden (% of day 0) and CAR-T vs time, median + IQR band
+``plot_blood_vs_solid``        burden, CAR-T and response-rate bars side by side
+``plot_car_t_kinetics``        CAR-T count (log) with the expansion peak and contraction marked
+``plot_blood_kinetics``        CAR-T per uL of blood (log): peak, expansion, contraction,
+                               persistence
+``plot_waterfall``             best % change from baseline per replicate, coloured by response
+``plot_progression_free``      Kaplan-Meier progression-free curve over the virtual cohort
+``plot_snapshot``              the lattice: cancer by antigen level, normal, CAR-T by state,
+                               necrosis, stroma, vessels
+``plot_snapshot_with_fields``  the lattice beside its oxygen and suppressive-factor fields
+=============================  ==================================================================
 """
 
 from __future__ import annotations
@@ -31,8 +35,29 @@ if "ipykernel" not in sys.modules:  # Jupyter keeps its inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+from .snapshots import (  # noqa: E402
+    FIELD_NEUTRAL,
+    N_SITE_CLASSES,
+    SITE_CANCER_HIGH,
+    SITE_CANCER_LOW,
+    SITE_CANCER_NEGATIVE,
+    SITE_CAR_T_EFFECTOR,
+    SITE_CAR_T_EXHAUSTED,
+    SITE_CAR_T_MEMORY,
+    SITE_EMPTY,
+    SITE_NECROTIC,
+    SITE_NORMAL_NEGATIVE,
+    SITE_NORMAL_POSITIVE,
+    SITE_STROMA,
+    SITE_VESSEL,
+    SNAPSHOT_FIELDS,
+    snapshot_field,
+)
 
 #: Okabe-Ito colour-blind-safe palette
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -336,6 +361,144 @@ def _figure_and_axes(ax: plt.Axes | None, size: tuple[float, float]):
     return fig, ax
 
 
+#: a rise after the post-infusion trough counts as expansion if it at least doubles the trough
+EXPANSION_FOLD = 2.0
+#: persistence: the log-linear decline after the contraction is at least this many times slower
+PERSISTENCE_SLOWDOWN = 2.0
+#: fewest time points on each side of the contraction/persistence break: this many, and this
+#: share of the positive points after the peak (noise in a short tail is not persistence)
+_MIN_PHASE_POINTS = 3
+_MIN_PHASE_SHARE = 0.2
+#: the two-segment fit must leave at most this share of a single line's squared error
+_KNEE_ERROR_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class KineticPhases:
+    """Phases of one CAR-T time course, as indices into its time points.
+
+    Expansion runs from ``start`` to ``peak`` (Cmax at Tmax), contraction from ``peak`` to
+    ``persistence`` (or the end), persistence from ``persistence`` to the end (None: not
+    reached). ``half_life_days``: of the contraction, from a log-linear fit (None: too short).
+    """
+
+    start: int
+    peak: int
+    persistence: int | None
+    half_life_days: float | None
+
+
+def kinetic_phases(time_days: Sequence[float], values: Sequence[float]) -> KineticPhases | None:
+    """Expansion, peak, contraction and persistence of a CAR-T time course (None if never > 0).
+
+    The peak is the expansion peak (clinical Cmax): if the values fall after the first positive
+    one (the infused cells leaving the blood) and then rise ``EXPANSION_FOLD``-fold above that
+    trough, the highest value after the trough, else the highest value. Persistence starts at
+    the break of a two-segment log-linear fit to the positive values after the peak that
+    minimises the squared error, if the later segment declines ``PERSISTENCE_SLOWDOWN`` times
+    more slowly than the earlier one (or not at all), each segment holds at least a fifth of
+    the points, and the break at least halves the squared error of one straight line.
+    """
+    t = np.asarray(time_days, dtype=float)
+    v = np.asarray(values, dtype=float)
+    positive = np.flatnonzero(v > 0)
+    if positive.size == 0:
+        return None
+    start = int(positive[0])
+    peak = start + int(np.argmax(v[start:]))
+    rises = np.flatnonzero(np.diff(v[start:]) > 0)
+    if rises.size:
+        trough = start + int(rises[0])
+        expansion_peak = trough + int(np.argmax(v[trough:]))
+        if v[expansion_peak] > EXPANSION_FOLD * v[trough]:
+            start, peak = trough, expansion_peak
+    persistence = _persistence_start(t, v, peak)
+    end = len(t) if persistence is None else persistence + 1
+    return KineticPhases(start, peak, persistence, _contraction_half_life(t[peak:end],
+                                                                          v[peak:end]))
+
+
+def _persistence_start(t: np.ndarray, v: np.ndarray, peak: int) -> int | None:
+    """Index where the decline after ``peak`` slows into persistence (see ``kinetic_phases``)."""
+    after = peak + np.flatnonzero(v[peak:] > 0)
+    min_points = max(_MIN_PHASE_POINTS, int(np.ceil(_MIN_PHASE_SHARE * after.size)))
+    if after.size < 2 * min_points:
+        return None
+    times, logs = t[after], np.log(v[after])
+
+    def fit(part: slice) -> tuple[float, float]:  # (slope per day, squared error)
+        coefficients = np.polyfit(times[part], logs[part], 1)
+        return coefficients[0], float(((np.polyval(coefficients, times[part]) - logs[part])
+                                       ** 2).sum())
+
+    best = (_KNEE_ERROR_SHARE * fit(slice(None))[1], None)
+    for k in range(min_points - 1, after.size - min_points + 1):
+        (contraction, error_1), (later, error_2) = fit(slice(0, k + 1)), fit(slice(k, None))
+        if (contraction < 0 and later > contraction / PERSISTENCE_SLOWDOWN
+                and error_1 + error_2 < best[0]):
+            best = (error_1 + error_2, int(after[k]))
+    return best[1]
+
+
+def _draw_kinetics(ax: plt.Axes, timeseries: pd.DataFrame, column: str, value_format: str,
+                   ) -> list[KineticPhases | None]:
+    """Median and IQR of ``column`` per scenario with its phases marked: the peak (a ▼ whose
+    legend label gives ``value_format.format(peak value)``, its day and the contraction
+    half-life), dotted lines at the peak and persistence start, phase names in the curve's
+    colour. Returns the phases of every scenario's median."""
+    bands = _draw_bands(ax, timeseries, column, None, label=False)
+    all_phases = []
+    for i, scenario in enumerate(_scenarios(timeseries)):
+        band = bands[bands["scenario"] == scenario]
+        t, median = band["time_days"].to_numpy(), band["median"].to_numpy()
+        phases = kinetic_phases(t, median)
+        all_phases.append(phases)
+        if phases is None:
+            ax.plot([], [], color=_colour(i), lw=2, label=f"{scenario}: never detected")
+            continue
+        _mark_phases(ax, t, median, phases, _colour(i), i,
+                     f"{scenario}: peak {value_format.format(median[phases.peak])} on day "
+                     f"{t[phases.peak]:g}")
+    return all_phases
+
+
+def _mark_phases(ax: plt.Axes, t: np.ndarray, median: np.ndarray, phases: KineticPhases,
+                 colour: str, row: int, label: str) -> None:
+    """Peak marker and phase lines of one scenario; phase names raised by ``row`` lines so
+    that scenarios with close phases do not overprint each other."""
+    peak, persistence = phases.peak, phases.persistence
+    if phases.half_life_days is not None:
+        label += f", contraction t1/2 {phases.half_life_days:.1f} d"
+    if persistence is not None:
+        label += f", persistence from day {t[persistence]:g}"
+    ax.axvline(t[peak], color=colour, lw=1, ls=":")
+    ax.plot([t[peak]], [median[peak]], marker="v", color=colour, ms=8, ls="none", label=label,
+            gid="peak")
+    contraction_end = len(t) - 1 if persistence is None else persistence
+    names = [("expansion", phases.start, peak, median[peak]),
+             ("contraction", peak, contraction_end, median[peak])]
+    if persistence is not None:
+        ax.axvline(t[persistence], color=colour, lw=1, ls="-.")
+        names.append(("persistence", persistence, len(t) - 1, median[persistence]))
+    for name, first, last, level in names:
+        if last > first:
+            ax.annotate(name, xy=((t[first] + t[last]) / 2, level), color=colour, ha="center",
+                        va="bottom", fontsize=8, xytext=(0, 2 + 10 * row),
+                        textcoords="offset points")
+
+
+def _kinetics_titles(ax: plt.Axes, timeseries: pd.DataFrame, what: str, ylabel: str) -> None:
+    """Axis labels, title and legend of a kinetics plot (after its y scale is set), with
+    headroom above the highest peak for the phase names."""
+    ax.set_ylim(top=ax.get_ylim()[1] * 3.0)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("time since start (days)")
+    ax.set_ylabel(ylabel)
+    n_reps = timeseries.groupby("scenario")["replicate"].nunique().max()
+    ax.set_title(f"{what} (median, IQR over {n_reps} replicates; ▼ peak)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14))
+
+
 @_styled
 def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
                         path: str | Path | None = None, ax: plt.Axes | None = None
@@ -343,39 +506,38 @@ def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None =
     """CAR-T count vs time on a log axis: median and IQR, the peak of the median marked.
 
     Before the peak: expansion (activation-driven division outpaces death); after: contraction
-    (death of effectors and exhausted cells). The legend gives each scenario's peak day and, when
-    the contraction lasts long enough to measure, its half-life from a log-linear fit.
+    (death of effectors and exhausted cells), then persistence when the decline slows (memory
+    cells; see ``kinetic_phases``). The legend gives each scenario's peak day and, when the
+    contraction lasts long enough to measure, its half-life from a log-linear fit.
     """
     fig, ax = _figure_and_axes(ax, (7, 4.4))
-    bands = replicate_bands(timeseries, "car_t_cells")
-    for i, scenario in enumerate(_scenarios(timeseries)):
-        band = bands[bands["scenario"] == scenario]
-        c = _colour(i)
-        t = band["time_days"].to_numpy()
-        median = band["median"].to_numpy()
-        peak = int(np.argmax(median))
-        label = f"{scenario}: peak {median[peak]:.0f} cells on day {t[peak]:g}"
-        half_life = _contraction_half_life(t[peak:], median[peak:])
-        if half_life is not None:
-            label += f", contraction t1/2 {half_life:.1f} d"
-        ax.plot(t, median, color=c, lw=2, label=label)
-        ax.fill_between(t, band["q25"], band["q75"], color=c, alpha=0.2, lw=0)
-        ax.axvline(t[peak], color=c, lw=1, ls=":")
-        ax.plot([t[peak]], [median[peak]], marker="v", color=c, ms=8, ls="none")
-        if peak > 0:
-            ax.annotate("expansion", xy=(t[peak] / 2, median[peak]), color=c, ha="center",
-                        va="bottom", fontsize=8)
-        if peak < len(t) - 1:
-            ax.annotate("contraction", xy=((t[peak] + t[-1]) / 2, median[peak]), color=c,
-                        ha="center", va="bottom", fontsize=8)
+    _draw_kinetics(ax, timeseries, "car_t_cells", "{:.0f} cells")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=0)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("time since start (days)")
-    ax.set_ylabel("CAR-T cells (count, log scale)")
-    n_reps = timeseries.groupby("scenario")["replicate"].nunique().max()
-    ax.set_title(f"CAR-T kinetics (median, IQR over {n_reps} replicates; ▼ peak)")
-    ax.legend(loc="lower center")
+    _kinetics_titles(ax, timeseries, "CAR-T kinetics", "CAR-T cells (count, log scale)")
+    return _finish(fig, path)
+
+
+@_styled
+def plot_blood_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
+                        path: str | Path | None = None, ax: plt.Axes | None = None
+                        ) -> plt.Figure:
+    """CAR-T per uL of blood vs time (column ``car_t_blood_per_ul``), as clinics plot it.
+
+    Median and IQR per scenario on a log axis, the expansion peak (Cmax, Tmax) marked with ▼,
+    the phases named: expansion, contraction, persistence (``kinetic_phases``; the census at an
+    intravenous infusion, before the cells leave the blood, is not the peak). Censuses with no
+    CAR-T in the blood drop to the bottom of the axis (below detection). ``summary`` is
+    accepted for the same call as the other time-course plots.
+    """
+    fig, ax = _figure_and_axes(ax, (7.5, 4.6))
+    _draw_kinetics(ax, timeseries, "car_t_blood_per_ul", "{:.3g} cells/uL")
+    ax.set_yscale("log", nonpositive="clip")
+    positive = timeseries.loc[timeseries["car_t_blood_per_ul"] > 0, "car_t_blood_per_ul"]
+    if not positive.empty:
+        ax.set_ylim(bottom=float(positive.min()) / 2)
+    _kinetics_titles(ax, timeseries, "CAR-T in peripheral blood",
+                     "CAR-T in blood (cells/uL, log scale)")
     return _finish(fig, path)
 
 
@@ -465,6 +627,50 @@ def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None
 
 
 # ---------------------------------------------------------------------------------------------
+# killing assays
+# ---------------------------------------------------------------------------------------------
+@_styled
+def plot_killing_assay(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """Killing assay: target cells as % of the untreated control vs time since CAR-T addition.
+
+    ``table`` is ``simulation.assay.assay_table`` (``assay.csv``). One panel per antigen level
+    (highest first), one colour per E:T ratio (the same in every panel): median over replicates
+    with the interquartile band; the untreated control is the dashed line at 100 %.
+    """
+    from .assay import et_label
+
+    levels = sorted(table["antigen_molecules_per_cell"].unique(), reverse=True)
+    ratios = sorted((r for r in table["effector_to_target"].unique() if r > 0), reverse=True)
+    fig, axes = plt.subplots(1, len(levels), figsize=(max(5.5, 4.6 * len(levels)), 4.2),
+                             sharey=True, constrained_layout=True, squeeze=False)
+    top = max(110.0, float(np.nanmax(table["percent_of_control"], initial=0.0)) * 1.05)
+    for ax, antigen in zip(axes[0], levels):
+        here = table[table["antigen_molecules_per_cell"] == antigen]
+        ax.axhline(100.0, color="0.4", lw=1.2, ls="--", label="untreated control")
+        for i, ratio in enumerate(ratios):
+            well = here[here["effector_to_target"] == ratio]
+            if well.empty:
+                continue
+            by_time = well.groupby("time_h")["percent_of_control"]
+            t = np.asarray(by_time.median().index, dtype=float)
+            ax.plot(t, by_time.median().to_numpy(), color=_colour(i), lw=2,
+                    label=f"E:T {et_label(ratio)}")
+            ax.fill_between(t, by_time.quantile(0.25).to_numpy(),
+                            by_time.quantile(0.75).to_numpy(), color=_colour(i), alpha=0.25,
+                            lw=0)
+        ax.set_title(f"antigen {antigen:,.0f} molecules/cell")
+        ax.set_xlabel("time after adding CAR-T (h)")
+        ax.xaxis.set_major_locator(plt.MultipleLocator(24))
+        ax.set_xlim(left=min(0.0, float(here["time_h"].min())))
+        ax.set_ylim(0.0, top)
+    axes[0][0].set_ylabel("target cells (% of untreated control)")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    n_reps = int(table.groupby("scenario")["replicate"].nunique().max()) if len(table) else 0
+    fig.suptitle(f"Killing assay (median, IQR over {n_reps} replicates)")
+    return _finish(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
 # lattice snapshots
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -476,23 +682,35 @@ class SiteClass:
     colour: str
 
 
-#: the fixed legend of lattice pictures: every class always shown, in this order. Codes are
-#: stable (snapshots and the interactive view use them); stroma, vessels, necrosis and fields
-#: get new codes appended here when the model has them.
+#: the fixed legend of lattice pictures: every class always shown, in code order (the codes
+#: are ``snapshots.SITE_*``, where lattices map to them). Okabe-Ito colours for cells; the
+#: tissue classes and necrosis, beyond those eight, differ from every cell colour in lightness
+#: too, so they stay apart under every colour-vision deficiency: pale sand stroma (a background
+#: tint), dark wine vessels, dark brown necrotic debris.
 SITE_CLASSES = (
-    SiteClass(0, "empty", "#FFFFFF"),
-    SiteClass(1, "cancer, antigen high (>= CAR half-max)", "#D55E00"),
-    SiteClass(2, "cancer, antigen low", "#E69F00"),
-    SiteClass(3, "cancer, antigen negative", "#000000"),
-    SiteClass(4, "normal, antigen+ (on-target, off-tumour)", "#CC79A7"),
-    SiteClass(5, "normal, antigen-", "#C8C8C8"),
-    SiteClass(6, "CAR-T effector", "#0072B2"),
-    SiteClass(7, "CAR-T exhausted", "#56B4E9"),
+    SiteClass(SITE_EMPTY, "empty", "#FFFFFF"),
+    SiteClass(SITE_CANCER_HIGH, "cancer, antigen high (>= CAR half-max)", "#D55E00"),
+    SiteClass(SITE_CANCER_LOW, "cancer, antigen low", "#E69F00"),
+    SiteClass(SITE_CANCER_NEGATIVE, "cancer, antigen negative", "#000000"),
+    SiteClass(SITE_NORMAL_POSITIVE, "normal, antigen+ (on-target, off-tumour)", "#CC79A7"),
+    SiteClass(SITE_NORMAL_NEGATIVE, "normal, antigen-", "#C8C8C8"),
+    SiteClass(SITE_CAR_T_EFFECTOR, "CAR-T effector", "#0072B2"),
+    SiteClass(SITE_CAR_T_EXHAUSTED, "CAR-T exhausted", "#56B4E9"),
+    SiteClass(SITE_CAR_T_MEMORY, "CAR-T memory", "#009E73"),
+    SiteClass(SITE_NECROTIC, "necrotic (hypoxic debris)", "#5C4033"),
+    SiteClass(SITE_STROMA, "stroma (no cell)", "#E8DFB0"),
+    SiteClass(SITE_VESSEL, "blood vessel", "#882255"),
 )
+assert [c.code for c in SITE_CLASSES] == list(range(N_SITE_CLASSES)), "SITE_CLASSES out of order"
 SITE_CMAP = ListedColormap([c.colour for c in SITE_CLASSES], name="cartsim_sites")
 #: the same colours as an (n_classes, 3) uint8 table, for fast RGB images (class -> colour)
 SITE_RGB = np.array([[int(c.colour[i:i + 2], 16) for i in (1, 3, 5)] for c in SITE_CLASSES],
                     dtype=np.uint8)
+#: how field panels draw each snapshot field: (title, colour map); units in SNAPSHOT_FIELDS
+FIELD_STYLES = {"oxygen": ("oxygen", "cividis"), "suppression": ("suppressive factor", "magma")}
+#: outline of necrotic sites on field panels; oxygen contour at the necrosis threshold
+NECROTIC_OUTLINE = "#FFFFFF"
+NECROSIS_CONTOUR = "#E69F00"
 
 
 def site_legend_handles() -> list[Patch]:
@@ -509,7 +727,31 @@ def _snapshot_classes(snapshot) -> np.ndarray:
     from .snapshots import site_classes
 
     return site_classes(snapshot["cell_type"], snapshot["antigen_class"],
-                        snapshot["car_t_state"])
+                        snapshot["car_t_state"], snapshot.get("tissue"))
+
+
+def _lattice_image_axes(ax: plt.Axes, shape: tuple[int, int], spacing_um: float | None
+                        ) -> tuple[float, float, float, float]:
+    """Label ``ax`` for a lattice picture of ``shape = (ny, nx)`` sites; returns the imshow
+    extent, in mm when the site spacing (um) is known, else in sites."""
+    ny, nx = shape
+    scale = spacing_um / 1000.0 if spacing_um else 1.0
+    unit = "mm" if spacing_um else "sites"
+    ax.set_xlabel(f"x ({unit})")
+    ax.set_ylabel(f"y ({unit})")
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(True)
+    return (0.0, nx * scale, 0.0, ny * scale)
+
+
+def _snapshot_title(meta) -> str | None:
+    if "time_days" not in meta:
+        return None
+    title = f"day {float(np.asarray(meta['time_days'])):.1f}"
+    if "scenario" in meta:
+        title = f"{np.asarray(meta['scenario'])}, {title}"
+    return title
 
 
 @_styled
@@ -519,8 +761,8 @@ def plot_snapshot(snapshot, path: str | Path | None = None, ax: plt.Axes | None 
     """The lattice at one moment, one pixel per site, with the fixed legend of ``SITE_CLASSES``.
 
     ``snapshot`` is a mapping as saved by ``simulation.snapshots`` (``cell_type``,
-    ``antigen_class``, ``car_t_state``, optional ``time_days``, ``spacing_um``), or a 2D array
-    of site-class codes. Axes are in mm when the site spacing is known.
+    ``antigen_class``, ``car_t_state``, optional ``tissue``, ``time_days``, ``spacing_um``), or
+    a 2D array of site-class codes. Axes are in mm when the site spacing is known.
     """
     classes = _snapshot_classes(snapshot)
     meta = {} if isinstance(snapshot, np.ndarray) else snapshot
@@ -528,20 +770,10 @@ def plot_snapshot(snapshot, path: str | Path | None = None, ax: plt.Axes | None 
         spacing_um = float(np.asarray(meta["spacing_um"]))
     own_figure = ax is None
     fig, ax = _figure_and_axes(ax, (8.6, 5.2) if legend else (5.2, 5.2))
-    ny, nx = classes.shape
-    scale = spacing_um / 1000.0 if spacing_um else 1.0
+    extent = _lattice_image_axes(ax, classes.shape, spacing_um)
     ax.imshow(classes, cmap=SITE_CMAP, vmin=-0.5, vmax=len(SITE_CLASSES) - 0.5,
-              interpolation="nearest", origin="lower", extent=(0, nx * scale, 0, ny * scale))
-    unit = "mm" if spacing_um else "sites"
-    ax.set_xlabel(f"x ({unit})")
-    ax.set_ylabel(f"y ({unit})")
-    ax.grid(False)
-    for spine in ax.spines.values():
-        spine.set_visible(True)
-    if title is None and "time_days" in meta:
-        title = f"day {float(np.asarray(meta['time_days'])):.1f}"
-        if "scenario" in meta:
-            title = f"{np.asarray(meta['scenario'])}, {title}"
+              interpolation="nearest", origin="lower", extent=extent)
+    title = _snapshot_title(meta) if title is None else title
     if title:
         ax.set_title(title)
     if legend and own_figure:
@@ -550,4 +782,86 @@ def plot_snapshot(snapshot, path: str | Path | None = None, ax: plt.Axes | None 
     elif legend:
         ax.legend(handles=site_legend_handles(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
                   title="site", alignment="left")
+    return _finish(fig, path)
+
+
+def field_is_off(values: np.ndarray, name: str) -> bool:
+    """True if a snapshot field sits at its neutral value everywhere (not solved, or nothing
+    acts on it): oxygen at normoxia, the others at 0 (within the uint8 quantisation step)."""
+    neutral = FIELD_NEUTRAL[name]
+    return bool(np.allclose(values, neutral, rtol=0.0, atol=max(abs(neutral), 1.0) / 255.0))
+
+
+def _necrosis_threshold(snapshot) -> float | None:
+    """Oxygen below which cancer cells turn necrotic (mmHg), if the snapshot saved it."""
+    if "necrosis_threshold_mmhg" not in snapshot:
+        return None
+    return float(np.asarray(snapshot["necrosis_threshold_mmhg"]))
+
+
+def _field_axes(ax: plt.Axes, snapshot, name: str, spacing_um: float | None) -> None:
+    """One field of ``snapshot`` as an image with a colour bar in its unit; necrotic sites
+    outlined; "field off" written across a field at its neutral value."""
+    label, cmap = FIELD_STYLES.get(name, (name, "viridis"))
+    unit = SNAPSHOT_FIELDS.get(name, "a.u.")
+    values = snapshot_field(snapshot, name)
+    ax.set_title(label)
+    if values is None:
+        shape = np.asarray(snapshot["cell_type"]).shape
+        _lattice_image_axes(ax, shape, spacing_um)
+        ax.text(0.5, 0.5, "not in this snapshot\n(saved before fields)", ha="center",
+                va="center", transform=ax.transAxes, color="0.3")
+        return
+    extent = _lattice_image_axes(ax, values.shape, spacing_um)
+    neutral = FIELD_NEUTRAL.get(name, 0.0)
+    top = max(float(values.max()), neutral, 1e-9)
+    image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=top, interpolation="nearest",
+                      origin="lower", extent=extent)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8, label=f"{label} ({unit})")
+    if field_is_off(values, name):
+        ax.text(0.5, 0.5, f"field off\n(uniform {neutral:g} {unit})", ha="center",
+                va="center", transform=ax.transAxes, color="0.15", fontsize=11,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.6"})
+    threshold = _necrosis_threshold(snapshot)
+    if name == "oxygen" and threshold is not None and values.min() < threshold < values.max():
+        ax.contour(values, levels=[threshold], colors=NECROSIS_CONTOUR, linewidths=1.0,
+                   linestyles="--", origin="lower", extent=extent)
+    necrotic = _snapshot_classes(snapshot) == SITE_NECROTIC
+    if necrotic.any():
+        ax.contour(necrotic.astype(np.float32), levels=[0.5], colors=NECROTIC_OUTLINE,
+                   linewidths=0.8, origin="lower", extent=extent)
+
+
+@_styled
+def plot_snapshot_with_fields(snapshot, path: str | Path | None = None,
+                              fields: Sequence[str] = tuple(SNAPSHOT_FIELDS),
+                              title: str | None = None) -> plt.Figure:
+    """The lattice and its diffusing fields side by side, one panel each, same axes (mm).
+
+    ``snapshot`` is a mapping as saved by ``simulation.snapshots``. Field panels (default
+    oxygen in mmHg and suppressive factor in a.u.) have a colour bar in the field's unit and
+    outline the necrotic sites in white; oxygen has a dashed contour at the scenario's necrosis
+    threshold (when saved); a field at its neutral value everywhere (not solved)
+    still draws, marked "field off"; a snapshot saved before fields were stored says so.
+    """
+    spacing_um = float(np.asarray(snapshot["spacing_um"])) if "spacing_um" in snapshot else None
+    fig, axes = plt.subplots(1, 1 + len(fields), figsize=(4.6 * (1 + len(fields)), 5.6),
+                             layout="constrained", squeeze=False)
+    plot_snapshot.__wrapped__(snapshot, ax=axes[0][0], legend=False, spacing_um=spacing_um,
+                              title="cells and tissue")
+    for ax, name in zip(axes[0][1:], fields):
+        _field_axes(ax, snapshot, name, spacing_um)
+    handles = site_legend_handles()
+    if fields:
+        handles.append(Line2D([], [], color=NECROTIC_OUTLINE, lw=1.5,
+                              path_effects=[patheffects.withStroke(linewidth=3, foreground="0.3")],
+                              label="necrotic sites (outline on fields)"))
+    threshold = _necrosis_threshold(snapshot)
+    if "oxygen" in fields and threshold is not None:
+        handles.append(Line2D([], [], color=NECROSIS_CONTOUR, lw=1.0, ls="--",
+                              label=f"oxygen = necrosis threshold ({threshold:g} mmHg)"))
+    fig.legend(handles=handles, loc="outside lower center", ncols=4, title="site")
+    title = _snapshot_title(snapshot) if title is None else title
+    if title:
+        fig.suptitle(title)
     return _finish(fig, path)

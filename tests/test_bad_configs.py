@@ -512,9 +512,10 @@ def test_memory_estimate_refuses_what_does_not_fit(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(config, "physical_memory_bytes", lambda: 8 * 2**30)
     monkeypatch.setattr(model.CarTModel, "__init__", refuse_to_run)
     data = copy.deepcopy(FULL) | {"replicates": 4}
-    data["lattice"].update(width=10_000, height=10_000)  # dispersed: 32 bytes/site
+    data["lattice"].update(width=6_000, height=6_000)  # dispersed: state + 16 bytes/site
     cfg = ScenarioConfig.model_validate(data)
-    per_run = 10_000**2 * (16 + 16) + 256 * 2**20
+    per_site = config.STATE_BYTES_PER_SITE + config.SETUP_BYTES_PER_SITE_DISPERSED
+    per_run = 6_000**2 * per_site + 256 * 2**20
     assert config.estimate_memory_bytes(cfg) == per_run  # ~3.2 GB: one run fits in 8 GB
     assert config.estimate_memory_bytes(cfg, 3) == 3 * per_run + 256 * 2**20
     path = tmp_path / "big.yaml"
@@ -522,16 +523,20 @@ def test_memory_estimate_refuses_what_does_not_fit(tmp_path, monkeypatch, capsys
     out = tmp_path / "out"
     assert cli.main(["run", str(path), "--out", str(out), "--workers", "3", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"cartsim: error: {path}: lattice.width: 3 parallel runs of a 10000x10000 "
-                   "lattice need ~9.9 GB, more than this machine's 8.0 GB; use --workers 2\n")
+    three = (3 * per_run + 256 * 2**20) / 2**30
+    assert err == (f"cartsim: error: {path}: lattice.width: 3 parallel runs of a 6000x6000 "
+                   f"lattice need ~{three:.1f} GB, more than this machine's 8.0 GB; use "
+                   "--workers 2\n")
     assert not out.exists()
-    data["lattice"].update(width=30_000)
+    data["lattice"].update(width=18_000)
     path.write_bytes(dump(data))
     assert cli.main(["validate", str(path)]) == 2
-    assert capsys.readouterr().err == (f"cartsim: error: {path}: lattice.width: a 30000x10000 "
-                                       "lattice needs ~9.2 GB, more than this machine's 8.0 GB\n")
+    wide = (18_000 * 6_000 * per_site + 256 * 2**20) / 2**30
+    assert capsys.readouterr().err == (f"cartsim: error: {path}: lattice.width: a 18000x6000 "
+                                       f"lattice needs ~{wide:.1f} GB, more than this "
+                                       "machine's 8.0 GB\n")
     # the Python API refuses before allocating anything, too
     monkeypatch.setattr(config, "physical_memory_bytes", lambda: 2**30)
-    with pytest.raises(config.ConfigError, match=r"^lattice\.width: a 30000x10000 lattice needs "
-                       r"~9\.2 GB, more than this machine's 1\.0 GB$"):
+    with pytest.raises(config.ConfigError, match=rf"^lattice\.width: a 18000x6000 lattice needs "
+                       rf"~{wide:.1f} GB, more than this machine's 1\.0 GB$"):
         build_lattice(ScenarioConfig.model_validate(data), seed=0)

@@ -46,7 +46,8 @@ def test_timeseries_has_contract_columns_and_rows(study_run):
     assert len(ts) == 4 * 13
     per_run = ts.groupby(["scenario", "replicate"])["time_days"]
     assert per_run.apply(lambda t: t.is_monotonic_increasing).all()
-    assert (ts["car_t_cells"] == ts["car_t_effector"] + ts["car_t_exhausted"]).all()
+    assert (ts["car_t_cells"] == ts["car_t_effector"] + ts["car_t_exhausted"]
+            + ts["car_t_memory"]).all()
 
 
 def test_summary_has_one_row_per_run_with_valid_responses(study_run):

@@ -416,7 +416,8 @@ def test_model_invariants_hold_after_every_step_of_random_scenarios(scenario, se
         events_before = model.events.copy()
     assert model.step_index >= 50
     df = model.datacollector.get_model_vars_dataframe()
-    assert (df["car_t_cells"] == df["car_t_effector"] + df["car_t_exhausted"]).all()
+    assert (df["car_t_cells"] == df["car_t_effector"] + df["car_t_exhausted"]
+            + df["car_t_memory"]).all()
     assert df["time_days"].is_monotonic_increasing
     for column in ("cumulative_cancer_killed", "cumulative_normal_killed",
                    "cumulative_car_t_infused"):

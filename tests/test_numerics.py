@@ -62,6 +62,7 @@ def test_outcomes_at_dt_and_half_dt_agree_within_sampling_error(both):
 def test_outcomes_are_in_the_expected_range(both):
     # guards the comparison above against passing vacuously (e.g. no CAR-T expansion at all)
     for stats in both:
-        assert 300 < stats["mean_peak"] < 1500
+        # lymphodepletion frees space and boosts division, so the peak is ~1600 at 60x60
+        assert 300 < stats["mean_peak"] < 4000
         assert 4 < stats["median_peak_day"] < 14
         assert 6 < stats["median_clearance_day"] < 25

@@ -13,12 +13,15 @@ from simulation.plotting import (
     SITE_CLASSES,
     best_percent_change,
     kaplan_meier,
+    kinetic_phases,
+    plot_blood_kinetics,
     plot_blood_vs_solid,
     plot_burden,
     plot_car_t_kinetics,
     plot_progression_free,
     plot_response_rates,
     plot_snapshot,
+    plot_snapshot_with_fields,
     plot_waterfall,
     progression_events,
     save_figure,
@@ -85,7 +88,7 @@ def test_best_percent_change():
 
 
 @pytest.mark.parametrize("plot", [plot_burden, plot_blood_vs_solid, plot_car_t_kinetics,
-                                  plot_progression_free])
+                                  plot_blood_kinetics, plot_progression_free])
 def test_time_course_plots_render_to_png(tables, plot, tmp_path):
     timeseries, summary = tables
     path = tmp_path / "plot.png"
@@ -160,3 +163,140 @@ def test_snapshot_plot_has_fixed_legend_and_mm_axes(tmp_path):
     assert ax.get_xlabel() == "x (mm)" and ax.get_title() == "day 2.5"
     assert ax.images[0].get_extent()[1] == pytest.approx(12 * 0.015)
     assert (tmp_path / "snap.png").read_bytes()[:8] == PNG
+
+
+# ---- site classes, fields, blood kinetics ----------------------------------------------------
+def test_site_classes_are_one_fixed_list_with_distinct_colours():
+    from simulation.snapshots import N_SITE_CLASSES
+
+    assert [c.code for c in SITE_CLASSES] == list(range(N_SITE_CLASSES))
+    assert len({c.colour.upper() for c in SITE_CLASSES}) == len(SITE_CLASSES)
+    labels = " | ".join(c.label for c in SITE_CLASSES)
+    for word in ("memory", "exhausted", "effector", "necrotic", "stroma", "vessel"):
+        assert word in labels
+
+
+def _field_snapshot(oxygen: np.ndarray, suppression: np.ndarray) -> dict:
+    from simulation.constants import CANCER, NECROTIC, TISSUE_STROMA, TISSUE_VESSEL
+    from simulation.snapshots import quantise_field
+
+    ny, nx = oxygen.shape
+    cell_type = np.zeros((ny, nx), np.uint8)
+    cell_type[10:30, 10:30] = CANCER
+    cell_type[17:23, 17:23] = NECROTIC  # the core
+    tissue = np.zeros((ny, nx), np.uint8)
+    tissue[::9, ::9] = TISSUE_VESSEL
+    tissue[5, :] = TISSUE_STROMA
+    cell_type[tissue == TISSUE_VESSEL] = 0
+    snapshot = {"cell_type": cell_type, "antigen_class": np.full((ny, nx), 2, np.uint8),
+                "car_t_state": np.zeros((ny, nx), np.uint8), "tissue": tissue,
+                "time_days": np.float64(10.0), "spacing_um": np.float64(15.0),
+                "necrosis_threshold_mmhg": np.float64(5.0), "scenario": np.str_("synthetic")}
+    for name, values in (("oxygen", oxygen), ("suppression", suppression)):
+        snapshot[f"{name}_u8"], snapshot[f"{name}_max"] = quantise_field(values)
+    return snapshot
+
+
+def _colour_bar_labels(fig) -> list[str]:
+    return [ax.get_ylabel() for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def test_snapshot_with_fields_has_units_and_shows_the_necrotic_core(tmp_path):
+    y, x = np.mgrid[0:40, 0:40]
+    distance = np.hypot(x - 20, y - 20)
+    oxygen = np.clip(38.0 * distance / 20.0, 1.0, 38.0)  # hypoxic centre
+    suppression = 20.0 * np.exp(-(distance / 10.0) ** 2)
+    path = tmp_path / "fields.png"
+    fig = plot_snapshot_with_fields(_field_snapshot(oxygen, suppression), path)
+    data = path.read_bytes()
+    assert data[:8] == PNG and len(data) > 30_000
+    assert _colour_bar_labels(fig) == ["oxygen (mmHg)", "suppressive factor (a.u.)"]
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title() for ax in panels] == ["cells and tissue", "oxygen",
+                                                 "suppressive factor"]
+    for ax in panels:
+        assert ax.get_xlabel() == "x (mm)" and ax.get_ylabel() == "y (mm)"
+        assert not [t for t in ax.texts if "field off" in t.get_text()]
+    # the necrotic core: outlined on both field panels; the oxygen panel also has the
+    # necrosis-threshold contour
+    from matplotlib.contour import ContourSet
+
+    contours = [[c for c in ax.get_children() if isinstance(c, ContourSet)] for ax in panels]
+    assert [len(c) for c in contours] == [0, 2, 1]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:len(SITE_CLASSES)] == [c.label for c in SITE_CLASSES]
+    assert any("necrosis threshold (5 mmHg)" in t for t in legend)
+
+
+def test_fields_at_their_neutral_value_plot_as_off(tmp_path):
+    fig = plot_snapshot_with_fields(_field_snapshot(np.full((40, 40), 38.0), np.zeros((40, 40))),
+                                    tmp_path / "off.png")
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    for ax in panels[1:]:
+        assert ax.images and any("field off" in t.get_text() for t in ax.texts)
+    assert _colour_bar_labels(fig) == ["oxygen (mmHg)", "suppressive factor (a.u.)"]
+    assert (tmp_path / "off.png").stat().st_size > 20_000
+
+
+def _kinetics_table(peak_days: dict[str, float], replicates: int = 3) -> pd.DataFrame:
+    """CAR-T per uL: an infusion bolus at day 0, gone at day 1, expansion to a peak (x20 the
+    bolus) on ``peak_days[scenario]``, contraction with a 2-day half-life for 10 days, then
+    persistence (14-day half-life)."""
+    rows = []
+    days = np.arange(0.0, 50.0, 0.5)
+    for scenario, peak_day in peak_days.items():
+        for replicate in range(replicates):
+            rise = 20.0 * np.exp(np.log(200.0) * (days - peak_day) / (peak_day - 1.0))
+            fall = 20.0 * 0.5 ** ((days - peak_day) / 2.0)
+            plateau = 20.0 * 0.5 ** 5.0 * 0.5 ** ((days - peak_day - 10.0) / 14.0)
+            level = np.where(days <= peak_day, rise,
+                             np.where(days <= peak_day + 10.0, fall, plateau))
+            level[days == 1.0] = 0.0
+            level[0] = 1.0  # the bolus, before the cells leave the blood
+            rows.append(pd.DataFrame({"scenario": scenario, "replicate": replicate,
+                                      "time_days": days,
+                                      "car_t_blood_per_ul": level * (1 + 0.05 * replicate)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_kinetic_phases_of_a_synthetic_course():
+    table = _kinetics_table({"a": 9.0}, replicates=1)
+    phases = kinetic_phases(table["time_days"], table["car_t_blood_per_ul"])
+    t = table["time_days"].to_numpy()
+    assert t[phases.start] == 1.0 and t[phases.peak] == 9.0  # not the day-0 bolus
+    assert t[phases.persistence] == pytest.approx(19.0, abs=1.0)
+    assert phases.half_life_days == pytest.approx(2.0, rel=0.05)
+    assert kinetic_phases([0, 1, 2], [0, 0, 0]) is None
+    falling = kinetic_phases([0, 1, 2, 3], [8, 4, 2, 1])  # no expansion: the peak is day 0
+    assert (falling.start, falling.peak, falling.persistence) == (0, 0, None)
+    # one exponential contraction with sampling noise: no persistence read into the noise
+    days = np.arange(0.0, 42.0, 0.5)
+    noise = np.random.default_rng(3).lognormal(0.0, 0.15, days.size)
+    noisy = kinetic_phases(days, 100.0 * 0.5 ** (days / 5.0) * noise)
+    assert noisy.peak <= 1 and noisy.persistence is None
+    assert noisy.half_life_days == pytest.approx(5.0, rel=0.1)
+
+
+def test_blood_kinetics_marks_the_peak_on_the_right_day(tmp_path):
+    path = tmp_path / "blood.png"
+    fig = plot_blood_kinetics(_kinetics_table({"fast": 7.0, "slow": 14.0}), path=path)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert "cells/uL" in ax.get_ylabel() and "days" in ax.get_xlabel()
+    peaks = [line for line in ax.lines if line.get_gid() == "peak"]
+    assert [float(line.get_xdata()[0]) for line in peaks] == [7.0, 14.0]
+    assert [float(line.get_ydata()[0]) for line in peaks] == pytest.approx([21.0, 21.0])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("fast: peak 21 cells/uL on day 7")
+    assert all("persistence from day" in label for label in labels)
+    phase_names = {t.get_text() for t in ax.texts}
+    assert phase_names == {"expansion", "contraction", "persistence"}
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
+
+
+def test_blood_kinetics_of_a_scenario_never_in_blood():
+    table = _kinetics_table({"iv": 7.0}, replicates=2)
+    local = table.assign(scenario="local", car_t_blood_per_ul=0.0)
+    ax = plot_blood_kinetics(pd.concat([table, local], ignore_index=True)).axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[-1] == "local: never detected"
