@@ -341,7 +341,7 @@ class MicroenvironmentConfig(_Strict):
     """Diffusing fields the cells sense; each off unless enabled."""
 
     update_interval_min: PositiveFloat = Field(
-        30.0, description="Fields are re-solved every this many minutes (backward Euler over "
+        60.0, description="Fields are re-solved every this many minutes (backward Euler over "
         "the interval; oxygen quasi-steady).")
     oxygen: OxygenConfig = Field(default_factory=OxygenConfig)
     chemokine: ChemokineConfig = Field(default_factory=ChemokineConfig)

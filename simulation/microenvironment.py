@@ -38,7 +38,7 @@ from .fields import field_total, solve_field
 from .lattice import NORMOXIA_MMHG, Lattice
 
 #: solver stopping rule: largest change per sweep, relative to the field's scale
-RELATIVE_TOLERANCE = 1e-4
+RELATIVE_TOLERANCE = 1e-3
 MAX_ITERATIONS = 2000
 OVER_RELAXATION = 1.8
 
