@@ -54,20 +54,30 @@ from .rng import randint, uniform
 # geometry helpers
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
+def site_position(site, shape):
+    """(x, y, z) of ``site``: computed once per neighbourhood scan (integer division is slow)."""
+    nz, ny, nx = shape
+    return site % nx, (site // nx) % ny, site // (nx * ny)
+
+
+@njit(cache=True, inline="always")
+def neighbour_from(site, x, y, z, k, shape, offsets):
+    """Index of neighbour ``k`` of ``site`` at (x, y, z), or -1 when it lies outside the
+    lattice; additions and comparisons only."""
+    nz, ny, nx = shape
+    dx = offsets[k, 0]
+    dy = offsets[k, 1]
+    dz = offsets[k, 2]
+    if not (0 <= x + dx < nx and 0 <= y + dy < ny and 0 <= z + dz < nz):
+        return -1
+    return site + dx + nx * (dy + ny * dz)
+
+
+@njit(cache=True, inline="always")
 def neighbour_site(site, k, shape, offsets):
     """Index of neighbour ``k`` of ``site``, or -1 when it lies outside the lattice."""
-    nz, ny, nx = shape
-    x = site % nx
-    y = (site // nx) % ny
-    z = site // (nx * ny)
-    xx = x + offsets[k, 0]
-    yy = y + offsets[k, 1]
-    zz = z + offsets[k, 2]
-    if xx < 0 or xx >= nx or yy < 0 or yy >= ny or zz < 0 or zz >= nz:
-        return -1
-    return xx + nx * (yy + ny * zz)
-
-
+    x, y, z = site_position(site, shape)
+    return neighbour_from(site, x, y, z, k, shape, offsets)
 
 @njit(cache=True, inline="always")
 def is_free(j, cells, tissue):
@@ -78,9 +88,10 @@ def is_free(j, cells, tissue):
 @njit(cache=True)
 def count_free_neighbours(site, cells, tissue, shape, offsets):
     """Number of free sites (``is_free``) around ``site``."""
+    x, y, z = site_position(site, shape)
     n_free = 0
     for k in range(offsets.shape[0]):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_free(j, cells, tissue):
             n_free += 1
     return n_free
@@ -89,12 +100,13 @@ def count_free_neighbours(site, cells, tissue, shape, offsets):
 @njit(cache=True)
 def pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep, purpose):
     """A uniformly chosen free neighbour of ``site``, or -1 when it has none."""
+    x, y, z = site_position(site, shape)
     n_free = count_free_neighbours(site, cells, tissue, shape, offsets)
     if n_free == 0:
         return -1
     chosen = randint(seed, sweep, site, purpose, n_free)
     for k in range(offsets.shape[0]):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_free(j, cells, tissue):
             if chosen == 0:
                 return j
@@ -105,8 +117,9 @@ def pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep, purpos
 @njit(cache=True)
 def next_to_vessel(site, tissue, shape, offsets):
     """True if a neighbour of ``site`` is a vessel site."""
+    x, y, z = site_position(site, shape)
     for k in range(offsets.shape[0]):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and tissue[j] == TISSUE_VESSEL:
             return True
     return False
@@ -164,11 +177,12 @@ def best_target(site, cells, shape, offsets, seed, sweep):
 
     CAR-T bind the target that gives the strongest signal; ties are broken uniformly at random.
     """
+    x, y, z = site_position(site, shape)
     n_off = offsets.shape[0]
     best_antigen = 0.0
     n_best = 0
     for k in range(n_off):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type):
             a = cells[j].antigen
             if a > best_antigen:
@@ -180,7 +194,7 @@ def best_target(site, cells, shape, offsets, seed, sweep):
         return -1
     chosen = randint(seed, sweep, site, C.RNG_TARGET, n_best) if n_best > 1 else 0
     for k in range(n_off):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen == best_antigen:
             if chosen == 0:
                 return j
@@ -191,8 +205,9 @@ def best_target(site, cells, shape, offsets, seed, sweep):
 @njit(cache=True)
 def has_recognised_neighbour(site, cells, shape, offsets, half_max):
     """True if a neighbour carries antigen at or above the CAR's half-maximal density (a synapse)."""
+    x, y, z = site_position(site, shape)
     for k in range(offsets.shape[0]):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen >= half_max:
             return True
     return False
@@ -227,10 +242,11 @@ def suppression_factor(level, half_effect):
 @njit(cache=True)
 def uphill_direction(site, field, shape, offsets):
     """Index of the neighbour with the highest field value above the site's own, or -1."""
+    x, y, z = site_position(site, shape)
     best = -1
     best_value = field[site]
     for k in range(offsets.shape[0]):
-        j = neighbour_site(site, k, shape, offsets)
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and field[j] > best_value:
             best_value = field[j]
             best = k
@@ -600,11 +616,12 @@ def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell
     for i in range(first_cell, first_cell + n_cells):
         vessel = vessel_sites[randint(seed, sweep, i, C.RNG_EXTRAVASATION, n_vessels)]
         n_free = count_free_neighbours(vessel, cells, tissue, shape, offsets)
+        vx, vy, vz = site_position(vessel, shape)
         if n_free == 0:
             continue
         chosen = randint(seed, sweep, i, C.RNG_EXTRAVASATION_SITE, n_free)
         for k in range(offsets.shape[0]):
-            j = neighbour_site(vessel, k, shape, offsets)
+            j = neighbour_from(vessel, vx, vy, vz, k, shape, offsets)
             if j >= 0 and is_free(j, cells, tissue):
                 if chosen == 0:
                     clear_site(j, cells)

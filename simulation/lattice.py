@@ -61,8 +61,9 @@ class Lattice:
 
     @property
     def bytes_per_site(self) -> int:
-        """Memory of the per-site state, in bytes per lattice site."""
-        return self.cells.itemsize
+        """Memory of the per-site state (cell record, tissue code, fields), bytes per site."""
+        fields = self.fields.shape[0] * self.fields.itemsize
+        return self.cells.itemsize + self.tissue.itemsize + fields
 
     def field(self, name: str) -> np.ndarray:
         """A writable flat view of one per-site field (e.g. ``"cell_type"``, ``"antigen"``)."""

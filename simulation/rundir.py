@@ -11,7 +11,8 @@ so a crash, Ctrl-C or ``kill -9`` never leaves a truncated file)::
     DIR/checkpoints/<scenario>_r<k>.npz latest checkpoint of a running run (--checkpoint-every)
     DIR/.lock                           held by the process writing DIR
 
-When every run is done, ``timeseries.csv``, ``summary.csv`` and ``burden.png`` are assembled
+When every run is done, ``timeseries.csv``, ``summary.csv``, ``burden.png`` (plus
+``blood_kinetics.png`` and, for a killing assay, ``assay.*``) are assembled
 from ``runs/`` in scenario/replicate order, ``manifest.json`` is rewritten, and the marker,
 ``runs/`` and ``checkpoints/`` are removed: a complete DIR holds exactly the output contract.
 Tables always come from the per-run files, so a resumed study gives the same bytes as one that
@@ -440,6 +441,7 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
                                                                             pd.DataFrame]:
     """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``.
 
+    Runs whose CAR-T went through the blood also get ``blood_kinetics.png`` (CAR-T per uL).
     A killing assay (in-vitro wells beside untreated controls, ``simulation.assay``) also gets
     ``assay.csv`` (% of control and kills per CAR-T over time), ``assay_endpoints.csv`` (median
     and IQR at 48 h, 72 h and the end) and ``assay.png``.
@@ -447,7 +449,7 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
     import matplotlib.pyplot as plt
 
     from .assay import assay_endpoints, assay_table, is_assay
-    from .plotting import plot_burden, plot_killing_assay
+    from .plotting import plot_blood_kinetics, plot_burden, plot_killing_assay
 
     timeseries, summary = read_tables(rundir, specs)
     atomic_write(rundir.path / "timeseries.csv", lambda tmp: timeseries.to_csv(tmp, index=False))
@@ -455,6 +457,9 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
     figures: list = []
     atomic_write(rundir.path / "burden.png",
                  lambda tmp: figures.append(plot_burden(timeseries, summary, tmp)))
+    if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
+        atomic_write(rundir.path / "blood_kinetics.png",
+                     lambda tmp: figures.append(plot_blood_kinetics(timeseries, summary, tmp)))
     scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
     if is_assay(scenarios):  # in-vitro wells beside their untreated controls
         table = assay_table(scenarios, timeseries)

@@ -28,8 +28,8 @@ def study_run(tmp_path_factory):
 
 
 def test_run_writes_every_file_of_the_contract(study_run):
-    for name in ("timeseries.csv", "summary.csv", "burden.png", "config.resolved.yaml",
-                 "manifest.json"):
+    for name in ("timeseries.csv", "summary.csv", "burden.png", "blood_kinetics.png",
+                 "config.resolved.yaml", "manifest.json"):
         assert (study_run / name).stat().st_size > 0, name
     assert not list(study_run.parent.glob(".run.partial-*")), "staging folder left behind"
 
@@ -78,7 +78,8 @@ def test_same_seed_gives_bit_identical_outputs_with_any_worker_count(study_run, 
     again = tmp_path / "again"
     result = cartsim("run", STUDY, "--out", again, "--quiet", "--workers", "1")
     assert result.returncode == 0, result.stderr
-    for name in ("timeseries.csv", "summary.csv", "burden.png", "config.resolved.yaml"):
+    for name in ("timeseries.csv", "summary.csv", "burden.png", "blood_kinetics.png",
+                 "config.resolved.yaml"):
         assert (again / name).read_bytes() == (study_run / name).read_bytes(), name
 
 
