@@ -128,7 +128,10 @@ def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
     cleared_rows = after[after["tumor_cells"] == 0]
     relapse_day = find_relapse(after["tumor_cells"], after["time_days"], baseline)
     car_t_peak, car_t_peak_day = _peak(series, "car_t_cells")
-    blood_peak, blood_peak_day = _peak(series, "car_t_blood_per_ul")
+    # the census at an intravenous infusion holds the dose itself; the clinical peak is later
+    expansion = series[series["time_days"] > first_dose_day + 1e-9]
+    blood_peak, blood_peak_day = _peak(expansion if len(expansion) else series,
+                                       "car_t_blood_per_ul")
     crs_peak, crs_peak_day = _peak(series, "crs_index")
     final_negative = (float(series["tumor_antigen_negative"].iloc[-1]) / final if final
                       else None)
