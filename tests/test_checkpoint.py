@@ -51,14 +51,18 @@ def tiny_config(tmp_path: Path, **time_keys) -> Path:
 
 
 def assert_same_results(a: Path, b: Path) -> None:
-    for name in RESULTS:
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for name in RESULTS + ("blood_kinetics.png",):
+        assert (a / name).exists() == (b / name).exists(), name
+        if (a / name).exists():
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
 def assert_complete(out: Path) -> None:
-    """A finished folder holds exactly the output contract (no marker, work files or lock)."""
+    """A finished folder holds exactly the output contract (no marker, work files or lock);
+    blood_kinetics.png is part of it when CAR-T went through the blood."""
+    blood = ["blood_kinetics.png"] if (out / "blood_kinetics.png").exists() else []
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*RESULTS, "config.resolved.yaml", "manifest.json"])
+        [*RESULTS, *blood, "config.resolved.yaml", "manifest.json"])
 
 
 # ---------------------------------------------------------------------------------------------

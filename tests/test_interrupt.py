@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 STUDY = Path(__file__).parent / "data" / "small_study.yaml"
-RESULTS = ("timeseries.csv", "summary.csv", "burden.png")
+RESULTS = ("timeseries.csv", "summary.csv", "burden.png", "blood_kinetics.png")
 DAYS = 12
 
 
