@@ -322,8 +322,8 @@ class SuppressionConfig(FieldConfig):
     secretion_per_cancer_cell_per_min: NonNegativeFloat = Field(
         1.0, description="Baseline secretion per cancer cell (a.u./min).")
     cytokine_induction: NonNegativeFloat = Field(
-        1.0, description="Secretion rises by this factor per unit of local cytokine per "
-        "cytokine_half_effect (IFN-gamma induces PD-L1; O'Rourke 2017).")
+        1.0, description="Extra secretion per unit of local cytokine (1/a.u.): secretion x "
+        "(1 + cytokine_induction x cytokine) (IFN-gamma induces PD-L1; O'Rourke 2017).")
     half_effect: PositiveFloat = Field(
         20.0, description="Level that halves CAR-T kill rate and time to exhaustion (a.u.).")
 
