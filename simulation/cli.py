@@ -1,4 +1,5 @@
-"""The ``cartsim`` command: run, resume, validate, schema (and sweep, report, animate, app).
+"""The ``cartsim`` command: run, resume, validate, schema (and sweep, report, animate, app,
+export-vtk).
 
 Config errors print one line per problem, naming the file and the key path, and exit with code 2
 without a traceback and without writing anything. ``run`` writes its output folder as it goes
@@ -14,6 +15,7 @@ import os
 import signal
 import sys
 import time
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--kind", choices=("scenario", "study"), default="scenario")
     _add_sweep_parsers(sub)
     _add_view_parsers(sub)
+    _add_export_parser(sub)
     _add_resume_parser(sub)
     return parser
 
@@ -267,7 +270,7 @@ def _command_validate(args: argparse.Namespace) -> int:
     for scenario in study.scenarios:
         lat = scenario.lattice
         print(f"{args.config}: ok: {scenario.name} ({scenario.tumor_type}), "
-              f"{lat.width}x{lat.height} sites, {scenario.time.duration_days:g} days, "
+              f"{lat.label} sites, {scenario.time.duration_days:g} days, "
               f"{len(scenario.dosing.doses)} dose(s)")
     print(f"{study.replicates} replicate(s) from seed {study.seed}")
     return 0
@@ -346,6 +349,51 @@ def _command_animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export_parser(sub) -> None:
+    """``cartsim export-vtk``: snapshots as VTK images for ParaView (simulation.volume)."""
+    export = sub.add_parser("export-vtk", help="write lattice snapshots as VTK images (.vti) "
+                            "for ParaView")
+    export.add_argument("snapshots", nargs="+", type=Path, metavar="SNAPSHOT",
+                        help="snapshot .npz file (2D or 3D lattice)")
+    export.add_argument("--out-dir", type=Path,
+                        help="folder for the .vti files (default: next to each snapshot)")
+
+
+def _load_snapshot_file(path: Path) -> dict:
+    """The arrays of a snapshot file; ConfigError if it is missing or not an .npz file."""
+    from .snapshots import load_snapshot
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return load_snapshot(path)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise ConfigError(f"{path}: not a snapshot file (an .npz written by cartsim)") from None
+
+
+def _command_export_vtk(args: argparse.Namespace) -> int:
+    from .volume import write_vti
+
+    targets = [(args.out_dir or source.parent) / f"{source.stem}.vti"
+               for source in args.snapshots]
+    repeated = [target for target in targets if targets.count(target) > 1]
+    if repeated:
+        raise ConfigError(f"{repeated[0]}: more than one snapshot would be written here (same "
+                          "file name); export them into separate --out-dir folders")
+    for source, target in zip(args.snapshots, targets):
+        snapshot = _load_snapshot_file(source)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            print(write_vti(snapshot, target))
+        except ValueError as err:  # arrays missing
+            raise ConfigError(f"{source}: {err}") from None
+        except OSError as err:
+            raise ConfigError(f"{target}: cannot write: {err}") from None
+    return 0
+
+
 def _command_app(args: argparse.Namespace) -> int:
     import os
     import subprocess
@@ -367,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,
                 "sweep": _command_sweep, "report": _command_report,
-                "animate": _command_animate, "app": _command_app, "resume": _command_resume}
+                "animate": _command_animate, "app": _command_app, "resume": _command_resume,
+                "export-vtk": _command_export_vtk}
     try:
         return commands[args.command](args)
     except (ConfigError, OutputExistsError) as err:

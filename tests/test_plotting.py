@@ -1,5 +1,6 @@
 """Plots from results tables: every plot renders from a small study, in PNG/SVG/PDF; the
-Kaplan-Meier estimator and the progression rule against hand-computed examples."""
+Kaplan-Meier estimator and the progression rule against hand-computed examples; lattice
+pictures of 2D and (synthetic) 3D snapshots show the sites they should."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT
+from PIL import Image
+from test_volume import CAR_T_SITES, TUMOUR_CENTRE, sphere_snapshot
 
 from simulation import load_study
+from simulation.constants import CANCER, CAR_T, NECROTIC
 from simulation.plotting import (
     SITE_CLASSES,
     best_percent_change,
@@ -18,6 +22,9 @@ from simulation.plotting import (
     plot_blood_vs_solid,
     plot_burden,
     plot_car_t_kinetics,
+    plot_max_projection,
+    plot_orthogonal_slices,
+    plot_points_3d,
     plot_progression_free,
     plot_response_rates,
     plot_snapshot,
@@ -25,8 +32,19 @@ from simulation.plotting import (
     plot_waterfall,
     progression_events,
     save_figure,
+    tumour_slice_z,
 )
 from simulation.results import run_study
+from simulation.snapshots import (
+    SITE_EMPTY,
+    SITE_STROMA,
+    SITE_VESSEL,
+    animate,
+    quantise_field,
+    save_snapshot,
+    site_classes,
+    snapshot_field,
+)
 
 STUDY = REPO_ROOT / "tests" / "data" / "small_study.yaml"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -300,3 +318,138 @@ def test_blood_kinetics_of_a_scenario_never_in_blood():
     ax = plot_blood_kinetics(pd.concat([table, local], ignore_index=True)).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[-1] == "local: never detected"
+
+
+# ---- 3D snapshots (synthetic: test_volume.sphere_snapshot) -----------------------------------
+def _images(fig) -> list[np.ndarray]:
+    """The image data of each panel (colour bars left out), in panel order."""
+    return [np.asarray(ax.images[0].get_array()) for ax in fig.axes
+            if ax.get_label() != "<colorbar>"]
+
+
+def _classes_3d(snapshot) -> np.ndarray:
+    """Site classes (nz, ny, nx) of a snapshot, straight from ``snapshots.site_classes``."""
+    return site_classes(snapshot["cell_type"], snapshot["antigen_class"],
+                        snapshot["car_t_state"], snapshot["tissue"])
+
+
+def test_3d_snapshot_plots_draw_the_slice_through_the_tumour(tmp_path):
+    snapshot = sphere_snapshot()
+    classes = _classes_3d(snapshot)
+    z = TUMOUR_CENTRE[0]  # the most tumour sites (with the necrotic core): 113 at z = 8
+    assert tumour_slice_z(snapshot) == z
+    fig = plot_snapshot(snapshot, tmp_path / "slice.png")
+    assert fig.axes[0].get_title() == "sphere, day 4.0, z = 0.13 mm slice"  # (8 + 0.5) * 15 um
+    np.testing.assert_array_equal(_images(fig)[0], classes[z])
+    assert (tmp_path / "slice.png").read_bytes()[:8] == PNG
+    fig = plot_snapshot_with_fields(snapshot)
+    assert fig.get_suptitle() == "sphere, day 4.0, z = 0.13 mm slice"
+    lattice, oxygen, suppression = _images(fig)
+    np.testing.assert_array_equal(lattice, classes[z])
+    np.testing.assert_array_equal(oxygen, snapshot_field(snapshot, "oxygen")[z])
+    no_tumour = {**snapshot, "cell_type": np.where(snapshot["cell_type"] == CAR_T, CAR_T, 0)}
+    assert tumour_slice_z(no_tumour) == 10  # nz // 2
+
+
+def test_orthogonal_slices_show_the_three_planes_through_the_centre(tmp_path):
+    snapshot = sphere_snapshot()
+    classes = _classes_3d(snapshot)
+    path = tmp_path / "ortho.png"
+    fig = plot_orthogonal_slices(snapshot, path)
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
+    assert len(fig.axes) == 3
+    z, y, x = TUMOUR_CENTRE  # the default: the tumour's centroid
+    xy, xz, yz = _images(fig)
+    np.testing.assert_array_equal(xy, classes[z])
+    np.testing.assert_array_equal(xz, classes[:, y, :])
+    np.testing.assert_array_equal(yz, classes[:, :, x])
+    assert [ax.get_title() for ax in fig.axes] == [
+        "xy plane at z = 0.13 mm", "xz plane at y = 0.20 mm", "yz plane at x = 0.25 mm"]
+    assert [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes] == [
+        ("x (mm)", "y (mm)"), ("x (mm)", "z (mm)"), ("y (mm)", "z (mm)")]
+    mm = 0.015  # per site
+    cuts = [[float(line.get_xdata()[0]) for line in ax.lines[:1]]
+            + [float(line.get_ydata()[0]) for line in ax.lines[1:]] for ax in fig.axes]
+    np.testing.assert_allclose(cuts, [[(x + 0.5) * mm, (y + 0.5) * mm],
+                                      [(x + 0.5) * mm, (z + 0.5) * mm],
+                                      [(y + 0.5) * mm, (z + 0.5) * mm]])
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [c.label for c in SITE_CLASSES]
+    chosen = plot_orthogonal_slices(snapshot, centre=(18, 2, 0))  # through the vessel
+    np.testing.assert_array_equal(_images(chosen)[0], classes[18])
+    assert set(np.unique(_images(chosen)[1])) == {SITE_EMPTY, SITE_STROMA, SITE_VESSEL}
+    with pytest.raises(ValueError, match=r"centre must be a \(z, y, x\) site"):
+        plot_orthogonal_slices(snapshot, centre=(20, 0, 0))
+
+
+def test_max_projection_is_a_two_channel_image_with_the_hypoxic_core(tmp_path):
+    snapshot = sphere_snapshot()
+    path = tmp_path / "mip.png"
+    fig = plot_max_projection(snapshot, path)
+    assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
+    assert len(fig.axes) == 3  # projection, oxygen, oxygen's colour bar
+    rgb, oxygen = _images(fig)
+    assert rgb.shape == (24, 28, 3) and oxygen.shape == (24, 28)
+    vermillion, blue = np.array([0xD5, 0x5E, 0x00]) / 255, np.array([0x00, 0x72, 0xB2]) / 255
+    _, y, x = TUMOUR_CENTRE
+    assert rgb[..., 0].max() == pytest.approx(vermillion[0])  # the densest cancer pixel
+    centre = rgb[y, x]  # dense cancer (a little less in the necrotic core), no CAR-T
+    assert centre[2] == 0.0
+    assert centre[0] / vermillion[0] == pytest.approx(centre[1] / vermillion[1])
+    assert 0.9 < centre[0] / vermillion[0] < 1.0
+    for z, y, x in CAR_T_SITES:  # each CAR-T alone: the brightest of its channel
+        assert rgb[y, x, 2] == pytest.approx(blue[2])
+    np.testing.assert_allclose(rgb[3, 4], blue, atol=1e-6)  # far from the tumour: pure blue
+    assert rgb[13, 24, 0] > 0.0  # 2 sites from the tumour: a little cancer density adds
+    np.testing.assert_array_equal(rgb[23, 27], 0.0)  # nothing there: black
+    np.testing.assert_allclose(oxygen, snapshot_field(snapshot, "oxygen").min(axis=0),
+                               atol=1e-5)
+    assert oxygen.min() == pytest.approx(1.0, abs=0.15)
+    assert fig.axes[1].get_title() == "oxygen, minimum projection along z"
+    assert _colour_bar_labels(fig) == ["oxygen (mmHg)"]
+    side = plot_max_projection(snapshot, axis="x")
+    assert _images(side)[0].shape == (20, 24, 3)  # (nz, ny)
+    assert (side.axes[0].get_xlabel(), side.axes[0].get_ylabel()) == ("y (mm)", "z (mm)")
+    normoxic = dict(snapshot)
+    normoxic["oxygen_u8"], normoxic["oxygen_max"] = quantise_field(np.full((20, 24, 28), 38.0))
+    assert len(plot_max_projection(normoxic).axes) == 1  # oxygen off: no oxygen panel
+    with pytest.raises(ValueError, match="axis must be one of"):
+        plot_max_projection(snapshot, axis="t")
+
+
+def test_points_3d_draws_tumour_and_car_t_sites_and_subsamples(tmp_path):
+    snapshot = sphere_snapshot()
+    n_sites = np.count_nonzero(np.isin(snapshot["cell_type"], [CANCER, CAR_T, NECROTIC]))
+    assert n_sites == 892 + 3 + 33
+
+    def points(fig) -> int:
+        return sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+
+    path = tmp_path / "points.png"
+    fig = plot_points_3d(snapshot, path)
+    assert path.read_bytes()[:8] == PNG and len(fig.axes) == 1
+    assert points(fig) == n_sites and fig.axes[0].get_title() == "sphere, day 4.0"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["cancer, antigen high (>= CAR half-max): 306", "cancer, antigen low: 280",
+                      "cancer, antigen negative: 306", "CAR-T effector: 1", "CAR-T exhausted: 1",
+                      "CAR-T memory: 1", "necrotic (hypoxic debris): 33"]
+    fig = plot_points_3d(snapshot, max_points=200)
+    assert fig.axes[0].get_title() == "sphere, day 4.0, 1 in 5 shown"  # ceil(928 / 200)
+    assert points(fig) == 186  # sites 0, 5, ..., 925 of the 928
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == labels  # counts of all sites
+
+
+@pytest.mark.parametrize("plot", [plot_orthogonal_slices, plot_max_projection, plot_points_3d])
+def test_3d_plots_refuse_a_2d_snapshot(plot):
+    snapshot = _field_snapshot(np.full((40, 40), 38.0), np.zeros((40, 40)))
+    with pytest.raises(ValueError,
+                       match=rf"{plot.__name__} needs a 3D snapshot.*shape \(40, 40\)"):
+        plot(snapshot)
+
+
+def test_3d_snapshots_animate(tmp_path):
+    for day in range(3):
+        save_snapshot({**sphere_snapshot(), "time_days": np.float64(day)},
+                      tmp_path / f"snapshot_{day:08d}.npz")
+    out = animate(tmp_path, fmt="gif")  # frames: the slice through the tumour
+    with Image.open(out) as gif:
+        assert gif.n_frames == 3
