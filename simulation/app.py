@@ -106,9 +106,15 @@ class ViewModel(CarTModel):
 # ---------------------------------------------------------------------------------------------
 # drawing
 # ---------------------------------------------------------------------------------------------
+def view_plane(values: np.ndarray) -> np.ndarray:
+    """What the view draws of a grid: a 2D grid as it is, the middle z-plane of a 3D grid
+    (the equator of a centred tumour)."""
+    return values if values.ndim == 2 else values[values.shape[0] // 2]
+
+
 def lattice_classes(model: CarTModel) -> np.ndarray:
-    """Site-class codes (ny, nx) of the model's lattice now."""
-    return site_classes(**lattice_site_arrays(model))
+    """Site-class codes (ny, nx) of the model's lattice now (3D: its middle z-plane)."""
+    return view_plane(site_classes(**lattice_site_arrays(model)))
 
 
 def shown_fields(model: CarTModel) -> list[str]:
@@ -220,7 +226,8 @@ def lattice_png(model: CarTModel) -> bytes:
     if renderer is None:
         renderer = LatticeRenderer(model.lattice.shape[1:], model.lattice.spacing_um)
         _RENDERERS[model] = renderer
-    title = (f"{model.config.name}: day {model.time_min / 1440:.2f}, "
+    plane = "" if model.lattice.dimensions == 2 else ", middle z-plane"
+    title = (f"{model.config.name}{plane}: day {model.time_min / 1440:.2f}, "
              f"{model.tumor_cells} cancer cells")
     return renderer.png(SITE_RGB[lattice_classes(model)], title)
 
@@ -236,7 +243,8 @@ def field_pngs(model: CarTModel) -> dict[str, bytes]:
             renderers[name] = FieldRenderer(model.lattice.shape[1:], model.lattice.spacing_um,
                                             label, SNAPSHOT_FIELDS[name], cmap, start)
         _FIELD_RENDERERS[model] = renderers
-    return {name: renderer.png(renderer.colours(model.lattice.grid(name)), renderer.label)
+    return {name: renderer.png(renderer.colours(view_plane(model.lattice.grid(name))),
+                               renderer.label)
             for name, renderer in renderers.items()}
 
 

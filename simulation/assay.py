@@ -116,7 +116,7 @@ def _design_problems(assay: AssayConfig, base: ScenarioConfig, dish_source: str)
         problems.append(f"assay.add_day: must be before the end of the run ({dish_source}: "
                         f"time.duration_days: {end_days:g}) (got {assay.add_day:g})")
     targets = base.tumor.initial_cells
-    free_sites = base.lattice.width * base.lattice.height - targets
+    free_sites = base.lattice.n_sites - targets
     for i, ratio in enumerate(assay.effector_to_target):
         cells = cells_for(ratio, targets)
         if cells < 1:

@@ -97,17 +97,49 @@ class AntigenDistribution(_Strict):
 
 
 class LatticeConfig(_Strict):
-    """The simulated tissue section: a 2D square lattice, one cell per site."""
+    """The simulated tissue: a 2D section or a 3D block of a square lattice, one cell per site."""
 
+    dimensions: Literal[2, 3] = Field(
+        2, description="2: a tissue section (width x height sites); 3: a block of width x "
+        "height x depth sites (spheroids, organoids, whole nodes).")
     width: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] = Field(
         200, description="Sites along x (a lattice must also fit in memory, see "
         "estimate_memory_bytes).")
     height: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] = Field(
         200, description="Sites along y.")
+    depth: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] | None = Field(
+        None, description="Sites along z (dimensions: 3 only; default: the height).")
     spacing_um: PositiveFloat = Field(15.0, description="Site spacing = cell diameter (um).")
     neighbourhood: Literal["moore", "von_neumann"] = Field(
-        "moore", description="moore: 8 neighbours; von_neumann: 4."
+        "moore", description="moore: 8 neighbours in 2D, 26 in 3D; von_neumann: 4 in 2D, 6 "
+        "in 3D."
     )
+
+    @model_validator(mode="after")
+    def _depth_only_in_3d(self) -> LatticeConfig:
+        if self.dimensions == 2 and self.depth is not None:
+            raise Problems([(("depth",), "is only for a 3D lattice (dimensions: 3)",
+                             self.depth)])
+        return self
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nz, ny, nx) sites; nz = 1 in 2D."""
+        if self.dimensions == 2:
+            return (1, self.height, self.width)
+        return (self.depth or self.height, self.height, self.width)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of lattice sites."""
+        nz, ny, nx = self.shape
+        return nz * ny * nx
+
+    @property
+    def label(self) -> str:
+        """``width x height`` (2D) or ``width x height x depth`` (3D) sites, for messages."""
+        nz, ny, nx = self.shape
+        return f"{nx}x{ny}" if self.dimensions == 2 else f"{nx}x{ny}x{nz}"
 
 
 class TimeConfig(_Strict):
@@ -419,11 +451,11 @@ class ScenarioConfig(_Strict):
 
     @model_validator(mode="after")
     def _tumour_fits(self) -> ScenarioConfig:
-        sites = self.lattice.width * self.lattice.height
+        sites = self.lattice.n_sites
         if self.tumor.initial_cells > sites // 2:
             raise Problems([(("tumor", "initial_cells"),
                              f"must be at most half of the {sites} sites of the "
-                             f"{self.lattice.width}x{self.lattice.height} lattice",
+                             f"{self.lattice.label} lattice",
                              self.tumor.initial_cells)])
         return self
 
@@ -938,7 +970,7 @@ def estimate_memory_bytes(cfg: ScenarioConfig, parallel_runs: int = 1) -> int:
     Per run: ``sites * (STATE_BYTES_PER_SITE + set-up temporaries) + RUN_OVERHEAD_BYTES``; worker
     processes each hold a run, and the parent process holds one more overhead.
     """
-    sites = cfg.lattice.width * cfg.lattice.height
+    sites = cfg.lattice.n_sites
     compact = cfg.tumor.layout == "compact" or any(
         (d.route or cfg.dosing.route) == "intratumoral" for d in cfg.dosing.doses)
     setup = SETUP_BYTES_PER_SITE_COMPACT if compact else SETUP_BYTES_PER_SITE_DISPERSED
@@ -965,7 +997,7 @@ def memory_problem(cfg: ScenarioConfig, parallel_runs: int = 1) -> str | None:
     need = estimate_memory_bytes(cfg, parallel_runs)
     if have is None or need <= have:
         return None
-    lattice = f"{cfg.lattice.width}x{cfg.lattice.height} lattice"
+    lattice = f"{cfg.lattice.label} lattice"
     if parallel_runs == 1:
         return f"a {lattice} needs ~{_gb(need)}, more than this machine's {_gb(have)}"
     fit = max(n for n in range(1, parallel_runs + 1)
@@ -984,7 +1016,7 @@ def scenario_problems(cfg: ScenarioConfig) -> list[tuple[tuple, str, Any]]:
         if steps > TIMER_MAX:
             problems.append((("car_t", key), f"{hours:g} h is {steps} time steps of {dt:g} min, "
                              f"more than the {TIMER_MAX} a timer holds; raise time.dt_min", None))
-    offsets = neighbour_offsets(2, cfg.lattice.neighbourhood)
+    offsets = neighbour_offsets(cfg.lattice.dimensions, cfg.lattice.neighbourhood)
     move_um = cfg.lattice.spacing_um * mean_step_length(offsets)
     speeds = [(("car_t", "speed_um_per_min"), cfg.car_t.speed_um_per_min),
               (("tumor", "speed_um_per_min"), cfg.tumor.speed_um_per_min)]

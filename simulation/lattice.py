@@ -40,12 +40,15 @@ class Lattice:
     fields: np.ndarray  # (N_FIELDS, n_sites) float64 concentrations
 
     @classmethod
-    def empty(cls, width: int, height: int, spacing_um: float, neighbourhood: str) -> Lattice:
-        """An empty 2D lattice of ``width x height`` sites spaced ``spacing_um`` um apart."""
-        shape = (1, int(height), int(width))
-        offsets_2d = neighbour_offsets(2, neighbourhood)
-        offsets = np.zeros((offsets_2d.shape[0], 3), dtype=np.int64)
-        offsets[:, :2] = offsets_2d
+    def empty(cls, width: int, height: int, spacing_um: float, neighbourhood: str,
+              depth: int | None = None) -> Lattice:
+        """An empty lattice of ``width x height`` sites (2D) or ``width x height x depth``
+        sites (3D, when ``depth`` is given) spaced ``spacing_um`` um apart."""
+        dimensions = 2 if depth is None else 3
+        shape = (1 if depth is None else int(depth), int(height), int(width))
+        table = neighbour_offsets(dimensions, neighbourhood)
+        offsets = np.zeros((table.shape[0], 3), dtype=np.int64)
+        offsets[:, :dimensions] = table
         cells = np.zeros(shape[0] * shape[1] * shape[2], dtype=CELL_DTYPE)
         cells["heading"] = NO_HEADING
         cells["stamp"] = TIMER_MAX  # sweep numbers start at 0: no cell has acted yet
@@ -53,6 +56,11 @@ class Lattice:
         fields[F_OXYGEN] = NORMOXIA_MMHG
         return cls(shape=shape, spacing_um=float(spacing_um), offsets=offsets, cells=cells,
                    tissue=np.zeros(cells.shape[0], dtype=np.uint8), fields=fields)
+
+    @property
+    def dimensions(self) -> int:
+        """2 for a section (``nz == 1``), 3 for a block."""
+        return 2 if self.shape[0] == 1 else 3
 
     @property
     def n_sites(self) -> int:
@@ -91,6 +99,10 @@ class Lattice:
                        tissue=self.tissue.copy(), fields=self.fields.copy())
 
     def site_coordinates(self, sites: np.ndarray) -> np.ndarray:
-        """(n, 2) array of (x, y) coordinates of ``sites``, in lattice spacings."""
+        """(n, 2) array of (x, y) coordinates of ``sites`` in 2D, (n, 3) of (x, y, z) in 3D,
+        in lattice spacings."""
         nz, ny, nx = self.shape
-        return np.stack([sites % nx, (sites // nx) % ny], axis=1)
+        columns = [sites % nx, (sites // nx) % ny]
+        if nz > 1:
+            columns.append(sites // (nx * ny))
+        return np.stack(columns, axis=1)

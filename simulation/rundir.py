@@ -8,11 +8,13 @@ so a crash, Ctrl-C or ``kill -9`` never leaves a truncated file)::
     DIR/manifest.json                   seeds, versions, command; rewritten at the end
     DIR/runs/<scenario>_r<k>.csv        a finished run's census rows ...
     DIR/runs/<scenario>_r<k>.json       ... and its summary row (written last: the run is done)
+    DIR/runs/<scenario>_r0.final.npz    3D scenarios: the final lattice of replicate 0
     DIR/checkpoints/<scenario>_r<k>.npz latest checkpoint of a running run (--checkpoint-every)
     DIR/.lock                           held by the process writing DIR
 
 When every run is done, ``timeseries.csv``, ``summary.csv``, ``burden.png`` (plus
-``blood_kinetics.png`` and, for a killing assay, ``assay.*``) are assembled
+``blood_kinetics.png``, for a killing assay ``assay.*``, for a 3D scenario
+``<scenario>_final.{npz,vti}`` and ``<scenario>_final_{slices,projection}.png``) are assembled
 from ``runs/`` in scenario/replicate order, ``manifest.json`` is rewritten, and the marker,
 ``runs/`` and ``checkpoints/`` are removed: a complete DIR holds exactly the output contract.
 Tables always come from the per-run files, so a resumed study gives the same bytes as one that
@@ -173,6 +175,10 @@ class RunDir:
     def run_files(self, name: str) -> tuple[Path, Path]:
         """(census rows .csv, summary row .json) of run ``name``."""
         return self.path / "runs" / f"{name}.csv", self.path / "runs" / f"{name}.json"
+
+    def final_snapshot(self, name: str) -> Path:
+        """The lattice at the end of run ``name`` (3D runs of replicate 0 only)."""
+        return self.path / "runs" / f"{name}.final.npz"
 
     def checkpoint(self, name: str) -> Path:
         return self.path / "checkpoints" / f"{name}.npz"
@@ -351,6 +357,11 @@ def run_to_files(folder: str, spec, checkpoint_every_h: float | None) -> str:
         if every and model.running and model.step_index % every == 0:
             save_checkpoint(model.checkpoint_state(), checkpoint)
     series, summary = run_tables(model, spec)
+    if model.lattice.dimensions == 3 and spec.replicate == 0:
+        from .snapshots import lattice_snapshot, save_snapshot
+
+        snapshot = lattice_snapshot(model)
+        atomic_write(rundir.final_snapshot(name), lambda tmp: save_snapshot(snapshot, tmp))
     csv_path, json_path = rundir.run_files(name)
     atomic_write(csv_path, lambda tmp: series.to_csv(tmp, index=False))
     write_text(json_path, json.dumps(summary) + "\n")  # last: from now on the run is finished
@@ -442,6 +453,7 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
     """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``.
 
     Runs whose CAR-T went through the blood also get ``blood_kinetics.png`` (CAR-T per uL).
+    A 3D scenario also gets its first replicate's final lattice (``volume_outputs``).
     A killing assay (in-vitro wells beside untreated controls, ``simulation.assay``) also gets
     ``assay.csv`` (% of control and kills per CAR-T over time), ``assay_endpoints.csv`` (median
     and IQR at 48 h, 72 h and the end) and ``assay.png``.
@@ -468,6 +480,9 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
                      lambda tmp: assay_endpoints(table).to_csv(tmp, index=False))
         atomic_write(rundir.path / "assay.png",
                      lambda tmp: figures.append(plot_killing_assay(table, tmp)))
+    for spec in specs:
+        if spec.replicate == 0 and spec.scenario.lattice.dimensions == 3:
+            figures += volume_outputs(rundir, spec.scenario.name)
     for fig in figures:
         plt.close(fig)
     write_text(rundir.path / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
@@ -477,6 +492,27 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
         shutil.rmtree(marker["replaces"], ignore_errors=True)
     remove_leftovers(rundir)
     return timeseries, summary
+
+
+def volume_outputs(rundir: RunDir, scenario: str) -> list:
+    """The final lattice of a 3D scenario's replicate 0 as ``<scenario>_final.npz`` (a
+    snapshot), ``_final.vti`` (ParaView), ``_final_slices.png`` (orthogonal slices through the
+    tumour) and ``_final_projection.png`` (maximum-intensity projection). Returns the figures."""
+    from .plotting import plot_max_projection, plot_orthogonal_slices
+    from .snapshots import load_snapshot
+    from .volume import write_vti
+
+    stored = rundir.final_snapshot(run_name(scenario, 0))
+    snapshot = load_snapshot(stored)
+    stem = rundir.path / f"{scenario}_final"
+    figures: list = []
+    atomic_write(stem.with_suffix(".vti"), lambda tmp: write_vti(snapshot, tmp))
+    atomic_write(stem.with_name(stem.name + "_slices.png"),
+                 lambda tmp: figures.append(plot_orthogonal_slices(snapshot, tmp)))
+    atomic_write(stem.with_name(stem.name + "_projection.png"),
+                 lambda tmp: figures.append(plot_max_projection(snapshot, tmp)))
+    atomic_write(stem.with_suffix(".npz"), lambda tmp: shutil.copyfile(stored, tmp))
+    return figures
 
 
 def remove_leftovers(rundir: RunDir) -> None:

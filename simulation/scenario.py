@@ -180,14 +180,14 @@ def draw_antigen(dist: AntigenDistribution, n: int, rng: np.random.Generator) ->
 
 
 def _compact_sites(lattice: Lattice, n: int, excluded: np.ndarray | None = None) -> np.ndarray:
-    """The ``n`` sites closest to the lattice centre (a disc), ties in site order, skipping
-    ``excluded`` sites (a boolean mask, e.g. vessels)."""
-    nz, ny, nx = lattice.shape
+    """The ``n`` sites closest to the lattice centre (a disc in 2D, a ball in 3D), ties in site
+    order, skipping ``excluded`` sites (a boolean mask, e.g. vessels)."""
     sites = np.arange(lattice.n_sites)
     if excluded is not None:
         sites = sites[~excluded]
-    xy = lattice.site_coordinates(sites).astype(np.float64)
-    d2 = (xy[:, 0] - (nx - 1) / 2.0) ** 2 + (xy[:, 1] - (ny - 1) / 2.0) ** 2
+    coordinates = lattice.site_coordinates(sites).astype(np.float64)
+    centre = (np.array(lattice.shape[::-1][:coordinates.shape[1]]) - 1) / 2.0
+    d2 = ((coordinates - centre) ** 2).sum(axis=1)
     return np.sort(sites[np.argsort(d2, kind="stable")[:n]])
 
 
@@ -200,7 +200,8 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
     """
     check_scenario(cfg)
     lat = cfg.lattice
-    lattice = Lattice.empty(lat.width, lat.height, lat.spacing_um, lat.neighbourhood)
+    lattice = Lattice.empty(lat.width, lat.height, lat.spacing_um, lat.neighbourhood,
+                            depth=lat.shape[0] if lat.dimensions == 3 else None)
     rng = setup_rng(seed, _LAYOUT_STREAM)
     tissue = lattice.tissue
     n_tumor = cfg.tumor.initial_cells
@@ -258,23 +259,35 @@ def _lay_stroma(lattice: Lattice, cfg: ScenarioConfig, rng: np.random.Generator)
         tissue[open_site & (distance_um <= stroma.capsule_width_um)] = TISSUE_STROMA
     if stroma.fibre_density <= 0:
         return
-    nz, ny, nx = lattice.shape
     target = int(round(stroma.fibre_density * np.count_nonzero(cell_type != CANCER)))
     length = max(1, int(round(stroma.fibre_length_um / lattice.spacing_um)))
-    laid = 0
     for _ in range(100 * max(1, target // length)):  # bounded: fibres may overlap
-        if laid >= target:
+        if target <= 0:
             break
-        x0, y0 = rng.random(2) * (nx, ny)
-        angle = rng.random() * math.pi
-        steps = np.arange(length)
-        xs = np.round(x0 + steps * math.cos(angle)).astype(np.int64)
-        ys = np.round(y0 + steps * math.sin(angle)).astype(np.int64)
-        inside = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
-        sites = xs[inside] + nx * ys[inside]
+        sites = _fibre_sites(lattice.shape, length, rng)
         sites = sites[(tissue[sites] == TISSUE_OPEN) & (cell_type[sites] != CANCER)]
         tissue[sites] = TISSUE_STROMA
-        laid += np.unique(sites).size
+        target -= np.unique(sites).size
+
+
+def _fibre_sites(shape: tuple[int, int, int], length: int, rng: np.random.Generator
+                 ) -> np.ndarray:
+    """Sites of one straight fibre of ``length`` sites from a random start in a random
+    direction (uniform in the plane in 2D, on the sphere in 3D), clipped to the lattice."""
+    nz, ny, nx = shape
+    steps = np.arange(length)
+    if nz == 1:
+        x0, y0 = rng.random(2) * (nx, ny)
+        angle = rng.random() * math.pi
+        start, direction = (x0, y0, 0.0), (math.cos(angle), math.sin(angle), 0.0)
+    else:
+        start = tuple(rng.random(3) * (nx, ny, nz))
+        cos_polar, azimuth = 2.0 * rng.random() - 1.0, rng.random() * math.pi
+        sin_polar = math.sqrt(1.0 - cos_polar * cos_polar)
+        direction = (sin_polar * math.cos(azimuth), sin_polar * math.sin(azimuth), cos_polar)
+    xs, ys, zs = (np.round(a + steps * d).astype(np.int64) for a, d in zip(start, direction))
+    inside = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny) & (zs >= 0) & (zs < nz)
+    return xs[inside] + nx * (ys[inside] + ny * zs[inside])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Lattice snapshots (compressed .npz files) and animations made from them.
 
-A snapshot holds uint8 arrays of shape (ny, nx), enough to redraw the lattice picture:
+A snapshot holds uint8 arrays of shape (ny, nx), or (nz, ny, nx) for a 3D lattice, enough to
+redraw the lattice picture:
 
 * ``cell_type``: ``constants.EMPTY / CANCER / NORMAL / CAR_T / NECROTIC``;
 * ``antigen_class``: 0 antigen-negative, 1 low (below the CAR half-max density), 2 high;
@@ -126,7 +127,7 @@ def antigen_classes(antigen: np.ndarray, half_max: float) -> np.ndarray:
 
 def lattice_site_arrays(model) -> dict[str, np.ndarray]:
     """The inputs of ``site_classes`` for a ``CarTModel``'s lattice now, as new uint8 arrays
-    (``cell_type, antigen_class, car_t_state, tissue``; 2D lattices)."""
+    (``cell_type, antigen_class, car_t_state, tissue``), shaped like ``lattice.grid``."""
     lattice = model.lattice
     cell_type = lattice.grid("cell_type").copy()
     half_max = model.config.car_t.antigen_half_max_molecules_per_cell
@@ -163,7 +164,7 @@ def snapshot_field(snapshot, name: str) -> np.ndarray | None:
 
 
 def lattice_snapshot(model) -> dict[str, np.ndarray]:
-    """The current lattice of a ``CarTModel`` as snapshot arrays (2D lattices)."""
+    """The current lattice of a ``CarTModel`` as snapshot arrays (2D or 3D)."""
     lattice = model.lattice
     snapshot = lattice_site_arrays(model)
     for name in SNAPSHOT_FIELDS:

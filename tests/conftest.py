@@ -6,19 +6,28 @@ directory on ``sys.path``) so that hypothesis tests can use them without functio
 
 from __future__ import annotations
 
+import atexit
 import copy
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 # Keep numba's on-disk cache and Python byte code out of the package directory (the tests must
-# not write under simulation/), and share the compiled kernels between test runs.
-os.environ.setdefault("NUMBA_CACHE_DIR", "/tmp/cartsim-tests-numba-cache")
+# not write under simulation/). One fresh cache folder per test session: kernels called from
+# the tests with varying argument types get several specialisations, and a cache filled by
+# sessions that compiled them in different orders (pytest-randomly shuffles the tests) can
+# mix native symbol names and crash the interpreter (numba issue #10128; seen here twice).
+# Subprocesses of the session (CLI tests) inherit the folder through the environment.
+if "NUMBA_CACHE_DIR" not in os.environ:
+    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="cartsim-tests-numba-")
+    atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
 # hypothesis' example database and constants cache, likewise outside the work tree
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/cartsim-tests-hypothesis")
 sys.dont_write_bytecode = True
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
@@ -101,32 +110,56 @@ def minimal_config() -> ScenarioConfig:
     return ScenarioConfig.model_validate(minimal_scenario_dict())
 
 
+#: the lattice ``make_lattice`` builds: 2D, or (3) a block three sites deep whose middle layer
+#: holds the (x, y) of ``site_of``, so a test written in x and y runs unchanged on a 3D
+#: lattice, with neighbours above and below. Set per test by the ``lattice_dimensions`` fixture.
+LATTICE = {"dimensions": 2}
+
+
+@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
+def lattice_dimensions(request) -> int:
+    """Run a test on a 2D lattice and again on a 3D one (``LATTICE``)."""
+    LATTICE["dimensions"] = request.param
+    yield request.param
+    LATTICE["dimensions"] = 2
+
+
 def make_lattice(width: int, height: int, neighbourhood: str = "moore",
-                 spacing_um: float = SPACING_UM) -> Lattice:
-    """An empty 2D lattice built with ``Lattice.empty``."""
-    return Lattice.empty(width, height, spacing_um, neighbourhood)
+                 spacing_um: float = SPACING_UM, depth: int | None = None) -> Lattice:
+    """An empty lattice built with ``Lattice.empty``: 2D, or 3D when ``depth`` is given or
+    ``LATTICE`` asks for 3D (then three layers deep)."""
+    if depth is None and LATTICE["dimensions"] == 3:
+        depth = 3
+    return Lattice.empty(width, height, spacing_um, neighbourhood, depth=depth)
 
 
-def site_of(lattice: Lattice, x: int, y: int) -> int:
-    """Flat site index of (x, y) on a 2D lattice."""
+def site_of(lattice: Lattice, x: int, y: int, z: int | None = None) -> int:
+    """Flat site index of (x, y, z); z defaults to the middle layer (0 in 2D)."""
     nz, ny, nx = lattice.shape
-    assert 0 <= x < nx and 0 <= y < ny, (x, y, lattice.shape)
-    return x + nx * y
+    z = nz // 2 if z is None else z
+    assert 0 <= x < nx and 0 <= y < ny and 0 <= z < nz, (x, y, z, lattice.shape)
+    return x + nx * (y + ny * z)
 
 
 def xy_of(lattice: Lattice, site: int) -> tuple[int, int]:
-    """(x, y) coordinates of a flat site index on a 2D lattice."""
-    nx = lattice.shape[2]
-    return int(site % nx), int(site // nx)
+    """(x, y) coordinates of a flat site index (its layer dropped on a 3D lattice)."""
+    nx, ny = lattice.shape[2], lattice.shape[1]
+    return int(site % nx), int((site // nx) % ny)
+
+
+def xyz_of(lattice: Lattice, site: int) -> tuple[int, int, int]:
+    """(x, y, z) coordinates of a flat site index (z = 0 in 2D)."""
+    nx, ny = lattice.shape[2], lattice.shape[1]
+    return int(site % nx), int((site // nx) % ny), int(site // (nx * ny))
 
 
 def place(lattice: Lattice, x: int, y: int, cell_type: int, antigen: float = 0.0,
-          **fields) -> int:
-    """Put a cell of ``cell_type`` at (x, y), set ``antigen`` and any other record fields.
-
-    Returns the flat site index. Field names are those of ``constants.CELL_DTYPE``.
+          z: int | None = None, **fields) -> int:
+    """Put a cell of ``cell_type`` at (x, y, z) (``site_of``), set ``antigen`` and any other
+    record fields. Returns the flat site index. Field names are those of
+    ``constants.CELL_DTYPE``.
     """
-    site = site_of(lattice, x, y)
+    site = site_of(lattice, x, y, z)
     record = lattice.cells[site:site + 1]  # a view, so writes land in the lattice
     record["cell_type"] = cell_type
     record["antigen"] = antigen

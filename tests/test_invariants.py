@@ -87,7 +87,9 @@ class Case:
 def cases(draw):
     width = draw(st.integers(10, 25))
     height = draw(st.integers(10, 25))
-    lat = make_lattice(width, height, draw(st.sampled_from(["moore", "von_neumann"])))
+    depth = draw(st.none() | st.integers(3, 6))  # None: a 2D lattice
+    lat = make_lattice(width, height, draw(st.sampled_from(["moore", "von_neumann"])),
+                       depth=depth)
 
     params = np.zeros(N_KERNEL_PARAMS)
     params[K_CAR_T_KILL_RATE_PER_MIN] = draw(st.floats(0.0, 5.0))
@@ -295,8 +297,11 @@ unit = st.floats(0.0, 1.0)
 
 @st.composite
 def scenarios(draw) -> dict:
-    """A random valid scenario small enough to step 50-80 times in well under a second."""
+    """A random valid scenario small enough to step 50-80 times in well under a second, on a
+    2D lattice or a shallow 3D block."""
     width, height = draw(st.integers(8, 30)), draw(st.integers(8, 30))
+    depth = draw(st.none() | st.integers(3, 5))  # None: a 2D lattice
+    shape = {} if depth is None else {"dimensions": 3, "depth": depth}
     dt = draw(st.floats(1.0, 30.0))
     n_steps = draw(st.integers(50, 80))
     duration_days = n_steps * dt / 1440.0
@@ -314,7 +319,7 @@ def scenarios(draw) -> dict:
     return {
         "name": "random", "tumor_type": draw(st.sampled_from(["blood", "solid"])),
         "lattice": {"width": width, "height": height, "spacing_um": draw(st.floats(5.0, 30.0)),
-                    "neighbourhood": draw(st.sampled_from(["moore", "von_neumann"]))},
+                    "neighbourhood": draw(st.sampled_from(["moore", "von_neumann"])), **shape},
         "time": {"dt_min": dt, "duration_days": duration_days,
                  "record_every_h": draw(st.floats(0.1, 12.0)), "stop_when_cleared": False},
         "tumor": {"layout": draw(st.sampled_from(["dispersed", "compact"])),
@@ -358,7 +363,7 @@ def check_model_invariants(model, initial_normal: int) -> None:
     kind = cells["cell_type"]
     nz, ny, nx = model.lattice.shape
     cfg = model.config
-    assert cells.shape == (nx * ny * nz,) and (ny, nx) == (cfg.lattice.height, cfg.lattice.width)
+    assert cells.shape == (nx * ny * nz,) and (nz, ny, nx) == cfg.lattice.shape
     assert set(np.unique(kind).tolist()) <= {EMPTY, CANCER, NORMAL, CAR_T, NECROTIC}
     # no cell lost or duplicated (one cell per site; a write outside the lattice would show up
     # here as a cell missing from its count): counts equal the event bookkeeping

@@ -1,7 +1,9 @@
 """Unit tests of the microenvironment, tissue and phenotype rules of the kernel, one per rule:
 hypoxia (slower division, necrosis, weaker killing), necrotic clearance, antigen loss at
 division, suppression (kill rate and exhaustion), memory CAR-T (conversion, no killing,
-reactivation), stroma and vessels in migration, chemotaxis, exit to and entry from the blood."""
+reactivation), stroma and vessels in migration, chemotaxis, exit to and entry from the blood.
+
+Every test runs on a 2D lattice and on a 3D one three layers deep (``lattice_dimensions``)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ from test_kernel_rules import (
     migrate,
     quiet_params,
 )
+
+pytestmark = pytest.mark.usefixtures("lattice_dimensions")
 
 # oxygen thresholds used below (mmHg), ordered as the config demands
 HYPOXIA = {C.K_PROLIFERATION_O2_MMHG: 10.0, C.K_NECROSIS_O2_MMHG: 5.0,
@@ -230,7 +234,7 @@ def test_full_chemotactic_bias_moves_car_t_up_the_gradient():
     lat = make_lattice(30, 5)
     t = place(lat, 2, 2, CAR_T)
     nx = lat.shape[2]
-    lat.fields[F_CHEMOKINE] = np.tile(np.arange(nx, dtype=float), lat.shape[1])
+    lat.fields[F_CHEMOKINE] = np.tile(np.arange(nx, dtype=float), lat.shape[0] * lat.shape[1])
     move_p, persist_p = motility_arrays(car_t=1.0)
     params = quiet_params({C.K_CHEMOTAXIS_BIAS: 1.0})
     for sweep in range(10):
@@ -269,8 +273,10 @@ def test_extravasation_places_cells_next_to_vessels_only_and_reproducibly():
     car_t = np.flatnonzero(first.cells["cell_type"] == CAR_T)
     assert placed == car_t.size == 12
     assert np.all(first.cells["car_t_state"][car_t] == MEMORY)
-    xy = np.stack([car_t % 20, car_t // 20], axis=1)
-    near = np.minimum(np.abs(xy - 5).max(axis=1), np.abs(xy - 15).max(axis=1))
+    position = first.site_coordinates(car_t)
+    vessel_positions = first.site_coordinates(vessels)
+    near = np.minimum(np.abs(position - vessel_positions[0]).max(axis=1),
+                      np.abs(position - vessel_positions[1]).max(axis=1))
     assert np.all(near == 1)
 
 
@@ -278,10 +284,7 @@ def test_extravasation_turns_cells_back_at_a_vessel_with_no_free_neighbour():
     lat = make_lattice(3, 3)
     vessel = site_of(lat, 1, 1)
     lat.tissue[vessel] = TISSUE_VESSEL
-    for x in range(3):
-        for y in range(3):
-            if (x, y) != (1, 1):
-                place(lat, x, y, NORMAL)
+    lat.cells["cell_type"][np.arange(lat.n_sites) != vessel] = NORMAL
     placed = kernel.extravasate(lat.cells, lat.tissue, lat.shape, lat.offsets,
                                 np.array([vessel]), 5, 0, EFFECTOR, SEED, 0)
     assert placed == 0

@@ -1,4 +1,8 @@
-"""One test per biological / lattice rule, on tiny lattices, calling the numba kernels directly."""
+"""One test per biological / lattice rule, on tiny lattices, calling the numba kernels directly.
+
+Every test runs twice (``lattice_dimensions``): on a 2D lattice, and on a 3D one three layers
+deep with the cells in its middle layer (26 neighbours instead of 8).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from conftest import (
     place,
     site_of,
     sites_of_type,
-    xy_of,
+    xyz_of,
 )
 from simulation import kernel
 from simulation.constants import (
@@ -58,7 +62,7 @@ HIGH_ANTIGEN = 10 * HALF_MAX  # response 100/101 at hill 2
 HUGE_KILL_RATE = 1e6  # per min: kill probability 1 - exp(-~1e6 * dt) == 1.0 in float64
 SEED = 12345
 
-MOORE_DIRS = [(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1) if (dx, dy) != (0, 0)]
+pytestmark = pytest.mark.usefixtures("lattice_dimensions")
 
 
 def quiet_params(overrides: dict[int, float] | None = None) -> np.ndarray:
@@ -99,15 +103,17 @@ def migrate(lattice, params, move_p, persist_p, sweep=0, seed=SEED):
 
 
 def surround(lattice, x, y, cell_type=NORMAL, antigen=0.0, skip=()):
-    """Occupy every in-lattice Moore neighbour of (x, y) except the offsets in ``skip``."""
-    nx, ny = lattice.shape[2], lattice.shape[1]
+    """Occupy every in-lattice neighbour of (x, y) (in its layer and, in 3D, the layers above
+    and below) except the (dx, dy) offsets in ``skip`` (skipped in every layer)."""
+    nz, ny, nx = lattice.shape
+    z = nz // 2
     filled = []
-    for dx, dy in MOORE_DIRS:
+    for dx, dy, dz in lattice.offsets:
         if (dx, dy) in skip:
             continue
-        xx, yy = x + dx, y + dy
-        if 0 <= xx < nx and 0 <= yy < ny:
-            filled.append(place(lattice, xx, yy, cell_type, antigen))
+        xx, yy, zz = x + dx, y + dy, z + dz
+        if 0 <= xx < nx and 0 <= yy < ny and 0 <= zz < nz:
+            filled.append(place(lattice, xx, yy, cell_type, antigen, z=zz))
     return filled
 
 
@@ -266,7 +272,8 @@ def test_fully_surrounded_cancer_cell_never_divides():
 def test_corner_cancer_cell_with_occupied_neighbours_never_divides():
     lat = make_lattice(5, 5)
     place(lat, 0, 0, CANCER, 1000.0)
-    assert len(surround(lat, 0, 0)) == 3  # closed boundary: only 3 neighbours at a corner
+    # closed boundary: a corner has 3 neighbours in 2D, 3 + 2 x 4 in a block three layers deep
+    assert len(surround(lat, 0, 0)) == (3 if lat.shape[0] == 1 else 11)
     events = new_events()
     for sweep in range(100):
         interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}), sweep=sweep, events=events)
@@ -401,8 +408,8 @@ def test_activated_car_t_divides_and_daughter_inherits_division_count():
     car_t = sites_of_type(lat, CAR_T)
     assert len(car_t) == 2
     daughter = int(car_t[car_t != t][0])
-    dx, dy = np.subtract(xy_of(lat, daughter), xy_of(lat, t))
-    assert max(abs(dx), abs(dy)) == 1  # born into a neighbouring site
+    offset = np.subtract(xyz_of(lat, daughter), xyz_of(lat, t))
+    assert np.abs(offset).max() == 1  # born into a neighbouring site
     assert lat.cells["divisions"][t] == 3
     assert lat.cells["divisions"][daughter] == lat.cells["divisions"][t]
     assert lat.cells["activation"][t] == 4
@@ -467,20 +474,21 @@ def test_lone_car_t_moves_exactly_one_site_per_migration_sweep():
     place(lat, 10, 10, CAR_T)
     move_p, persist_p = motility_arrays(car_t=1.0)
     params = quiet_params()
-    nx, ny = lat.shape[2], lat.shape[1]
+    nz, ny, nx = lat.shape
     n_moves = 0
     for sweep in range(300):
         (before,) = sites_of_type(lat, CAR_T)
         migrate(lat, params, move_p, persist_p, sweep=sweep)
         after = sites_of_type(lat, CAR_T)
         assert len(after) == 1
-        (x0, y0), (x1, y1) = xy_of(lat, before), xy_of(lat, after[0])
-        step = max(abs(x1 - x0), abs(y1 - y0))
-        interior = 1 <= x0 <= nx - 2 and 1 <= y0 <= ny - 2
+        start, end = np.array(xyz_of(lat, before)), np.array(xyz_of(lat, after[0]))
+        step = int(np.abs(end - start).max())
+        interior = (1 <= start[0] <= nx - 2 and 1 <= start[1] <= ny - 2
+                    and (nz == 1 or 1 <= start[2] <= nz - 2))
         if interior:  # every direction is free: with move_p = 1 it must move
             assert step == 1
             heading = lat.cells["heading"][after[0]]
-            assert tuple(lat.offsets[heading][:2]) == (x1 - x0, y1 - y0)
+            assert tuple(lat.offsets[heading]) == tuple(end - start)
         else:
             assert step in (0, 1)
         n_moves += step
@@ -493,7 +501,9 @@ def test_car_t_never_moves_onto_occupied_sites():
     blocked = {(-1, -1), (0, -1), (1, 0), (-1, 1)}
     for dx, dy in blocked:
         place(lat0, 3 + dx, 3 + dy, NORMAL, 0.0)
-    free = {site_of(lat0, 3 + dx, 3 + dy) for dx, dy in MOORE_DIRS if (dx, dy) not in blocked}
+    z = lat0.shape[0] // 2  # blocked only in the cell's own layer: in 3D, above and below are free
+    free = {site_of(lat0, 3 + dx, 3 + dy, z + dz) for dx, dy, dz in lat0.offsets
+            if (dx, dy) not in blocked or dz != 0}
     start = site_of(lat0, 3, 3)
     move_p, persist_p = motility_arrays(car_t=1.0)
     params = quiet_params()
@@ -557,23 +567,24 @@ def test_neighbour_site_is_minus_one_off_lattice():
     lat = make_lattice(5, 4)
     corner = site_of(lat, 0, 0)
     far = site_of(lat, 4, 3)
-    for k, (dx, dy) in enumerate(lat.offsets[:, :2]):
+    z = lat.shape[0] // 2  # the middle layer: in 3D, the layers above and below exist
+    for k, (dx, dy, dz) in enumerate(lat.offsets):
         got = kernel.neighbour_site(corner, k, lat.shape, lat.offsets)
         if dx < 0 or dy < 0:
             assert got == -1
         else:
-            assert got == site_of(lat, dx, dy)
+            assert got == site_of(lat, dx, dy, z + dz)
         got = kernel.neighbour_site(far, k, lat.shape, lat.offsets)
         if dx > 0 or dy > 0:
             assert got == -1
         else:
-            assert got == site_of(lat, 4 + dx, 3 + dy)
+            assert got == site_of(lat, 4 + dx, 3 + dy, z + dz)
 
 
 def test_row_end_neighbour_does_not_wrap_to_next_row():
     lat = make_lattice(5, 4)
     end_of_row = site_of(lat, 4, 1)
-    right = [k for k, (dx, dy) in enumerate(lat.offsets[:, :2]) if dx == 1 and dy == 0][0]
+    right = [k for k, (dx, dy, dz) in enumerate(lat.offsets) if (dx, dy, dz) == (1, 0, 0)][0]
     assert kernel.neighbour_site(end_of_row, right, lat.shape, lat.offsets) == -1
 
 
@@ -588,15 +599,17 @@ def test_cells_never_leave_closed_lattice():
         migrate(lat, params, move_p, persist_p, sweep=sweep)
         assert len(sites_of_type(lat, CAR_T)) == 5
         assert len(sites_of_type(lat, CANCER)) == 1
-    assert lat.cells.shape == (12,)
+    assert lat.cells.shape == (12 * lat.shape[0],)
 
 
 def test_pick_free_neighbour_chooses_only_free_sites_and_all_of_them():
     lat = make_lattice(5, 5)
     centre = site_of(lat, 2, 2)
     place(lat, 2, 2, CANCER, 1.0)
-    surround(lat, 2, 2, skip={(-1, 0), (1, 1), (0, -1)})
-    free = {site_of(lat, 1, 2), site_of(lat, 3, 3), site_of(lat, 2, 1)}
+    skip = {(-1, 0), (1, 1), (0, -1)}
+    surround(lat, 2, 2, skip=skip)
+    z = lat.shape[0] // 2  # in 3D the skipped (dx, dy) are free in the layers above and below too
+    free = {site_of(lat, 2 + dx, 2 + dy, z + dz) for dx, dy, dz in lat.offsets if (dx, dy) in skip}
     picks = [kernel.pick_free_neighbour(centre, lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, s, 4)
              for s in range(200)]
     assert set(picks) == free
