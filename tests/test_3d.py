@@ -102,8 +102,8 @@ def test_3d_moves_per_step_reproduce_the_configured_speed():
 
 
 # ---- runs --------------------------------------------------------------------------------------
-SMALL_SPHEROID = ["lattice.width=24", "lattice.height=24", "lattice.depth=24",
-                  "tumor.initial_cells=1500", "time.duration_days=1.5"]
+SMALL_SPHEROID = ["lattice.width=16", "lattice.height=16", "lattice.depth=16",
+                  "tumor.initial_cells=500", "time.duration_days=1"]
 
 
 def run_counts(threads: int) -> tuple[np.ndarray, list]:
