@@ -1,7 +1,7 @@
 """cartsim performance benchmark: prints one table.
 
-    python benchmarks/run.py            # full table (~10 min on 2 cores)
-    python benchmarks/run.py --quick    # smaller sizes and fewer steps (~2 min)
+    python benchmarks/run.py            # full table (~25 min on 2 cores; 256^3 takes most)
+    python benchmarks/run.py --quick    # smaller sizes and fewer steps (~4 min)
 
 Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
 those of one simulation. Compile time "cold" uses an empty numba cache directory, "cached" the
@@ -30,8 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 
+#: benchmark cases: shipped scenario, dimensions
+CASES = {"solid": ("gbm_solid", 2), "blood": ("b_all_cd19", 2), "solid3d": ("gbm_spheroid_3d", 3)}
+
+
 def scenario_for(case: str, size: int):
-    """The shipped solid (gbm_solid) or blood (b_all_cd19) scenario on a size x size lattice.
+    """A shipped scenario (``CASES``) on a lattice of ``size`` sites per side (2D or 3D).
 
     Tumour cells, normal-cell densities and the E:T dose keep the shipped proportions
     (tumour = 30 % of sites), so bigger lattices hold proportionally more cells.
@@ -39,11 +43,18 @@ def scenario_for(case: str, size: int):
     sys.path.insert(0, str(ROOT))
     from simulation.config import load_scenario
 
-    name = "gbm_solid" if case == "solid" else "b_all_cd19"
-    return load_scenario(CONFIGS / f"{name}.yaml", [
-        f"lattice.width={size}", f"lattice.height={size}",
-        f"tumor.initial_cells={int(0.3 * size * size)}",
-    ])
+    name, dimensions = CASES[case]
+    sides = [f"lattice.width={size}", f"lattice.height={size}"]
+    if dimensions == 3:
+        sides.append(f"lattice.depth={size}")
+    return load_scenario(CONFIGS / f"{name}.yaml", sides + [
+        f"tumor.initial_cells={int(0.3 * size ** dimensions)}"])
+
+
+def case_label(case: str, size: int) -> str:
+    """Table label, e.g. ``solid 256^2`` or ``solid 64^3``."""
+    name, dimensions = CASES[case]
+    return f"{case.removesuffix('3d')} {size}^{dimensions}"
 
 
 def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int) -> dict:
@@ -142,8 +153,12 @@ def main() -> None:
         print(json.dumps(measure_mesa(args.size, args.steps)))
         return
 
-    cases = ([("solid", 256, 40), ("solid", 512, 10), ("blood", 200, 40)] if args.quick else
-             [("solid", 256, 100), ("solid", 512, 30), ("solid", 1024, 10), ("blood", 200, 100)])
+    # steps per timed block: multiples of 10, so each block holds its share of field solves
+    # (every 60 min = 10 steps of 6 min)
+    cases = ([("solid", 256, 40), ("solid", 512, 10), ("blood", 200, 40), ("solid3d", 64, 10)]
+             if args.quick else
+             [("solid", 256, 100), ("solid", 512, 30), ("solid", 1024, 10), ("blood", 200, 100),
+              ("solid3d", 64, 20), ("solid3d", 128, 10), ("solid3d", 256, 10)])
     mesa_size, mesa_steps = (48, 3) if args.quick else (64, 5)
     print(f"cartsim benchmark on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
@@ -161,7 +176,7 @@ def main() -> None:
                                "--threads", str(threads), "--steps", str(steps)])
             rows[(case, size, threads)] = row
             thirty_days = row["ms_per_step"] / 1e3 * row["steps_per_day"] * 30
-            print(f"{case + f' {size}^2':<14}{threads:>8}{row['live_cells']:>10.0f}"
+            print(f"{case_label(case, size):<14}{threads:>8}{row['live_cells']:>10.0f}"
                   f"{row['ms_per_step']:>10.2f}{row['cell_updates_per_s']:>12.3g}"
                   f"{row['us_per_cell_per_sim_hour']:>11.3f}{row['bytes_per_site']:>8}"
                   f"{row['peak_rss_mb']:>8.0f}{thirty_days:>10.0f}")
@@ -179,6 +194,10 @@ def main() -> None:
     best = rows[largest]["cell_updates_per_s"]
     print(f"kernel, solid {largest[1]}^2, {largest[2]} threads: {best:.3g} cell-updates/s "
           f"-> {best / mesa['cell_updates_per_s']:.0f}x plain Mesa")
+    flat, block = (min(row["us_per_cell_per_sim_hour"] for key, row in rows.items()
+                       if key[0] == case) for case in ("solid", "solid3d"))
+    print(f"per cell and simulated hour, best of each: solid 2D {flat:.3f} us, solid 3D "
+          f"{block:.3f} us ({block / flat:.1f}x)")
 
 
 if __name__ == "__main__":
