@@ -79,6 +79,7 @@ def neighbour_site(site, k, shape, offsets):
     x, y, z = site_position(site, shape)
     return neighbour_from(site, x, y, z, k, shape, offsets)
 
+
 @njit(cache=True, inline="always")
 def is_free(j, cells, tissue):
     """True if a cell may be placed on site ``j``: empty, and not a vessel."""
@@ -616,9 +617,9 @@ def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell
     for i in range(first_cell, first_cell + n_cells):
         vessel = vessel_sites[randint(seed, sweep, i, C.RNG_EXTRAVASATION, n_vessels)]
         n_free = count_free_neighbours(vessel, cells, tissue, shape, offsets)
-        vx, vy, vz = site_position(vessel, shape)
         if n_free == 0:
             continue
+        vx, vy, vz = site_position(vessel, shape)
         chosen = randint(seed, sweep, i, C.RNG_EXTRAVASATION_SITE, n_free)
         for k in range(offsets.shape[0]):
             j = neighbour_from(vessel, vx, vy, vz, k, shape, offsets)
