@@ -42,7 +42,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from . import config as _config
 from .config import SEED_MAX, ConfigError, Problems, ScenarioConfig, _Strict, yaml_value
-from .rundir import atomic_write
+from .rundir import atomic_write, clean_temporaries
 
 #: summary columns of a run (the ``summary.csv`` contract of README.md, "Outputs")
 SUMMARY_COLUMNS = (
@@ -636,8 +636,7 @@ def run_sweep(path: str | Path, out: str | Path, workers: int | None = None,
     out = Path(out)
     _check_folder(out, plan)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    for leftover in (out / "runs").glob(".*.tmp"):  # from a killed writer
-        leftover.unlink(missing_ok=True)
+    clean_temporaries(out)  # half-written files of a killed writer
     started = datetime.now(timezone.utc)
     _write_plan(out, plan, started)
     unique = plan.unique_runs

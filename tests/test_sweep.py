@@ -149,7 +149,7 @@ def test_sweep_writes_one_parquet_per_run_index_and_manifest(grid_run):
     runs = sorted((grid_run / "runs").glob("*.parquet"))
     assert len(runs) == GRID_RUNS
     assert all(len(p.stem) == 16 and int(p.stem, 16) >= 0 for p in runs)
-    assert not list(grid_run.rglob("*.tmp"))
+    assert not list(grid_run.rglob(".*.tmp*"))
     index = pd.read_parquet(grid_run / "index.parquet")
     assert list(index.columns[:6]) == list(sweep.INDEX_COLUMNS)
     assert {"car_t.max_kills", "dosing.doses.0.effector_to_target", "status", "error"} <= set(
@@ -197,6 +197,11 @@ def test_rerun_skips_finished_runs_and_other_sweeps_are_refused(grid_run, tmp_pa
         sweep.run_sweep(other, grid_run, workers=1)
 
 
+def finished_run_files(out: Path) -> list[Path]:
+    """The run files a sweep has finished; the writer's hidden ``.<id>.tmp.parquet`` is not one."""
+    return [p for p in (out / "runs").glob("*.parquet") if not p.name.startswith(".")]
+
+
 def test_resume_after_sigkill_equals_uninterrupted_sweep(grid_run, tmp_path, capsys):
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "simulation", "sweep", str(GRID), "--out",
@@ -205,21 +210,23 @@ def test_resume_after_sigkill_equals_uninterrupted_sweep(grid_run, tmp_path, cap
                             start_new_session=True)
     deadline = time.monotonic() + 120
     try:
-        while len(list((out / "runs").glob("*.parquet"))) < 3:
+        while len(finished_run_files(out)) < 3:
             assert proc.poll() is None, "sweep ended before it could be killed"
             assert time.monotonic() < deadline
             time.sleep(0.02)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    partial = len(list((out / "runs").glob("*.parquet")))
+    partial = len(finished_run_files(out))
     assert 3 <= partial < GRID_RUNS
     interrupted = sweep.load(out)
     assert (interrupted["status"] == "pending").sum() == GRID_RUNS - partial
+    (out / "runs" / ".0123456789abcdef.tmp.parquet").write_bytes(b"half a row")  # a cut write
     code, stdout, stderr = cartsim(capsys, "sweep", GRID, "--out", out, "--quiet",
                                    "--workers", "1")
     assert code == 0, stderr
     assert f"{partial} already done" in stdout
+    assert not list(out.rglob(".*.tmp*")), "a half-written file of the killed run was left"
     resumed = sweep.load(out).sort_values("run_id", ignore_index=True)
     uninterrupted = sweep.load(grid_run).sort_values("run_id", ignore_index=True)
     assert resumed.equals(uninterrupted)
