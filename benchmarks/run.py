@@ -8,7 +8,8 @@ those of one simulation. Compile time "cold" uses an empty numba cache directory
 same directory again. Timing: warm-up steps first, garbage collection off, the median of
 ``--repeats`` timed blocks. A cell-update is one live cell visited once in one time step (a step
 is the migration sweeps plus the interaction sweep). The same rules written with plain Mesa
-agents (benchmarks/mesa_reference.py) are timed on a small lattice in the same run.
+agents (benchmarks/mesa_reference.py) are timed on a small lattice in the same run. The
+interactive view (simulation.app; needs the ``viz`` extra) is timed in frames per second.
 """
 
 from __future__ import annotations
@@ -118,6 +119,21 @@ def measure_mesa(size: int, steps: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
+#: shipped 200x200 scenarios whose interactive view is timed
+VIEW_SCENARIOS = ("b_all_cd19", "gbm_solid")
+
+
+def measure_view(scenario: str, frames: int) -> dict:
+    """Frames per second of the interactive view: ``app.STEPS_PER_FRAME`` model steps plus the
+    lattice and field pictures per frame, on a shipped scenario at its full size."""
+    sys.path.insert(0, str(ROOT))
+    from simulation.app import ViewModel, measure_frame_rate
+
+    model = ViewModel(scenario=scenario)
+    measure_frame_rate(model, frames=2)  # warm-up: the first pictures set up matplotlib
+    return measure_frame_rate(model, frames=frames)
+
+
 def _subprocess(args: list[str], env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
                          env={**os.environ, **(env or {})}, check=True)
@@ -138,7 +154,7 @@ def compile_times() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps")
-    parser.add_argument("--measure", choices=("kernel", "mesa"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("kernel", "mesa", "view"), help=argparse.SUPPRESS)
     parser.add_argument("--case", default="solid", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -151,6 +167,9 @@ def main() -> None:
         return
     if args.measure == "mesa":
         print(json.dumps(measure_mesa(args.size, args.steps)))
+        return
+    if args.measure == "view":  # --case: a scenario name, --steps: frames
+        print(json.dumps(measure_view(args.case, args.steps)))
         return
 
     # steps per timed block: multiples of 10, so each block holds its share of field solves
@@ -198,6 +217,19 @@ def main() -> None:
                        if key[0] == case) for case in ("solid", "solid3d"))
     print(f"per cell and simulated hour, best of each: solid 2D {flat:.3f} us, solid 3D "
           f"{block:.3f} us ({block / flat:.1f}x)")
+
+    print("\ninteractive view (simulation.app), full lattice, model steps + pictures per frame:")
+    for scenario in VIEW_SCENARIOS:
+        try:
+            view = _subprocess(["--measure", "view", "--case", scenario,
+                                "--steps", "10" if args.quick else "30"])
+        except subprocess.CalledProcessError as err:
+            print(f"{scenario}: not measured ({err.stderr.strip().splitlines()[-1]}; "
+                  "pip install '.[viz]')")
+            continue
+        print(f"{scenario}: {view['frames_per_s']:.1f} frames/s (steps "
+              f"{view['step_ms_per_frame']:.0f} ms + pictures "
+              f"{view['render_ms_per_frame']:.0f} ms per frame)")
 
 
 if __name__ == "__main__":

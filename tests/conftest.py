@@ -20,10 +20,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # the tests with varying argument types get several specialisations, and a cache filled by
 # sessions that compiled them in different orders (pytest-randomly shuffles the tests) can
 # mix native symbol names and crash the interpreter (numba issue #10128; seen here twice).
-# Subprocesses of the session (CLI tests) inherit the folder through the environment.
-if "NUMBA_CACHE_DIR" not in os.environ:
-    os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="cartsim-tests-numba-")
-    atexit.register(shutil.rmtree, os.environ["NUMBA_CACHE_DIR"], ignore_errors=True)
+# Subprocesses of the session (CLI tests) inherit the folder through the environment. Each
+# pytest-xdist worker is a session of its own: it replaces the folder it inherited from the
+# controller (marked by CARTSIM_TESTS_NUMBA_CACHE), while a NUMBA_CACHE_DIR the user set is kept.
+if os.environ.get("NUMBA_CACHE_DIR") in (None, os.environ.get("CARTSIM_TESTS_NUMBA_CACHE")):
+    _numba_cache = tempfile.mkdtemp(prefix="cartsim-tests-numba-")
+    os.environ["NUMBA_CACHE_DIR"] = os.environ["CARTSIM_TESTS_NUMBA_CACHE"] = _numba_cache
+    atexit.register(shutil.rmtree, _numba_cache, ignore_errors=True)
 # hypothesis' example database and constants cache, likewise outside the work tree
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/cartsim-tests-hypothesis")
 sys.dont_write_bytecode = True

@@ -104,18 +104,16 @@ def test_field_colour_bar_grows_to_a_round_number():
     assert renderer.vmax == 40.0
 
 
-@pytest.mark.parametrize("scenario", ["b_all_cd19", "gbm_solid"])
-def test_frame_rate_of_a_200x200_lattice(scenario):
-    """Model steps + lattice and field pictures per frame, on the full 200x200 lattice of each
-    scenario (target >= 5/s; GBM also solves and draws its oxygen and suppression fields)."""
-    model = ViewModel(scenario=scenario)
-    measure_frame_rate(model, frames=2)  # warm-up
-    rate = measure_frame_rate(model, frames=20)
-    print(f"200x200 {scenario}: {rate['frames_per_s']:.1f} frames/s "
-          f"(steps {rate['step_ms_per_frame']:.0f} ms + pictures "
-          f"{rate['render_ms_per_frame']:.0f} ms per frame)")
-    # the machine is shared: assert a floor well under the 5/s target, report the measurement
-    assert rate["frames_per_s"] >= 2.0
+def test_measure_frame_rate_steps_the_model_and_times_steps_and_pictures_apart():
+    """What benchmarks/run.py reports for the view: the frame rate counts the model steps of
+    every frame and the time to draw its pictures (the speed itself is measured there)."""
+    model = ViewModel(scenario="gbm_solid", lattice__width=40, lattice__height=40,
+                      tumor__initial_cells=300)
+    rate = measure_frame_rate(model, frames=2, steps_per_frame=3)
+    assert model.step_index == 6
+    assert rate["step_ms_per_frame"] > 0 and rate["render_ms_per_frame"] > 0
+    seconds_per_frame = (rate["step_ms_per_frame"] + rate["render_ms_per_frame"]) / 1000
+    assert rate["frames_per_s"] == pytest.approx(1 / seconds_per_frame)
 
 
 def _missing_web_assets() -> list[str]:
