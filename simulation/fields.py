@@ -24,8 +24,6 @@ uniform correction of the free sites (``_balance``) keeps the step's global mass
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
@@ -269,46 +267,3 @@ def field_total(c, spacing_um, nz):
     """
     site_measure = spacing_um ** 2 if nz == 1 else spacing_um ** 3
     return c.sum() * site_measure
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """How one chemical field diffuses; ``step`` advances it over one model time step.
-
-    name: e.g. "oxygen". diffusion_um2_per_min: D (um^2/min). decay_per_min: 1/min.
-    edge_value: concentration held beyond the lattice edge, < 0 for a zero-flux edge.
-    quasi_steady: solve for the steady state each step (fast diffusion, e.g. oxygen) instead of
-    one backward-Euler step. tolerance: largest change per iteration to stop at (concentration
-    units; the error left is a few times larger). max_iterations, over_relaxation: see
-    ``solve_field``.
-    """
-
-    name: str
-    diffusion_um2_per_min: float
-    decay_per_min: float
-    edge_value: float
-    quasi_steady: bool
-    tolerance: float = 1e-6
-    max_iterations: int = 10_000
-    over_relaxation: float = DEFAULT_OVER_RELAXATION
-
-    def step(self, c, shape, spacing_um, uptake_per_min, source_per_min, fixed, fixed_value,
-             dt_min) -> int:
-        """Advance ``c`` (float64, flat, in place) by ``dt_min`` minutes; return iterations used.
-
-        uptake_per_min (1/min) and source_per_min (conc/min) are per-site arrays; fixed (bool or
-        uint8 per site) marks sites held at fixed_value (conc). Warns when not converged.
-        """
-        if not (isinstance(c, np.ndarray) and c.dtype == np.float64 and c.flags.c_contiguous):
-            raise TypeError(f"field {self.name!r}: c must be a contiguous float64 array")
-        iterations = solve_field(
-            c, tuple(int(n) for n in shape), float(spacing_um), float(self.diffusion_um2_per_min),
-            float(self.decay_per_min), np.ascontiguousarray(uptake_per_min, dtype=np.float64),
-            np.ascontiguousarray(source_per_min, dtype=np.float64),
-            np.ascontiguousarray(fixed, dtype=np.uint8), float(fixed_value),
-            float(self.edge_value), math.inf if self.quasi_steady else float(dt_min),
-            float(self.tolerance), int(self.max_iterations), float(self.over_relaxation))
-        if iterations >= self.max_iterations:
-            warnings.warn(f"field {self.name!r}: not converged to {self.tolerance} in "
-                          f"{self.max_iterations} iterations", RuntimeWarning, stacklevel=2)
-        return iterations

@@ -14,7 +14,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 from scipy.special import k0
 
-from simulation.fields import DEFAULT_OVER_RELAXATION, FieldSpec, field_total, solve_field
+from simulation.fields import DEFAULT_OVER_RELAXATION, field_total, solve_field
 
 needs_jit = pytest.mark.skipif(numba.config.DISABLE_JIT,
                                reason="too slow in pure Python (NUMBA_DISABLE_JIT=1)")
@@ -363,7 +363,7 @@ def test_huge_step_equals_the_steady_state():
 
 
 # ---------------------------------------------------------------------------------------------
-# argument checks and the FieldSpec wrapper
+# argument checks
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [dict(dt_min=0.0), dict(dt_min=-1.0), dict(over_relaxation=2.0),
                                  dict(decay=-0.1), dict(uptake=-np.ones(12)),
@@ -371,27 +371,3 @@ def test_huge_step_equals_the_steady_state():
 def test_bad_arguments_raise(bad):
     with pytest.raises(ValueError):
         solve(np.zeros(12), (1, 3, 4), **bad)
-
-
-def test_field_spec_quasi_steady_ignores_the_step():
-    oxygen = FieldSpec("oxygen", diffusion_um2_per_min=1e5, decay_per_min=0.1, edge_value=ZERO_FLUX,
-                       quasi_steady=True, tolerance=1e-10)
-    shape = (1, 20, 25)
-    c, uptake, source, fixed = random_problem(shape, seed=11)
-    expected = c.copy()
-    solve(expected, shape, 15.0, 1e5, 0.1, uptake, source, fixed, OXYGEN_VESSEL_MMHG,
-          tolerance=1e-10)
-    oxygen.step(c, shape, 15.0, uptake, source, fixed.astype(bool), OXYGEN_VESSEL_MMHG,
-                dt_min=6.0)
-    assert np.array_equal(c, expected)
-
-
-def test_field_spec_warns_when_not_converged_and_rejects_other_dtypes():
-    chemokine = FieldSpec("cxcl10", diffusion_um2_per_min=1000.0, decay_per_min=0.016,
-                          edge_value=ZERO_FLUX, quasi_steady=False, max_iterations=2)
-    shape = (1, 20, 25)
-    c, uptake, source, fixed = random_problem(shape, seed=12)
-    with pytest.warns(RuntimeWarning, match="cxcl10"):
-        chemokine.step(c, shape, 15.0, uptake, source, fixed, 0.0, dt_min=6.0)
-    with pytest.raises(TypeError, match="cxcl10"):
-        chemokine.step(c.astype(np.float32), shape, 15.0, uptake, source, fixed, 0.0, dt_min=6.0)
