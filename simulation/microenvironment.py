@@ -46,6 +46,9 @@ from .lattice import NORMOXIA_MMHG, Lattice
 RELATIVE_TOLERANCE = 1e-3
 STEADY_STATE_RELATIVE_TOLERANCE = 1e-6
 MAX_ITERATIONS = 2000
+#: smallest field scale (concentration units): a field decayed to ~1e-300 (cytokine once no CAR-T
+#: is active) is converged when its changes are below 1e-15, not below its own denormal size
+SCALE_FLOOR = 1e-12
 OVER_RELAXATION = 1.8
 
 
@@ -116,17 +119,18 @@ class Microenvironment:
         maximum; while a field is still zero everywhere (t = 0, or cytokine before the first
         activation), the highest level its sources can hold, max(source) / (decay + 8 D / L^2)
         with L the lattice's largest extent (um; 8 D / L^2: the loss of a slab drained at both
-        ends). Relative to zero, no tolerance could be met.
+        ends). Relative to zero, no tolerance could be met. Never below ``SCALE_FLOOR``.
         """
         if index == F_OXYGEN:
             return max(self._cfg.microenvironment.oxygen.vessel_mmhg, NORMOXIA_MMHG)
         present = float(np.max(lattice.fields[index]))
-        if present > 0.0:
-            return present
-        field = self.configs[index]
-        extent_um = max(lattice.shape) * lattice.spacing_um
-        loss_per_min = field.decay_per_min + 8.0 * field.diffusion_um2_per_min / extent_um ** 2
-        return max(float(np.max(self.source[index])) / loss_per_min, 1e-12)
+        if present == 0.0:
+            field = self.configs[index]
+            extent_um = max(lattice.shape) * lattice.spacing_um
+            loss_per_min = (field.decay_per_min
+                            + 8.0 * field.diffusion_um2_per_min / extent_um ** 2)
+            present = float(np.max(self.source[index])) / loss_per_min
+        return max(present, SCALE_FLOOR)
 
     def solve(self, lattice: Lattice, dt_min: float,
               relative_tolerance: float = RELATIVE_TOLERANCE) -> None:
