@@ -446,10 +446,31 @@ def test_3d_plots_refuse_a_2d_snapshot(plot):
         plot(snapshot)
 
 
-def test_3d_snapshots_animate(tmp_path):
-    for day in range(3):
-        save_snapshot({**sphere_snapshot(), "time_days": np.float64(day)},
+def test_3d_snapshots_animate_one_plane_the_slice_through_the_day_0_tumour(tmp_path,
+                                                                           monkeypatch):
+    """Frames keep the plane of day 0 (z = 8) while the tumour drifts to z = 10 and 12: one
+    picture per plane, so a moving slice cannot pass for tumour change."""
+    import matplotlib.animation
+
+    frames = []
+    for day in range(3):  # the whole volume moves 2 sites up per day
+        moved = {name: np.roll(value, 2 * day, axis=0) if np.ndim(value) == 3 else value
+                 for name, value in sphere_snapshot().items()}
+        frames.append(_classes_3d(moved))
+        save_snapshot({**moved, "time_days": np.float64(day)},
                       tmp_path / f"snapshot_{day:08d}.npz")
-    out = animate(tmp_path, fmt="gif")  # frames: the slice through the tumour
-    with Image.open(out) as gif:
-        assert gif.n_frames == 3
+    assert [tumour_slice_z(classes) for classes in frames] == [8, 10, 12]
+    drawn = []
+    real_grab_frame = matplotlib.animation.PillowWriter.grab_frame
+
+    def grab_frame(writer, **kwargs):
+        ax = writer.fig.axes[0]
+        drawn.append((np.array(ax.images[0].get_array()), ax.get_title()))
+        real_grab_frame(writer, **kwargs)
+
+    monkeypatch.setattr(matplotlib.animation.PillowWriter, "grab_frame", grab_frame)
+    animate(tmp_path, fmt="gif")
+    assert len(drawn) == 3
+    for classes, (image, title) in zip(frames, drawn):
+        np.testing.assert_array_equal(image, classes[8])
+        assert title.endswith("CAR-T, z = 0.13 mm slice")
