@@ -43,7 +43,8 @@ with warnings.catch_warnings():
 
 from .config import ConfigError, load_scenario
 from .model import CarTModel
-from .plotting import FIELD_STYLES, PALETTE, SITE_CLASSES, SITE_RGB
+from .plotting import (FIELD_STYLES, PALETTE, SITE_CLASSES, SITE_RGB, slice_label,
+                       tumour_slice_z)
 from .snapshots import FIELD_NEUTRAL, SNAPSHOT_FIELDS, lattice_site_arrays, site_classes
 
 #: scenarios offered in the view, by name (files in the configs folder)
@@ -106,15 +107,30 @@ class ViewModel(CarTModel):
 # ---------------------------------------------------------------------------------------------
 # drawing
 # ---------------------------------------------------------------------------------------------
-def view_plane(values: np.ndarray) -> np.ndarray:
-    """What the view draws of a grid: a 2D grid as it is, the middle z-plane of a 3D grid
-    (the equator of a centred tumour)."""
-    return values if values.ndim == 2 else values[values.shape[0] // 2]
+#: per model: the z index of the plane a 3D view draws, fixed at its first picture
+_VIEW_Z: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def view_z(model: CarTModel) -> int | None:
+    """The z index of the xy plane the view draws of a 3D model (None in 2D): the slice through
+    the tumour (``plotting.tumour_slice_z``, as plots draw it) when the model is first drawn,
+    then kept, so the picture does not jump between planes while the tumour changes."""
+    if model.lattice.dimensions == 2:
+        return None
+    if model not in _VIEW_Z:
+        _VIEW_Z[model] = tumour_slice_z(site_classes(**lattice_site_arrays(model)))
+    return _VIEW_Z[model]
+
+
+def view_plane(model: CarTModel, values: np.ndarray) -> np.ndarray:
+    """What the view draws of a grid of ``model``: a 2D grid as it is, the ``view_z`` plane
+    of a 3D grid."""
+    return values if values.ndim == 2 else values[view_z(model)]
 
 
 def lattice_classes(model: CarTModel) -> np.ndarray:
-    """Site-class codes (ny, nx) of the model's lattice now (3D: its middle z-plane)."""
-    return view_plane(site_classes(**lattice_site_arrays(model)))
+    """Site-class codes (ny, nx) of the model's lattice now (3D: its ``view_z`` plane)."""
+    return view_plane(model, site_classes(**lattice_site_arrays(model)))
 
 
 def shown_fields(model: CarTModel) -> list[str]:
@@ -226,7 +242,8 @@ def lattice_png(model: CarTModel) -> bytes:
     if renderer is None:
         renderer = LatticeRenderer(model.lattice.shape[1:], model.lattice.spacing_um)
         _RENDERERS[model] = renderer
-    plane = "" if model.lattice.dimensions == 2 else ", middle z-plane"
+    z = view_z(model)
+    plane = "" if z is None else f", {slice_label(z, model.lattice.spacing_um)}"
     title = (f"{model.config.name}{plane}: day {model.time_min / 1440:.2f}, "
              f"{model.tumor_cells} cancer cells")
     return renderer.png(SITE_RGB[lattice_classes(model)], title)
@@ -243,7 +260,7 @@ def field_pngs(model: CarTModel) -> dict[str, bytes]:
             renderers[name] = FieldRenderer(model.lattice.shape[1:], model.lattice.spacing_um,
                                             label, SNAPSHOT_FIELDS[name], cmap, start)
         _FIELD_RENDERERS[model] = renderers
-    return {name: renderer.png(renderer.colours(view_plane(model.lattice.grid(name))),
+    return {name: renderer.png(renderer.colours(view_plane(model, model.lattice.grid(name))),
                                renderer.label)
             for name, renderer in renderers.items()}
 

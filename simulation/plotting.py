@@ -793,6 +793,11 @@ def _site_position(index: int, spacing_um: float | None) -> str:
     return f"{(index + 0.5) * spacing_um / 1000.0:.2f} mm" if spacing_um else f"site {index}"
 
 
+def slice_label(z: int, spacing_um: float | None) -> str:
+    """Title note naming the xy slice at site ``z``, e.g. "z = 0.49 mm slice"."""
+    return f"z = {_site_position(z, spacing_um)} slice"
+
+
 def _central_slice(snapshot, spacing_um: float | None):
     """(2D snapshot, title note): a 2D snapshot as it is with no note; a 3D one cut at
     ``tumour_slice_z`` (every 3D array, scalars kept) with the note "z = 0.49 mm slice"."""
@@ -800,7 +805,7 @@ def _central_slice(snapshot, spacing_um: float | None):
     if classes.ndim == 2:
         return snapshot, None
     z = tumour_slice_z(classes)
-    note = f"z = {_site_position(z, spacing_um)} slice"
+    note = slice_label(z, spacing_um)
     if isinstance(snapshot, np.ndarray):
         return snapshot[z], note
     return {name: value[z] if np.ndim(value) == 3 else value

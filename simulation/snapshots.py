@@ -252,7 +252,8 @@ def animate(folder: str | Path, out: str | Path | None = None, fps: float = 6.0,
     import matplotlib.animation as animation
     import matplotlib.pyplot as plt
 
-    from .plotting import STYLE, plot_snapshot
+    from .plotting import (STYLE, _site_class_array, _spacing_um, plot_snapshot, slice_label,
+                           tumour_slice_z)
 
     files = snapshot_files(folder)
     if not files:
@@ -271,7 +272,11 @@ def animate(folder: str | Path, out: str | Path | None = None, fps: float = 6.0,
     car_t = np.array([int(f["car_t_cells"]) for f in frames])
 
     with plt.rc_context(STYLE):
-        fig = plot_snapshot(frames[0])
+        fig = plot_snapshot(frames[0])  # a 3D run: the slice through the day-0 tumour ...
+        first = _site_class_array(frames[0])
+        plane_z = tumour_slice_z(first) if first.ndim == 3 else None  # ... in every frame
+        plane_note = ("" if plane_z is None
+                      else f", {slice_label(plane_z, _spacing_um(frames[0]))}")
         fig.set_size_inches(9.0, 5.4)
         ax = fig.axes[0]
         image = ax.images[0]
@@ -287,11 +292,10 @@ def animate(folder: str | Path, out: str | Path | None = None, fps: float = 6.0,
         marks = inset.plot([days[0], days[0]], [tumor[0], car_t[0]], "o", ms=3, color="0.2")[0]
 
         def update(i: int):
-            from .plotting import _snapshot_classes
-
-            image.set_data(_snapshot_classes(frames[i]))
+            classes = _site_class_array(frames[i])
+            image.set_data(classes if plane_z is None else classes[plane_z])
             ax.set_title(f"{frames[i]['scenario']}, day {days[i]:.1f}: {tumor[i]} cancer, "
-                         f"{car_t[i]} CAR-T")
+                         f"{car_t[i]} CAR-T{plane_note}")
             cursor.set_xdata([days[i], days[i]])
             marks.set_data([days[i], days[i]], [tumor[i], car_t[i]])
             return image, cursor, marks

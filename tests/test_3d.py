@@ -14,7 +14,7 @@ import pytest
 
 from conftest import CONFIG_DIR, minimal_scenario_dict
 from simulation import CarTModel
-from simulation.app import view_plane
+from simulation.app import view_plane, view_z
 from simulation.config import ConfigError, ScenarioConfig, load_scenario
 from simulation.constants import CANCER, CAR_T, F_OXYGEN, TISSUE_STROMA, mean_step_length
 from simulation.scenario import build_lattice, motility
@@ -147,11 +147,20 @@ def test_a_ball_is_better_oxygenated_than_the_disc_of_its_radius():
     assert 0.6 < deficit_ratio < 0.85
 
 
-def test_the_view_draws_the_middle_plane_of_a_block():
-    block = np.arange(4 * 3 * 2).reshape(4, 3, 2)
-    assert np.array_equal(view_plane(block), block[2])
-    flat = np.arange(6).reshape(3, 2)
-    assert view_plane(flat) is flat
+def test_the_view_keeps_the_slice_through_the_tumour_it_first_drew():
+    model = CarTModel(load_scenario(CONFIG_DIR / "gbm_spheroid_3d.yaml", SMALL_SPHEROID), seed=5)
+    cancer = model.lattice.as_grid(model.lattice.cells["cell_type"]) == CANCER
+    equator = int(np.argmax(cancer.sum(axis=(1, 2))))
+    assert view_z(model) == equator
+    oxygen = model.lattice.grid("oxygen")
+    assert np.array_equal(view_plane(model, oxygen), oxygen[equator])
+    model.lattice.cells["cell_type"][model.lattice.cells["cell_type"] == CANCER] = 0
+    assert view_z(model) == equator  # the tumour is gone: the picture stays in its plane
+    flat = CarTModel(load_scenario(CONFIG_DIR / "gbm_section_2d.yaml", [
+        "lattice.width=30", "lattice.height=30", "tumor.initial_cells=200"]), seed=5)
+    assert view_z(flat) is None
+    oxygen = flat.lattice.grid("oxygen")
+    assert view_plane(flat, oxygen) is oxygen
 
 
 # ---- command line ------------------------------------------------------------------------------
