@@ -137,8 +137,8 @@ class Microenvironment:
         """Re-solve every enabled field from the cells now, over ``dt_min`` minutes of backward
         Euler (``math.inf``: steady state; oxygen is always quasi-steady), to a largest change
         per sweep of ``relative_tolerance`` times ``field_scale``
-        (``STEADY_STATE_RELATIVE_TOLERANCE`` for a field still zero everywhere). Warns (RuntimeWarning) when a field stops at
-        ``MAX_ITERATIONS`` before that."""
+        (``STEADY_STATE_RELATIVE_TOLERANCE`` for a field still zero everywhere). Warns
+        (RuntimeWarning) when a field stops at ``MAX_ITERATIONS`` before that."""
         self._terms(lattice)
         oxygen = self._cfg.microenvironment.oxygen
         for index in self.enabled:

@@ -5,7 +5,8 @@ tumour scaled to the same 30 % of sites, 5 seeds per time step. Halving dt chang
 draw (sweep numbers key them), so the two runs of a seed are different samples and the
 comparison is statistical: each tolerance below is 3 standard errors of the difference of the
 two 5-seed statistics, from the seed-to-seed spread measured with 20 seeds per time step
-(dt = 12, 6, 3, 1.5 min; docs/architecture.md, "Time-step dependence"). A conversion that got a
+(dt = 12, 6, 3, 1.5 min; configs/sweeps/time_step.yaml, docs/architecture.md, "Time-step
+dependence"). A conversion that got a
 rate, a speed or a timer wrong by the time step moves these statistics by a factor ~2.
 """
 
@@ -22,13 +23,16 @@ SEEDS = range(1, 6)
 REDUCED = ["lattice.width=60", "lattice.height=60", "tumor.initial_cells=1080",
            "time.duration_days=30", "time.stop_when_cleared=true"]
 
-# seed-to-seed standard deviations measured over 20 seeds at each dt (they do not depend on dt):
-# CAR-T peak ~110 cells (mean ~700), peak day ~0.9 d, clearance day ~2.8 d. The SE of a 5-seed
-# mean is sd/sqrt(5), of a 5-seed median ~1.25 sd/sqrt(5); the difference of two independent
-# 5-seed statistics has sqrt(2) times that SE.
-PEAK_TOLERANCE = 3 * np.sqrt(2) * 110 / np.sqrt(5)  # ~210 cells, ~30 % of the mean peak
-PEAK_DAY_TOLERANCE = 3 * np.sqrt(2) * 1.25 * 0.9 / np.sqrt(5)  # ~2.1 days
-CLEARANCE_DAY_TOLERANCE = 3 * np.sqrt(2) * 1.25 * 2.8 / np.sqrt(5)  # ~6.6 days
+# seed-to-seed standard deviations measured over 20 seeds at each dt (stop 12,
+# configs/sweeps/time_step.yaml; they do not depend on dt): CAR-T peak ~185 cells (mean
+# ~1,700), peak day ~0.65 d, clearance day ~1.0 d. The SE of a 5-seed mean is sd/sqrt(5), of a
+# 5-seed median ~1.25 sd/sqrt(5); the difference of two independent 5-seed statistics has
+# sqrt(2) times that SE.
+PEAK_TOLERANCE = 3 * np.sqrt(2) * 185 / np.sqrt(5)  # ~350 cells, ~21 % of the mean peak
+PEAK_DAY_TOLERANCE = 3 * np.sqrt(2) * 1.25 * 0.65 / np.sqrt(5)  # ~1.5 days
+CLEARANCE_DAY_TOLERANCE = 3 * np.sqrt(2) * 1.25 * 1.0 / np.sqrt(5)  # ~2.4 days
+# 2 of the sweep's 80 runs (2.5 %) left CD19-negative blasts (PR): allow one such seed per dt
+MIN_CLEARED = len(SEEDS) - 1
 
 
 def outcomes(dt_min: float) -> dict[str, float]:
@@ -51,7 +55,7 @@ def both():
 def test_outcomes_at_dt_and_half_dt_agree_within_sampling_error(both):
     coarse, fine = both
     print(f"\ndt = 6 min: {coarse}\ndt = 3 min: {fine}")
-    assert coarse["cleared"] == fine["cleared"] == len(SEEDS)
+    assert coarse["cleared"] >= MIN_CLEARED and fine["cleared"] >= MIN_CLEARED
     assert fine["mean_peak"] == pytest.approx(coarse["mean_peak"], abs=PEAK_TOLERANCE)
     assert fine["median_peak_day"] == pytest.approx(coarse["median_peak_day"],
                                                     abs=PEAK_DAY_TOLERANCE)

@@ -317,3 +317,13 @@ def test_a_lost_worker_fails_its_run_not_the_sweep():
     assert "BrokenProcessPool: a worker died" in result["error"]
     with pytest.raises(BrokenProcessPool):
         _result(future, plan.runs[0], None)
+
+
+SHIPPED_SWEEPS = sorted((Path(__file__).parent.parent / "configs" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda p: p.stem)
+def test_every_shipped_sweep_resolves_to_valid_runs(path):
+    plan = sweep.resolve(path)  # validates the scenario of every run
+    assert plan.sweep.name == path.stem
+    assert len(plan.unique_runs) >= 32
