@@ -304,6 +304,9 @@ the day each happened.
 ## Notes for calibration
 
 {notes}
+
+The same glioblastoma in 3D (a spheroid) against its 2D central section:
+[validation_3d.md](validation_3d.md).
 """
 
 
