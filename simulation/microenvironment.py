@@ -147,16 +147,17 @@ class Microenvironment:
             fixed = self.vessels if is_oxygen else self.no_fixed
             fixed_value = oxygen.vessel_mmhg if is_oxygen else 0.0
             from_zero = not lattice.fields[index].any()  # its first solve: be strict
-            tolerance = self.field_scale(lattice, index) * (
-                STEADY_STATE_RELATIVE_TOLERANCE if from_zero else relative_tolerance)
+            relative = STEADY_STATE_RELATIVE_TOLERANCE if from_zero else relative_tolerance
+            tolerance = relative * self.field_scale(lattice, index)
             iterations = solve_field(
                 lattice.fields[index], lattice.shape, lattice.spacing_um,
                 field.diffusion_um2_per_min, field.decay_per_min, self.uptake[index],
                 self.source[index], fixed, fixed_value, self.edge_value[index],
                 math.inf if is_oxygen else dt_min, tolerance, MAX_ITERATIONS, OVER_RELAXATION)
-            if iterations >= MAX_ITERATIONS:
-                warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to {tolerance:.3g} "
-                              f"in {MAX_ITERATIONS} iterations", RuntimeWarning, stacklevel=2)
+            if iterations >= MAX_ITERATIONS:  # one text per field: shown once, not every hour
+                warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to {relative:g} of "
+                              f"its scale in {MAX_ITERATIONS} sweeps", RuntimeWarning,
+                              stacklevel=2)
 
     def initialise(self, lattice: Lattice) -> None:
         """Fields at t = 0: the steady state of the initial cells (a tumour that has been there
