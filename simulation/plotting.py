@@ -757,7 +757,8 @@ def _site_class_array(snapshot) -> np.ndarray:
 
 def _snapshot_classes(snapshot) -> np.ndarray:
     """Site-class codes of the picture of a snapshot: every site of a 2D one, the slice through
-    the tumour (``tumour_slice_z``) of a 3D one (animations of 3D runs draw frames with it)."""
+    the tumour (``tumour_slice_z``) of a 3D one. (Animations keep the slice of their first
+    frame instead: ``snapshots.animate``.)"""
     classes = _site_class_array(snapshot)
     return classes[tumour_slice_z(classes)] if classes.ndim == 3 else classes
 
