@@ -2,7 +2,7 @@
 
 Idiomatic mesa 3 code, as a Mesa user would write it: one ``CellAgent`` per cell on an
 ``OrthogonalMooreGrid`` with capacity 1, ``model.agents.shuffle_do("step")``. It reads the same
-per-step probabilities as the kernel (``simulation.scenario``) and applies the same rules: cancer
+per-step probabilities as the kernel (``simulation.biology.scenario``) and applies the same rules: cancer
 apoptosis and division into a free neighbour; CAR-T death, persistent random walk blocked by
 occupied cells, synapse hold, kill of the strongest-antigen neighbour with a Hill-function
 probability, exhaustion, activated division. It is used only by ``benchmarks/run.py`` to time
@@ -17,7 +17,7 @@ import mesa
 from mesa.discrete_space import CellAgent, OrthogonalMooreGrid
 
 from simulation.config import ScenarioConfig
-from simulation.constants import (
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     K_ACTIVATION_STEPS,
@@ -36,7 +36,7 @@ from simulation.constants import (
     K_MAX_KILLS,
     NORMAL,
 )
-from simulation.scenario import build_lattice, kernel_parameters, motility
+from simulation.biology.scenario import build_lattice, kernel_parameters, motility
 
 
 class TissueCell(CellAgent):

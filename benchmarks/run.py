@@ -9,7 +9,7 @@ same directory again. Timing: warm-up steps first, garbage collection off, the m
 ``--repeats`` timed blocks. A cell-update is one live cell visited once in one time step (a step
 is the migration sweeps plus the interaction sweep). The same rules written with plain Mesa
 agents (benchmarks/mesa_reference.py) are timed on a small lattice in the same run. The
-interactive view (simulation.app; needs the ``viz`` extra) is timed in frames per second.
+interactive view (simulation.viz.app; needs the ``viz`` extra) is timed in frames per second.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ VIEW_SCENARIOS = ("b_all_cd19", "gbm_solid")
 def measure_view(scenario: str, frames: int) -> dict:
     """Frames per second of the interactive view: ``app.STEPS_PER_FRAME`` model steps plus the
     lattice and field pictures per frame, on a shipped scenario at its full size."""
-    from simulation.app import ViewModel, measure_frame_rate
+    from simulation.viz.app import ViewModel, measure_frame_rate
 
     model = ViewModel(scenario=scenario)
     measure_frame_rate(model, frames=2)  # warm-up: the first pictures set up matplotlib
@@ -220,7 +220,7 @@ def main() -> None:
     print(f"per cell and simulated hour, best of each: solid 2D {flat:.3f} us, solid 3D "
           f"{block:.3f} us ({block / flat:.1f}x)")
 
-    print("\ninteractive view (simulation.app), full lattice, model steps + pictures per frame:")
+    print("\ninteractive view (simulation.viz.app), full lattice, model steps + pictures per frame:")
     for scenario in VIEW_SCENARIOS:
         try:
             view = _subprocess(["--measure", "view", "--case", scenario,

@@ -30,14 +30,14 @@ sys.path.insert(0, str(ROOT))
 import matplotlib.pyplot as plt  # noqa: E402
 
 from simulation import CarTModel, load_scenario, load_study  # noqa: E402
-from simulation.plotting import (  # noqa: E402
+from simulation.viz.plotting import (  # noqa: E402
     STYLE,
     plot_blood_kinetics,
     plot_snapshot,
     plot_snapshot_with_fields,
     save_figure,
 )
-from simulation.snapshots import lattice_snapshot  # noqa: E402
+from simulation.io.snapshots import lattice_snapshot  # noqa: E402
 
 
 def run_until(model: CarTModel, day: float) -> CarTModel:

@@ -35,9 +35,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from simulation import validation  # noqa: E402
-from simulation.assay import et_label  # noqa: E402
-from simulation.plotting import PALETTE, STYLE, replicate_bands, save_figure  # noqa: E402
-from simulation.validation import FactResult, Scale  # noqa: E402
+from simulation.analysis.assay import et_label  # noqa: E402
+from simulation.viz.plotting import PALETTE, STYLE, replicate_bands, save_figure  # noqa: E402
+from simulation.study.literature import FactResult, Scale  # noqa: E402
 
 #: the documented run: B-ALL 100x100 with 3,000 blasts (1/4 of the shipped 200x200 / 12,000),
 #: glioblastoma 140x140 with 6,000 cells (half the shipped tumour), the dish 60x60 with 900
@@ -298,7 +298,7 @@ IQR; the square is the scenario's dose given as two halves. Right: tumour over t
 ![Cures and progressions](img/validation_outcomes.png)
 
 *Fact 6.* Every run of the relapse arm (identical parameters): cures (cleared) and progressions
-(regrowth of >= 20 % and >= 10 cells above the nadir, `simulation.results.find_relapse`), and
+(regrowth of >= 20 % and >= 10 cells above the nadir, `simulation.study.runner.find_relapse`), and
 the day each happened.
 
 ## Notes for calibration

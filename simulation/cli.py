@@ -3,7 +3,7 @@ export-vtk).
 
 Config errors print one line per problem, naming the file and the key path, and exit with code 2
 without a traceback and without writing anything. ``run`` writes its output folder as it goes
-(``simulation.rundir``); Ctrl-C leaves it consistent and resumable with ``cartsim resume DIR``.
+(``simulation.io.rundir``); Ctrl-C leaves it consistent and resumable with ``cartsim resume DIR``.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def _load(args: argparse.Namespace):
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from .outputs import default_output_dir
-    from .rundir import RunDir, create, new_manifest, positive_hours, run_name
+    from .io.provenance import default_output_dir
+    from .io.rundir import RunDir, create, new_manifest, positive_hours, run_name
 
     every = positive_hours(args.checkpoint_every)
     _check_workers(args.workers)
@@ -126,7 +126,7 @@ def _command_run(args: argparse.Namespace) -> int:
 
 
 def _command_resume(args: argparse.Namespace) -> int:
-    from .rundir import RunDir, code_fingerprint, positive_hours, read_manifest, remove_leftovers
+    from .io.rundir import RunDir, code_fingerprint, positive_hours, read_manifest, remove_leftovers
 
     folder = RunDir(args.folder)
     if not args.folder.is_dir():
@@ -163,9 +163,9 @@ def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: 
     """Run the missing runs of ``study`` into ``rundir``, then write the results."""
     from tqdm import tqdm
 
-    from .plotting import response_counts
-    from .results import run_specs
-    from .rundir import (MANIFEST_FILE, clean_temporaries, execute, finish, finished_manifest,
+    from .viz.plotting import response_counts
+    from .study.runner import run_specs
+    from .io.rundir import (MANIFEST_FILE, clean_temporaries, execute, finish, finished_manifest,
                          run_name, write_text)
 
     specs = run_specs(study)
@@ -282,7 +282,7 @@ def _command_schema(args: argparse.Namespace) -> int:
 
 
 def _command_sweep(args: argparse.Namespace) -> int:
-    from .sweep import failure_summary, resolve, run_sweep
+    from .study.sweep import failure_summary, resolve, run_sweep
 
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be >= 1")
@@ -305,7 +305,7 @@ def _command_sweep(args: argparse.Namespace) -> int:
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .study.report import write_report
 
     written = write_report(args.folder, args.out)
     for path in written:
@@ -314,7 +314,7 @@ def _command_report(args: argparse.Namespace) -> int:
 
 
 def _add_view_parsers(sub) -> None:
-    """``cartsim animate`` and ``cartsim app`` (simulation.snapshots, simulation.app)."""
+    """``cartsim animate`` and ``cartsim app`` (simulation.io.snapshots, simulation.viz.app)."""
     animate = sub.add_parser("animate", help="animate lattice snapshots (MP4 with ffmpeg, "
                              "else GIF)")
     animate.add_argument("folder", type=Path, help="folder of snapshot_*.npz files")
@@ -336,7 +336,7 @@ def _add_view_parsers(sub) -> None:
 def _command_animate(args: argparse.Namespace) -> int:
     from .config import load_scenario
     from .model import CarTModel
-    from .snapshots import animate, record_snapshots
+    from .io.snapshots import animate, record_snapshots
 
     if args.record:
         scenario = load_scenario(args.record, list(args.overrides))
@@ -350,7 +350,7 @@ def _command_animate(args: argparse.Namespace) -> int:
 
 
 def _add_export_parser(sub) -> None:
-    """``cartsim export-vtk``: snapshots as VTK images for ParaView (simulation.volume)."""
+    """``cartsim export-vtk``: snapshots as VTK images for ParaView (simulation.io.volume)."""
     export = sub.add_parser("export-vtk", help="write lattice snapshots as VTK images (.vti) "
                             "for ParaView")
     export.add_argument("snapshots", nargs="+", type=Path, metavar="SNAPSHOT",
@@ -361,7 +361,7 @@ def _add_export_parser(sub) -> None:
 
 def _load_snapshot_file(path: Path) -> dict:
     """The arrays of a snapshot file; ConfigError if it is missing or not an .npz file."""
-    from .snapshots import load_snapshot
+    from .io.snapshots import load_snapshot
 
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
@@ -374,7 +374,7 @@ def _load_snapshot_file(path: Path) -> dict:
 
 
 def _command_export_vtk(args: argparse.Namespace) -> int:
-    from .volume import write_vti
+    from .io.volume import write_vti
 
     targets = [(args.out_dir or source.parent) / f"{source.stem}.vti"
                for source in args.snapshots]
@@ -402,7 +402,7 @@ def _command_app(args: argparse.Namespace) -> int:
         import solara  # noqa: F401
     except ImportError:
         raise ConfigError("the interactive view needs solara: pip install 'cartsim[viz]'") from None
-    command = [sys.executable, "-m", "solara", "run", "simulation.app:page", "--host", args.host,
+    command = [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host", args.host,
                "--port", str(args.port), "--production", "--no-open"]
     print(f"cartsim app: http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     return subprocess.call(command, env=os.environ.copy())
@@ -410,7 +410,7 @@ def _command_app(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cartsim`` console script; returns the exit code."""
-    from .outputs import OutputExistsError
+    from .io.provenance import OutputExistsError
 
     args = _parser().parse_args(argv)
     commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,

@@ -1,6 +1,6 @@
 """The Mesa model: clock, dosing events and data collection around the numba kernels.
 
-The lattice lives in plain contiguous numpy arrays (``simulation.lattice.Lattice``), not in Mesa
+The lattice lives in plain contiguous numpy arrays (``simulation.engine.lattice.Lattice``), not in Mesa
 agents or PropertyLayers: the kernels need flat arrays, and per-cell Python objects would cost
 ~500x in speed (see docs/architecture.md). Mesa supplies the model object, ``running``, the
 ``DataCollector`` and the interactive view.
@@ -15,10 +15,10 @@ import mesa
 import numba
 import numpy as np
 
-from . import kernel
-from .blood import BloodPool
+from .engine import kernel
+from .biology.blood import BloodPool
 from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
-from .constants import (
+from .engine.constants import (
     CANCER,
     CENSUS_NAMES,
     E_CANCER_BORN,
@@ -33,9 +33,9 @@ from .constants import (
     K_CAR_T_DIVIDE_P,
     N_EVENTS,
 )
-from .microenvironment import Microenvironment
-from .observables import hypoxic_fraction, infiltration
-from .scenario import (
+from .biology.microenvironment import Microenvironment
+from .biology.observables import hypoxic_fraction, infiltration
+from .biology.scenario import (
     _BLOOD_STREAM,
     _INFUSION_STREAM,
     arrival_sites,
@@ -47,7 +47,7 @@ from .scenario import (
     motility,
     setup_rng,
 )
-from .units import MIN_PER_DAY, MIN_PER_H, probability_per_step
+from .engine.units import MIN_PER_DAY, MIN_PER_H, probability_per_step
 
 #: version of ``CarTModel.checkpoint_state()``; bump when its content changes
 CHECKPOINT_FORMAT = 2
@@ -214,7 +214,7 @@ class CarTModel(mesa.Model):
         The lattice records, event counters, clock (``step_index``, ``time_min``, ``sweep``),
         dosing progress, the DataCollector rows so far, Mesa's step counter and generators,
         plus the resolved config and seed that rebuild the rest (kernel parameters, motility,
-        dosing plan). Arrays are copies; ``simulation.rundir`` writes this to disk.
+        dosing plan). Arrays are copies; ``simulation.io.rundir`` writes this to disk.
         """
         return {
             "format": CHECKPOINT_FORMAT,

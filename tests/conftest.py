@@ -39,7 +39,7 @@ import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
 from simulation.config import ScenarioConfig  # noqa: E402
-from simulation.constants import (  # noqa: E402
+from simulation.engine.constants import (  # noqa: E402
     CANCER,
     CAR_T,
     CENSUS_NAMES,
@@ -52,8 +52,8 @@ from simulation.constants import (  # noqa: E402
     N_EVENTS,
     NORMAL,
 )
-from simulation.lattice import Lattice  # noqa: E402
-from simulation.scenario import Motility, kernel_parameters, motility  # noqa: E402
+from simulation.engine.lattice import Lattice  # noqa: E402
+from simulation.biology.scenario import Motility, kernel_parameters, motility  # noqa: E402
 
 # hypothesis must not write an example database into the work tree
 settings.register_profile("cartsim", database=None, deadline=None)

@@ -14,12 +14,12 @@ import pytest
 
 from conftest import CONFIG_DIR, minimal_scenario_dict
 from simulation import CarTModel
-from simulation.app import view_plane, view_z
+from simulation.viz.app import view_plane, view_z
 from simulation.config import ConfigError, ScenarioConfig, load_scenario
-from simulation.constants import CANCER, CAR_T, F_OXYGEN, TISSUE_STROMA, mean_step_length
-from simulation.scenario import build_lattice, motility
-from simulation.snapshots import load_snapshot
-from simulation.volume import read_vti
+from simulation.engine.constants import CANCER, CAR_T, F_OXYGEN, TISSUE_STROMA, mean_step_length
+from simulation.biology.scenario import build_lattice, motility
+from simulation.io.snapshots import load_snapshot
+from simulation.io.volume import read_vti
 from test_cli import cartsim
 
 

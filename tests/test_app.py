@@ -1,4 +1,4 @@
-"""The interactive view (simulation.app): model from the controls, lattice picture, frame rate,
+"""The interactive view (simulation.viz.app): model from the controls, lattice picture, frame rate,
 and a real browser pressing play (skipped when chromium or playwright is missing)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 
 solara = pytest.importorskip("solara", reason="the interactive view needs the viz extra")
 
-from simulation.app import (  # noqa: E402
+from simulation.viz.app import (  # noqa: E402
     MODEL_PARAMS,
     SCENARIO_DEFAULT,
     FieldRenderer,
@@ -28,7 +28,7 @@ from simulation.app import (  # noqa: E402
     measure_frame_rate,
     shown_fields,
 )
-from simulation.plotting import SITE_CLASSES  # noqa: E402
+from simulation.viz.plotting import SITE_CLASSES  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -140,10 +140,10 @@ def app_server(tmp_path):
     # Compile (or load) the kernels first, for the same installed package the server imports
     # (run outside the repository so the installed copy, not the source tree, is found): a
     # cold numba compile on a fresh machine takes longer than the page is given to appear.
-    subprocess.run([sys.executable, "-c", "from simulation.results import warm_up; warm_up()"],
+    subprocess.run([sys.executable, "-c", "from simulation.study.runner import warm_up; warm_up()"],
                    cwd=tmp_path, check=True, timeout=600)
     server = subprocess.Popen(
-        [sys.executable, "-m", "solara", "run", "simulation.app:page", "--host", "127.0.0.1",
+        [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host", "127.0.0.1",
          "--port", str(port), "--production", "--no-open"],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "CARTSIM_CONFIG_DIR": str(REPO_ROOT / "configs")})

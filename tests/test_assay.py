@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import CONFIG_DIR
-from simulation.assay import (
+from simulation.analysis.assay import (
     TABLE_COLUMNS,
     assay_endpoints,
     assay_table,
@@ -22,9 +22,9 @@ from simulation.assay import (
     well_condition,
 )
 from simulation.config import ConfigError, ScenarioConfig, load_study, validate
-from simulation.outputs import resolved_config
-from simulation.results import run_study
-from simulation.rundir import RunDir
+from simulation.io.provenance import resolved_config
+from simulation.study.runner import run_study
+from simulation.io.rundir import RunDir
 
 DATA = Path(__file__).parent / "data"
 SMALL_ASSAY = DATA / "small_assay.yaml"
@@ -381,7 +381,7 @@ def test_non_assay_study_writes_no_assay_files(tmp_path):
 # the example sweep uses the assay dish
 # ---------------------------------------------------------------------------------------------
 def test_killing_et_ratio_sweep_runs_on_the_dish():
-    from simulation.sweep import resolve
+    from simulation.study.sweep import resolve
 
     plan = resolve(CONFIG_DIR / "sweeps" / "killing_et_ratio.yaml")  # validates every run
     assert len(plan.runs) == 8 * 4

@@ -34,9 +34,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO_ROOT, TINY_SCENARIO
-from simulation import cli, model
+from simulation import cli
+from simulation import model
 from simulation.config import ScenarioConfig
-from simulation.scenario import build_lattice
+from simulation.biology.scenario import build_lattice
 
 settings.register_profile(
     "bad_configs", parent=settings.get_profile("cartsim"), max_examples=300, deadline=None,

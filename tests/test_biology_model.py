@@ -10,9 +10,9 @@ import pytest
 from scipy.ndimage import binary_dilation
 
 from conftest import make_lattice, minimal_scenario_dict, place
-from simulation import microenvironment
+from simulation.biology import microenvironment
 from simulation.config import ConfigError, ScenarioConfig
-from simulation.constants import (
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     E_CAR_T_BORN,
@@ -23,11 +23,11 @@ from simulation.constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
-from simulation.fields import solve_field
-from simulation.microenvironment import Microenvironment
+from simulation.engine.fields import solve_field
+from simulation.biology.microenvironment import Microenvironment
 from simulation.model import CarTModel
-from simulation.observables import hypoxic_fraction, infiltration
-from simulation.scenario import build_lattice, car_t_division_rate
+from simulation.biology.observables import hypoxic_fraction, infiltration
+from simulation.biology.scenario import build_lattice, car_t_division_rate
 
 FIELDS_ON = {name: {"enabled": True} for name in ("oxygen", "chemokine", "suppression",
                                                     "cytokine")}

@@ -25,10 +25,12 @@ import pytest
 import yaml
 
 from conftest import TINY_SCENARIO
-from simulation import cli, plotting, rundir
+from simulation import cli
+from simulation.viz import plotting
+from simulation.io import rundir
 from simulation.config import load_study
 from simulation.model import CarTModel
-from simulation.results import run_study
+from simulation.study.runner import run_study
 
 DATA = Path(__file__).parent / "data"
 STUDY = DATA / "small_study.yaml"

@@ -1,4 +1,4 @@
-"""The chemical-field solver (``simulation.fields``) against analytical and direct solutions.
+"""The chemical-field solver (``simulation.engine.fields``) against analytical and direct solutions.
 
 Solver tolerances here are far below the asserted accuracy: ``solve_field`` stops when no site
 changes by more than ``tolerance`` in one iteration, which leaves an error of about
@@ -14,7 +14,7 @@ import scipy.sparse
 import scipy.sparse.linalg
 from scipy.special import k0
 
-from simulation.fields import DEFAULT_OVER_RELAXATION, field_total, solve_field
+from simulation.engine.fields import DEFAULT_OVER_RELAXATION, field_total, solve_field
 
 needs_jit = pytest.mark.skipif(numba.config.DISABLE_JIT,
                                reason="too slow in pure Python (NUMBA_DISABLE_JIT=1)")

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import make_lattice, new_events, numpy_census
-from simulation import constants as C
-from simulation import kernel
-from simulation.constants import (
+from simulation.engine import constants as C
+from simulation.engine import kernel
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     CENSUS_NAMES,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import make_lattice, motility_arrays, place, site_of
-from simulation import constants as C
-from simulation import kernel
-from simulation.constants import (
+from simulation.engine import constants as C
+from simulation.engine import kernel
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     EFFECTOR,

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import make_lattice
-from simulation import kernel, rng
-from simulation.constants import (
+from simulation.engine import kernel
+from simulation.engine import rng
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     EMPTY,

@@ -20,8 +20,8 @@ from conftest import (
     sites_of_type,
     xyz_of,
 )
-from simulation import kernel
-from simulation.constants import (
+from simulation.engine import kernel
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     E_CANCER_BORN,

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from conftest import make_lattice, minimal_scenario_dict, numpy_census, place, site_of, xy_of
-from simulation import kernel
+from simulation.engine import kernel
 from simulation.config import ConfigError, ScenarioConfig
-from simulation.constants import (
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     CENSUS_NAMES,
@@ -30,7 +30,7 @@ from simulation.constants import (
     mean_step_length,
 )
 from simulation.model import REPORTED_COLUMNS, CarTModel
-from simulation.scenario import kernel_parameters, motility
+from simulation.biology.scenario import kernel_parameters, motility
 
 
 def dataframe(model: CarTModel) -> pd.DataFrame:

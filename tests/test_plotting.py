@@ -12,8 +12,8 @@ from PIL import Image
 from test_volume import CAR_T_SITES, TUMOUR_CENTRE, sphere_snapshot
 
 from simulation import load_study
-from simulation.constants import CANCER, CAR_T, NECROTIC
-from simulation.plotting import (
+from simulation.engine.constants import CANCER, CAR_T, NECROTIC
+from simulation.viz.plotting import (
     SITE_CLASSES,
     best_percent_change,
     kaplan_meier,
@@ -34,8 +34,8 @@ from simulation.plotting import (
     save_figure,
     tumour_slice_z,
 )
-from simulation.results import run_study
-from simulation.snapshots import (
+from simulation.study.runner import run_study
+from simulation.io.snapshots import (
     SITE_EMPTY,
     SITE_STROMA,
     SITE_VESSEL,
@@ -185,7 +185,7 @@ def test_snapshot_plot_has_fixed_legend_and_mm_axes(tmp_path):
 
 # ---- site classes, fields, blood kinetics ----------------------------------------------------
 def test_site_classes_are_one_fixed_list_with_distinct_colours():
-    from simulation.snapshots import N_SITE_CLASSES
+    from simulation.io.snapshots import N_SITE_CLASSES
 
     assert [c.code for c in SITE_CLASSES] == list(range(N_SITE_CLASSES))
     assert len({c.colour.upper() for c in SITE_CLASSES}) == len(SITE_CLASSES)
@@ -195,8 +195,8 @@ def test_site_classes_are_one_fixed_list_with_distinct_colours():
 
 
 def _field_snapshot(oxygen: np.ndarray, suppression: np.ndarray) -> dict:
-    from simulation.constants import CANCER, NECROTIC, TISSUE_STROMA, TISSUE_VESSEL
-    from simulation.snapshots import quantise_field
+    from simulation.engine.constants import CANCER, NECROTIC, TISSUE_STROMA, TISSUE_VESSEL
+    from simulation.io.snapshots import quantise_field
 
     ny, nx = oxygen.shape
     cell_type = np.zeros((ny, nx), np.uint8)

@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 from PIL import Image
 
 from simulation import CarTModel
-from simulation.constants import (
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     EFFECTOR,
@@ -24,8 +24,8 @@ from simulation.constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
-from simulation.plotting import SITE_CLASSES
-from simulation.snapshots import (
+from simulation.viz.plotting import SITE_CLASSES
+from simulation.io.snapshots import (
     SITE_CANCER_HIGH,
     SITE_CAR_T_EFFECTOR,
     SITE_CAR_T_EXHAUSTED,
@@ -86,7 +86,7 @@ def test_snapshots_every_interval_with_compact_uint8_arrays(snapshot_dir):
 
 def test_snapshot_matches_the_model_lattice():
     model = CarTModel(SMALL_SOLID, seed=2)
-    from simulation.snapshots import lattice_snapshot
+    from simulation.io.snapshots import lattice_snapshot
 
     snap = lattice_snapshot(model)
     np.testing.assert_array_equal(snap["cell_type"], model.lattice.grid("cell_type"))
@@ -175,7 +175,7 @@ def test_old_format_snapshots_load_draw_and_animate(tmp_path):
     loaded = load_snapshot(snapshot_files(tmp_path)[0])
     assert "tissue" not in loaded
     assert all(snapshot_field(loaded, name) is None for name in SNAPSHOT_FIELDS)
-    from simulation.plotting import _snapshot_classes, plot_snapshot_with_fields
+    from simulation.viz.plotting import _snapshot_classes, plot_snapshot_with_fields
 
     classes = _snapshot_classes(loaded)
     assert classes[4, 3] == SITE_CANCER_HIGH and classes[8, 8] == SITE_CAR_T_EFFECTOR

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulation import results, sweep
+from simulation.study import runner
+from simulation.study import sweep
 from simulation.cli import main
 from simulation.config import ConfigError
-from simulation.report import axis_label, wilson_interval, write_report
+from simulation.study.report import axis_label, wilson_interval, write_report
 
 DATA = Path(__file__).parent / "data"
 SWEEPS = DATA / "sweeps"
@@ -306,7 +307,7 @@ def test_a_lost_worker_fails_its_run_not_the_sweep():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from simulation.backends import _result
+    from simulation.study.pool import _result
 
     plan = sweep.resolve(GRID)
     future = Future()

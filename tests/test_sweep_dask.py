@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from simulation import sweep
+from simulation.study import sweep
 
 distributed = pytest.importorskip("distributed")
 

@@ -12,9 +12,9 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
-from simulation import volume
+from simulation.io import volume
 from simulation.cli import EXIT_CONFIG_ERROR, main
-from simulation.constants import (
+from simulation.engine.constants import (
     CANCER,
     CAR_T,
     EFFECTOR,
@@ -24,8 +24,8 @@ from simulation.constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
-from simulation.snapshots import quantise_field, save_snapshot, site_classes, snapshot_field
-from simulation.volume import SITE_ARRAYS, read_vti, write_vti
+from simulation.io.snapshots import quantise_field, save_snapshot, site_classes, snapshot_field
+from simulation.io.volume import SITE_ARRAYS, read_vti, write_vti
 
 SHAPE = (20, 24, 28)  # (nz, ny, nx)
 SPACING_UM = 15.0

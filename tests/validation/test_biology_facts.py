@@ -1,6 +1,6 @@
 """The facts at the end of ../shared/biology.md, one test each, on the shipped scenarios.
 
-Each test runs one ``simulation.validation`` fact on small settings (``SMALL``: B-ALL on a 70x70
+Each test runs one ``simulation.study.literature`` fact on small settings (``SMALL``: B-ALL on a 70x70
 lattice with 1,500 blasts, glioblastoma on 100x100 with 3,000 cells, the killing-assay dish on
 40x40 with 400 targets; 3-10 seeds per arm) and asserts every criterion of the fact. The
 criteria and the reasons for their tolerances are written once, beside the code that measures
@@ -13,8 +13,8 @@ the measured numbers).
 
 import pytest
 
-from simulation import validation
-from simulation.validation import FactResult, Scale
+from simulation.study import literature
+from simulation.study.literature import FactResult, Scale
 
 pytestmark = pytest.mark.validation
 

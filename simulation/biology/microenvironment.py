@@ -3,7 +3,7 @@
 Cells and fields are coupled by operator splitting: the lattice advances with the fields held
 fixed, and every ``microenvironment.update_interval_min`` the fields are re-solved (backward
 Euler over the interval, oxygen quasi-steady) from the cells present then. The numerics live in
-``simulation.fields``; this module turns cell content into uptake and source arrays.
+``simulation.engine.fields``; this module turns cell content into uptake and source arrays.
 
 Field      | source / sink                                     | boundary
 ---------- | ------------------------------------------------- | ----------------------------------
@@ -22,8 +22,8 @@ import warnings
 import numpy as np
 from numba import njit
 
-from .config import FieldConfig, ScenarioConfig
-from .constants import (
+from ..config import FieldConfig, ScenarioConfig
+from ..engine.constants import (
     CANCER,
     CAR_T,
     F_CHEMOKINE,
@@ -36,8 +36,8 @@ from .constants import (
     NORMAL,
     TISSUE_VESSEL,
 )
-from .fields import field_total, solve_field
-from .lattice import NORMOXIA_MMHG, Lattice
+from ..engine.fields import field_total, solve_field
+from ..engine.lattice import NORMOXIA_MMHG, Lattice
 
 #: solver stopping rule: largest change per sweep, relative to the field's scale. Updates every
 #: ``update_interval_min`` start from the previous fields; the steady state at t = 0 and a field's

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from .plotting import PALETTE  # noqa: E402
+from ..viz.plotting import PALETTE  # noqa: E402
 from .sweep import SweepFile, design_matrix, load, salib_problem  # noqa: E402
 
 Z_95 = 1.959963984540054
@@ -294,7 +294,7 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     """Write the report files of a sweep folder; return their paths."""
     folder = Path(folder)
     if not (folder / "index.parquet").exists() or not (folder / "sweep.resolved.yaml").exists():
-        from .config import ConfigError
+        from ..config import ConfigError
 
         raise ConfigError(f"{folder}: not a sweep folder (no index.parquet / "
                           "sweep.resolved.yaml); run cartsim sweep first")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import binary_closing, binary_fill_holes, distance_transform_edt
 
-from .constants import CANCER, CAR_T, F_OXYGEN, NECROTIC
-from .lattice import Lattice
+from ..engine.constants import CANCER, CAR_T, F_OXYGEN, NECROTIC
+from ..engine.lattice import Lattice
 
 
 def tumor_region(lattice: Lattice) -> np.ndarray:

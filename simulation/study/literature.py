@@ -3,7 +3,7 @@
 One function per fact (``FACTS``, in the reference's order). Each runs real scenario files from
 ``configs/`` with size overrides only (lattice, tumour cells, days, seeds; a dose or an antigen
 level where the fact is about doses or antigen), summarises the runs with
-``simulation.results`` or ``simulation.assay`` and returns a ``FactResult``: the measured
+``simulation.study.runner`` or ``simulation.analysis.assay`` and returns a ``FactResult``: the measured
 numbers, one pass/fail per criterion and a one-line "what the model gives". The criteria and
 their tolerances live here, once; the tests (``tests/validation/``, small ``Scale``) and
 ``docs/make_validation.py`` (larger ``Scale``) only choose the scale.
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .assay import assay_endpoints, assay_table, et_label, expand_assay
-from .config import AssayConfig, Study, load_scenario, yaml_value
-from .results import run_study
+from ..analysis.assay import assay_endpoints, assay_table, et_label, expand_assay
+from ..config import AssayConfig, Study, load_scenario, yaml_value
+from .runner import run_study
 
 #: the shipped scenario files
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"

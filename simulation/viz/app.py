@@ -3,7 +3,7 @@ fields, and live burden and CAR-T curves.
 
     cartsim app                        # serves http://127.0.0.1:8765/
     # in Jupyter:
-    from simulation.app import page
+    from simulation.viz.app import page
     page
 
 Controls: scenario (b_all_cd19 / gbm_solid), dose (E:T at day 0), antigen density (x the
@@ -41,11 +41,11 @@ with warnings.catch_warnings():
     from mesa.visualization import SolaraViz
     from mesa.visualization.utils import update_counter
 
-from .config import ConfigError, load_scenario
-from .model import CarTModel
+from ..config import ConfigError, load_scenario
+from ..model import CarTModel
 from .plotting import (FIELD_STYLES, PALETTE, SITE_CLASSES, SITE_RGB, slice_label,
                        tumour_slice_z)
-from .snapshots import FIELD_NEUTRAL, SNAPSHOT_FIELDS, lattice_site_arrays, site_classes
+from ..io.snapshots import FIELD_NEUTRAL, SNAPSHOT_FIELDS, lattice_site_arrays, site_classes
 
 #: scenarios offered in the view, by name (files in the configs folder)
 SCENARIOS = ("b_all_cd19", "gbm_solid")

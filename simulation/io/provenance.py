@@ -1,18 +1,26 @@
 """Output-folder helpers: default names, the resolved config, versions for the manifest.
 
-The folder itself (written as the study runs, resumable) is ``simulation.rundir``.
+The folder itself (written as the study runs, resumable) is ``simulation.io.rundir``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
 
-from .config import Study
+from ..config import Study
 
 DEPENDENCIES = ("numpy", "numba", "llvmlite", "mesa", "pydantic", "pandas", "matplotlib",
                 "pyyaml", "scipy", "tqdm")
+
+
+#: the package's presentation layers, relative to the package folder: they draw and parse
+#: commands, and cannot change a number in a table. Every other module can (the config's
+#: defaults, the engine, the biology, the model, outcome rules, the runner, the files it reads
+#: back), so ``code_fingerprint`` hashes all of them, found by walking the package folder.
+PRESENTATION = ("viz", "cli.py", "__main__.py")
 
 
 class OutputExistsError(Exception):
@@ -57,3 +65,19 @@ def resolved_config(study: Study) -> dict:
         "replicates": study.replicates,
         "scenarios": [s.model_dump(mode="json") for s in study.scenarios],
     }
+
+
+def numeric_modules(package: Path = Path(__file__).resolve().parent.parent) -> list[Path]:
+    """Every ``.py`` file of the package outside ``PRESENTATION``, in a fixed order."""
+    return sorted(path for path in package.rglob("*.py")
+                  if path.relative_to(package).parts[0] not in PRESENTATION)
+
+
+def code_fingerprint(package: Path = Path(__file__).resolve().parent.parent) -> str:
+    """sha256 (16 hex digits) of the source of every module that can change the numbers
+    (``numeric_modules``): their paths relative to the package and their bytes."""
+    digest = hashlib.sha256()
+    for path in numeric_modules(package):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

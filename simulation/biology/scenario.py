@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from .config import AntigenDistribution, ConfigError, ScenarioConfig, check_scenario
-from . import constants as C
-from .constants import (
+from ..config import AntigenDistribution, ConfigError, ScenarioConfig, check_scenario
+from ..engine import constants as C
+from ..engine.constants import (
     CANCER,
     CAR_T,
     EMPTY,
@@ -26,8 +26,8 @@ from .constants import (
     TISSUE_VESSEL,
     mean_step_length,
 )
-from .lattice import Lattice
-from .units import (
+from ..engine.lattice import Lattice
+from ..engine.units import (
     MIN_PER_DAY,
     MIN_PER_H,
     lognormal_sigma,

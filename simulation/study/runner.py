@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ScenarioConfig, Study
-from .model import REPORTED_COLUMNS, CarTModel
+from ..config import ScenarioConfig, Study
+from ..model import REPORTED_COLUMNS, CarTModel
 
 ID_COLUMNS = ("scenario", "tumor_type", "replicate", "seed")
 
@@ -244,7 +244,7 @@ def environment(**variables: str) -> Iterator[None]:
 def load(folder: str | Path) -> pd.DataFrame:
     """The tidy table of a finished or partial sweep folder (``cartsim sweep --out DIR``).
 
-    One row per run: parameter columns plus summary columns (see ``simulation.sweep.load``).
+    One row per run: parameter columns plus summary columns (see ``simulation.study.sweep.load``).
     """
     from .sweep import load as load_sweep
 

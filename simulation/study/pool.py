@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from .results import warm_up
+from .runner import warm_up
 
 
 class SerialBackend:

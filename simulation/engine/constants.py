@@ -102,7 +102,7 @@ def mean_step_length(offsets: np.ndarray) -> float:
     return float(np.mean(np.sqrt((offsets.astype(np.float64) ** 2).sum(axis=1))))
 
 # ---- kernel parameter vector: physical rates converted once to per-step numbers ------------
-# (built by simulation.scenario.kernel_parameters; kernels index it with these names)
+# (built by simulation.biology.scenario.kernel_parameters; kernels index it with these names)
 K_CAR_T_KILL_RATE_PER_MIN = 0
 K_EXHAUSTED_KILL_FACTOR = 1
 K_ANTIGEN_HALF_MAX = 2

@@ -27,7 +27,6 @@ records, the event counters and a JSON document with the rest of ``CarTModel.che
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import multiprocessing
@@ -51,19 +50,16 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import ConfigError, ScenarioConfig, Study, validate
-from .constants import CENSUS_NAMES
-from .outputs import OutputExistsError, resolved_config, versions
-from .units import MIN_PER_H
+from ..config import ConfigError, ScenarioConfig, Study, validate
+from ..engine.constants import CENSUS_NAMES
+from .provenance import OutputExistsError, code_fingerprint, resolved_config, versions
+from ..engine.units import MIN_PER_H
 
 MARKER = "INCOMPLETE"
 CONFIG_FILE = "config.resolved.yaml"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 RESULT_FILES = ("timeseries.csv", "summary.csv", "burden.png")
-#: modules whose code decides the numbers in the tables (fingerprinted for ``resume``)
-SIMULATION_MODULES = ("config", "constants", "kernel", "lattice", "model", "results", "rng",
-                      "scenario", "units")
 #: column dtypes of a run's census rows (``runs/*.csv`` are read back exactly; time_days is
 #: parsed by ``float``)
 SERIES_DTYPES = {"scenario": str, "tumor_type": str, "replicate": np.int64, "seed": np.int64,
@@ -151,15 +147,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def run_name(scenario: str, replicate: int) -> str:
     """File stem of one run: ``<scenario>_r<replicate>``."""
     return f"{scenario}_r{replicate}"
-
-
-def code_fingerprint() -> str:
-    """sha256 (16 hex digits) of the source of the modules that decide the numbers."""
-    digest = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for module in SIMULATION_MODULES:
-        digest.update((package / f"{module}.py").read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -330,8 +317,8 @@ def run_to_files(folder: str, spec, checkpoint_every_h: float | None) -> str:
     Module-level so worker processes can run it. A checkpoint that cannot be read, or that
     belongs to another config or seed, is ignored (the run starts over) with a warning.
     """
-    from .model import CarTModel
-    from .results import run_tables
+    from ..model import CarTModel
+    from ..study.runner import run_tables
 
     rundir = RunDir(Path(folder))
     name = run_name(spec.scenario.name, spec.replicate)
@@ -386,7 +373,7 @@ def _worker_init(parent: int) -> None:
 def execute(rundir: RunDir, specs: list, workers: int, checkpoint_every_h: float | None,
             on_done: Callable[[Any], None] | None = None) -> None:
     """Run every spec whose rows are not in ``rundir`` yet, in ``workers`` processes."""
-    from .results import environment, warm_up
+    from ..study.runner import environment, warm_up
 
     pending = [s for s in specs if not rundir.is_finished(run_name(s.scenario.name, s.replicate))]
     if not pending:
@@ -454,14 +441,14 @@ def finish(rundir: RunDir, specs: list, manifest: dict[str, Any]) -> tuple[pd.Da
 
     Runs whose CAR-T went through the blood also get ``blood_kinetics.png`` (CAR-T per uL).
     A 3D scenario also gets its first replicate's final lattice (``volume_outputs``).
-    A killing assay (in-vitro wells beside untreated controls, ``simulation.assay``) also gets
+    A killing assay (in-vitro wells beside untreated controls, ``simulation.analysis.assay``) also gets
     ``assay.csv`` (% of control and kills per CAR-T over time), ``assay_endpoints.csv`` (median
     and IQR at 48 h, 72 h and the end) and ``assay.png``.
     """
     import matplotlib.pyplot as plt
 
-    from .assay import assay_endpoints, assay_table, is_assay
-    from .plotting import plot_blood_kinetics, plot_burden, plot_killing_assay
+    from ..analysis.assay import assay_endpoints, assay_table, is_assay
+    from ..viz.plotting import plot_blood_kinetics, plot_burden, plot_killing_assay
 
     timeseries, summary = read_tables(rundir, specs)
     atomic_write(rundir.path / "timeseries.csv", lambda tmp: timeseries.to_csv(tmp, index=False))
@@ -498,7 +485,7 @@ def volume_outputs(rundir: RunDir, scenario: str) -> list:
     """The final lattice of a 3D scenario's replicate 0 as ``<scenario>_final.npz`` (a
     snapshot), ``_final.vti`` (ParaView), ``_final_slices.png`` (orthogonal slices through the
     tumour) and ``_final_projection.png`` (maximum-intensity projection). Returns the figures."""
-    from .plotting import plot_max_projection, plot_orthogonal_slices
+    from ..viz.plotting import plot_max_projection, plot_orthogonal_slices
     from .snapshots import load_snapshot
     from .volume import write_vti
 

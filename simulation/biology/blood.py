@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernel
-from .config import ScenarioConfig
-from .constants import EFFECTOR, MEMORY, TISSUE_VESSEL
-from .lattice import Lattice
-from .units import MIN_PER_DAY, MIN_PER_H, probability_per_step, rate_from_half_life
+from ..engine import kernel
+from ..config import ScenarioConfig
+from ..engine.constants import EFFECTOR, MEMORY, TISSUE_VESSEL
+from ..engine.lattice import Lattice
+from ..engine.units import MIN_PER_DAY, MIN_PER_H, probability_per_step, rate_from_half_life
 
 
 class BloodPool:

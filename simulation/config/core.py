@@ -1,7 +1,7 @@
 """YAML scenarios -> validated, typed config objects.
 
 Every physical quantity carries its unit in its key (``cycle_time_h``, ``speed_um_per_min``,
-``death_rate_per_day``); ``simulation.scenario`` converts them once into per-step numbers.
+``death_rate_per_day``); ``simulation.biology.scenario`` converts them once into per-step numbers.
 Unknown keys, wrong types and out-of-range values are errors that name the file and the key path.
 
 Two kinds of file:
@@ -25,8 +25,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .constants import CELL_DTYPE, N_FIELDS, TIMER_MAX, mean_step_length, neighbour_offsets
-from .units import MIN_PER_H, minutes_to_steps
+from ..engine.constants import CELL_DTYPE, N_FIELDS, TIMER_MAX, mean_step_length, neighbour_offsets
+from ..engine.units import MIN_PER_H, minutes_to_steps
 
 SEED_MAX = 2**63 - 1
 #: largest lattice side the schema accepts; what fits in memory is checked separately
@@ -466,7 +466,7 @@ ASSAY_MAX_EFFECTOR_TO_TARGET = 100.0
 
 class AssayConfig(_Strict):
     """An in-vitro killing assay: one dish scenario at several E:T ratios and antigen levels,
-    each level beside an untreated control of the same wells (``simulation.assay``)."""
+    each level beside an untreated control of the same wells (``simulation.analysis.assay``)."""
 
     scenario: Annotated[str, Field(min_length=1)] = Field(
         description="Scenario file of the dish (targets, CAR-T product), relative to this file; "
@@ -1144,9 +1144,9 @@ def _listed_scenarios(entries: list[str], path: Path, overrides: list[str] | Non
 
 def _assay_scenarios(assay: AssayConfig, path: Path, overrides: list[str]
                      ) -> tuple[list[ScenarioConfig], list[str]]:
-    """The scenarios of a killing-assay design (``simulation.assay.expand_assay``): the dish
+    """The scenarios of a killing-assay design (``simulation.analysis.assay.expand_assay``): the dish
     file with ``extends`` and the ``--set`` overrides applied, then one scenario per condition."""
-    from .assay import expand_assay  # assay builds on this module, so it is imported here
+    from ..analysis.assay import expand_assay  # assay builds on this module, so it is imported here
 
     shown = _display(path)
     dish_path = path.parent / assay.scenario

@@ -1,7 +1,7 @@
 """Plots drawn from results tables (never from a live model), so notebooks reuse them.
 
 Every function takes the tables ``cartsim run`` writes (``timeseries.csv``, ``summary.csv``, read
-back with ``pandas.read_csv``) or a lattice snapshot (``simulation.snapshots``), returns the
+back with ``pandas.read_csv``) or a lattice snapshot (``simulation.io.snapshots``), returns the
 matplotlib Figure, and saves it when given a ``path`` (PNG by default, SVG or PDF by suffix;
 files carry no timestamps, so the same tables give the same bytes).
 
@@ -47,7 +47,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .snapshots import (  # noqa: E402
+from ..io.snapshots import (  # noqa: E402
     FIELD_NEUTRAL,
     N_SITE_CLASSES,
     SITE_CANCER_HIGH,
@@ -90,7 +90,7 @@ RESPONSE_COLOURS = {"CR": "#009E73", "PR": "#56B4E9", "SD": "#E69F00", "PD": "#D
 RESPONSE_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "stable disease",
                   "PD": "progressive disease"}
 
-#: RECIST-like thresholds on % change from baseline (see simulation.results.classify_response)
+#: RECIST-like thresholds on % change from baseline (see simulation.study.runner.classify_response)
 PR_THRESHOLD_PERCENT = -30.0
 PD_THRESHOLD_PERCENT = 20.0
 #: progression: the tumour count reaches this multiple of its nadir so far (baseline included)
@@ -640,11 +640,11 @@ def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None
 def plot_killing_assay(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Killing assay: target cells as % of the untreated control vs time since CAR-T addition.
 
-    ``table`` is ``simulation.assay.assay_table`` (``assay.csv``). One panel per antigen level
+    ``table`` is ``simulation.analysis.assay.assay_table`` (``assay.csv``). One panel per antigen level
     (highest first), one colour per E:T ratio (the same in every panel): median over replicates
     with the interquartile band; the untreated control is the dashed line at 100 %.
     """
-    from .assay import et_label
+    from ..analysis.assay import et_label
 
     levels = sorted(table["antigen_molecules_per_cell"].unique(), reverse=True)
     ratios = sorted((r for r in table["effector_to_target"].unique() if r > 0), reverse=True)
@@ -749,7 +749,7 @@ def _site_class_array(snapshot) -> np.ndarray:
         return snapshot
     if "site_class" in snapshot:
         return np.asarray(snapshot["site_class"])
-    from .snapshots import site_classes
+    from ..io.snapshots import site_classes
 
     return site_classes(snapshot["cell_type"], snapshot["antigen_class"],
                         snapshot["car_t_state"], snapshot.get("tissue"))
@@ -855,7 +855,7 @@ def plot_snapshot(snapshot, path: str | Path | None = None, ax: plt.Axes | None 
                   spacing_um: float | None = None) -> plt.Figure:
     """The lattice at one moment, one pixel per site, with the fixed legend of ``SITE_CLASSES``.
 
-    ``snapshot`` is a mapping as saved by ``simulation.snapshots`` (``cell_type``,
+    ``snapshot`` is a mapping as saved by ``simulation.io.snapshots`` (``cell_type``,
     ``antigen_class``, ``car_t_state``, optional ``tissue``, ``time_days``, ``spacing_um``), or
     an array of site-class codes. Axes are in mm when the site spacing is known. A 3D snapshot
     (arrays (nz, ny, nx)) draws its xy slice through the tumour (``tumour_slice_z``), named in
@@ -936,7 +936,7 @@ def plot_snapshot_with_fields(snapshot, path: str | Path | None = None,
                               title: str | None = None) -> plt.Figure:
     """The lattice and its diffusing fields side by side, one panel each, same axes (mm).
 
-    ``snapshot`` is a mapping as saved by ``simulation.snapshots``. Field panels (default
+    ``snapshot`` is a mapping as saved by ``simulation.io.snapshots``. Field panels (default
     oxygen in mmHg and suppressive factor in a.u.) have a colour bar in the field's unit and
     outline the necrotic sites in white; oxygen has a dashed contour at the scenario's necrosis
     threshold (when saved); a field at its neutral value everywhere (not solved)

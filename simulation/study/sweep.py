@@ -15,7 +15,7 @@ interrupted sweep resumes and ends with the same table as an uninterrupted one. 
 is recorded (``runs/<run id>.error.json``; retried on the next rerun) and the sweep goes on.
 
 ``load(DIR)`` returns the tidy table: one row per run, parameter columns + summary columns.
-Backends (local process pool, Dask distributed) live in ``simulation.backends``.
+Backends (local process pool, Dask distributed) live in ``simulation.study.pool``.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ import pandas as pd
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
-from . import config as _config
-from .config import SEED_MAX, ConfigError, Problems, ScenarioConfig, _Strict, yaml_value
-from .rundir import atomic_write, clean_temporaries
+from ..config import core as _config
+from ..config import SEED_MAX, ConfigError, Problems, ScenarioConfig, _Strict, yaml_value
+from ..io.rundir import atomic_write, clean_temporaries
 
 #: summary columns of a run (the ``summary.csv`` contract of README.md, "Outputs")
 SUMMARY_COLUMNS = (
@@ -461,7 +461,7 @@ def execute(run: Run) -> dict[str, Any]:
 
     Never raises: an exception becomes status 'failed' with its text (the sweep goes on).
     """
-    from .results import RunSpec, run_one
+    from .runner import RunSpec, run_one
 
     start = time.perf_counter()
     try:
@@ -540,7 +540,7 @@ class SweepOutcome:
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    from .outputs import versions
+    from ..io.provenance import versions
 
     found = versions()
     for name in ("pyarrow", "SALib", "dask", "distributed"):
@@ -630,7 +630,7 @@ def run_sweep(path: str | Path, out: str | Path, workers: int | None = None,
     """
     from tqdm import tqdm
 
-    from .backends import make_backend
+    from .pool import make_backend
 
     plan = plan if plan is not None else resolve(path)
     out = Path(out)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import AssayConfig, ConfigError, ScenarioConfig, validate
+from ..config import AssayConfig, ConfigError, ScenarioConfig, validate
 
 #: ``assay_table`` columns, in order
 TABLE_COLUMNS = ("scenario", "antigen_molecules_per_cell", "effector_to_target", "replicate",

@@ -19,7 +19,7 @@ Files written before tissue and fields existed load as before: they draw as open
 have no fields (``snapshot_field`` gives None).
 
     from simulation import CarTModel
-    from simulation.snapshots import record_snapshots, animate
+    from simulation.io.snapshots import record_snapshots, animate
 
     model = CarTModel("configs/gbm_solid.yaml", seed=1)
     record_snapshots(model, "snaps/gbm", every_h=12)
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import (
+from ..engine.constants import (
     CANCER,
     CAR_T,
     EFFECTOR,
@@ -49,8 +49,8 @@ from .constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
-from .lattice import NORMOXIA_MMHG
-from .units import MIN_PER_DAY, MIN_PER_H
+from ..engine.lattice import NORMOXIA_MMHG
+from ..engine.units import MIN_PER_DAY, MIN_PER_H
 
 ANTIGEN_NEGATIVE = 0
 ANTIGEN_LOW = 1
@@ -252,7 +252,7 @@ def animate(folder: str | Path, out: str | Path | None = None, fps: float = 6.0,
     import matplotlib.animation as animation
     import matplotlib.pyplot as plt
 
-    from .plotting import (STYLE, _site_class_array, _spacing_um, plot_snapshot, slice_label,
+    from ..viz.plotting import (STYLE, _site_class_array, _spacing_um, plot_snapshot, slice_label,
                            tumour_slice_z)
 
     files = snapshot_files(folder)
