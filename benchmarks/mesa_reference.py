@@ -20,20 +20,6 @@ from simulation.config import ScenarioConfig
 from simulation.engine.constants import (
     CANCER,
     CAR_T,
-    K_ACTIVATION_STEPS,
-    K_ANTIGEN_HALF_MAX,
-    K_CANCER_DEATH_P,
-    K_CANCER_DIVIDE_P,
-    K_CAR_T_DIVIDE_P,
-    K_CAR_T_EFFECTOR_DEATH_P,
-    K_CAR_T_EXHAUSTED_DEATH_P,
-    K_CAR_T_KILL_RATE_PER_MIN,
-    K_DT_MIN,
-    K_EXHAUSTED_KILL_FACTOR,
-    K_EXHAUSTION_ENGAGED_STEPS,
-    K_HILL_COEFFICIENT,
-    K_MAX_DIVISIONS,
-    K_MAX_KILLS,
     NORMAL,
 )
 from simulation.biology.scenario import build_lattice, kernel_parameters, motility
@@ -53,10 +39,10 @@ class TissueCell(CellAgent):
             return
         p = self.model.params
         u = self.random.random()
-        if u < p[K_CANCER_DEATH_P]:
+        if u < p["cancer_death_p"]:
             self.remove()
             return
-        if u < p[K_CANCER_DEATH_P] + p[K_CANCER_DIVIDE_P]:
+        if u < p["cancer_death_p"] + p["cancer_divide_p"]:
             free = [c for c in self.cell.neighborhood if c.is_empty]
             if free:
                 daughter = TissueCell(self.model, self.antigen, True)
@@ -82,7 +68,7 @@ class CarTCell(CellAgent):
     def move(self) -> None:
         """Persistent random walk; a synapse with a recognised target holds the cell."""
         m = self.model
-        if any(t.antigen >= m.params[K_ANTIGEN_HALF_MAX] for t in self._targets()):
+        if any(t.antigen >= m.params["antigen_half_max"] for t in self._targets()):
             return
         for _ in range(m.n_substeps):
             if self.random.random() >= m.move_p:
@@ -100,32 +86,32 @@ class CarTCell(CellAgent):
         """Death, kill attempt, exhaustion, activated division."""
         p = self.model.params
         self.move()
-        death_p = p[K_CAR_T_EXHAUSTED_DEATH_P] if self.exhausted else p[K_CAR_T_EFFECTOR_DEATH_P]
+        death_p = p["car_t_exhausted_death_p"] if self.exhausted else p["car_t_effector_death_p"]
         if self.random.random() < death_p:
             self.remove()
             return
         targets = self._targets()
         if targets:
             target = max(targets, key=lambda t: t.antigen)
-            if target.antigen >= p[K_ANTIGEN_HALF_MAX]:
+            if target.antigen >= p["antigen_half_max"]:
                 self.engaged_steps += 1
-            ratio = (p[K_ANTIGEN_HALF_MAX] / target.antigen) ** p[K_HILL_COEFFICIENT]
-            rate = p[K_CAR_T_KILL_RATE_PER_MIN] / (1.0 + ratio)
+            ratio = (p["antigen_half_max"] / target.antigen) ** p["hill_coefficient"]
+            rate = p["car_t_kill_rate_per_min"] / (1.0 + ratio)
             if self.exhausted:
-                rate *= p[K_EXHAUSTED_KILL_FACTOR]
-            if self.random.random() < 1.0 - math.exp(-rate * p[K_DT_MIN]):
+                rate *= p["exhausted_kill_factor"]
+            if self.random.random() < 1.0 - math.exp(-rate * p["dt_min"]):
                 target.remove()
                 self.kills += 1
-                self.activation_steps = int(p[K_ACTIVATION_STEPS])
-        if not self.exhausted and (self.kills >= p[K_MAX_KILLS]
-                                   or self.engaged_steps >= p[K_EXHAUSTION_ENGAGED_STEPS]):
+                self.activation_steps = p["activation_steps"]
+        if not self.exhausted and (self.kills >= p["max_kills"]
+                                   or self.engaged_steps >= p["exhaustion_engaged_steps"]):
             self.exhausted = True
         if self.activation_steps == 0:
             return
         self.activation_steps -= 1
-        if self.exhausted or self.divisions >= p[K_MAX_DIVISIONS]:
+        if self.exhausted or self.divisions >= p["max_divisions"]:
             return
-        if self.random.random() < p[K_CAR_T_DIVIDE_P]:
+        if self.random.random() < p["car_t_divide_p"]:
             free = [c for c in self.cell.neighborhood if c.is_empty]
             if free:
                 self.divisions += 1
@@ -141,7 +127,7 @@ class MesaReferenceModel(mesa.Model):
     def __init__(self, scenario: ScenarioConfig, seed: int = 0, n_car_t: int = 0) -> None:
         super().__init__(rng=seed)
         lattice = build_lattice(scenario, seed)
-        self.params = kernel_parameters(scenario)
+        self.params = kernel_parameters(scenario)[0]  # the record: fields read by name
         mot = motility(scenario, lattice)
         self.move_p = float(mot.move_p[CAR_T])
         self.persist_p = float(mot.persist_p[CAR_T])
@@ -150,8 +136,8 @@ class MesaReferenceModel(mesa.Model):
         nz, ny, nx = lattice.shape
         self.width, self.height = nx, ny
         self.grid = OrthogonalMooreGrid((nx, ny), torus=False, capacity=1, random=self.random)
-        types = lattice.field("cell_type")
-        antigen = lattice.field("antigen")
+        types = lattice.cells["cell_type"]
+        antigen = lattice.cells["antigen"]
         for site in range(lattice.n_sites):
             if types[site] in (CANCER, NORMAL):
                 agent = TissueCell(self, float(antigen[site]), bool(types[site] == CANCER))

@@ -81,7 +81,7 @@ def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int)
         for _ in range(steps):
             model.step()
         blocks.append((time.perf_counter() - start) / steps)
-        cells.append(int((model.lattice.field("cell_type") != 0).sum()))
+        cells.append(int((model.lattice.cells["cell_type"] != 0).sum()))
     gc.enable()
     s_per_step = statistics.median(blocks)
     live = statistics.mean(cells)

@@ -4,7 +4,7 @@
                                                  # ~10 min on 2 free cores
     python docs/make_validation.py --workers 1   # one process
 
-Every fact of ``simulation/validation.py`` (the same criteria the tests in tests/validation/
+Every fact of ``simulation/study/literature.py`` (the same criteria the tests in tests/validation/
 check on small runs) is run at ``DOCS``: larger lattices and 10-20 seeds per arm. The page gets
 the settings, the table (fact | source | what the model gives | pass/fail), each criterion's
 verdict and four figures drawn from the result tables:
@@ -34,9 +34,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from simulation import validation  # noqa: E402
-from simulation.analysis.assay import et_label  # noqa: E402
+from simulation.study import literature  # noqa: E402
+from simulation.config import et_label  # noqa: E402
 from simulation.viz.plotting import PALETTE, STYLE, replicate_bands, save_figure  # noqa: E402
+from simulation.analysis.outcomes import progression_day  # noqa: E402
 from simulation.study.literature import FactResult, Scale  # noqa: E402
 
 #: the documented run: B-ALL 100x100 with 3,000 blasts (1/4 of the shipped 200x200 / 12,000),
@@ -108,7 +109,7 @@ def plot_assay(killing: FactResult, threshold: FactResult, path: Path) -> None:
             q = well.groupby("time_h")["percent_of_control"].quantile([0.25, 0.75]).unstack()
             left.fill_between(q.index, q[0.25], q[0.75], color=colour, alpha=0.2, linewidth=0)
             left.plot(median.index, median, color=colour, label=f"E:T {et_label(ratio)}")
-        left.axvline(validation.ASSAY_READOUT_H, color="grey", linestyle=":", linewidth=1)
+        left.axvline(literature.ASSAY_READOUT_H, color="grey", linestyle=":", linewidth=1)
         left.set(title="Killing assay by E:T", xlabel="hours after CAR-T added",
                  ylabel="targets (% of untreated control)")
         left.legend()
@@ -117,10 +118,10 @@ def plot_assay(killing: FactResult, threshold: FactResult, path: Path) -> None:
             half_max = float(curve["half_max"].iloc[0])
             right.plot(curve["antigen_molecules_per_cell"], curve["killing_percent"], "o-",
                        color=colour, label=f"{label.replace('_', ' ')} (half-max {half_max:g})")
-            right.axvline(validation.antigen_for_killing(curve), color=colour, linestyle=":",
+            right.axvline(literature.antigen_for_killing(curve), color=colour, linestyle=":",
                           linewidth=1)
-        title = (f"Killing vs antigen (E:T {et_label(validation.THRESHOLD_RATIO)}, "
-                 f"{validation.ASSAY_READOUT_H:g} h)")
+        title = (f"Killing vs antigen (E:T {et_label(literature.THRESHOLD_RATIO)}, "
+                 f"{literature.ASSAY_READOUT_H:g} h)")
         right.set(xscale="log", title=title, xlabel="target antigen (molecules/cell)",
                   ylabel="killing (100 - % of control)")
         right.legend(loc="upper left")
@@ -134,7 +135,7 @@ def plot_dose(dose: FactResult, path: Path) -> None:
     with plt.rc_context(STYLE):
         fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.0))
         summary, by_arm = dose.data["summary"], dose.data["by_arm"].set_index("scenario")
-        bolus = [f"dose_x{f:g}" for f in validation.DOSE_FACTORS]
+        bolus = [f"dose_x{f:g}" for f in literature.DOSE_FACTORS]
         stats = summary.groupby("scenario")["burden"].quantile([0.25, 0.5, 0.75]).unstack()
         cells = by_arm.loc[bolus, "car_t"]
         left.errorbar(cells, stats.loc[bolus, 0.5],
@@ -146,7 +147,7 @@ def plot_dose(dose: FactResult, path: Path) -> None:
                       yerr=[[stats.loc["split", 0.5] - stats.loc["split", 0.25]],
                             [stats.loc["split", 0.75] - stats.loc["split", 0.5]]],
                       fmt="s", color=PALETTE[1], capsize=3,
-                      label=f"same total as 2 halves, day 0 + {validation.SPLIT_GAP_DAYS:g}")
+                      label=f"same total as 2 halves, day 0 + {literature.SPLIT_GAP_DAYS:g}")
         left.set(xscale="log", title="Dose response (B-ALL)", xlabel="CAR-T infused (log)",
                  ylabel="tumour burden (mean cells / day-0 cells)")
         left.legend()
@@ -170,8 +171,8 @@ def plot_outcomes(stochastic: FactResult, path: Path) -> None:
                                           gridspec_kw={"width_ratios": [2, 1]})
         series, summary = stochastic.data["timeseries"], stochastic.data["summary"]
         outcome = {}
-        for run, row in validation.iter_runs(series, summary):
-            day = validation.progression_day(run, row)
+        for run, row in literature.iter_runs(series, summary):
+            day = progression_day(run, row)
             kind = "cure" if row["cleared"] else ("progression" if day is not None else "neither")
             outcome[row["replicate"]] = kind
             colour = {"cure": PALETTE[2], "progression": PALETTE[1], "neither": "grey"}[kind]
@@ -231,7 +232,7 @@ def _setting(scale: Scale, key: str) -> str:
 def facts_table(results: list[FactResult]) -> str:
     """The table: fact | source | what the model gives | pass/fail."""
     lines = ["| fact | source | what the model gives | result |", "|---|---|---|---|"]
-    for row in validation.results_table(results).itertuples():
+    for row in literature.results_table(results).itertuples():
         verdict = "**pass**" if row.result == "pass" else "**FAIL**"
         lines.append(f"| {row.fact} | {row.source} | {row.model_gives} | {verdict} |")
     return "\n".join(lines)
@@ -251,7 +252,7 @@ PAGE_TEXT = """# Validation against the biology facts
 
 The facts at the end of `../shared/biology.md`, each checked on the shipped scenarios
 (`configs/b_all_cd19.yaml`, `configs/gbm_solid.yaml`, `configs/killing_assay.yaml`) over
-replicate seeds. Each fact is one function in `simulation/validation.py` holding its criteria
+replicate seeds. Each fact is one function in `simulation/study/literature.py` holding its criteria
 and the reasons for their tolerances; `tests/validation/` runs the same functions on small
 settings (`pytest -m validation tests/validation`, ~3-4 min of CPU) and this page on larger
 ones. Only sizes, seeds, doses (fact 5), antigen levels (facts 3-4) and, for the relapse arm,
@@ -344,7 +345,7 @@ def notes(results: list[FactResult]) -> str:
         f"{100 * m[3]['lowest_et_regrowth_fraction']:.0f} % of those wells.",
         f"- **Split dosing.** Same CR rate as one bolus; the burden is higher "
         f"({m[5]['burden_split']:.3f} vs {m[5]['burden_dose_x1']:.3f}) because half the cells "
-        f"start {validation.SPLIT_GAP_DAYS:g} days later, and the CRS index peaks lower "
+        f"start {literature.SPLIT_GAP_DAYS:g} days later, and the CRS index peaks lower "
         f"({m[5]['crs_peak_split']:.0f} vs {m[5]['crs_peak_bolus']:.0f}).",
         f"- **Glioblastoma.** Infiltration index {m[2]['infiltration_index_median']:.2f} "
         "(CAR-T-weighted mean depth inside the mass / the mean depth of an even spread over a "
@@ -377,7 +378,7 @@ def main() -> None:
         print(f"[{(time.time() - start) / 60:4.1f} min] fact {result.number}: "
               f"{'pass' if result.passed else 'FAIL'}: {result.model_gives}", flush=True)
 
-    results = validation.validate_all(scale, on_done=done)
+    results = literature.validate_all(scale, on_done=done)
     elapsed = (time.time() - start) / 60
     cpu = sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 60

@@ -11,15 +11,32 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
+import subprocess
 import sys
 import time
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import ConfigError, json_schema, load_study
+from tqdm import tqdm
+
+from .analysis.outcomes import response_counts
+from .config import ConfigError, check_memory, json_schema, load_scenario, load_study
+from .io.files import clean_temporaries, write_text
+from .io.provenance import code_fingerprint
+from .io.rundir import (MANIFEST_FILE, OutputExistsError, RunDir, create, default_output_dir,
+                        finished_manifest, new_manifest, read_manifest, remove_leftovers, run_name)
+from .io.snapshots import load_snapshot, record_snapshots
+from .io.volume import write_vti
+from .model import CarTModel
+from .study.publish import finish
+from .study.report import write_report
+from .study.runner import execute, run_specs
+from .study.sweep import failure_summary, resolve, run_sweep
+from .viz.animation import animate
 
 EXIT_CONFIG_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -104,9 +121,6 @@ def _load(args: argparse.Namespace):
 
 
 def _command_run(args: argparse.Namespace) -> int:
-    from .io.provenance import default_output_dir
-    from .io.rundir import RunDir, create, new_manifest, positive_hours, run_name
-
     every = positive_hours(args.checkpoint_every)
     _check_workers(args.workers)
     study, overrides = _load(args)
@@ -126,8 +140,6 @@ def _command_run(args: argparse.Namespace) -> int:
 
 
 def _command_resume(args: argparse.Namespace) -> int:
-    from .io.rundir import RunDir, code_fingerprint, positive_hours, read_manifest, remove_leftovers
-
     folder = RunDir(args.folder)
     if not args.folder.is_dir():
         raise ConfigError(f"{args.folder}: no such folder")
@@ -161,15 +173,8 @@ def _command_resume(args: argparse.Namespace) -> int:
 
 def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: list[int]) -> int:
     """Run the missing runs of ``study`` into ``rundir``, then write the results."""
-    from tqdm import tqdm
-
-    from .viz.plotting import response_counts
-    from .study.runner import run_specs
-    from .io.rundir import (MANIFEST_FILE, clean_temporaries, execute, finish, finished_manifest,
-                         run_name, write_text)
-
     specs = run_specs(study)
-    names = [run_name(s.scenario.name, s.replicate) for s in specs]
+    names = [spec.name for spec in specs]
     every = manifest.get("checkpoint_every_h")
     replaces = rundir.read_marker().get("replaces")  # an old folder --force moved aside
     settings = {"checkpoint_every_h": every, **({"replaces": replaces} if replaces else {})}
@@ -191,7 +196,7 @@ def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: 
 
             with tqdm(total=len(specs), initial=len(finished), unit="run", desc=study.name,
                       disable=args.quiet, file=sys.stderr) as bar:
-                execute(rundir, specs, args.workers or os.cpu_count() or 1, every, done)
+                execute(rundir, specs, args.workers, every, done)
             wall = (datetime.now(timezone.utc) - started).total_seconds()
             _, summary = finish(rundir, specs, finished_manifest(manifest, wall))
     except KeyboardInterrupt:
@@ -250,6 +255,16 @@ def _signals_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def positive_hours(value: float | None, option: str = "--checkpoint-every") -> float | None:
+    """``value`` if it is a positive, finite number of hours (or None), else a ConfigError."""
+    if value is None:
+        return None
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{option}: must be a positive number of simulated hours "
+                          f"(got {value:g})")
+    return float(value)
+
+
 def _check_workers(workers: int | None) -> None:
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers: must be >= 1 (got {workers})")
@@ -257,8 +272,6 @@ def _check_workers(workers: int | None) -> None:
 
 def _check_parallel_memory(study, workers: int | None, source: str) -> None:
     """Refuse up front if the runs that would run side by side do not fit in memory."""
-    from .config import check_memory
-
     n_runs = len(study.scenarios) * study.replicates
     parallel = max(1, min(workers or os.cpu_count() or 1, n_runs))
     for i, scenario in enumerate(study.scenarios):
@@ -282,8 +295,6 @@ def _command_schema(args: argparse.Namespace) -> int:
 
 
 def _command_sweep(args: argparse.Namespace) -> int:
-    from .study.sweep import failure_summary, resolve, run_sweep
-
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be >= 1")
     plan = resolve(args.sweep)  # every run validated before any starts
@@ -305,8 +316,6 @@ def _command_sweep(args: argparse.Namespace) -> int:
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    from .study.report import write_report
-
     written = write_report(args.folder, args.out)
     for path in written:
         print(path)
@@ -334,10 +343,6 @@ def _add_view_parsers(sub) -> None:
 
 
 def _command_animate(args: argparse.Namespace) -> int:
-    from .config import load_scenario
-    from .model import CarTModel
-    from .io.snapshots import animate, record_snapshots
-
     if args.record:
         scenario = load_scenario(args.record, list(args.overrides))
         record_snapshots(CarTModel(scenario, seed=args.seed), args.folder, every_h=args.every_h)
@@ -361,8 +366,6 @@ def _add_export_parser(sub) -> None:
 
 def _load_snapshot_file(path: Path) -> dict:
     """The arrays of a snapshot file; ConfigError if it is missing or not an .npz file."""
-    from .io.snapshots import load_snapshot
-
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
@@ -374,8 +377,6 @@ def _load_snapshot_file(path: Path) -> dict:
 
 
 def _command_export_vtk(args: argparse.Namespace) -> int:
-    from .io.volume import write_vti
-
     targets = [(args.out_dir or source.parent) / f"{source.stem}.vti"
                for source in args.snapshots]
     repeated = [target for target in targets if targets.count(target) > 1]
@@ -395,10 +396,7 @@ def _command_export_vtk(args: argparse.Namespace) -> int:
 
 
 def _command_app(args: argparse.Namespace) -> int:
-    import os
-    import subprocess
-
-    try:
+    try:  # lazy: solara is an optional extra (cartsim[viz]); only this command needs it
         import solara  # noqa: F401
     except ImportError:
         raise ConfigError("the interactive view needs solara: pip install 'cartsim[viz]'") from None
@@ -410,8 +408,6 @@ def _command_app(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cartsim`` console script; returns the exit code."""
-    from .io.provenance import OutputExistsError
-
     args = _parser().parse_args(argv)
     commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,
                 "sweep": _command_sweep, "report": _command_report,

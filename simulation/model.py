@@ -29,8 +29,6 @@ from .engine.constants import (
     E_MEMORY_TO_BLOOD,
     E_NORMAL_KILLED,
     EVENT_NAMES,
-    K_ANTIGEN_HALF_MAX,
-    K_CAR_T_DIVIDE_P,
     N_EVENTS,
 )
 from .biology.microenvironment import Microenvironment
@@ -50,7 +48,7 @@ from .biology.scenario import (
 from .engine.units import MIN_PER_DAY, MIN_PER_H, probability_per_step
 
 #: version of ``CarTModel.checkpoint_state()``; bump when its content changes
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: Mesa's generators are no longer saved (never drawn from)
 
 #: lattice sites per kernel thread in the default thread count (see ``default_threads``)
 SITES_PER_THREAD = 100_000
@@ -99,7 +97,7 @@ class CarTModel(mesa.Model):
         self.microenvironment.initialise(self.lattice)
         self.blood = BloodPool(cfg, self.lattice)
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
-        self.initial_tumor_cells = int(np.count_nonzero(self.lattice.field("cell_type") == CANCER))
+        self.initial_tumor_cells = int(np.count_nonzero(self.lattice.cells["cell_type"] == CANCER))
         self.params = kernel_parameters(cfg)
         self.motility = motility(cfg, self.lattice)
         self.plan = dosing_plan(cfg)
@@ -131,7 +129,7 @@ class CarTModel(mesa.Model):
         self.blood.step(lat, setup_rng(self.seed, _BLOOD_STREAM, self.step_index), self.seed,
                         self.sweep)
         if self.config.dosing.lymphodepletion is not None:
-            self.params[K_CAR_T_DIVIDE_P] = probability_per_step(
+            self.params[0]["car_t_divide_p"] = probability_per_step(
                 car_t_division_rate(self.config, self.time_min), self.dt_min)
         returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]].copy()
         self.sweep = kernel.advance(
@@ -180,7 +178,7 @@ class CarTModel(mesa.Model):
 
     def _census(self) -> None:
         lat = self.lattice
-        values = kernel.census(lat.cells, self.params[K_ANTIGEN_HALF_MAX])
+        values = kernel.census(lat.cells, self.params[0]["antigen_half_max"])
         self.counts = dict(zip(CENSUS_NAMES, (int(v) for v in values)))
         self.counts["time_days"] = self.time_min / MIN_PER_DAY
         self.counts["cumulative_cancer_killed"] = int(self.events[E_CANCER_KILLED])
@@ -212,9 +210,11 @@ class CarTModel(mesa.Model):
         """Everything needed to continue this run bit-identically, as arrays and plain data.
 
         The lattice records, event counters, clock (``step_index``, ``time_min``, ``sweep``),
-        dosing progress, the DataCollector rows so far, Mesa's step counter and generators,
-        plus the resolved config and seed that rebuild the rest (kernel parameters, motility,
-        dosing plan). Arrays are copies; ``simulation.io.rundir`` writes this to disk.
+        dosing progress, the DataCollector rows so far and Mesa's step counter, plus the
+        resolved config and seed that rebuild the rest (kernel parameters, motility, dosing
+        plan). Mesa's generators (``random``, ``rng``) are not saved: no rule draws from them
+        (every random number is ``engine.rng`` or a set-up generator seeded from ``seed``).
+        Arrays are copies; ``simulation.io.checkpoints`` writes this to disk.
         """
         return {
             "format": CHECKPOINT_FORMAT,
@@ -237,8 +237,6 @@ class CarTModel(mesa.Model):
             "counts": dict(self.counts),
             "model_vars": {name: list(values)
                            for name, values in self.datacollector.model_vars.items()},
-            "random_state": self.random.getstate(),
-            "rng_state": self.rng.bit_generator.state,
         }
 
     @classmethod
@@ -269,9 +267,6 @@ class CarTModel(mesa.Model):
         model.counts = dict(state["counts"])
         model.datacollector.model_vars = {name: list(state["model_vars"][name])
                                           for name in REPORTED_COLUMNS}
-        version, internal, gauss = state["random_state"]
-        model.random.setstate((version, tuple(internal), gauss))
-        model.rng.bit_generator.state = state["rng_state"]
         return model
 
 

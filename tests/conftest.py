@@ -180,7 +180,7 @@ def sites_of_type(lattice: Lattice, cell_type: int) -> np.ndarray:
 
 def default_kernel_setup(lattice: Lattice | None = None,
                          config: ScenarioConfig | None = None) -> tuple[np.ndarray, Motility]:
-    """(kernel parameter vector, Motility) of a minimal valid scenario on ``lattice``."""
+    """(kernel parameters, Motility) of a minimal valid scenario on ``lattice``."""
     cfg = config if config is not None else minimal_config()
     if lattice is None:
         lattice = make_lattice(cfg.lattice.width, cfg.lattice.height,
@@ -188,12 +188,13 @@ def default_kernel_setup(lattice: Lattice | None = None,
     return kernel_parameters(cfg).copy(), motility(cfg, lattice)
 
 
-def params_with(overrides: dict[int, float] | None = None, base: np.ndarray | None = None
+def params_with(overrides: dict[str, float] | None = None, base: np.ndarray | None = None
                 ) -> np.ndarray:
-    """A copy of ``base`` (default: the minimal scenario's vector) with ``{K_*: value}`` set."""
+    """A copy of ``base`` (default: the minimal scenario's kernel parameters) with
+    ``{field name: value}`` set (fields of ``constants.KERNEL_PARAMS_DTYPE``)."""
     params = (base if base is not None else default_kernel_setup()[0]).copy()
-    for index, value in (overrides or {}).items():
-        params[index] = value
+    for name, value in (overrides or {}).items():
+        params[0][name] = value
     return params
 
 

@@ -17,11 +17,10 @@ from simulation.analysis.assay import (
     assay_endpoints,
     assay_table,
     controls,
-    et_label,
     is_assay,
     well_condition,
 )
-from simulation.config import ConfigError, ScenarioConfig, load_study, validate
+from simulation.config import ConfigError, ScenarioConfig, et_label, load_study, validate
 from simulation.io.provenance import resolved_config
 from simulation.study.runner import run_study
 from simulation.io.rundir import RunDir

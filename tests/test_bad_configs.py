@@ -36,7 +36,7 @@ from hypothesis import strategies as st
 from conftest import REPO_ROOT, TINY_SCENARIO
 from simulation import cli
 from simulation import model
-from simulation.config import ScenarioConfig
+from simulation.config import ConfigError, ScenarioConfig, checks
 from simulation.biology.scenario import build_lattice
 
 settings.register_profile(
@@ -508,17 +508,15 @@ def test_bad_config_in_a_subprocess_exits_2_without_traceback(tmp_path, content,
 # lattices larger than memory: refused up front, with the estimate (machine-independent here)
 # ---------------------------------------------------------------------------------------------
 def test_memory_estimate_refuses_what_does_not_fit(tmp_path, monkeypatch, capsys):
-    from simulation import config
-
-    monkeypatch.setattr(config, "physical_memory_bytes", lambda: 8 * 2**30)
+    monkeypatch.setattr(checks, "physical_memory_bytes", lambda: 8 * 2**30)
     monkeypatch.setattr(model.CarTModel, "__init__", refuse_to_run)
     data = copy.deepcopy(FULL) | {"replicates": 4}
     data["lattice"].update(width=6_000, height=6_000)  # dispersed: state + 16 bytes/site
     cfg = ScenarioConfig.model_validate(data)
-    per_site = config.STATE_BYTES_PER_SITE + config.SETUP_BYTES_PER_SITE_DISPERSED
+    per_site = checks.STATE_BYTES_PER_SITE + checks.SETUP_BYTES_PER_SITE_DISPERSED
     per_run = 6_000**2 * per_site + 256 * 2**20
-    assert config.estimate_memory_bytes(cfg) == per_run  # ~3.2 GB: one run fits in 8 GB
-    assert config.estimate_memory_bytes(cfg, 3) == 3 * per_run + 256 * 2**20
+    assert checks.estimate_memory_bytes(cfg) == per_run  # ~3.2 GB: one run fits in 8 GB
+    assert checks.estimate_memory_bytes(cfg, 3) == 3 * per_run + 256 * 2**20
     path = tmp_path / "big.yaml"
     path.write_bytes(dump(data))
     out = tmp_path / "out"
@@ -537,7 +535,7 @@ def test_memory_estimate_refuses_what_does_not_fit(tmp_path, monkeypatch, capsys
                                        f"lattice needs ~{wide:.1f} GB, more than this "
                                        "machine's 8.0 GB\n")
     # the Python API refuses before allocating anything, too
-    monkeypatch.setattr(config, "physical_memory_bytes", lambda: 2**30)
-    with pytest.raises(config.ConfigError, match=rf"^lattice\.width: a 18000x6000 lattice needs "
+    monkeypatch.setattr(checks, "physical_memory_bytes", lambda: 2**30)
+    with pytest.raises(ConfigError, match=rf"^lattice\.width: a 18000x6000 lattice needs "
                        rf"~{wide:.1f} GB, more than this machine's 1\.0 GB$"):
         build_lattice(ScenarioConfig.model_validate(data), seed=0)

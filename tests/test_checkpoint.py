@@ -13,26 +13,31 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from numba.core.caching import _CacheLocator
 
+import simulation
 from conftest import TINY_SCENARIO
 from simulation import cli
-from simulation.viz import plotting
-from simulation.io import rundir
+from simulation.io import checkpoints, files, provenance, rundir
+from simulation.study import publish, runner
 from simulation.config import load_study
 from simulation.model import CarTModel
 from simulation.study.runner import run_study
 
 DATA = Path(__file__).parent / "data"
+PACKAGE = Path(simulation.__file__).resolve().parent
 STUDY = DATA / "small_study.yaml"
 RESULTS = ("timeseries.csv", "summary.csv", "burden.png")
 
@@ -81,8 +86,8 @@ def test_restored_model_finishes_exactly_like_the_original(tmp_path, stop_when_c
     state = original.checkpoint_state()
     in_memory = CarTModel.from_checkpoint(state)
     path = tmp_path / "run.npz"
-    rundir.save_checkpoint(state, path)
-    from_file = CarTModel.from_checkpoint(rundir.load_checkpoint(path))
+    checkpoints.save_checkpoint(state, path)
+    from_file = CarTModel.from_checkpoint(checkpoints.load_checkpoint(path))
     assert not list(tmp_path.glob(".*")), "temporary file left behind"
     for model in (original, in_memory, from_file):
         model.run()
@@ -104,7 +109,7 @@ def test_checkpoint_state_is_a_copy_and_files_need_no_pickle(tmp_path):
     state = model.checkpoint_state()
     model.step()
     assert not np.array_equal(state["cells"], model.lattice.cells)  # not a view
-    rundir.save_checkpoint(state, tmp_path / "c.npz")
+    checkpoints.save_checkpoint(state, tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
         assert set(data.files) == {"cells", "events", "fields", "meta"}
     with pytest.raises(ValueError, match="format"):
@@ -115,7 +120,7 @@ def test_checkpoint_state_is_a_copy_and_files_need_no_pickle(tmp_path):
         CarTModel.from_checkpoint(other)
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
-        rundir.load_checkpoint(tmp_path / "bad.npz")
+        checkpoints.load_checkpoint(tmp_path / "bad.npz")
 
 
 def test_interrupted_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -127,7 +132,7 @@ def test_interrupted_atomic_write_leaves_the_old_file_and_no_temporary(tmp_path)
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        rundir.atomic_write(target, half_then_interrupt)
+        files.atomic_write(target, half_then_interrupt)
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]
 
@@ -146,7 +151,7 @@ def test_ctrl_c_leaves_a_resumable_folder_and_resume_matches(tmp_path, monkeypat
     assert (reference / "summary.csv").read_bytes() == summary.to_csv(index=False).encode()
 
     # Ctrl-C in the middle of the second run, right after one of its checkpoints
-    saved = rundir.save_checkpoint
+    saved = runner.save_checkpoint
     calls = {"n": 0}
 
     def save_then_interrupt(state, path):
@@ -156,7 +161,7 @@ def test_ctrl_c_leaves_a_resumable_folder_and_resume_matches(tmp_path, monkeypat
             if calls["n"] == 3:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(rundir, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(runner, "save_checkpoint", save_then_interrupt)
     out = tmp_path / "out"
     capsys.readouterr()
     code = cli.main(["run", str(config), "--out", str(out), "--quiet", "--workers", "1",
@@ -170,13 +175,13 @@ def test_ctrl_c_leaves_a_resumable_folder_and_resume_matches(tmp_path, monkeypat
     assert not any((out / name).exists() for name in RESULTS)
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["tiny_r0.csv", "tiny_r0.json"]
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["tiny_r1.npz"]
-    state = rundir.load_checkpoint(out / "checkpoints" / "tiny_r1.npz")
+    state = checkpoints.load_checkpoint(out / "checkpoints" / "tiny_r1.npz")
     assert state["step_index"] == 3 * 60  # 18 h at 6-min steps
 
     # running again into it is refused with the way out; resume finishes it
     assert cli.main(["run", str(config), "--out", str(out), "--quiet"]) == 2
     assert f"`cartsim resume {out}`" in capsys.readouterr().err
-    monkeypatch.setattr(rundir, "save_checkpoint", saved)
+    monkeypatch.setattr(runner, "save_checkpoint", saved)
     restarted = []
     restore = CarTModel.from_checkpoint
 
@@ -205,7 +210,7 @@ def test_damaged_checkpoint_restarts_its_run_with_a_warning(tmp_path, monkeypatc
     reference = tmp_path / "reference"
     assert cli.main(["run", str(config), "--out", str(reference), "--quiet", "--workers", "1"]) == 0
     out = tmp_path / "out"
-    monkeypatch.setattr(rundir, "run_to_files", interrupt)
+    monkeypatch.setattr(runner, "run_to_files", interrupt)
     assert cli.main(["run", str(config), "--out", str(out), "--quiet", "--workers", "1",
                      "--checkpoint-every", "3"]) == 130
     monkeypatch.undo()
@@ -218,27 +223,85 @@ def test_damaged_checkpoint_restarts_its_run_with_a_warning(tmp_path, monkeypatc
     assert_complete(out)
 
 
-def test_resume_refuses_changed_code_unless_forced(tmp_path, monkeypatch, capsys):
-    config = tiny_config(tmp_path, duration_days=1.5)
+def copy_package_with_compiled_kernels(dest: Path) -> None:
+    """Copy the package to ``dest`` with its numba cache, so that only modules changed in the
+    copy compile again (numba keys a cache by the source folder's path and the file's mtime and
+    size; copytree keeps mtimes)."""
+    shutil.copytree(PACKAGE, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    cache = Path(numba.config.CACHE_DIR)  # conftest sets one per test session
+    for source in PACKAGE.rglob("*.py"):
+        compiled = cache / _CacheLocator.get_suitable_cache_subpath(str(source))
+        if compiled.is_dir():
+            copy = dest / source.relative_to(PACKAGE)
+            shutil.copytree(compiled, cache / _CacheLocator.get_suitable_cache_subpath(str(copy)),
+                            dirs_exist_ok=True)
+
+
+def test_resume_refuses_a_changed_field_solver_unless_forced(tmp_path, monkeypatch, capsys):
+    """Interrupt a checkpointed run, change the field solver in a copy of the package: `cartsim
+    resume` run from the copy refuses with both code fingerprints; with --force it goes on."""
+    data = copy.deepcopy(TINY_SCENARIO)  # 20x20 sites, 12 h: quick even with the JIT off
+    data["replicates"] = 2
+    data["time"]["duration_days"] = 0.5
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    saved = runner.save_checkpoint
+
+    def save_then_interrupt(state, path):
+        saved(state, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "save_checkpoint", save_then_interrupt)
     out = tmp_path / "out"
-    monkeypatch.setattr(rundir, "run_to_files", interrupt)
-    assert cli.main(["run", str(config), "--out", str(out), "--quiet", "--workers", "1"]) == 130
+    assert cli.main(["run", str(config), "--out", str(out), "--quiet", "--workers", "1",
+                     "--checkpoint-every", "3"]) == 130
     monkeypatch.undo()
-    manifest = json.loads((out / "manifest.json").read_text())
-    (out / "manifest.json").write_text(json.dumps({**manifest, "code_fingerprint": "0" * 16}))
-    capsys.readouterr()
-    assert cli.main(["resume", str(out), "--quiet", "--workers", "1"]) == 2
-    assert "simulation code changed" in capsys.readouterr().err
-    assert (out / "INCOMPLETE").exists()
-    assert cli.main(["resume", str(out), "--quiet", "--workers", "1", "--force"]) == 0
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["tiny_r0.npz"]
+    started_with = json.loads((out / "manifest.json").read_text())["code_fingerprint"]
+    assert started_with == provenance.code_fingerprint()
+
+    changed = tmp_path / "changed"
+    copy_package_with_compiled_kernels(changed / "simulation")
+    solver = changed / "simulation" / "engine" / "fields.py"
+    source = solver.read_text(encoding="utf-8")
+    assert "DEFAULT_OVER_RELAXATION = 1.8" in source
+    solver.write_text(source.replace("DEFAULT_OVER_RELAXATION = 1.8",
+                                     "DEFAULT_OVER_RELAXATION = 1.7"), encoding="utf-8")
+    now = provenance.code_fingerprint(changed / "simulation")
+    assert now != started_with
+    env = {**os.environ, "PYTHONPATH": str(changed)}
+    command = [sys.executable, "-m", "simulation", "resume", str(out), "--quiet", "--workers", "1"]
+    refused = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2, refused.stderr
+    assert "the simulation code changed since this study started" in refused.stderr
+    assert started_with in refused.stderr and now in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert (out / "INCOMPLETE").exists() and (out / "checkpoints" / "tiny_r0.npz").exists()
+
+    forced = subprocess.run(command + ["--force"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True)
+    assert forced.returncode == 0, forced.stderr
     assert_complete(out)
+    assert json.loads((out / "manifest.json").read_text())["code_fingerprint"] == now
+
+
+def test_fingerprint_covers_every_module_that_can_change_numbers():
+    """Found by walking the package: everything but the presentation layers (viz, cli)."""
+    covered = {p.relative_to(PACKAGE).as_posix() for p in provenance.numeric_modules()}
+    every = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
+    assert covered == {name for name in every
+                       if not name.startswith("viz/") and name not in ("cli.py", "__main__.py")}
+    for module in ("engine/fields.py", "engine/kernel.py", "biology/microenvironment.py",
+                   "biology/blood.py", "biology/observables.py", "analysis/outcomes.py",
+                   "config/schema.py", "model.py", "study/runner.py"):
+        assert module in covered
 
 
 def test_interrupted_while_writing_results_then_busy_then_resumed(tmp_path, monkeypatch,
                                                                     capsys):
     config = tiny_config(tmp_path, duration_days=1.5)
     out = tmp_path / "out"
-    monkeypatch.setattr(plotting, "plot_burden", interrupt)  # Ctrl-C while drawing the plot
+    monkeypatch.setattr(publish, "plot_burden", interrupt)  # Ctrl-C while drawing the plot
     assert cli.main(["run", str(config), "--out", str(out), "--quiet", "--workers", "1"]) == 130
     monkeypatch.undo()
     assert "2 of 2 runs finished" in capsys.readouterr().err
@@ -285,8 +348,8 @@ def test_study_killed_with_sigkill_resumes_to_identical_outputs(tmp_path):
     deadline = time.monotonic() + 300
     while True:
         finished = list((out / "runs").glob("[!.]*.json")) if out.is_dir() else []
-        checkpoints = list((out / "checkpoints").glob("[!.]*.npz")) if out.is_dir() else []
-        if finished and checkpoints:
+        checkpointed = list((out / "checkpoints").glob("[!.]*.npz")) if out.is_dir() else []
+        if finished and checkpointed:
             break
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline
@@ -304,7 +367,7 @@ def test_study_killed_with_sigkill_resumes_to_identical_outputs(tmp_path):
     for path in (out / "runs").glob("[!.]*.json"):
         assert json.loads(path.read_text())["final_day"] == DAYS
     for path in (out / "checkpoints").glob("[!.]*.npz"):
-        assert 0 < rundir.load_checkpoint(path)["step_index"] < DAYS * 240
+        assert 0 < checkpoints.load_checkpoint(path)["step_index"] < DAYS * 240
 
     resumed = subprocess.run([sys.executable, "-m", "simulation", "resume", str(out), "--quiet",
                               "--workers", "1"], capture_output=True, text=True, env=env,

@@ -29,24 +29,9 @@ from simulation.engine.constants import (
     F_CHEMOKINE,
     F_OXYGEN,
     F_SUPPRESSION,
-    K_ACTIVATION_STEPS,
-    K_ANTIGEN_HALF_MAX,
-    K_ANTIGEN_INHERITANCE_SIGMA,
-    K_CANCER_DEATH_P,
-    K_CANCER_DIVIDE_P,
-    K_CAR_T_DIVIDE_P,
-    K_CAR_T_EFFECTOR_DEATH_P,
-    K_CAR_T_EXHAUSTED_DEATH_P,
-    K_CAR_T_KILL_RATE_PER_MIN,
-    K_DT_MIN,
-    K_EXHAUSTED_KILL_FACTOR,
-    K_EXHAUSTION_ENGAGED_STEPS,
-    K_HILL_COEFFICIENT,
-    K_MAX_DIVISIONS,
-    K_MAX_KILLS,
+    KERNEL_PARAMS_DTYPE,
     N_CELL_TYPES,
     MEMORY,
-    N_KERNEL_PARAMS,
     NECROTIC,
     NO_HEADING,
     NORMAL,
@@ -91,40 +76,41 @@ def cases(draw):
     lat = make_lattice(width, height, draw(st.sampled_from(["moore", "von_neumann"])),
                        depth=depth)
 
-    params = np.zeros(N_KERNEL_PARAMS)
-    params[K_CAR_T_KILL_RATE_PER_MIN] = draw(st.floats(0.0, 5.0))
-    params[K_EXHAUSTED_KILL_FACTOR] = draw(probability)
-    params[K_ANTIGEN_HALF_MAX] = draw(st.floats(100.0, 5000.0))
-    params[K_HILL_COEFFICIENT] = draw(st.floats(0.5, 10.0))
+    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    record = params[0]  # a view: setting its fields fills ``params``
+    record["car_t_kill_rate_per_min"] = draw(st.floats(0.0, 5.0))
+    record["exhausted_kill_factor"] = draw(probability)
+    record["antigen_half_max"] = draw(st.floats(100.0, 5000.0))
+    record["hill_coefficient"] = draw(st.floats(0.5, 10.0))
     max_kills = draw(st.integers(1, 255))
     max_divisions = draw(st.integers(0, 255))
     engaged_steps = draw(st.integers(1, 300))
-    params[K_MAX_KILLS] = max_kills
-    params[K_MAX_DIVISIONS] = max_divisions
-    params[K_EXHAUSTION_ENGAGED_STEPS] = engaged_steps
-    params[K_ACTIVATION_STEPS] = draw(st.integers(1, 500))
-    params[K_DT_MIN] = draw(st.floats(0.1, 60.0))
-    params[K_CAR_T_DIVIDE_P] = draw(probability)
-    params[K_CAR_T_EFFECTOR_DEATH_P] = draw(probability)
-    params[K_CAR_T_EXHAUSTED_DEATH_P] = draw(probability)
-    params[K_CANCER_DIVIDE_P] = draw(probability)
-    params[K_CANCER_DEATH_P] = draw(st.floats(0.0, 0.3) | st.just(0.0))
-    params[K_ANTIGEN_INHERITANCE_SIGMA] = draw(st.just(0.0) | st.floats(0.0, 1.5))
+    record["max_kills"] = max_kills
+    record["max_divisions"] = max_divisions
+    record["exhaustion_engaged_steps"] = engaged_steps
+    record["activation_steps"] = draw(st.integers(1, 500))
+    record["dt_min"] = draw(st.floats(0.1, 60.0))
+    record["car_t_divide_p"] = draw(probability)
+    record["car_t_effector_death_p"] = draw(probability)
+    record["car_t_exhausted_death_p"] = draw(probability)
+    record["cancer_divide_p"] = draw(probability)
+    record["cancer_death_p"] = draw(st.floats(0.0, 0.3) | st.just(0.0))
+    record["antigen_inheritance_sigma"] = draw(st.just(0.0) | st.floats(0.0, 1.5))
     # microenvironment rules (thresholds ordered like the config demands)
     necrosis_max = draw(st.floats(0.0, 4.0))
-    params[C.K_NECROSIS_MAX_O2_MMHG] = necrosis_max
-    params[C.K_NECROSIS_O2_MMHG] = necrosis_max + draw(st.floats(0.5, 5.0))
-    params[C.K_PROLIFERATION_O2_MMHG] = params[C.K_NECROSIS_O2_MMHG] + draw(st.floats(0.5, 10.0))
-    params[C.K_NECROSIS_MAX_RATE_PER_MIN] = draw(st.just(0.0) | st.floats(0.0, 1.0))
-    params[C.K_NECROTIC_CLEARANCE_P] = draw(probability)
-    params[C.K_CAR_T_HYPOXIC_KILL_FACTOR] = draw(probability)
-    params[C.K_SUPPRESSION_HALF_EFFECT] = draw(st.just(0.0) | st.floats(0.1, 50.0))
-    params[C.K_CAR_T_MEMORY_P] = draw(probability)
-    params[C.K_CAR_T_MEMORY_DEATH_P] = draw(probability)
-    params[C.K_CHEMOTAXIS_BIAS] = draw(probability)
-    params[C.K_STROMA_CROSSING_P] = draw(probability)
-    params[C.K_INTRAVASATION_P] = draw(probability)
-    params[C.K_ANTIGEN_LOSS_P] = draw(st.just(0.0) | probability)
+    record["necrosis_max_o2_mmhg"] = necrosis_max
+    record["necrosis_o2_mmhg"] = necrosis_max + draw(st.floats(0.5, 5.0))
+    record["proliferation_o2_mmhg"] = record["necrosis_o2_mmhg"] + draw(st.floats(0.5, 10.0))
+    record["necrosis_max_rate_per_min"] = draw(st.just(0.0) | st.floats(0.0, 1.0))
+    record["necrotic_clearance_p"] = draw(probability)
+    record["car_t_hypoxic_kill_factor"] = draw(probability)
+    record["suppression_half_effect"] = draw(st.just(0.0) | st.floats(0.1, 50.0))
+    record["car_t_memory_p"] = draw(probability)
+    record["car_t_memory_death_p"] = draw(probability)
+    record["chemotaxis_bias"] = draw(probability)
+    record["stroma_crossing_p"] = draw(probability)
+    record["intravasation_p"] = draw(probability)
+    record["antigen_loss_p"] = draw(st.just(0.0) | probability)
 
     move_p = np.zeros(N_CELL_TYPES)
     persist_p = np.zeros(N_CELL_TYPES)
@@ -176,7 +162,7 @@ def count(cells, kind):
 @given(cases())
 def test_census_equals_numpy_counts(case):
     cells, _, _ = case.run()
-    half_max = case.params[K_ANTIGEN_HALF_MAX]
+    half_max = case.params[0]["antigen_half_max"]
     assert np.array_equal(kernel.census(cells, half_max), numpy_census(cells, half_max))
 
 
@@ -215,9 +201,9 @@ def test_car_t_state_limits_hold(case):
     effector = car_t & (cells["car_t_state"] == EFFECTOR)
     # kills saturate at 255, so the exhaustion rule is the meaningful bound: a CAR-T that reached
     # max_kills (or the engaged-time limit) is exhausted, so effectors are strictly below both
-    assert np.all(cells["kills"][effector] < case.params[K_MAX_KILLS])
-    assert np.all(cells["engaged"][effector] < case.params[K_EXHAUSTION_ENGAGED_STEPS])
-    assert np.all(cells["divisions"][car_t] <= case.params[K_MAX_DIVISIONS])
+    assert np.all(cells["kills"][effector] < case.params[0]["max_kills"])
+    assert np.all(cells["engaged"][effector] < case.params[0]["exhaustion_engaged_steps"])
+    assert np.all(cells["divisions"][car_t] <= case.params[0]["max_divisions"])
     assert np.all(cells["antigen"][car_t] == 0.0)
 
 
@@ -256,9 +242,10 @@ def test_antigen_values_come_from_the_initial_populations(case):
     def negative(c):
         return int(np.count_nonzero((c["cell_type"] == CANCER) & (c["antigen"] == 0)))
 
-    if case.params[K_CANCER_DEATH_P] == 0.0 and case.params[C.K_NECROSIS_MAX_RATE_PER_MIN] == 0:
+    record = case.params[0]
+    if record["cancer_death_p"] == 0.0 and record["necrosis_max_rate_per_min"] == 0:
         assert negative(cells) >= negative(before)
-    if case.params[K_ANTIGEN_INHERITANCE_SIGMA] == 0.0:
+    if record["antigen_inheritance_sigma"] == 0.0:
         # daughters copy the antigen, or lose it (antigen loss on division)
         initial = set(before["antigen"][before["cell_type"] == CANCER].tolist()) | {0.0}
         assert set(cells["antigen"][cells["cell_type"] == CANCER].tolist()) <= initial
@@ -381,7 +368,7 @@ def check_model_invariants(model, initial_normal: int) -> None:
     assert count(cells, NORMAL) == initial_normal - e[E_NORMAL_KILLED]
     # the last census, as collected, equals the arrays whenever one was just taken
     if model.counts and model.counts["time_days"] == model.time_min / 1440.0:
-        census = numpy_census(cells, model.params[K_ANTIGEN_HALF_MAX])
+        census = numpy_census(cells, model.params[0]["antigen_half_max"])
         assert [model.counts[n] for n in CENSUS_NAMES] == census.tolist()
         last = model.datacollector.get_model_vars_dataframe().iloc[-1]
         assert [int(last[n]) for n in CENSUS_NAMES] == census.tolist()
@@ -393,10 +380,10 @@ def check_model_invariants(model, initial_normal: int) -> None:
     car_t = kind == CAR_T
     effector = car_t & (cells["car_t_state"] == EFFECTOR)
     assert set(np.unique(cells["car_t_state"][car_t]).tolist()) <= {EFFECTOR, EXHAUSTED, MEMORY}
-    assert np.all(cells["kills"][effector] < model.params[K_MAX_KILLS])
-    assert np.all(cells["engaged"][effector] < model.params[K_EXHAUSTION_ENGAGED_STEPS])
-    assert np.all(cells["divisions"][car_t] <= model.params[K_MAX_DIVISIONS])
-    assert np.all(cells["activation"][car_t] <= model.params[K_ACTIVATION_STEPS])
+    assert np.all(cells["kills"][effector] < model.params[0]["max_kills"])
+    assert np.all(cells["engaged"][effector] < model.params[0]["exhaustion_engaged_steps"])
+    assert np.all(cells["divisions"][car_t] <= model.params[0]["max_divisions"])
+    assert np.all(cells["activation"][car_t] <= model.params[0]["activation_steps"])
     for name in ("kills", "divisions", "engaged", "activation", "car_t_state"):
         assert np.all(cells[name][~car_t] == 0), name
     heading = cells["heading"]

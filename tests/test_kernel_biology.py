@@ -41,8 +41,7 @@ from test_kernel_rules import (
 pytestmark = pytest.mark.usefixtures("lattice_dimensions")
 
 # oxygen thresholds used below (mmHg), ordered as the config demands
-HYPOXIA = {C.K_PROLIFERATION_O2_MMHG: 10.0, C.K_NECROSIS_O2_MMHG: 5.0,
-           C.K_NECROSIS_MAX_O2_MMHG: 2.5}
+HYPOXIA = {"proliferation_o2_mmhg": 10.0, "necrosis_o2_mmhg": 5.0, "necrosis_max_o2_mmhg": 2.5}
 
 
 def isolated_sites(lattice, spacing=3):
@@ -57,7 +56,7 @@ def test_severe_hypoxia_makes_cancer_cells_necrotic_and_normoxia_never():
     hypoxic = place(lat, 2, 2, CANCER, 5000.0)
     normoxic = place(lat, 6, 6, CANCER, 5000.0)
     lat.fields[F_OXYGEN, hypoxic] = 1.0  # below necrosis_max: maximal rate
-    params = quiet_params({**HYPOXIA, C.K_NECROSIS_MAX_RATE_PER_MIN: 1e6})
+    params = quiet_params({**HYPOXIA, "necrosis_max_rate_per_min": 1e6})
     events = interact(lat, params)
     assert lat.cells["cell_type"][hypoxic] == NECROTIC
     assert lat.cells["antigen"][hypoxic] == 0.0  # debris is no CAR-T target
@@ -74,8 +73,8 @@ def test_necrosis_rate_rises_linearly_between_the_two_thresholds():
     lat = make_lattice(90, 90)
     sites = [place(lat, x, y, CANCER, 5000.0) for x, y in isolated_sites(lat, 2)][:2000]
     lat.fields[F_OXYGEN, sites] = 3.75
-    params = quiet_params({**HYPOXIA, C.K_NECROSIS_MAX_RATE_PER_MIN: 1.0 / 6.0,
-                           C.K_DT_MIN: 6.0})
+    params = quiet_params({**HYPOXIA, "necrosis_max_rate_per_min": 1.0 / 6.0,
+                           "dt_min": 6.0})
     events = interact(lat, params)
     assert events[C.E_CANCER_NECROSED] / len(sites) == pytest.approx(1 - np.exp(-0.5), abs=0.05)
 
@@ -90,7 +89,7 @@ def test_hypoxia_slows_division_linearly_to_zero_at_the_necrosis_threshold():
         lat = make_lattice(120, 120)
         sites = [place(lat, x, y, CANCER, 5000.0) for x, y in isolated_sites(lat)]
         lat.fields[F_OXYGEN] = oxygen
-        events = interact(lat, quiet_params({**HYPOXIA, C.K_CANCER_DIVIDE_P: 0.4}))
+        events = interact(lat, quiet_params({**HYPOXIA, "cancer_divide_p": 0.4}))
         fractions[oxygen] = events[C.E_CANCER_BORN] / len(sites)
     assert fractions[38.0] == pytest.approx(0.4, abs=0.05)
     assert fractions[7.5] == pytest.approx(0.2, abs=0.05)
@@ -102,8 +101,8 @@ def test_hypoxia_weakens_car_t_killing_down_to_the_hypoxic_factor():
     t = place(lat, 4, 4, CAR_T)
     c = place(lat, 5, 4, CANCER, HIGH_ANTIGEN)
     lat.fields[F_OXYGEN] = 5.0  # at the necrosis threshold: factor = hypoxic kill factor
-    params = quiet_params({**HYPOXIA, C.K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
-                           C.K_CAR_T_HYPOXIC_KILL_FACTOR: 0.0})
+    params = quiet_params({**HYPOXIA, "car_t_kill_rate_per_min": HUGE_KILL_RATE,
+                           "car_t_hypoxic_kill_factor": 0.0})
     for sweep in range(20):
         interact(lat, params, sweep=sweep)
     assert lat.cells["cell_type"][c] == CANCER
@@ -115,9 +114,9 @@ def test_hypoxia_weakens_car_t_killing_down_to_the_hypoxic_factor():
 def test_necrotic_debris_is_cleared_at_its_rate_only():
     lat = make_lattice(9, 9)
     debris = place(lat, 4, 4, NECROTIC)
-    events = interact(lat, quiet_params({C.K_NECROTIC_CLEARANCE_P: 0.0}))
+    events = interact(lat, quiet_params({"necrotic_clearance_p": 0.0}))
     assert lat.cells["cell_type"][debris] == NECROTIC and events[C.E_NECROTIC_CLEARED] == 0
-    events = interact(lat, quiet_params({C.K_NECROTIC_CLEARANCE_P: 1.0}), sweep=1)
+    events = interact(lat, quiet_params({"necrotic_clearance_p": 1.0}), sweep=1)
     assert lat.cells["cell_type"][debris] == EMPTY and events[C.E_NECROTIC_CLEARED] == 1
 
 
@@ -127,7 +126,7 @@ def test_antigen_loss_at_division(loss, negative):
     lat = make_lattice(30, 30)
     for x, y in isolated_sites(lat):
         place(lat, x, y, CANCER, 5000.0)
-    events = interact(lat, quiet_params({C.K_CANCER_DIVIDE_P: 1.0, C.K_ANTIGEN_LOSS_P: loss}))
+    events = interact(lat, quiet_params({"cancer_divide_p": 1.0, "antigen_loss_p": loss}))
     cancer = lat.cells["cell_type"] == CANCER
     n_negative = int(np.count_nonzero(cancer & (lat.cells["antigen"] == 0.0)))
     assert events[C.E_CANCER_BORN] > 0
@@ -142,8 +141,8 @@ def test_suppression_at_its_half_effect_halves_the_kill_rate():
     pairs = [(place(lat, x, y, CAR_T), place(lat, x + 1, y, CANCER, 1e9))
              for x, y in isolated_sites(lat) if x + 1 < 119]
     lat.fields[F_SUPPRESSION] = 20.0
-    params = quiet_params({C.K_CAR_T_KILL_RATE_PER_MIN: 1.0 / 6.0, C.K_DT_MIN: 6.0,
-                           C.K_SUPPRESSION_HALF_EFFECT: 20.0})
+    params = quiet_params({"car_t_kill_rate_per_min": 1.0 / 6.0, "dt_min": 6.0,
+                           "suppression_half_effect": 20.0})
     events = interact(lat, params)
     assert events[C.E_CANCER_KILLED] / len(pairs) == pytest.approx(1 - np.exp(-0.5), abs=0.05)
 
@@ -154,7 +153,7 @@ def test_suppression_shortens_the_engagement_time_to_exhaustion():
     t = place(lat, 4, 4, CAR_T)
     place(lat, 5, 4, CANCER, HIGH_ANTIGEN)
     lat.fields[F_SUPPRESSION] = 20.0
-    params = quiet_params({C.K_EXHAUSTION_ENGAGED_STEPS: 10, C.K_SUPPRESSION_HALF_EFFECT: 20.0})
+    params = quiet_params({"exhaustion_engaged_steps": 10, "suppression_half_effect": 20.0})
     for sweep in range(4):
         interact(lat, params, sweep=sweep)
     assert lat.cells["car_t_state"][t] == EFFECTOR
@@ -170,7 +169,7 @@ def test_idle_effector_becomes_memory_but_a_bound_or_activated_one_does_not():
     place(lat, 7, 6, NORMAL, HIGH_ANTIGEN)
     activated = place(lat, 10, 1, CAR_T, activation=5)
     exhausted = place(lat, 1, 10, CAR_T, car_t_state=EXHAUSTED)
-    events = interact(lat, quiet_params({C.K_CAR_T_MEMORY_P: 1.0}))
+    events = interact(lat, quiet_params({"car_t_memory_p": 1.0}))
     states = lat.cells["car_t_state"]
     assert states[idle] == MEMORY
     assert states[bound] == EFFECTOR and states[activated] == EFFECTOR
@@ -182,7 +181,7 @@ def test_memory_cell_does_not_kill_antigen_below_its_threshold():
     lat = make_lattice(9, 9)
     m = place(lat, 4, 4, CAR_T, car_t_state=MEMORY)
     c = place(lat, 5, 4, CANCER, 0.5 * HALF_MAX)  # recognisable, but no synapse
-    params = quiet_params({C.K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE})
+    params = quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE})
     for sweep in range(10):
         interact(lat, params, sweep=sweep)
     assert lat.cells["cell_type"][c] == CANCER
@@ -193,14 +192,14 @@ def test_memory_cell_meeting_antigen_becomes_an_activated_effector_with_fresh_bu
     lat = make_lattice(9, 9)
     m = place(lat, 4, 4, CAR_T, car_t_state=MEMORY, kills=7, divisions=9, engaged=30)
     c = place(lat, 5, 4, CANCER, HIGH_ANTIGEN)
-    params = quiet_params({C.K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE})
+    params = quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE})
     events = interact(lat, params)
     assert lat.cells["car_t_state"][m] == EFFECTOR
     assert events[C.E_MEMORY_REACTIVATED] == 1
     # reactivated in this step, then it kills in the same update with a fresh budget
     assert lat.cells["cell_type"][c] == EMPTY and lat.cells["kills"][m] == 1
     assert lat.cells["divisions"][m] == 0
-    assert lat.cells["activation"][m] == params[C.K_ACTIVATION_STEPS] - 1
+    assert lat.cells["activation"][m] == params[0]["activation_steps"] - 1
 
 
 # ---- stroma, vessels, chemotaxis ----------------------------------------------------------------
@@ -211,7 +210,7 @@ def test_stroma_blocks_or_admits_car_t(crossing, enters):
     lat.tissue[:] = TISSUE_STROMA
     lat.tissue[t] = 0
     move_p, persist_p = motility_arrays(car_t=1.0)
-    params = quiet_params({C.K_STROMA_CROSSING_P: crossing})
+    params = quiet_params({"stroma_crossing_p": crossing})
     migrate(lat, params, move_p, persist_p)
     assert (lat.cells["cell_type"][t] == EMPTY) == enters
 
@@ -225,7 +224,7 @@ def test_no_cell_moves_or_divides_onto_a_vessel():
     move_p, persist_p = motility_arrays(car_t=1.0)
     for sweep in range(20):
         migrate(lat, quiet_params(), move_p, persist_p, sweep=2 * sweep)
-        interact(lat, quiet_params({C.K_CANCER_DIVIDE_P: 1.0}), sweep=2 * sweep + 1)
+        interact(lat, quiet_params({"cancer_divide_p": 1.0}), sweep=2 * sweep + 1)
     assert lat.cells["cell_type"][t] == CAR_T and lat.cells["cell_type"][c] == CANCER
     assert np.count_nonzero(lat.cells["cell_type"]) == 2
 
@@ -236,7 +235,7 @@ def test_full_chemotactic_bias_moves_car_t_up_the_gradient():
     nx = lat.shape[2]
     lat.fields[F_CHEMOKINE] = np.tile(np.arange(nx, dtype=float), lat.shape[0] * lat.shape[1])
     move_p, persist_p = motility_arrays(car_t=1.0)
-    params = quiet_params({C.K_CHEMOTAXIS_BIAS: 1.0})
+    params = quiet_params({"chemotaxis_bias": 1.0})
     for sweep in range(10):
         migrate(lat, params, move_p, persist_p, sweep=sweep)
     now = int(np.flatnonzero(lat.cells["cell_type"] == CAR_T)[0])
@@ -253,7 +252,7 @@ def test_unbound_car_t_next_to_a_vessel_leaves_for_the_blood():
     bound = place(lat, 8, 8, CAR_T)  # next to a vessel but in a synapse
     place(lat, 7, 7, CANCER, HIGH_ANTIGEN)
     far = place(lat, 5, 1, CAR_T)
-    events = interact(lat, quiet_params({C.K_INTRAVASATION_P: 1.0}))
+    events = interact(lat, quiet_params({"intravasation_p": 1.0}))
     kinds = lat.cells["cell_type"]
     assert kinds[leaver] == EMPTY and kinds[bound] == CAR_T and kinds[far] == CAR_T
     assert events[C.E_EFFECTOR_TO_BLOOD] == 1

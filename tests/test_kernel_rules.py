@@ -36,22 +36,6 @@ from simulation.engine.constants import (
     EXHAUSTED,
     MEMORY,
     NECROTIC,
-    K_ACTIVATION_STEPS,
-    K_ANTIGEN_HALF_MAX,
-    K_ANTIGEN_INHERITANCE_SIGMA,
-    K_CANCER_DEATH_P,
-    K_CANCER_DIVIDE_P,
-    K_CAR_T_DIVIDE_P,
-    K_CAR_T_EFFECTOR_DEATH_P,
-    K_CAR_T_EXHAUSTED_DEATH_P,
-    K_CAR_T_KILL_RATE_PER_MIN,
-    K_CAR_T_MEMORY_P,
-    K_DT_MIN,
-    K_EXHAUSTED_KILL_FACTOR,
-    K_EXHAUSTION_ENGAGED_STEPS,
-    K_HILL_COEFFICIENT,
-    K_MAX_DIVISIONS,
-    K_MAX_KILLS,
     NO_HEADING,
     NORMAL,
     N_EVENTS,
@@ -65,25 +49,26 @@ SEED = 12345
 pytestmark = pytest.mark.usefixtures("lattice_dimensions")
 
 
-def quiet_params(overrides: dict[int, float] | None = None) -> np.ndarray:
-    """Default parameters with every stochastic event switched off (then ``overrides`` applied)."""
+def quiet_params(overrides: dict[str, float] | None = None) -> np.ndarray:
+    """Default parameters with every stochastic event switched off (then ``overrides``, by field
+    name, applied)."""
     base = {
-        K_CAR_T_KILL_RATE_PER_MIN: 0.0,
-        K_ANTIGEN_HALF_MAX: HALF_MAX,
-        K_HILL_COEFFICIENT: 2.0,
-        K_MAX_KILLS: 10,
-        K_MAX_DIVISIONS: 10,
-        K_EXHAUSTION_ENGAGED_STEPS: 10_000,
-        K_ACTIVATION_STEPS: 40,
-        K_DT_MIN: 6.0,
-        K_CAR_T_DIVIDE_P: 0.0,
-        K_CAR_T_EFFECTOR_DEATH_P: 0.0,
-        K_CAR_T_EXHAUSTED_DEATH_P: 0.0,
-        K_CANCER_DIVIDE_P: 0.0,
-        K_CANCER_DEATH_P: 0.0,
-        K_ANTIGEN_INHERITANCE_SIGMA: 0.0,
-        K_EXHAUSTED_KILL_FACTOR: 0.2,
-        K_CAR_T_MEMORY_P: 0.0,
+        "car_t_kill_rate_per_min": 0.0,
+        "antigen_half_max": HALF_MAX,
+        "hill_coefficient": 2.0,
+        "max_kills": 10,
+        "max_divisions": 10,
+        "exhaustion_engaged_steps": 10_000,
+        "activation_steps": 40,
+        "dt_min": 6.0,
+        "car_t_divide_p": 0.0,
+        "car_t_effector_death_p": 0.0,
+        "car_t_exhausted_death_p": 0.0,
+        "cancer_divide_p": 0.0,
+        "cancer_death_p": 0.0,
+        "antigen_inheritance_sigma": 0.0,
+        "exhausted_kill_factor": 0.2,
+        "car_t_memory_p": 0.0,
     }
     base.update(overrides or {})
     return params_with(base)
@@ -124,7 +109,7 @@ def test_car_t_kills_adjacent_antigen_positive_cancer_cell_and_counts_it():
     lat = make_lattice(9, 9)
     t = place(lat, 4, 4, CAR_T)
     c = place(lat, 5, 4, CANCER, HIGH_ANTIGEN)
-    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE, K_ACTIVATION_STEPS: 40})
+    params = quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE, "activation_steps": 40})
 
     events = interact(lat, params)
 
@@ -145,7 +130,7 @@ def test_antigen_negative_target_is_never_killed_even_at_huge_kill_rate():
     t = place(lat, 3, 3, CAR_T)
     c = place(lat, 4, 3, CANCER, 0.0)
     n = place(lat, 2, 3, NORMAL, 0.0)
-    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE})
+    params = quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE})
     events = new_events()
     for sweep in range(300):
         interact(lat, params, sweep=sweep, events=events)
@@ -161,7 +146,7 @@ def test_car_t_prefers_positive_target_over_negative_one():
     place(lat, 3, 3, CAR_T)
     neg = place(lat, 2, 3, CANCER, 0.0)
     pos = place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
-    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE}))
+    events = interact(lat, quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE}))
     assert lat.cells["cell_type"][pos] == EMPTY
     assert lat.cells["cell_type"][neg] == CANCER
     assert events[E_CANCER_KILLED] == 1
@@ -171,7 +156,7 @@ def test_normal_cell_carrying_antigen_is_killed_and_counted_as_normal_kill():
     lat = make_lattice(7, 7)
     t = place(lat, 3, 3, CAR_T)
     n = place(lat, 3, 4, NORMAL, HIGH_ANTIGEN)
-    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE}))
+    events = interact(lat, quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE}))
     assert lat.cells["cell_type"][n] == EMPTY
     assert events[E_NORMAL_KILLED] == 1
     assert events[E_CANCER_KILLED] == 0
@@ -184,7 +169,7 @@ def test_zero_kill_rate_never_kills_positive_target():
     c = place(lat, 4, 4, CANCER, HIGH_ANTIGEN)
     events = new_events()
     for sweep in range(50):
-        interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: 0.0}), sweep=sweep, events=events)
+        interact(lat, quiet_params({"car_t_kill_rate_per_min": 0.0}), sweep=sweep, events=events)
     assert lat.cells["cell_type"][c] == CANCER
     assert events[E_CANCER_KILLED] == 0
 
@@ -193,8 +178,8 @@ def test_exhausted_car_t_with_zero_kill_factor_does_not_kill():
     lat = make_lattice(7, 7)
     place(lat, 3, 3, CAR_T, car_t_state=EXHAUSTED)
     c = place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
-    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
-                           K_EXHAUSTED_KILL_FACTOR: 0.0})
+    params = quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE,
+                           "exhausted_kill_factor": 0.0})
     events = new_events()
     for sweep in range(50):
         interact(lat, params, sweep=sweep, events=events)
@@ -259,7 +244,7 @@ def test_fully_surrounded_cancer_cell_never_divides():
     lat = make_lattice(7, 7)
     c = place(lat, 3, 3, CANCER, 1000.0)
     surround(lat, 3, 3)
-    params = quiet_params({K_CANCER_DIVIDE_P: 1.0})
+    params = quiet_params({"cancer_divide_p": 1.0})
     before = lat.cells.copy()
     events = new_events()
     for sweep in range(100):
@@ -276,7 +261,7 @@ def test_corner_cancer_cell_with_occupied_neighbours_never_divides():
     assert len(surround(lat, 0, 0)) == (3 if lat.shape[0] == 1 else 11)
     events = new_events()
     for sweep in range(100):
-        interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+        interact(lat, quiet_params({"cancer_divide_p": 1.0}), sweep=sweep, events=events)
     assert events[E_CANCER_BORN] == 0
     assert len(sites_of_type(lat, CANCER)) == 1
 
@@ -286,7 +271,7 @@ def test_cancer_cell_with_one_free_neighbour_divides_into_it():
     c = place(lat, 3, 3, CANCER, 1234.0)
     surround(lat, 3, 3, skip={(1, 1)})
     free = site_of(lat, 4, 4)
-    events = interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}))
+    events = interact(lat, quiet_params({"cancer_divide_p": 1.0}))
     assert events[E_CANCER_BORN] == 1
     assert lat.cells["cell_type"][free] == CANCER
     assert lat.cells["cell_type"][c] == CANCER
@@ -300,8 +285,8 @@ def test_cancer_daughter_antigen_varies_with_inheritance_noise():
     for sweep in range(20):
         lat = make_lattice(5, 5)
         place(lat, 2, 2, CANCER, 1000.0)
-        events = interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0,
-                                             K_ANTIGEN_INHERITANCE_SIGMA: 0.3}), sweep=sweep)
+        events = interact(lat, quiet_params({"cancer_divide_p": 1.0,
+                                             "antigen_inheritance_sigma": 0.3}), sweep=sweep)
         assert events[E_CANCER_BORN] == 1
         cancer = sites_of_type(lat, CANCER)
         assert len(cancer) == 2
@@ -314,7 +299,7 @@ def test_cancer_daughter_antigen_varies_with_inheritance_noise():
 def test_lone_cancer_cell_with_divide_p_one_divides_every_sweep_until_crowded():
     lat = make_lattice(5, 5)
     place(lat, 2, 2, CANCER, 500.0)
-    events = interact(lat, quiet_params({K_CANCER_DIVIDE_P: 1.0}), sweep=0)
+    events = interact(lat, quiet_params({"cancer_divide_p": 1.0}), sweep=0)
     assert events[E_CANCER_BORN] == 1
     assert len(sites_of_type(lat, CANCER)) == 2
 
@@ -322,7 +307,7 @@ def test_lone_cancer_cell_with_divide_p_one_divides_every_sweep_until_crowded():
 def test_cancer_death_with_p_one_empties_site():
     lat = make_lattice(5, 5)
     c = place(lat, 2, 2, CANCER, 500.0)
-    events = interact(lat, quiet_params({K_CANCER_DEATH_P: 1.0, K_CANCER_DIVIDE_P: 1.0}))
+    events = interact(lat, quiet_params({"cancer_death_p": 1.0, "cancer_divide_p": 1.0}))
     assert lat.cells["cell_type"][c] == EMPTY
     assert lat.cells["antigen"][c] == 0.0
     assert events[E_CANCER_DIED] == 1
@@ -336,8 +321,8 @@ def test_car_t_reaching_max_kills_becomes_exhausted():
     lat = make_lattice(7, 7)
     t = place(lat, 3, 3, CAR_T, kills=2)
     place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
-    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
-                                         K_MAX_KILLS: 3}))
+    events = interact(lat, quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE,
+                                         "max_kills": 3}))
     assert lat.cells["kills"][t] == 3
     assert lat.cells["car_t_state"][t] == EXHAUSTED
     assert events[E_CAR_T_EXHAUSTED] == 1
@@ -348,8 +333,8 @@ def test_car_t_below_max_kills_stays_effector():
     lat = make_lattice(7, 7)
     t = place(lat, 3, 3, CAR_T, kills=1)
     place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
-    events = interact(lat, quiet_params({K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE,
-                                         K_MAX_KILLS: 3}))
+    events = interact(lat, quiet_params({"car_t_kill_rate_per_min": HUGE_KILL_RATE,
+                                         "max_kills": 3}))
     assert lat.cells["kills"][t] == 2
     assert lat.cells["car_t_state"][t] == EFFECTOR
     assert events[E_CAR_T_EXHAUSTED] == 0
@@ -359,7 +344,7 @@ def test_car_t_engaged_for_threshold_steps_becomes_exhausted():
     lat = make_lattice(7, 7)
     t = place(lat, 3, 3, CAR_T)
     place(lat, 4, 3, CANCER, HALF_MAX)  # recognised (>= half-max) but never killed
-    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: 0.0, K_EXHAUSTION_ENGAGED_STEPS: 5})
+    params = quiet_params({"car_t_kill_rate_per_min": 0.0, "exhaustion_engaged_steps": 5})
     events = new_events()
     states = []
     for sweep in range(7):
@@ -375,7 +360,7 @@ def test_exhausted_car_t_without_activation_does_not_divide():
     t = place(lat, 3, 3, CAR_T, car_t_state=EXHAUSTED, activation=0)
     events = new_events()
     for sweep in range(50):
-        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+        interact(lat, quiet_params({"car_t_divide_p": 1.0}), sweep=sweep, events=events)
     assert events[E_CAR_T_BORN] == 0
     assert sites_of_type(lat, CAR_T).tolist() == [t]
 
@@ -385,7 +370,7 @@ def test_exhausted_car_t_with_activation_does_not_divide_but_uses_timer():
     t = place(lat, 3, 3, CAR_T, car_t_state=EXHAUSTED, activation=5)
     events = new_events()
     for sweep in range(3):
-        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+        interact(lat, quiet_params({"car_t_divide_p": 1.0}), sweep=sweep, events=events)
     assert events[E_CAR_T_BORN] == 0
     assert lat.cells["activation"][t] == 2
 
@@ -395,7 +380,7 @@ def test_effector_car_t_without_activation_does_not_divide():
     place(lat, 3, 3, CAR_T, activation=0)
     events = new_events()
     for sweep in range(50):
-        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+        interact(lat, quiet_params({"car_t_divide_p": 1.0}), sweep=sweep, events=events)
     assert events[E_CAR_T_BORN] == 0
     assert len(sites_of_type(lat, CAR_T)) == 1
 
@@ -403,7 +388,7 @@ def test_effector_car_t_without_activation_does_not_divide():
 def test_activated_car_t_divides_and_daughter_inherits_division_count():
     lat = make_lattice(7, 7)
     t = place(lat, 3, 3, CAR_T, activation=5, divisions=2, kills=4, engaged=7)
-    events = interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0, K_MAX_DIVISIONS: 10}))
+    events = interact(lat, quiet_params({"car_t_divide_p": 1.0, "max_divisions": 10}))
     assert events[E_CAR_T_BORN] == 1
     car_t = sites_of_type(lat, CAR_T)
     assert len(car_t) == 2
@@ -425,7 +410,7 @@ def test_car_t_at_max_divisions_does_not_divide():
     place(lat, 3, 3, CAR_T, activation=50, divisions=4)
     events = new_events()
     for sweep in range(20):
-        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0, K_MAX_DIVISIONS: 4}), sweep=sweep,
+        interact(lat, quiet_params({"car_t_divide_p": 1.0, "max_divisions": 4}), sweep=sweep,
                  events=events)
     assert events[E_CAR_T_BORN] == 0
 
@@ -436,7 +421,7 @@ def test_surrounded_activated_car_t_does_not_divide():
     surround(lat, 3, 3)
     events = new_events()
     for sweep in range(20):
-        interact(lat, quiet_params({K_CAR_T_DIVIDE_P: 1.0}), sweep=sweep, events=events)
+        interact(lat, quiet_params({"car_t_divide_p": 1.0}), sweep=sweep, events=events)
     assert events[E_CAR_T_BORN] == 0
 
 
@@ -444,8 +429,8 @@ def test_car_t_death_with_p_one_empties_site():
     lat = make_lattice(7, 7)
     t = place(lat, 3, 3, CAR_T, kills=3, divisions=2, activation=9, engaged=4, heading=2)
     c = place(lat, 4, 3, CANCER, HIGH_ANTIGEN)
-    events = interact(lat, quiet_params({K_CAR_T_EFFECTOR_DEATH_P: 1.0,
-                                         K_CAR_T_KILL_RATE_PER_MIN: HUGE_KILL_RATE}))
+    events = interact(lat, quiet_params({"car_t_effector_death_p": 1.0,
+                                         "car_t_kill_rate_per_min": HUGE_KILL_RATE}))
     rec = lat.cells[t]
     assert rec["cell_type"] == EMPTY
     assert (rec["kills"], rec["divisions"], rec["activation"], rec["engaged"]) == (0, 0, 0, 0)
@@ -459,8 +444,8 @@ def test_exhausted_and_effector_car_t_use_their_own_death_probability():
     lat = make_lattice(9, 9)
     eff = place(lat, 1, 1, CAR_T, car_t_state=EFFECTOR)
     exh = place(lat, 6, 6, CAR_T, car_t_state=EXHAUSTED)
-    events = interact(lat, quiet_params({K_CAR_T_EFFECTOR_DEATH_P: 0.0,
-                                         K_CAR_T_EXHAUSTED_DEATH_P: 1.0}))
+    events = interact(lat, quiet_params({"car_t_effector_death_p": 0.0,
+                                         "car_t_exhausted_death_p": 1.0}))
     assert lat.cells["cell_type"][eff] == CAR_T
     assert lat.cells["cell_type"][exh] == EMPTY
     assert events[E_CAR_T_DIED] == 1
@@ -647,9 +632,9 @@ def test_advance_equals_migration_sweeps_then_interaction_sweep_per_step():
     lat.cells["cell_type"] = kinds
     lat.cells["antigen"] = np.where((kinds == CANCER) | (kinds == NORMAL),
                                     rng.uniform(0, 3 * HALF_MAX, lat.n_sites), 0.0)
-    params = quiet_params({K_CAR_T_KILL_RATE_PER_MIN: 0.05, K_CANCER_DIVIDE_P: 0.3,
-                           K_CAR_T_DIVIDE_P: 0.5, K_CAR_T_EFFECTOR_DEATH_P: 0.05,
-                           K_ANTIGEN_INHERITANCE_SIGMA: 0.2})
+    params = quiet_params({"car_t_kill_rate_per_min": 0.05, "cancer_divide_p": 0.3,
+                           "car_t_divide_p": 0.5, "car_t_effector_death_p": 0.05,
+                           "antigen_inheritance_sigma": 0.2})
     move_p, persist_p = motility_arrays(car_t=0.8, cancer=0.2, normal=0.1, persist_car_t=0.5)
     manual = lat.copy()
     events = new_events()

@@ -16,16 +16,8 @@ from simulation.engine.constants import (
     CANCER,
     CAR_T,
     CENSUS_NAMES,
-    K_ACTIVATION_STEPS,
-    K_ANTIGEN_HALF_MAX,
-    K_CANCER_DEATH_P,
-    K_CANCER_DIVIDE_P,
-    K_CAR_T_EFFECTOR_DEATH_P,
-    K_CAR_T_KILL_RATE_PER_MIN,
-    K_DT_MIN,
-    K_EXHAUSTION_ENGAGED_STEPS,
-    K_MAX_KILLS,
-    N_KERNEL_PARAMS,
+    CENSUS_TUMOR_CELLS,
+    KERNEL_PARAMS_DTYPE,
     NORMAL,
     mean_step_length,
 )
@@ -70,13 +62,13 @@ def test_dataframe_has_reported_columns_and_increasing_time(finished_model):
 
 def test_census_matches_numpy_counts_of_the_lattice(finished_model):
     model = finished_model
-    half_max = model.params[K_ANTIGEN_HALF_MAX]
+    half_max = model.params[0]["antigen_half_max"]
     expected = numpy_census(model.lattice.cells, half_max)
     assert [model.counts[name] for name in CENSUS_NAMES] == expected.tolist()
     last = dataframe(model).iloc[-1]
     assert [int(last[name]) for name in CENSUS_NAMES] == expected.tolist()
     # the event-based tumour count agrees with the lattice
-    assert model.tumor_cells == expected[CENSUS_NAMES.index("tumor_cells")]
+    assert model.tumor_cells == expected[CENSUS_TUMOR_CELLS]
     assert model.counts["cumulative_cancer_killed"] == model.event_totals["cancer_killed"]
 
 
@@ -94,7 +86,7 @@ def test_keyword_overrides_with_double_underscore(tiny_scenario_dict):
     model = CarTModel(tiny_scenario_dict, seed=0, car_t__max_kills=3,
                       tumor__antigen__cv=0.25, time__dt_min=3.0)
     assert model.config.car_t.max_kills == 3
-    assert model.params[K_MAX_KILLS] == 3
+    assert model.params[0]["max_kills"] == 3
     assert model.config.tumor.antigen.cv == 0.25
     assert model.dt_min == 3.0
     assert model.config.tumor.cycle_time_h == 24.0  # untouched
@@ -220,20 +212,21 @@ def test_kernel_parameters_convert_physical_units_once():
                      "max_kills": 7}
     cfg = ScenarioConfig.model_validate(data)
     params = kernel_parameters(cfg)
-    assert params[K_CAR_T_KILL_RATE_PER_MIN] == pytest.approx(3.0 / 60.0)
-    assert params[K_ACTIVATION_STEPS] == 150  # 10 h / 4 min
-    assert params[K_EXHAUSTION_ENGAGED_STEPS] == 30
-    assert params[K_MAX_KILLS] == 7
-    assert params[K_DT_MIN] == 4.0
+    assert params.dtype == KERNEL_PARAMS_DTYPE and params.shape == (1,)
+    p = params[0]
+    assert p["car_t_kill_rate_per_min"] == pytest.approx(3.0 / 60.0)
+    assert p["activation_steps"] == 150  # 10 h / 4 min
+    assert p["exhaustion_engaged_steps"] == 30
+    assert p["max_kills"] == 7
+    assert p["dt_min"] == 4.0
     # constant hazards: p = 1 - exp(-rate * dt), with rate = ln 2 / half-life or doubling time
     # cancer birth and death compete: P(any) = 1 - exp(-(b + d) dt), split in proportion b : d
     birth, death = np.log(2) / (30 * 60), 0.2 / 1440
     any_event = 1 - np.exp(-(birth + death) * 4)
-    assert params[K_CANCER_DIVIDE_P] == pytest.approx(any_event * birth / (birth + death))
-    assert params[K_CANCER_DEATH_P] == pytest.approx(any_event * death / (birth + death))
-    assert params[K_CANCER_DIVIDE_P] + params[K_CANCER_DEATH_P] <= 1.0
-    assert params[K_CAR_T_EFFECTOR_DEATH_P] == pytest.approx(
-        1 - np.exp(-np.log(2) / (2 * 1440) * 4))
+    assert p["cancer_divide_p"] == pytest.approx(any_event * birth / (birth + death))
+    assert p["cancer_death_p"] == pytest.approx(any_event * death / (birth + death))
+    assert p["cancer_divide_p"] + p["cancer_death_p"] <= 1.0
+    assert p["car_t_effector_death_p"] == pytest.approx(1 - np.exp(-np.log(2) / (2 * 1440) * 4))
 
 
 def test_timer_longer_than_uint16_is_a_config_error():
@@ -260,8 +253,8 @@ def test_empirical_car_t_speed_matches_config_over_five_seeds():
     width = 30
     centre = site_of(make_lattice(width, width), width // 2, width // 2)
     empty_record = make_lattice(3, 3).cells[0].copy()
-    params = np.zeros(N_KERNEL_PARAMS)
-    params[K_ANTIGEN_HALF_MAX] = 2000.0
+    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    params[0]["antigen_half_max"] = 2000.0
     path_um, minutes = 0.0, 0.0
     for seed in range(5):
         lat = make_lattice(width, width, spacing_um=cfg.lattice.spacing_um)
@@ -298,3 +291,13 @@ def test_keyword_override_with_small_float_reads_back_as_a_number(tiny_scenario_
     # 1e-05 written as JSON text would read back from YAML as the string "1e-05"
     model = CarTModel(tiny_scenario_dict, seed=1, car_t__kill_rate_per_h=1e-5)
     assert model.config.car_t.kill_rate_per_h == 1e-5
+
+
+def test_no_rule_draws_from_mesas_generators(tiny_scenario_dict):
+    """Every random number comes from ``engine.rng`` or a set-up generator seeded from the
+    seed, so a checkpoint need not (and does not) save Mesa's ``random`` and ``rng``."""
+    model = CarTModel(tiny_scenario_dict, seed=4)
+    before = (model.random.getstate(), model.rng.bit_generator.state)
+    model.run()
+    assert (model.random.getstate(), model.rng.bit_generator.state) == before
+    assert not {"random_state", "rng_state"} & set(model.checkpoint_state())

@@ -5,7 +5,7 @@ tumour scaled to the same 30 % of sites, 5 seeds per time step. Halving dt chang
 draw (sweep numbers key them), so the two runs of a seed are different samples and the
 comparison is statistical: each tolerance below is 3 standard errors of the difference of the
 two 5-seed statistics, from the seed-to-seed spread measured with 20 seeds per time step
-(dt = 12, 6, 3, 1.5 min; configs/sweeps/time_step.yaml, docs/architecture.md, "Time-step
+(dt = 12, 6, 3, 1.5 min; configs/sweeps/time_step.yaml, docs/numerics.md, "Time-step
 dependence"). A conversion that got a
 rate, a speed or a timer wrong by the time step moves these statistics by a factor ~2.
 """

@@ -13,10 +13,9 @@ from test_volume import CAR_T_SITES, TUMOUR_CENTRE, sphere_snapshot
 
 from simulation import load_study
 from simulation.engine.constants import CANCER, CAR_T, NECROTIC
+from simulation.analysis.outcomes import best_percent_change, kaplan_meier, progression_events
 from simulation.viz.plotting import (
     SITE_CLASSES,
-    best_percent_change,
-    kaplan_meier,
     kinetic_phases,
     plot_blood_kinetics,
     plot_blood_vs_solid,
@@ -30,16 +29,15 @@ from simulation.viz.plotting import (
     plot_snapshot,
     plot_snapshot_with_fields,
     plot_waterfall,
-    progression_events,
     save_figure,
     tumour_slice_z,
 )
 from simulation.study.runner import run_study
+from simulation.viz.animation import animate
 from simulation.io.snapshots import (
     SITE_EMPTY,
     SITE_STROMA,
     SITE_VESSEL,
-    animate,
     quantise_field,
     save_snapshot,
     site_classes,

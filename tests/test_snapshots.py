@@ -25,6 +25,7 @@ from simulation.engine.constants import (
     TISSUE_VESSEL,
 )
 from simulation.viz.plotting import SITE_CLASSES
+from simulation.viz.animation import animate
 from simulation.io.snapshots import (
     SITE_CANCER_HIGH,
     SITE_CAR_T_EFFECTOR,
@@ -36,7 +37,6 @@ from simulation.io.snapshots import (
     SITE_STROMA,
     SITE_VESSEL,
     SNAPSHOT_FIELDS,
-    animate,
     lattice_snapshot,
     load_snapshot,
     quantise_field,

@@ -173,15 +173,15 @@ def test_run_id_is_the_hash_of_resolved_config_and_seed(grid_run):
 
 
 def test_load_gives_one_tidy_row_per_run_equal_to_direct_runs(grid_run):
-    table = sweep.load(grid_run)
+    table = sweep.load_sweep_table(grid_run)
     assert len(table) == GRID_RUNS and table["run_id"].is_unique
     assert list(table["point_id"]) == sorted(table["point_id"])
     assert set(table["base"]) == {"small_blood", "small_solid"}
     assert {"response", "cleared", "car_t_peak", "final_tumor_cells"} <= set(table.columns)
-    # a run of the sweep is exactly results.run_one on its resolved scenario
+    # a run of the sweep is exactly runner.run_one on its resolved scenario
     plan = sweep.resolve(GRID)
     run = plan.runs[5]
-    _, summary = results.run_one(results.RunSpec(run.scenario, 0, run.replicate, run.seed))
+    _, summary = runner.run_one(runner.RunSpec(run.scenario, 0, run.replicate, run.seed))
     row = table.set_index("run_id").loc[run.run_id]
     for key in ("response", "final_tumor_cells", "car_t_peak", "cancer_killed"):
         assert row[key] == summary[key], key
@@ -220,7 +220,7 @@ def test_resume_after_sigkill_equals_uninterrupted_sweep(grid_run, tmp_path, cap
         proc.wait(timeout=30)
     partial = len(finished_run_files(out))
     assert 3 <= partial < GRID_RUNS
-    interrupted = sweep.load(out)
+    interrupted = sweep.load_sweep_table(out)
     assert (interrupted["status"] == "pending").sum() == GRID_RUNS - partial
     (out / "runs" / ".0123456789abcdef.tmp.parquet").write_bytes(b"half a row")  # a cut write
     code, stdout, stderr = cartsim(capsys, "sweep", GRID, "--out", out, "--quiet",
@@ -228,26 +228,26 @@ def test_resume_after_sigkill_equals_uninterrupted_sweep(grid_run, tmp_path, cap
     assert code == 0, stderr
     assert f"{partial} already done" in stdout
     assert not list(out.rglob(".*.tmp*")), "a half-written file of the killed run was left"
-    resumed = sweep.load(out).sort_values("run_id", ignore_index=True)
-    uninterrupted = sweep.load(grid_run).sort_values("run_id", ignore_index=True)
+    resumed = sweep.load_sweep_table(out).sort_values("run_id", ignore_index=True)
+    uninterrupted = sweep.load_sweep_table(grid_run).sort_values("run_id", ignore_index=True)
     assert resumed.equals(uninterrupted)
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, capsys):
-    real = results.run_one
+    real = runner.run_one
 
     def flaky(spec):
         if spec.seed == 6 and spec.scenario.name == "small_solid":
             raise RuntimeError("boom: injected failure")
         return real(spec)
 
-    monkeypatch.setattr(results, "run_one", flaky)
+    monkeypatch.setattr(sweep, "run_one", flaky)
     out = tmp_path / "flaky"
     outcome = sweep.run_sweep(GRID, out, workers=1)  # in this process: the patch applies
     assert len(outcome.failed) == 4 and outcome.done == GRID_RUNS - 4
     assert "4 of 16 runs failed" in sweep.failure_summary(outcome)
     assert "RuntimeError: boom: injected failure" in sweep.failure_summary(outcome)
-    table = sweep.load(out)
+    table = sweep.load_sweep_table(out)
     failed = table[table["status"] == "failed"]
     assert len(failed) == 4 and set(failed["seed"]) == {6} and set(failed["base"]) == {
         "small_solid"}
@@ -256,10 +256,10 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch, 
     index = pd.read_parquet(out / "index.parquet")
     assert (index["status"] == "failed").sum() == 4
     # the next run retries only the failed runs
-    monkeypatch.setattr(results, "run_one", real)
+    monkeypatch.setattr(sweep, "run_one", real)
     again = sweep.run_sweep(GRID, out, workers=1)
     assert again.skipped == GRID_RUNS - 4 and again.done == 4 and not again.failed
-    assert (sweep.load(out)["status"] == "done").all()
+    assert (sweep.load_sweep_table(out)["status"] == "done").all()
     assert not list((out / "runs").glob("*.error.json"))
 
 
@@ -281,7 +281,7 @@ def test_report_writes_response_probabilities_and_heatmap(grid_run, tmp_path, ca
     assert len(prob) == 4 * 2 and (prob["runs"] == 2).all()
     assert ((prob["cr_ci95_low"] <= prob["cr_probability"])
             & (prob["cr_probability"] <= prob["cr_ci95_high"])).all()
-    table = sweep.load(grid_run)
+    table = sweep.load_sweep_table(grid_run)
     expected = table.groupby(["point_id", "base"])["response"].apply(lambda r: (r == "CR").mean())
     got = prob.set_index(["point_id", "base"])["cr_probability"]
     assert np.allclose(got.loc[expected.index].to_numpy(), expected.to_numpy())
@@ -299,7 +299,7 @@ def test_sensitivity_designs_report_indices(tmp_path, name, csv, columns):
     written = write_report(out)
     indices = pd.read_csv(out / "report" / csv)
     assert columns <= set(indices.columns)
-    assert set(indices["parameter"]) == set(sweep.load_sweep(SWEEPS / f"{name}.yaml").parameters)
+    assert set(indices["parameter"]) == set(sweep.read_sweep_file(SWEEPS / f"{name}.yaml").parameters)
     assert out / "report" / csv.replace(".csv", ".png") in written
 
 

@@ -21,7 +21,7 @@ def test_dask_local_cluster_equals_local_process_pool(tmp_path):
             distributed.Client(cluster) as client:
         dask = sweep.run_sweep(GRID, tmp_path / "dask", client=client)
     assert dask.done == dask.total == local.total and not dask.failed
-    local_table = sweep.load(tmp_path / "local")
-    dask_table = sweep.load(tmp_path / "dask")
+    local_table = sweep.load_sweep_table(tmp_path / "local")
+    dask_table = sweep.load_sweep_table(tmp_path / "dask")
     assert local_table.equals(dask_table)  # same rows, same order, same values
     assert list(local_table["run_id"]) == [r.run_id for r in sweep.resolve(GRID).runs]

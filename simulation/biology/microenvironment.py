@@ -178,7 +178,7 @@ class Microenvironment:
         """Cytokine on the lattice in units of one activated CAR-T's steady-state output.
 
         ``total / (secretion / decay)``: how many CAR-T, activated for long enough, would hold
-        this much cytokine. IL-6 rate constants are not published (biology.md), so the index
+        this much cytokine. IL-6 rate constants are not published (docs/parameters.md), so the index
         is read for timing and relative size, not as a concentration.
         """
         if F_CYTOKINE not in self.enabled:

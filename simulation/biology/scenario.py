@@ -12,13 +12,12 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from ..config import AntigenDistribution, ConfigError, ScenarioConfig, check_scenario
-from ..engine import constants as C
 from ..engine.constants import (
     CANCER,
     CAR_T,
     EMPTY,
+    KERNEL_PARAMS_DTYPE,
     N_CELL_TYPES,
-    N_KERNEL_PARAMS,
     NORMAL,
     TIMER_MAX,
     TISSUE_OPEN,
@@ -61,48 +60,54 @@ def _timer_steps(hours: float, dt_min: float, key: str) -> int:
 
 
 def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
-    """The float64 parameter vector the kernels read (indices in ``constants.K_*``)."""
+    """The parameters the kernels read: a one-element array of ``constants.KERNEL_PARAMS_DTYPE``
+    (per-step probabilities, rates per minute, time steps; units in the dtype's comments).
+
+    Kernels read the fields of its record ``params[0]``; Python code reads and sets them as
+    ``params[0]["dt_min"]``.
+    """
     dt = cfg.time.dt_min
     car_t = cfg.car_t
     tumor = cfg.tumor
-    params = np.zeros(N_KERNEL_PARAMS, dtype=np.float64)
-    params[C.K_CAR_T_KILL_RATE_PER_MIN] = car_t.kill_rate_per_h / MIN_PER_H
-    params[C.K_EXHAUSTED_KILL_FACTOR] = car_t.exhausted_kill_factor
-    params[C.K_ANTIGEN_HALF_MAX] = car_t.antigen_half_max_molecules_per_cell
-    params[C.K_HILL_COEFFICIENT] = car_t.hill_coefficient
-    params[C.K_MAX_KILLS] = car_t.max_kills
-    params[C.K_MAX_DIVISIONS] = car_t.max_divisions
-    params[C.K_EXHAUSTION_ENGAGED_STEPS] = _timer_steps(
+    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    p = params[0]  # a view: setting its fields fills ``params``
+    p["car_t_kill_rate_per_min"] = car_t.kill_rate_per_h / MIN_PER_H
+    p["exhausted_kill_factor"] = car_t.exhausted_kill_factor
+    p["antigen_half_max"] = car_t.antigen_half_max_molecules_per_cell
+    p["hill_coefficient"] = car_t.hill_coefficient
+    p["max_kills"] = car_t.max_kills
+    p["max_divisions"] = car_t.max_divisions
+    p["exhaustion_engaged_steps"] = _timer_steps(
         car_t.exhaustion_after_engaged_h, dt, "car_t.exhaustion_after_engaged_h")
-    params[C.K_ACTIVATION_STEPS] = _timer_steps(
+    p["activation_steps"] = _timer_steps(
         car_t.activation_duration_h, dt, "car_t.activation_duration_h")
-    params[C.K_DT_MIN] = dt
-    params[C.K_CAR_T_DIVIDE_P] = probability_per_step(car_t_division_rate(cfg), dt)
-    params[C.K_CAR_T_EFFECTOR_DEATH_P] = _half_life_p(car_t.effector_half_life_days, dt)
-    params[C.K_CAR_T_EXHAUSTED_DEATH_P] = _half_life_p(car_t.exhausted_half_life_days, dt)
-    params[C.K_CAR_T_MEMORY_DEATH_P] = _half_life_p(car_t.memory_half_life_days, dt)
-    params[C.K_CAR_T_MEMORY_P] = probability_per_step(
+    p["dt_min"] = dt
+    p["car_t_divide_p"] = probability_per_step(car_t_division_rate(cfg), dt)
+    p["car_t_effector_death_p"] = _half_life_p(car_t.effector_half_life_days, dt)
+    p["car_t_exhausted_death_p"] = _half_life_p(car_t.exhausted_half_life_days, dt)
+    p["car_t_memory_death_p"] = _half_life_p(car_t.memory_half_life_days, dt)
+    p["car_t_memory_p"] = probability_per_step(
         car_t.memory_conversion_rate_per_day / MIN_PER_DAY, dt)
     # competing hazards: P(any event in dt) = 1 - exp(-(birth + death) dt), split by rate
     birth = rate_from_half_life(tumor.cycle_time_h * MIN_PER_H)
     death = tumor.death_rate_per_day / MIN_PER_DAY
     any_event = probability_per_step(birth + death, dt)
-    params[C.K_CANCER_DIVIDE_P] = any_event * birth / (birth + death)
-    params[C.K_CANCER_DEATH_P] = any_event * death / (birth + death)
-    params[C.K_ANTIGEN_INHERITANCE_SIGMA] = lognormal_sigma(tumor.antigen.inheritance_cv)
-    params[C.K_ANTIGEN_LOSS_P] = tumor.antigen.loss_per_division
+    p["cancer_divide_p"] = any_event * birth / (birth + death)
+    p["cancer_death_p"] = any_event * death / (birth + death)
+    p["antigen_inheritance_sigma"] = lognormal_sigma(tumor.antigen.inheritance_cv)
+    p["antigen_loss_p"] = tumor.antigen.loss_per_division
     env = cfg.microenvironment
     oxygen = env.oxygen
-    params[C.K_PROLIFERATION_O2_MMHG] = oxygen.proliferation_threshold_mmhg
-    params[C.K_NECROSIS_O2_MMHG] = oxygen.necrosis_threshold_mmhg
-    params[C.K_NECROSIS_MAX_O2_MMHG] = oxygen.necrosis_max_mmhg
-    params[C.K_NECROSIS_MAX_RATE_PER_MIN] = oxygen.necrosis_max_rate_per_h / MIN_PER_H
-    params[C.K_NECROTIC_CLEARANCE_P] = _half_life_p(oxygen.necrotic_clearance_half_life_days, dt)
-    params[C.K_CAR_T_HYPOXIC_KILL_FACTOR] = oxygen.car_t_hypoxic_kill_factor
-    params[C.K_SUPPRESSION_HALF_EFFECT] = env.suppression.half_effect
-    params[C.K_CHEMOTAXIS_BIAS] = env.chemokine.chemotaxis_bias if env.chemokine.enabled else 0.0
-    params[C.K_STROMA_CROSSING_P] = cfg.tissue.stroma.crossing_probability
-    params[C.K_INTRAVASATION_P] = probability_per_step(
+    p["proliferation_o2_mmhg"] = oxygen.proliferation_threshold_mmhg
+    p["necrosis_o2_mmhg"] = oxygen.necrosis_threshold_mmhg
+    p["necrosis_max_o2_mmhg"] = oxygen.necrosis_max_mmhg
+    p["necrosis_max_rate_per_min"] = oxygen.necrosis_max_rate_per_h / MIN_PER_H
+    p["necrotic_clearance_p"] = _half_life_p(oxygen.necrotic_clearance_half_life_days, dt)
+    p["car_t_hypoxic_kill_factor"] = oxygen.car_t_hypoxic_kill_factor
+    p["suppression_half_effect"] = env.suppression.half_effect
+    p["chemotaxis_bias"] = env.chemokine.chemotaxis_bias if env.chemokine.enabled else 0.0
+    p["stroma_crossing_p"] = cfg.tissue.stroma.crossing_probability
+    p["intravasation_p"] = probability_per_step(
         cfg.blood.intravasation_rate_per_h / MIN_PER_H, dt)
     return params
 
@@ -215,11 +220,11 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
         _lay_vessels(tissue, np.full(lattice.n_sites, cfg.tissue.vessel_density), rng)
         tumor_sites = rng.choice(np.flatnonzero(tissue == TISSUE_OPEN), size=n_tumor,
                                  replace=False)
-    lattice.field("cell_type")[tumor_sites] = CANCER
-    lattice.field("antigen")[tumor_sites] = draw_antigen(cfg.tumor.antigen, n_tumor, rng)
+    lattice.cells["cell_type"][tumor_sites] = CANCER
+    lattice.cells["antigen"][tumor_sites] = draw_antigen(cfg.tumor.antigen, n_tumor, rng)
     _lay_stroma(lattice, cfg, rng)
 
-    free = np.flatnonzero((lattice.field("cell_type") == EMPTY) & (tissue == TISSUE_OPEN))
+    free = np.flatnonzero((lattice.cells["cell_type"] == EMPTY) & (tissue == TISSUE_OPEN))
     rng.shuffle(free)
     conditioning = cfg.dosing.lymphodepletion
     start = 0
@@ -231,8 +236,8 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
         if conditioning is not None and population.name in conditioning.populations:
             kept = int(round(n * (1.0 - conditioning.fraction_removed)))
             sites, antigen = sites[:kept], antigen[:kept]
-        lattice.field("cell_type")[sites] = NORMAL
-        lattice.field("antigen")[sites] = antigen
+        lattice.cells["cell_type"][sites] = NORMAL
+        lattice.cells["antigen"][sites] = antigen
     return lattice
 
 
@@ -251,7 +256,7 @@ def _lay_stroma(lattice: Lattice, cfg: ScenarioConfig, rng: np.random.Generator)
     """
     stroma = cfg.tissue.stroma
     tissue = lattice.tissue
-    cell_type = lattice.field("cell_type")
+    cell_type = lattice.cells["cell_type"]
     open_site = (tissue == TISSUE_OPEN) & (cell_type != CANCER)
     if stroma.capsule_width_um > 0:
         distance_um = (distance_transform_edt(lattice.grid("cell_type") != CANCER).ravel()
@@ -319,7 +324,7 @@ def dosing_plan(cfg: ScenarioConfig) -> list[Infusion]:
 def arrival_sites(lattice: Lattice, cfg: ScenarioConfig, route: str) -> np.ndarray:
     """Free sites where CAR-T placed directly may land: anywhere, or (``intratumoral``) within
     ``dosing.margin_width_um`` of a cancer cell. Free: empty and not a vessel."""
-    free = (lattice.field("cell_type") == EMPTY) & (lattice.tissue != TISSUE_VESSEL)
+    free = (lattice.cells["cell_type"] == EMPTY) & (lattice.tissue != TISSUE_VESSEL)
     if route == "anywhere":
         return np.flatnonzero(free)
     not_tumor = lattice.grid("cell_type") != CANCER
@@ -334,6 +339,6 @@ def infuse(lattice: Lattice, sites: np.ndarray, n_cells: int, rng: np.random.Gen
     """Place up to ``n_cells`` fresh effector CAR-T on distinct ``sites``; returns how many fit."""
     n_placed = min(n_cells, sites.size)
     chosen = rng.choice(sites, size=n_placed, replace=False)
-    lattice.field("cell_type")[chosen] = CAR_T
-    lattice.field("stamp")[chosen] = stamp
+    lattice.cells["cell_type"][chosen] = CAR_T
+    lattice.cells["stamp"][chosen] = stamp
     return n_placed

@@ -1,2 +1,45 @@
-from .core import *  # noqa: F401,F403  (interim: split by job next)
-from .core import _Strict, _display, _read_yaml, _describe, _load_with_extends  # noqa: F401
+"""YAML scenarios -> validated, typed config objects.
+
+Two kinds of file:
+
+* a **scenario** (one tumour, one CAR-T product, one dosing plan), and
+* a **study**: ``scenarios: [a.yaml, b.yaml]`` run side by side with shared seeds and replicates.
+
+Both may say ``extends: other.yaml``; mappings merge key by key, anything else is replaced.
+Unknown keys, wrong types and out-of-range values are errors that name the file and the key path.
+
+Modules, each importing only those above it:
+
+* ``errors``: ``ConfigError``, ``Problems`` and the ``file: key.path: problem`` messages;
+* ``schema``: the pydantic models (``ScenarioConfig``, ``StudyConfig``, ...) and their limits;
+* ``yaml_reader``: the safe YAML reader, ``extends`` merging, paths as messages show them;
+* ``overrides``: ``--set key.path=value`` overrides;
+* ``checks``: ``validate``, the checks across keys and the memory estimate;
+* ``assay_design``: a killing-assay design expanded into scenarios;
+* ``loading``: ``load_scenario``, ``load_study``, ``json_schema``.
+"""
+
+from .assay_design import WELL_KEYS, et_label, expand_assay
+from .checks import check_memory, check_scenario, validate
+from .errors import ConfigError, Problems, describe_error
+from .loading import is_study, json_schema, load_scenario, load_study
+from .overrides import apply_overrides, parse_override, yaml_value
+from .schema import (
+    SEED_MAX,
+    AntigenDistribution,
+    AssayConfig,
+    FieldConfig,
+    ScenarioConfig,
+    StrictModel,
+    Study,
+    StudyConfig,
+)
+from .yaml_reader import display_path, load_with_extends, read_yaml
+
+__all__ = [
+    "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "ConfigError", "FieldConfig",
+    "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig", "apply_overrides",
+    "check_memory", "check_scenario", "describe_error", "display_path", "et_label",
+    "expand_assay", "is_study", "json_schema", "load_scenario", "load_study",
+    "load_with_extends", "parse_override", "read_yaml", "validate", "yaml_value",
+]

@@ -12,19 +12,16 @@ NORMAL = 2
 CAR_T = 3
 NECROTIC = 4  # debris of a cancer cell killed by severe hypoxia; occupies its site until cleared
 N_CELL_TYPES = 5
-CELL_TYPE_NAMES = ("empty", "cancer", "normal", "car_t", "necrotic")
 
 # ---- fixed tissue structure under the cells (``Lattice.tissue`` array, uint8) ---------------
 TISSUE_OPEN = 0  # ordinary interstitial space
 TISSUE_STROMA = 1  # dense extracellular matrix / fibres: cells enter it slowly (or never)
 TISSUE_VESSEL = 2  # a blood vessel: no cell sits on it; oxygen source and CAR-T entry/exit point
-TISSUE_NAMES = ("open", "stroma", "vessel")
 
 # ---- CAR-T states (``car_t_state`` array, uint8) -----------------------------------------
 EFFECTOR = 0
 EXHAUSTED = 1
 MEMORY = 2  # long-lived, does not kill; becomes an activated effector on meeting antigen
-CAR_T_STATE_NAMES = ("effector", "exhausted", "memory")
 
 # ---- one 16-byte record per lattice site ---------------------------------------------------
 CELL_DTYPE = np.dtype(
@@ -101,37 +98,47 @@ def mean_step_length(offsets: np.ndarray) -> float:
     """Mean Euclidean length of one move to a uniformly chosen neighbour, in lattice spacings."""
     return float(np.mean(np.sqrt((offsets.astype(np.float64) ** 2).sum(axis=1))))
 
-# ---- kernel parameter vector: physical rates converted once to per-step numbers ------------
-# (built by simulation.biology.scenario.kernel_parameters; kernels index it with these names)
-K_CAR_T_KILL_RATE_PER_MIN = 0
-K_EXHAUSTED_KILL_FACTOR = 1
-K_ANTIGEN_HALF_MAX = 2
-K_HILL_COEFFICIENT = 3
-K_MAX_KILLS = 4
-K_MAX_DIVISIONS = 5
-K_EXHAUSTION_ENGAGED_STEPS = 6
-K_ACTIVATION_STEPS = 7
-K_DT_MIN = 8
-K_CAR_T_DIVIDE_P = 9
-K_CAR_T_EFFECTOR_DEATH_P = 10
-K_CAR_T_EXHAUSTED_DEATH_P = 11
-K_CANCER_DIVIDE_P = 12
-K_CANCER_DEATH_P = 13
-K_ANTIGEN_INHERITANCE_SIGMA = 14
-K_ANTIGEN_LOSS_P = 15  # probability a daughter cell is born antigen-negative
-K_PROLIFERATION_O2_MMHG = 16  # below it, cancer division slows (linearly to 0 at necrosis O2)
-K_NECROSIS_O2_MMHG = 17  # below it, cancer cells become necrotic
-K_NECROSIS_MAX_O2_MMHG = 18  # at or below it, necrosis runs at its maximal rate
-K_NECROSIS_MAX_RATE_PER_MIN = 19  # necrosis rate at or below K_NECROSIS_MAX_O2_MMHG
-K_NECROTIC_CLEARANCE_P = 20  # probability per step that necrotic debris is cleared
-K_CAR_T_HYPOXIC_KILL_FACTOR = 21  # CAR-T kill rate at/below necrosis O2, relative to normoxia
-K_SUPPRESSION_HALF_EFFECT = 22  # suppressive factor that halves kill rate / exhaustion time
-K_CAR_T_MEMORY_P = 23  # probability per step an idle effector becomes memory
-K_CAR_T_MEMORY_DEATH_P = 24
-K_CHEMOTAXIS_BIAS = 25  # probability a new heading points up the chemokine gradient
-K_STROMA_CROSSING_P = 26  # probability a move into a stroma site succeeds
-K_INTRAVASATION_P = 27  # probability per step a CAR-T next to a vessel enters the blood
-N_KERNEL_PARAMS = 28
+# ---- kernel parameters: physical rates converted once to per-step numbers -------------------
+# (built by simulation.biology.scenario.kernel_parameters as a one-element array of this dtype;
+# the kernels read the fields of its record ``params[0]`` by name)
+KERNEL_PARAMS_DTYPE = np.dtype(
+    [
+        ("car_t_kill_rate_per_min", np.float64),  # maximal kill rate of an effector (1/min)
+        ("exhausted_kill_factor", np.float64),  # kill rate of an exhausted CAR-T / an effector's
+        ("antigen_half_max", np.float64),  # antigen of half-maximal killing (molecules/cell)
+        ("hill_coefficient", np.float64),  # steepness of the antigen response
+        ("max_kills", np.int64),  # kills after which an effector becomes exhausted
+        ("max_divisions", np.int64),  # divisions a CAR-T lineage can make
+        ("exhaustion_engaged_steps", np.int64),  # time steps in synapses until exhaustion
+        ("activation_steps", np.int64),  # time steps an effector stays activated after a kill
+        ("dt_min", np.float64),  # length of a time step (min)
+        ("car_t_divide_p", np.float64),  # probability per step an activated CAR-T divides
+        ("car_t_effector_death_p", np.float64),  # probability per step an effector dies
+        ("car_t_exhausted_death_p", np.float64),  # probability per step an exhausted CAR-T dies
+        ("cancer_divide_p", np.float64),  # probability per step a cancer cell divides
+        ("cancer_death_p", np.float64),  # probability per step a cancer cell dies
+        ("antigen_inheritance_sigma", np.float64),  # log-normal sigma of a daughter's antigen
+        ("antigen_loss_p", np.float64),  # probability a daughter cell is born antigen-negative
+        # below it (mmHg), cancer division slows (linearly to 0 at necrosis O2)
+        ("proliferation_o2_mmhg", np.float64),
+        ("necrosis_o2_mmhg", np.float64),  # below it, cancer cells become necrotic
+        ("necrosis_max_o2_mmhg", np.float64),  # at or below it, necrosis runs at its maximal rate
+        ("necrosis_max_rate_per_min", np.float64),  # necrosis rate at/below necrosis_max_o2_mmhg
+        ("necrotic_clearance_p", np.float64),  # probability per step necrotic debris is cleared
+        # CAR-T kill rate at/below necrosis O2, relative to normoxia
+        ("car_t_hypoxic_kill_factor", np.float64),
+        # suppressive factor (a.u.) that halves kill rate / exhaustion time
+        ("suppression_half_effect", np.float64),
+        ("car_t_memory_p", np.float64),  # probability per step an idle effector becomes memory
+        ("car_t_memory_death_p", np.float64),  # probability per step a memory CAR-T dies
+        # probability a new heading points up the chemokine gradient
+        ("chemotaxis_bias", np.float64),
+        ("stroma_crossing_p", np.float64),  # probability a move into a stroma site succeeds
+        # probability per step a CAR-T next to a vessel enters the blood
+        ("intravasation_p", np.float64),
+    ],
+    align=True,
+)
 
 # ---- event counters returned by the interaction sweep (``events`` array, int64) ------------
 E_CANCER_KILLED = 0
@@ -181,3 +188,15 @@ CENSUS_NAMES = (
     "necrotic_cells",
 )
 N_CENSUS = len(CENSUS_NAMES)
+# slots of the census vector, by name
+CENSUS_TUMOR_CELLS = CENSUS_NAMES.index("tumor_cells")
+CENSUS_TUMOR_ANTIGEN_HIGH = CENSUS_NAMES.index("tumor_antigen_high")
+CENSUS_TUMOR_ANTIGEN_LOW = CENSUS_NAMES.index("tumor_antigen_low")
+CENSUS_TUMOR_ANTIGEN_NEGATIVE = CENSUS_NAMES.index("tumor_antigen_negative")
+CENSUS_NORMAL_CELLS = CENSUS_NAMES.index("normal_cells")
+CENSUS_NORMAL_ANTIGEN_POSITIVE = CENSUS_NAMES.index("normal_antigen_positive")
+CENSUS_CAR_T_CELLS = CENSUS_NAMES.index("car_t_cells")
+CENSUS_CAR_T_EFFECTOR = CENSUS_NAMES.index("car_t_effector")
+CENSUS_CAR_T_EXHAUSTED = CENSUS_NAMES.index("car_t_exhausted")
+CENSUS_CAR_T_MEMORY = CENSUS_NAMES.index("car_t_memory")
+CENSUS_NECROTIC_CELLS = CENSUS_NAMES.index("necrotic_cells")

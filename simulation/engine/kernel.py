@@ -288,16 +288,16 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
 
     A motile cell moves with probability ``move_p[type]`` per sweep to the neighbour along its
     heading (kept with probability ``persist_p[type]``, else redrawn; a CAR-T redraws up the
-    chemokine gradient with probability ``K_CHEMOTAXIS_BIAS``). Occupied, vessel or off-lattice
-    targets block the move and make the cell turn; a stroma site is entered with probability
-    ``K_STROMA_CROSSING_P``. A CAR-T in contact with a recognised target (antigen >= half-max)
-    holds its synapse and does not move.
+    chemokine gradient with probability ``params.chemotaxis_bias``). Occupied, vessel or
+    off-lattice targets block the move and make the cell turn; a stroma site is entered with
+    probability ``params.stroma_crossing_p``. A CAR-T in contact with a recognised target
+    (antigen >= half-max) holds its synapse and does not move.
     """
     cell = cells[site].cell_type
     if move_p[cell] <= 0.0:
         return site
     if cell == CAR_T and has_recognised_neighbour(
-        site, cells, shape, offsets, params[C.K_ANTIGEN_HALF_MAX]
+        site, cells, shape, offsets, params.antigen_half_max
     ):
         return site
     if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
@@ -306,15 +306,15 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
     direction = cells[site].heading
     if direction == NO_HEADING or uniform(seed, sweep, site, C.RNG_HEADING) >= persist_p[cell]:
         direction = -1
-        if cell == CAR_T and uniform(seed, sweep, site, C.RNG_CHEMOTAXIS) < params[
-                C.K_CHEMOTAXIS_BIAS]:
+        if (cell == CAR_T
+                and uniform(seed, sweep, site, C.RNG_CHEMOTAXIS) < params.chemotaxis_bias):
             direction = uphill_direction(site, fields[F_CHEMOKINE], shape, offsets)
         if direction < 0:
             direction = randint(seed, sweep, site, C.RNG_HEADING_PICK, n_off)
     dst = neighbour_site(site, direction, shape, offsets)
     if dst < 0 or not is_free(dst, cells, tissue) or (
             tissue[dst] == TISSUE_STROMA
-            and uniform(seed, sweep, site, C.RNG_STROMA) >= params[C.K_STROMA_CROSSING_P]):
+            and uniform(seed, sweep, site, C.RNG_STROMA) >= params.stroma_crossing_p):
         cells[site].heading = NO_HEADING  # blocked: turn at the next attempt
         return site
     cells[site].heading = direction
@@ -330,20 +330,19 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
                        row):
     """Necrosis, apoptosis or division into a free neighbour (contact inhibition).
 
-    Severe hypoxia (oxygen below ``K_NECROSIS_O2_MMHG``) turns the cell necrotic at a rate rising
-    linearly to its maximum at ``K_NECROSIS_MAX_O2_MMHG``. Otherwise one draw decides:
-    ``u < p_death``: the cell dies; ``p_death <= u < p_death + p_divide * f(O2)``: it divides if
-    it has room, where ``f`` falls linearly from 1 at ``K_PROLIFERATION_O2_MMHG`` to 0 at the
-    necrosis threshold. The probabilities split ``1 - exp(-(death + birth) dt)`` by rate
-    (competing hazards). A daughter inherits the antigen with log-normal noise, or is born
-    antigen-negative with probability ``K_ANTIGEN_LOSS_P``. Counts go to ``events[row]``.
+    Severe hypoxia (oxygen below ``params.necrosis_o2_mmhg``) turns the cell necrotic at a rate
+    rising linearly to its maximum at ``params.necrosis_max_o2_mmhg``. Otherwise one draw
+    decides: ``u < p_death``: the cell dies; ``p_death <= u < p_death + p_divide * f(O2)``: it
+    divides if it has room, where ``f`` falls linearly from 1 at ``params.proliferation_o2_mmhg``
+    to 0 at the necrosis threshold. The probabilities split ``1 - exp(-(death + birth) dt)`` by
+    rate (competing hazards). A daughter inherits the antigen with log-normal noise, or is born
+    antigen-negative with probability ``params.antigen_loss_p``. Counts go to ``events[row]``.
     """
     oxygen = fields[F_OXYGEN, site]
-    necrosis_o2 = params[C.K_NECROSIS_O2_MMHG]
+    necrosis_o2 = params.necrosis_o2_mmhg
     if oxygen < necrosis_o2:
-        severity = 1.0 - ramp(oxygen, params[C.K_NECROSIS_MAX_O2_MMHG], necrosis_o2)
-        necrosis_p = 1.0 - math.exp(-severity * params[C.K_NECROSIS_MAX_RATE_PER_MIN]
-                                    * params[C.K_DT_MIN])
+        severity = 1.0 - ramp(oxygen, params.necrosis_max_o2_mmhg, necrosis_o2)
+        necrosis_p = 1.0 - math.exp(-severity * params.necrosis_max_rate_per_min * params.dt_min)
         if uniform(seed, sweep, site, C.RNG_NECROSIS) < necrosis_p:
             clear_site(site, cells)
             cells[site].cell_type = NECROTIC
@@ -351,13 +350,12 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
             events[row, C.E_CANCER_NECROSED] += 1
             return
     u = uniform(seed, sweep, site, C.RNG_DEATH)
-    death_p = params[C.K_CANCER_DEATH_P]
+    death_p = params.cancer_death_p
     if u < death_p:
         clear_site(site, cells)
         events[row, C.E_CANCER_DIED] += 1
         return
-    divide_p = params[C.K_CANCER_DIVIDE_P] * ramp(oxygen, necrosis_o2,
-                                                  params[C.K_PROLIFERATION_O2_MMHG])
+    divide_p = params.cancer_divide_p * ramp(oxygen, necrosis_o2, params.proliferation_o2_mmhg)
     if u >= death_p + divide_p:
         return
     daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
@@ -365,10 +363,10 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
     if daughter < 0:
         return  # contact inhibition: no room, no division
     cells[daughter].cell_type = CANCER
-    sigma = params[C.K_ANTIGEN_INHERITANCE_SIGMA]
+    sigma = params.antigen_inheritance_sigma
     inherited = cells[site].antigen
-    if inherited > 0.0 and uniform(seed, sweep, site, C.RNG_ANTIGEN_LOSS) < params[
-            C.K_ANTIGEN_LOSS_P]:
+    if (inherited > 0.0
+            and uniform(seed, sweep, site, C.RNG_ANTIGEN_LOSS) < params.antigen_loss_p):
         inherited = 0.0
     elif sigma > 0.0 and inherited > 0.0:
         # log-normal noise with mean 1, so the population mean is kept
@@ -385,26 +383,26 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
 
     Memory cells do not kill; meeting a recognised target (antigen >= half-max) makes them
     activated effectors with a fresh division budget. An effector bound to nothing and not
-    activated becomes memory with probability ``K_CAR_T_MEMORY_P``. The kill rate falls with
-    hypoxia (to ``K_CAR_T_HYPOXIC_KILL_FACTOR`` at the necrosis threshold) and with the
+    activated becomes memory with probability ``params.car_t_memory_p``. The kill rate falls with
+    hypoxia (to ``params.car_t_hypoxic_kill_factor`` at the necrosis threshold) and with the
     suppressive factor (``suppression_factor``), which also shortens the engagement time to
     exhaustion. An unbound effector or memory cell next to a vessel enters the blood with
-    probability ``K_INTRAVASATION_P`` (the caller adds it to the blood pool). Counts go to
+    probability ``params.intravasation_p`` (the caller adds it to the blood pool). Counts go to
     ``events[row]``.
     """
     state = cells[site].car_t_state
     if state == EXHAUSTED:
-        death_p = params[C.K_CAR_T_EXHAUSTED_DEATH_P]
+        death_p = params.car_t_exhausted_death_p
     elif state == MEMORY:
-        death_p = params[C.K_CAR_T_MEMORY_DEATH_P]
+        death_p = params.car_t_memory_death_p
     else:
-        death_p = params[C.K_CAR_T_EFFECTOR_DEATH_P]
+        death_p = params.car_t_effector_death_p
     if uniform(seed, sweep, site, C.RNG_DEATH) < death_p:
         clear_site(site, cells)
         events[row, C.E_CAR_T_DIED] += 1
         return
 
-    half_max = params[C.K_ANTIGEN_HALF_MAX]
+    half_max = params.antigen_half_max
     target = best_target(site, cells, shape, offsets, seed, sweep)
     bound = target >= 0 and cells[target].antigen >= half_max
     if state == MEMORY:
@@ -417,35 +415,33 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
         cells[site].kills = 0
         cells[site].engaged = 0
         cells[site].divisions = 0
-        cells[site].activation = int(params[C.K_ACTIVATION_STEPS])
+        cells[site].activation = params.activation_steps
         events[row, C.E_MEMORY_REACTIVATED] += 1
 
     exhausted = state == EXHAUSTED
-    suppression = suppression_factor(fields[F_SUPPRESSION, site],
-                                      params[C.K_SUPPRESSION_HALF_EFFECT])
+    suppression = suppression_factor(fields[F_SUPPRESSION, site], params.suppression_half_effect)
     if target >= 0:
         if bound and cells[site].engaged < TIMER_MAX:
             cells[site].engaged += 1
-        hypoxic = params[C.K_CAR_T_HYPOXIC_KILL_FACTOR]
+        hypoxic = params.car_t_hypoxic_kill_factor
         oxygen_factor = hypoxic + (1.0 - hypoxic) * ramp(
-            fields[F_OXYGEN, site], params[C.K_NECROSIS_O2_MMHG],
-            params[C.K_PROLIFERATION_O2_MMHG])
-        rate = params[C.K_CAR_T_KILL_RATE_PER_MIN] * oxygen_factor * suppression * antigen_response(
-            cells[target].antigen, half_max, params[C.K_HILL_COEFFICIENT]
+            fields[F_OXYGEN, site], params.necrosis_o2_mmhg, params.proliferation_o2_mmhg)
+        rate = params.car_t_kill_rate_per_min * oxygen_factor * suppression * antigen_response(
+            cells[target].antigen, half_max, params.hill_coefficient
         )
         if exhausted:
-            rate *= params[C.K_EXHAUSTED_KILL_FACTOR]
-        if uniform(seed, sweep, site, C.RNG_KILL) < 1.0 - math.exp(-rate * params[C.K_DT_MIN]):
+            rate *= params.exhausted_kill_factor
+        if uniform(seed, sweep, site, C.RNG_KILL) < 1.0 - math.exp(-rate * params.dt_min):
             killed = C.E_CANCER_KILLED if cells[target].cell_type == CANCER else C.E_NORMAL_KILLED
             events[row, killed] += 1
             clear_site(target, cells)
             cells[target].stamp = sweep & 0xFFFF
             if cells[site].kills < 255:
                 cells[site].kills += 1
-            cells[site].activation = int(params[C.K_ACTIVATION_STEPS])
+            cells[site].activation = params.activation_steps
     if not exhausted and (
-        cells[site].kills >= params[C.K_MAX_KILLS]
-        or cells[site].engaged >= params[C.K_EXHAUSTION_ENGAGED_STEPS] * suppression
+        cells[site].kills >= params.max_kills
+        or cells[site].engaged >= params.exhaustion_engaged_steps * suppression
     ):
         cells[site].car_t_state = EXHAUSTED
         events[row, C.E_CAR_T_EXHAUSTED] += 1
@@ -454,7 +450,7 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
     if cells[site].activation == 0:
         if exhausted or bound:
             return
-        if uniform(seed, sweep, site, C.RNG_MEMORY) < params[C.K_CAR_T_MEMORY_P]:
+        if uniform(seed, sweep, site, C.RNG_MEMORY) < params.car_t_memory_p:
             cells[site].car_t_state = MEMORY
             events[row, C.E_CAR_T_BECAME_MEMORY] += 1
             return
@@ -462,9 +458,9 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
                         C.E_EFFECTOR_TO_BLOOD)
         return
     cells[site].activation -= 1
-    if exhausted or cells[site].divisions >= params[C.K_MAX_DIVISIONS]:
+    if exhausted or cells[site].divisions >= params.max_divisions:
         return
-    if uniform(seed, sweep, site, C.RNG_DIVIDE) >= params[C.K_CAR_T_DIVIDE_P]:
+    if uniform(seed, sweep, site, C.RNG_DIVIDE) >= params.car_t_divide_p:
         return
     daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
                                    C.RNG_DIVIDE_SITE)
@@ -485,9 +481,9 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
 @njit(cache=True, inline="always")
 def leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events, row,
                     event):
-    """Remove the CAR-T at ``site`` into the blood with probability ``K_INTRAVASATION_P`` if a
+    """Remove the CAR-T at ``site`` into the blood with probability ``params.intravasation_p`` if a
     vessel is next to it; ``events[row, event]`` counts it for the blood pool."""
-    exit_p = params[C.K_INTRAVASATION_P]
+    exit_p = params.intravasation_p
     if exit_p <= 0.0 or not next_to_vessel(site, tissue, shape, offsets):
         return
     if uniform(seed, sweep, site, C.RNG_INTRAVASATION) < exit_p:
@@ -498,8 +494,8 @@ def leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, ev
 
 @njit(cache=True, inline="always")
 def necrotic_update(site, cells, params, seed, sweep, events, row):
-    """Necrotic debris is cleared (the site becomes empty) with ``K_NECROTIC_CLEARANCE_P``."""
-    if uniform(seed, sweep, site, C.RNG_DEATH) < params[C.K_NECROTIC_CLEARANCE_P]:
+    """Necrotic debris is cleared (the site becomes empty) with ``params.necrotic_clearance_p``."""
+    if uniform(seed, sweep, site, C.RNG_DEATH) < params.necrotic_clearance_p:
         clear_site(site, cells)
         cells[site].stamp = sweep & 0xFFFF
         events[row, C.E_NECROTIC_CLEARED] += 1
@@ -514,8 +510,10 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
     ``interaction=True``: cancer cells die, turn necrotic or divide; CAR-T die, kill, exhaust,
     divide, turn memory or leave for the blood; necrotic debris is cleared; normal cells are
     passive targets (no turnover within the simulated weeks). ``tissue`` is the fixed site
-    structure (``TISSUE_*``), ``fields`` the (N_FIELDS, n_sites) field values the cells sense.
-    Event counts are kept per row, then summed, so they too are independent of threads.
+    structure (``TISSUE_*``), ``fields`` the (N_FIELDS, n_sites) field values the cells sense,
+    ``params`` the one-element array of ``constants.KERNEL_PARAMS_DTYPE`` whose record the
+    per-cell helpers read by field name. Event counts are kept per row, then summed, so they too
+    are independent of threads.
     """
     nz, ny, nx = shape
     stamp_now = sweep & 0xFFFF
@@ -535,6 +533,7 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
             y = cy + step_y * (r % rows_y)
             row = nx * (y + ny * z)
             backwards = uniform(seed, sweep, row, C.RNG_ROW_DIRECTION) < 0.5
+            p = params[0]  # bound in the row: a parallel loop cannot capture a record
             for i in range(nx):
                 site = row + (nx - 1 - i if backwards else i)
                 cell = cells[site].cell_type
@@ -551,15 +550,15 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
                 cells[site].stamp = stamp_now
                 if not interaction:
                     migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
-                                 params, seed, sweep)
+                                 p, seed, sweep)
                 elif cell == CANCER:
-                    cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed,
+                    cancer_cell_update(site, cells, tissue, fields, shape, offsets, p, seed,
                                        sweep, row_events, r)
                 elif cell == CAR_T:
-                    car_t_update(site, cells, tissue, fields, shape, offsets, params, seed,
-                                 sweep, row_events, r)
+                    car_t_update(site, cells, tissue, fields, shape, offsets, p, seed, sweep,
+                                 row_events, r)
                 else:
-                    necrotic_update(site, cells, params, seed, sweep, row_events, r)
+                    necrotic_update(site, cells, p, seed, sweep, row_events, r)
     events += row_events.sum(axis=0)
 
 
@@ -637,32 +636,33 @@ def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell
 
 @njit(cache=True)
 def census(cells, antigen_half_max):
-    """Counts of the lattice content, in the order of ``constants.CENSUS_NAMES``."""
+    """Counts of the lattice content, in the order of ``constants.CENSUS_NAMES`` (slots
+    ``constants.CENSUS_*``); ``antigen_half_max`` in molecules/cell splits high from low."""
     counts = np.zeros(N_CENSUS, dtype=np.int64)
     for site in range(cells.shape[0]):
         cell = cells[site].cell_type
         if cell == CANCER:
-            counts[0] += 1
+            counts[C.CENSUS_TUMOR_CELLS] += 1
             a = cells[site].antigen
             if a <= 0.0:
-                counts[3] += 1
+                counts[C.CENSUS_TUMOR_ANTIGEN_NEGATIVE] += 1
             elif a < antigen_half_max:
-                counts[2] += 1
+                counts[C.CENSUS_TUMOR_ANTIGEN_LOW] += 1
             else:
-                counts[1] += 1
+                counts[C.CENSUS_TUMOR_ANTIGEN_HIGH] += 1
         elif cell == NORMAL:
-            counts[4] += 1
+            counts[C.CENSUS_NORMAL_CELLS] += 1
             if cells[site].antigen > 0.0:
-                counts[5] += 1
+                counts[C.CENSUS_NORMAL_ANTIGEN_POSITIVE] += 1
         elif cell == CAR_T:
-            counts[6] += 1
+            counts[C.CENSUS_CAR_T_CELLS] += 1
             state = cells[site].car_t_state
             if state == EFFECTOR:
-                counts[7] += 1
+                counts[C.CENSUS_CAR_T_EFFECTOR] += 1
             elif state == EXHAUSTED:
-                counts[8] += 1
+                counts[C.CENSUS_CAR_T_EXHAUSTED] += 1
             else:
-                counts[9] += 1
+                counts[C.CENSUS_CAR_T_MEMORY] += 1
         elif cell == NECROTIC:
-            counts[10] += 1
+            counts[C.CENSUS_NECROTIC_CELLS] += 1
     return counts

@@ -26,7 +26,7 @@ class Lattice:
     """Per-site records of a lattice of ``shape = (nz, ny, nx)`` sites (``nz = 1`` in 2D).
 
     ``cells`` is flat (site ``x + nx * (y + ny * z)``) and contiguous, ready for the kernels;
-    ``lattice.field("antigen")`` is a writable numpy view of one record field. ``tissue`` is
+    ``lattice.cells["antigen"]`` is a writable numpy view of one record field. ``tissue`` is
     the fixed structure under the cells (``TISSUE_*`` codes: open, stroma, vessel) and
     ``fields`` the diffusing concentrations the cells sense, one row per ``FIELD_NAMES`` entry
     (oxygen in mmHg, the others in arbitrary units); oxygen starts at ``NORMOXIA_MMHG``.
@@ -72,10 +72,6 @@ class Lattice:
         """Memory of the per-site state (cell record, tissue code, fields), bytes per site."""
         fields = self.fields.shape[0] * self.fields.itemsize
         return self.cells.itemsize + self.tissue.itemsize + fields
-
-    def field(self, name: str) -> np.ndarray:
-        """A writable flat view of one per-site field (e.g. ``"cell_type"``, ``"antigen"``)."""
-        return self.cells[name]
 
     def grid(self, name: str) -> np.ndarray:
         """A record field, ``"tissue"`` or a diffusing field (``FIELD_NAMES``) shaped (ny, nx)

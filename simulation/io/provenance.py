@@ -1,6 +1,7 @@
-"""Output-folder helpers: default names, the resolved config, versions for the manifest.
+"""Provenance of an output: the resolved config, versions and the code fingerprint.
 
-The folder itself (written as the study runs, resumable) is ``simulation.io.rundir``.
+Every output folder's manifest carries them (``simulation.io.rundir``), so a result says which
+inputs and which code made it, and ``cartsim resume`` can refuse to mix two versions of the code.
 """
 
 from __future__ import annotations
@@ -14,17 +15,11 @@ from ..config import Study
 
 DEPENDENCIES = ("numpy", "numba", "llvmlite", "mesa", "pydantic", "pandas", "matplotlib",
                 "pyyaml", "scipy", "tqdm")
-
-
 #: the package's presentation layers, relative to the package folder: they draw and parse
 #: commands, and cannot change a number in a table. Every other module can (the config's
 #: defaults, the engine, the biology, the model, outcome rules, the runner, the files it reads
 #: back), so ``code_fingerprint`` hashes all of them, found by walking the package folder.
 PRESENTATION = ("viz", "cli.py", "__main__.py")
-
-
-class OutputExistsError(Exception):
-    """The output folder exists and ``force`` was not given."""
 
 
 def package_version() -> str:
@@ -44,16 +39,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-def default_output_dir(name: str, root: Path = Path("results")) -> Path:
-    """``results/<name>``, or the first free ``results/<name>-N``: never an existing folder."""
-    candidate = root / name
-    n = 2
-    while candidate.exists():
-        candidate = root / f"{name}-{n}"
-        n += 1
-    return candidate
 
 
 def resolved_config(study: Study) -> dict:

@@ -1,4 +1,4 @@
-"""Lattice snapshots (compressed .npz files) and animations made from them.
+"""Lattice snapshots: compressed .npz files of the lattice at chosen times.
 
 A snapshot holds uint8 arrays of shape (ny, nx), or (nz, ny, nx) for a 3D lattice, enough to
 redraw the lattice picture:
@@ -19,19 +19,17 @@ Files written before tissue and fields existed load as before: they draw as open
 have no fields (``snapshot_field`` gives None).
 
     from simulation import CarTModel
-    from simulation.io.snapshots import record_snapshots, animate
+    from simulation.io.snapshots import record_snapshots
 
     model = CarTModel("configs/gbm_solid.yaml", seed=1)
     record_snapshots(model, "snaps/gbm", every_h=12)
-    animate("snaps/gbm")            # snaps/gbm/animation.mp4 (ffmpeg) or .gif (Pillow)
 
-or ``cartsim animate snaps/gbm`` (``--record CONFIG`` runs and records first).
+``simulation.viz.animation.animate("snaps/gbm")`` (or ``cartsim animate snaps/gbm``) makes a
+movie of them.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -228,83 +226,3 @@ def record_snapshots(model, folder: str | Path, every_h: float = 12.0,
     if written[-1].name != f"snapshot_{model.step_index:08d}.npz":
         written.append(save())
     return written
-
-
-def _iter_snapshots(files: list[Path]) -> Iterator[dict[str, np.ndarray]]:
-    for path in files:
-        yield load_snapshot(path)
-
-
-def ffmpeg_available() -> bool:
-    """True if matplotlib can write MP4 through an ffmpeg executable."""
-    import matplotlib.animation as animation
-
-    return shutil.which("ffmpeg") is not None and animation.writers.is_available("ffmpeg")
-
-
-def animate(folder: str | Path, out: str | Path | None = None, fps: float = 6.0,
-            fmt: str = "auto", dpi: int = 100) -> Path:
-    """An animation of the snapshots in ``folder``: lattice frames with a burden inset.
-
-    ``fmt``: ``"mp4"`` (needs ffmpeg), ``"gif"`` (Pillow), or ``"auto"``: MP4 if ffmpeg is
-    installed, else GIF. ``out`` defaults to ``folder/animation.<fmt>``. One frame per snapshot.
-    """
-    import matplotlib.animation as animation
-    import matplotlib.pyplot as plt
-
-    from ..viz.plotting import (STYLE, _site_class_array, _spacing_um, plot_snapshot, slice_label,
-                           tumour_slice_z)
-
-    files = snapshot_files(folder)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no {SNAPSHOT_PATTERN} files")
-    if fmt == "auto":
-        fmt = "mp4" if ffmpeg_available() else "gif"
-    if fmt not in ("mp4", "gif"):
-        raise ValueError(f"fmt must be 'auto', 'mp4' or 'gif', not {fmt!r}")
-    if fmt == "mp4" and not ffmpeg_available():
-        raise RuntimeError("MP4 needs ffmpeg on PATH; install it or use fmt='gif'")
-    out = Path(out) if out is not None else Path(folder) / f"animation.{fmt}"
-    # the burden inset: counts of every frame, read once
-    frames = list(_iter_snapshots(files))
-    days = np.array([float(f["time_days"]) for f in frames])
-    tumor = np.array([int(f["tumor_cells"]) for f in frames])
-    car_t = np.array([int(f["car_t_cells"]) for f in frames])
-
-    with plt.rc_context(STYLE):
-        fig = plot_snapshot(frames[0])  # a 3D run: the slice through the day-0 tumour ...
-        first = _site_class_array(frames[0])
-        plane_z = tumour_slice_z(first) if first.ndim == 3 else None  # ... in every frame
-        plane_note = ("" if plane_z is None
-                      else f", {slice_label(plane_z, _spacing_um(frames[0]))}")
-        fig.set_size_inches(9.0, 5.4)
-        ax = fig.axes[0]
-        image = ax.images[0]
-        inset = ax.inset_axes((1.12, 0.0, 0.5, 0.33))
-        inset.plot(days, tumor, color="#D55E00", lw=1.2, label="cancer")
-        inset.plot(days, car_t, color="#0072B2", lw=1.2, label="CAR-T")
-        inset.set_yscale("symlog", linthresh=1.0)
-        inset.set_xlabel("time (days)", fontsize=8)
-        inset.set_ylabel("cells (log)", fontsize=8)
-        inset.tick_params(labelsize=7)
-        inset.legend(fontsize=7, loc="upper right")
-        cursor = inset.axvline(days[0], color="0.3", lw=1)
-        marks = inset.plot([days[0], days[0]], [tumor[0], car_t[0]], "o", ms=3, color="0.2")[0]
-
-        def update(i: int):
-            classes = _site_class_array(frames[i])
-            image.set_data(classes if plane_z is None else classes[plane_z])
-            ax.set_title(f"{frames[i]['scenario']}, day {days[i]:.1f}: {tumor[i]} cancer, "
-                         f"{car_t[i]} CAR-T{plane_note}")
-            cursor.set_xdata([days[i], days[i]])
-            marks.set_data([days[i], days[i]], [tumor[i], car_t[i]])
-            return image, cursor, marks
-
-        anim = animation.FuncAnimation(fig, update, frames=len(frames), blit=False,
-                                       repeat=False)
-        writer = (animation.FFMpegWriter(fps=fps, codec="libx264",
-                                         extra_args=["-pix_fmt", "yuv420p"])
-                  if fmt == "mp4" else animation.PillowWriter(fps=fps))
-        anim.save(out, writer=writer, dpi=dpi)
-        plt.close(fig)
-    return out

@@ -29,7 +29,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 
-from .rundir import atomic_write
+from .files import atomic_write
 from .snapshots import SNAPSHOT_FIELDS, site_classes, snapshot_field
 
 #: the uint8 arrays of a ``.vti`` file, in file order (the fields follow)

@@ -23,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.assay import assay_endpoints, assay_table, et_label, expand_assay
-from ..config import AssayConfig, Study, load_scenario, yaml_value
+from ..analysis.assay import assay_endpoints, assay_table
+from ..config import AssayConfig, Study, et_label, expand_assay, load_scenario, yaml_value
+from ..analysis.outcomes import PROGRESSION_FRACTION, progression_day
 from .runner import run_study
 
 #: the shipped scenario files
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 BLOOD = "b_all_cd19.yaml"
 SOLID = "gbm_solid.yaml"
 DISH = "killing_assay.yaml"
@@ -219,20 +220,6 @@ def tumor_burden(timeseries: pd.DataFrame, days: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def progression_day(run: pd.DataFrame, summary_row: pd.Series) -> float | None:
-    """Day a run progressed: its relapse day, or for a tumour that never responded the first
-    census at >= 120 % of baseline; None for a cured run or one that has not (yet) progressed.
-    """
-    if summary_row["cleared"]:
-        return None
-    if summary_row["relapse"]:
-        return float(summary_row["relapse_day"])
-    if summary_row["response"] in ("CR", "PR"):
-        return None  # still in response at the end of the run
-    grown = run[run["tumor_cells"] >= 1.2 * summary_row["baseline_tumor_cells"]]
-    return float(grown["time_days"].iloc[0]) if len(grown) else None
-
-
 def infiltration_index(run: pd.DataFrame, spacing_um: float) -> float:
     """How deep CAR-T get into a compact tumour, relative to an even spread (1 = even, 0 = all
     on the margin).
@@ -377,7 +364,7 @@ def fact_solid_tumor(scale: Scale) -> FactResult:
         "no complete response": measured["complete_responses"] == 0,
         # transient: whatever the nadir, every replicate regrows by >= 20 % from it (RECIST
         # progression) before the end
-        "every replicate regrows from its nadir": measured["regrowth_min"] >= 1.2,
+        "every replicate regrows from its nadir": measured["regrowth_min"] >= PROGRESSION_FRACTION,
         # core = the inner half of the radius (a quarter of the area). An even spread over the
         # mass gives index 1, an even spread over the outer half of the radius only 2/3: at or
         # below it the CAR-T population sat no deeper than if none had entered the core
@@ -610,7 +597,7 @@ def fact_dose(scale: Scale) -> FactResult:
         f"{bolus['cr_fraction']:.0%}, burden {split['burden']:.3f} vs {bolus['burden']:.3f}, "
         f"CRS peak {split['crs_peak']:.0f} vs {bolus['crs_peak']:.0f}")
     return FactResult(5, "dose response and split dosing",
-                      "biology.md clinic table (doses 0.2-5e6/kg: Mueller 2018, ZUMA-1)",
+                      "clinical doses 0.2-5e6/kg: Mueller 2018; ZUMA-1",
                       gives, measured, checks,
                       {"timeseries": timeseries, "summary": summary,
                        "by_arm": by_arm.reset_index()})
@@ -702,7 +689,7 @@ def fact_off_tumor(scale: Scale) -> FactResult:
              f"cells unchanged in {sum(spared)}/{len(spared)} B-ALL runs, "
              f"{measured['solid_normal_killed']} brain cells killed in GBM")
     return FactResult(7, "on-target off-tumour toxicity",
-                      "biology.md fact 7 (CD19: B-cell aplasia)", gives, measured, checks,
+                      "CD19 CAR-T cause B-cell aplasia: Maude 2014 NEJM", gives, measured, checks,
                       {"summary": blood_summary})
 
 

@@ -1,27 +1,55 @@
-"""Where sweep runs execute: this process, a local process pool, or a Dask cluster.
+"""The one place cartsim starts processes: where runs execute, for studies and sweeps alike.
 
 Every backend has the same shape: a context manager with ``map_unordered(fn, items)`` that
-yields ``fn(item)`` for each item as it completes. The sweep writes each result to disk as it
-arrives, so no backend holds more than the results in flight.
+yields ``fn(item)`` for each item as it completes. Callers store each result as it arrives
+(``simulation.study.runner``: a run's files; ``simulation.study.sweep``: a Parquet file), so no
+backend holds more than the results in flight, and an interruption loses only unfinished runs.
 
-* ``SerialBackend``: in this process (``--workers 1``).
+* ``SerialBackend``: in this process (one worker).
 * ``LocalBackend``: ``ProcessPoolExecutor`` with the *spawn* start method (a process that has
   run a parallel numba kernel holds a thread pool that must not be forked). The kernels are
-  compiled once in the parent first, by running a tiny model, so the spawned workers load them
-  from numba's on-disk cache instead of each compiling them.
+  compiled once in the parent first (``warm_up``), so the spawned workers load them from
+  numba's on-disk cache instead of each compiling them; each worker's kernels get an equal
+  share of the cores (results do not depend on it). Workers leave Ctrl-C to the parent, which
+  stops them, and exit when the parent is killed.
 * ``DaskBackend``: a ``distributed.Client`` (given, or connected to ``--scheduler tcp://...``).
   Results come back to the client, which writes them: workers need no shared file system.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
-from .runner import warm_up
+from ..config import ScenarioConfig
+from ..model import CarTModel
+
+#: seconds between a worker's checks that its parent is still alive
+PARENT_WATCH_S = 0.5
+
+OnError = Callable[[Any, BaseException], Any]
+
+
+def warm_up() -> None:
+    """Load (or compile and cache) the kernels once, before worker processes start."""
+    tiny = ScenarioConfig.model_validate({
+        "name": "warm_up", "tumor_type": "solid",
+        "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
+        "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
+                  "antigen": {"mean_molecules_per_cell": 1000.0}},
+        "tissue": {"vessel_density": 0.1},
+        "microenvironment": {name: {"enabled": True} for name in
+                             ("oxygen", "chemokine", "suppression", "cytokine")},
+        "dosing": {"route": "intravenous", "doses": [{"day": 0, "cells": 2}]},
+    })
+    CarTModel(tiny, seed=0).run()
 
 
 class SerialBackend:
@@ -42,6 +70,19 @@ class SerialBackend:
             yield fn(item)
 
 
+def _worker_init(parent: int) -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (no traceback from every worker),
+    and exit when the parent is gone (kill -9): nothing would collect their results."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_WATCH_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="cartsim-parent-watch").start()
+
+
 class LocalBackend:
     """A spawn-context process pool of ``workers`` processes on this machine."""
 
@@ -54,18 +95,21 @@ class LocalBackend:
 
     def __enter__(self) -> LocalBackend:
         warm_up()
-        # each worker's kernels get an equal share of the cores (results do not depend on it)
+        # workers start as items are submitted, so the variable stays set until __exit__
         cores = os.cpu_count() or 1
         self._saved = os.environ.get("NUMBA_NUM_THREADS")
         os.environ["NUMBA_NUM_THREADS"] = str(max(1, cores // self.workers))
-        self._pool = ProcessPoolExecutor(max_workers=self.workers,
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
+                                         initargs=(os.getpid(),),
                                          mp_context=multiprocessing.get_context("spawn"))
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
         assert self._pool is not None
-        # on Ctrl-C or an error: drop queued runs, do not wait for them
-        self._pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            self._pool.shutdown(wait=True)
+        else:  # Ctrl-C or an error: drop queued items and stop the workers now
+            _stop(self._pool)
         if self._saved is None:
             os.environ.pop("NUMBA_NUM_THREADS", None)
         else:
@@ -75,8 +119,23 @@ class LocalBackend:
                       on_error: OnError | None = None) -> Iterator[Any]:
         assert self._pool is not None
         futures = {self._pool.submit(fn, item): item for item in items}
-        for future in as_completed(futures):
-            yield _result(future, futures[future], on_error)
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield _result(future, futures[future], on_error)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and stop the workers now (their files are atomic)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # gone after shutdown
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(timeout=5)
 
 
 class DaskBackend:
@@ -91,6 +150,7 @@ class DaskBackend:
 
     def __enter__(self) -> DaskBackend:
         if self.client is None:
+            # lazy: dask.distributed is heavy and only a cluster run needs it
             from distributed import Client
 
             self.client = Client(self._scheduler)
@@ -107,6 +167,7 @@ class DaskBackend:
 
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
                       on_error: OnError | None = None) -> Iterator[Any]:
+        # lazy: see __enter__
         from distributed import as_completed as dask_completed
 
         futures = {self.client.submit(fn, item, pure=False): item for item in items}
@@ -116,9 +177,6 @@ class DaskBackend:
                 future.release()
         finally:
             self.client.cancel([f for f in futures if not f.done()])
-
-
-OnError = Callable[[Any, BaseException], Any]
 
 
 def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
@@ -134,7 +192,8 @@ def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
 
 def make_backend(workers: int | None = None, scheduler: str | None = None, client: Any = None,
                  n_runs: int | None = None):
-    """The backend for these options: Dask if a client or scheduler is given, else local."""
+    """The backend for these options: Dask if a client or scheduler is given, else ``workers``
+    local processes (default: one per core, at most one per run; one means this process)."""
     if client is not None or scheduler is not None:
         return DaskBackend(client=client, scheduler=scheduler)
     cores = os.cpu_count() or 1

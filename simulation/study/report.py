@@ -26,9 +26,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+from SALib.analyze import morris as morris_analyze  # noqa: E402
+from SALib.analyze import sobol as sobol_analyze  # noqa: E402
 
 from ..viz.plotting import PALETTE  # noqa: E402
-from .sweep import SweepFile, design_matrix, load, salib_problem  # noqa: E402
+from ..config import ConfigError  # noqa: E402
+from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem  # noqa: E402
 
 Z_95 = 1.959963984540054
 SENSITIVITY_OUTPUTS = ("cr_probability", "final_tumor_fraction")
@@ -184,8 +187,6 @@ def plot_response(prob: pd.DataFrame, parameters: list[str], path: Path) -> Path
 
 def sobol_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
     """First-order and total Sobol indices (95 % CI) per base scenario and output."""
-    from SALib.analyze import sobol as sobol_analyze
-
     problem = salib_problem(sweep)
     outputs = _point_outputs(table)
     rows = []
@@ -214,8 +215,6 @@ def sobol_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
 
 def morris_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
     """Morris mu*, its 95 % CI, and sigma per base scenario and output."""
-    from SALib.analyze import morris as morris_analyze
-
     problem = salib_problem(sweep)
     points = table.drop_duplicates("point_id").sort_values("point_id")
     x = design_matrix(sweep, points)
@@ -294,15 +293,13 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     """Write the report files of a sweep folder; return their paths."""
     folder = Path(folder)
     if not (folder / "index.parquet").exists() or not (folder / "sweep.resolved.yaml").exists():
-        from ..config import ConfigError
-
         raise ConfigError(f"{folder}: not a sweep folder (no index.parquet / "
                           "sweep.resolved.yaml); run cartsim sweep first")
     out = Path(out) if out is not None else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     sweep = _sweep_spec(folder)
     parameters = list(sweep.parameters)
-    table = load(folder)
+    table = load_sweep_table(folder)
     written = []
     prob = response_probability(table, parameters)
     prob.to_csv(out / "response_probability.csv", index=False)

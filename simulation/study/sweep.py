@@ -14,7 +14,7 @@ its summary row is written, as it arrives, to ``DIR/runs/<run id>.parquet`` (tem
 interrupted sweep resumes and ends with the same table as an uninterrupted one. A run that raises
 is recorded (``runs/<run id>.error.json``; retried on the next rerun) and the sweep goes on.
 
-``load(DIR)`` returns the tidy table: one row per run, parameter columns + summary columns.
+``load_sweep_table(DIR)`` returns the tidy table: one row per run, parameter columns + summary columns.
 Backends (local process pool, Dask distributed) live in ``simulation.study.pool``.
 """
 
@@ -31,18 +31,41 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib import metadata
 from itertools import product
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
+from SALib.sample import morris as morris_sample
+from SALib.sample import sobol as sobol_sample
+from scipy.stats import qmc
+from tqdm import tqdm
 
-from ..config import core as _config
-from ..config import SEED_MAX, ConfigError, Problems, ScenarioConfig, _Strict, yaml_value
-from ..io.rundir import atomic_write, clean_temporaries
+from ..config import (
+    SEED_MAX,
+    ConfigError,
+    Problems,
+    ScenarioConfig,
+    StrictModel,
+    apply_overrides,
+    describe_error,
+    display_path,
+    is_study,
+    load_with_extends,
+    read_yaml,
+    validate,
+    yaml_value,
+)
+from ..io.files import atomic_write, clean_temporaries, write_text
+from ..io.provenance import versions
+from .pool import make_backend
+from .runner import RunSpec, run_one
 
 #: summary columns of a run (the ``summary.csv`` contract of README.md, "Outputs")
 SUMMARY_COLUMNS = (
@@ -61,7 +84,7 @@ MAX_ERROR_LINES = 10
 # ---------------------------------------------------------------------------------------------
 # the sweep file
 # ---------------------------------------------------------------------------------------------
-class ValueRange(_Strict):
+class ValueRange(StrictModel):
     """A continuous range a sampled design draws a parameter from."""
 
     low: float = Field(description="Lowest value.")
@@ -87,33 +110,33 @@ ParameterSpec = Annotated[
 ]
 
 
-class GridDesign(_Strict):
+class GridDesign(StrictModel):
     """Full factorial of the parameters' value lists."""
 
     method: Literal["grid"]
 
 
-class ZipDesign(_Strict):
+class ZipDesign(StrictModel):
     """Point i takes the i-th value of every parameter's list (lists of equal length)."""
 
     method: Literal["zip"]
 
 
-class LatinHypercubeDesign(_Strict):
+class LatinHypercubeDesign(StrictModel):
     """``n`` points, a Latin hypercube over the parameters' ranges (scipy.stats.qmc, seeded)."""
 
     method: Literal["latin_hypercube"]
     n: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
-class RandomDesign(_Strict):
+class RandomDesign(StrictModel):
     """``n`` points drawn independently and uniformly over the ranges (seeded)."""
 
     method: Literal["random"]
     n: Annotated[int, Field(ge=1, le=1_000_000)]
 
 
-class SobolDesign(_Strict):
+class SobolDesign(StrictModel):
     """Saltelli/Sobol sampling (SALib): n * (D + 2) points, n * (2D + 2) with second order."""
 
     method: Literal["sobol"]
@@ -128,7 +151,7 @@ class SobolDesign(_Strict):
         return self
 
 
-class MorrisDesign(_Strict):
+class MorrisDesign(StrictModel):
     """Morris elementary effects (SALib): ``trajectories`` * (D + 1) points on a level grid."""
 
     method: Literal["morris"]
@@ -149,7 +172,7 @@ Design = Annotated[
 SAMPLED = ("latin_hypercube", "random", "sobol", "morris")
 
 
-class SweepFile(_Strict):
+class SweepFile(StrictModel):
     """A sweep: base scenarios, overrides, parameters, a design, replicates, seed."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -221,20 +244,14 @@ def design_points(sweep: SweepFile) -> list[dict[str, Any]]:
     bounds = np.array(problem["bounds"], dtype=float)
     if design.method in ("latin_hypercube", "random"):
         if design.method == "latin_hypercube":
-            from scipy.stats import qmc
-
             unit = qmc.LatinHypercube(d=len(keys), seed=sweep.seed).random(design.n)
         else:
             unit = np.random.default_rng(sweep.seed).random((design.n, len(keys)))
         samples = bounds[:, 0] + unit * (bounds[:, 1] - bounds[:, 0])
     elif design.method == "sobol":
-        from SALib.sample import sobol as sobol_sample
-
         samples = sobol_sample.sample(problem, design.n, calc_second_order=design.second_order,
                                       seed=sweep.seed)
     else:
-        from SALib.sample import morris as morris_sample
-
         samples = morris_sample.sample(problem, design.trajectories, num_levels=design.levels,
                                        seed=sweep.seed)
     points = []
@@ -338,16 +355,16 @@ class _Problems:
         raise ConfigError("\n".join(lines))
 
 
-def load_sweep(path: str | Path) -> SweepFile:
+def read_sweep_file(path: str | Path) -> SweepFile:
     """Read and validate a sweep file (not its runs); errors name the file and key path."""
     path = Path(path)
-    shown = _config._display(path)
-    data = _config._read_yaml(path, shown)
+    shown = display_path(path)
+    data = read_yaml(path, shown)
     try:
         return SweepFile.model_validate(data)
     except ValidationError as err:
         lines = [f"{shown}: {line}" for e in err.errors(include_url=False)
-                 for line in _config._describe({**e, "loc": _untagged(e["loc"])}, SweepFile)]
+                 for line in describe_error({**e, "loc": _untagged(e["loc"])}, SweepFile)]
         raise ConfigError("\n".join(lines)) from None
 
 
@@ -371,8 +388,8 @@ def resolve(path: str | Path) -> Plan:
     ``sweeps/x.yaml: parameters.car_t.max_kills: must be >= 1 (got 0) [base b.yaml, point 3]``.
     """
     path = Path(path)
-    shown = _config._display(path)
-    sweep = load_sweep(path)
+    shown = display_path(path)
+    sweep = read_sweep_file(path)
     problems = _Problems(shown)
     points = design_points(sweep)
     override_texts = {key: _assignment(key, value) for key, value in sweep.overrides.items()}
@@ -381,25 +398,25 @@ def resolve(path: str | Path) -> Plan:
     scenarios: dict[tuple[int, str], ScenarioConfig] = {}
     for base_file in sweep.bases:
         base_path = path.parent / base_file
-        base_shown = _config._display(base_path)
+        base_shown = display_path(base_path)
         try:
-            data = _config._load_with_extends(base_path)
+            data = load_with_extends(base_path)
         except ConfigError as err:
             problems.add(f"base: {err}")
             continue
-        if _config.is_study(data):
+        if is_study(data):
             problems.add(f"base: {base_shown} is a study; list its scenario files instead")
             continue
         for key, text in override_texts.items():
             try:
-                data = _config.apply_overrides(data, [text])
+                data = apply_overrides(data, [text])
             except ConfigError as err:
                 problems.add(f"overrides.{key}: {_strip_set(str(err), text)} [base {base_shown}]")
         bases[base_file] = data
         for point_id, values in enumerate(points):
             point_data = data
             try:
-                point_data = _config.apply_overrides(
+                point_data = apply_overrides(
                     data, [_assignment(k, v) for k, v in values.items()])
             except ConfigError as err:
                 key = next((k for k in values if str(err).startswith(f"--set {k}=")), "?")
@@ -437,7 +454,7 @@ def _validate_scenario(data: dict, sweep: SweepFile, problems: _Problems, base_s
                        point_id: int, values: dict) -> ScenarioConfig | None:
     marker = "\x00"
     try:
-        return _config.validate(data, ScenarioConfig, marker)
+        return validate(data, ScenarioConfig, marker)
     except ConfigError as err:
         for line in str(err).split("\n"):
             detail = line.removeprefix(f"{marker}: ")
@@ -461,8 +478,6 @@ def execute(run: Run) -> dict[str, Any]:
 
     Never raises: an exception becomes status 'failed' with its text (the sweep goes on).
     """
-    from .runner import RunSpec, run_one
-
     start = time.perf_counter()
     try:
         _, summary = run_one(RunSpec(run.scenario, 0, run.replicate, run.seed, threads=None))
@@ -482,10 +497,6 @@ def lost_run(run: Run, err: BaseException) -> dict[str, Any]:
     text = "".join(traceback.format_exception_only(type(err), err)).strip()
     return {"run_id": run.run_id, "status": "failed", "seconds": math.nan,
             "error": f"worker lost: {text}"}
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -515,7 +526,7 @@ def store(out: Path, result: dict[str, Any], record: list[str] | None) -> None:
         if stale.exists():
             stale.unlink()
     else:
-        _write_text(error_file(out, rid), json.dumps(
+        write_text(error_file(out, rid), json.dumps(
             {"run_id": rid, "error": result["error"]}, indent=2) + "\n")
 
 
@@ -538,10 +549,6 @@ class SweepOutcome:
 
 
 def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    from ..io.provenance import versions
-
     found = versions()
     for name in ("pyarrow", "SALib", "dask", "distributed"):
         try:
@@ -575,7 +582,7 @@ def _write_plan(out: Path, plan: Plan, started: datetime, extra: dict | None = N
         "sweep_file": str(plan.path),
         "bases": {name: _resolved_base(data, name) for name, data in plan.bases.items()},
     }
-    _write_text(out / "sweep.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    write_text(out / "sweep.resolved.yaml", yaml.safe_dump(resolved, sort_keys=False))
     manifest = {
         "sweep": plan.sweep.name,
         "sweep_file": str(plan.path),
@@ -593,13 +600,13 @@ def _write_plan(out: Path, plan: Plan, started: datetime, extra: dict | None = N
         "started_utc": started.isoformat(timespec="seconds"),
         **(extra or {}),
     }
-    _write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
 
 
 def _resolved_base(data: dict, name: str) -> dict:
     """A base scenario with the overrides applied, every key filled in where it validates."""
     try:
-        return _config.validate(data, ScenarioConfig, name).model_dump(mode="json")
+        return validate(data, ScenarioConfig, name).model_dump(mode="json")
     except ConfigError:  # valid only once the parameters are set: keep it as written
         return data
 
@@ -628,10 +635,6 @@ def run_sweep(path: str | Path, out: str | Path, workers: int | None = None,
     Dask; otherwise a local process pool of ``workers`` processes (default: all cores; 1 runs in
     this process).
     """
-    from tqdm import tqdm
-
-    from .pool import make_backend
-
     plan = plan if plan is not None else resolve(path)
     out = Path(out)
     _check_folder(out, plan)
@@ -689,15 +692,12 @@ def failure_summary(outcome: SweepOutcome, plan: Plan | None = None, limit: int 
 # ---------------------------------------------------------------------------------------------
 # loading results
 # ---------------------------------------------------------------------------------------------
-def load(out: str | Path) -> pd.DataFrame:
+def load_sweep_table(out: str | Path) -> pd.DataFrame:
     """A sweep folder -> one row per planned run: index columns, parameters, status, summary.
 
     Run order is the design order (point, base, replicate). Status is taken from the files in
     ``runs/`` (done / failed / pending), so a folder left by an interrupted sweep loads too.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     out = Path(out)
     index_path = out / "index.parquet"
     if not index_path.exists():

@@ -59,7 +59,7 @@ def config_dir() -> Path:
     """The folder with the scenario YAML files: $CARTSIM_CONFIG_DIR, ./configs, or the
     repository's configs/ next to the package."""
     candidates = [os.environ.get("CARTSIM_CONFIG_DIR"), Path.cwd() / "configs",
-                  Path(__file__).resolve().parent.parent / "configs"]
+                  Path(__file__).resolve().parents[2] / "configs"]
     for candidate in candidates:
         if candidate and (Path(candidate) / "b_all_cd19.yaml").is_file():
             return Path(candidate)

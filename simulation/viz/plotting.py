@@ -43,10 +43,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.colors import ListedColormap, to_rgb  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from scipy.ndimage import gaussian_filter  # noqa: E402
 
+from ..analysis.outcomes import (  # noqa: E402
+    PD_THRESHOLD_PERCENT,
+    PR_THRESHOLD_PERCENT,
+    PROGRESSION_FRACTION,
+    RESPONSES,
+    best_percent_change,
+    kaplan_meier,
+    progression_events,
+    response_counts,
+)
+from ..config import et_label  # noqa: E402
 from ..io.snapshots import (  # noqa: E402
     FIELD_NEUTRAL,
     N_SITE_CLASSES,
@@ -63,6 +75,7 @@ from ..io.snapshots import (  # noqa: E402
     SITE_STROMA,
     SITE_VESSEL,
     SNAPSHOT_FIELDS,
+    site_classes,
     snapshot_field,
 )
 
@@ -84,17 +97,10 @@ STYLE = {
     "svg.hashsalt": "cartsim",  # deterministic SVG ids
 }
 
-#: response classes in display order, with their colours (also used by the waterfall)
-RESPONSES = ("CR", "PR", "SD", "PD")
+#: response classes (``outcomes.RESPONSES``) with their colours (also used by the waterfall)
 RESPONSE_COLOURS = {"CR": "#009E73", "PR": "#56B4E9", "SD": "#E69F00", "PD": "#D55E00"}
 RESPONSE_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "stable disease",
                   "PD": "progressive disease"}
-
-#: RECIST-like thresholds on % change from baseline (see simulation.study.runner.classify_response)
-PR_THRESHOLD_PERCENT = -30.0
-PD_THRESHOLD_PERCENT = 20.0
-#: progression: the tumour count reaches this multiple of its nadir so far (baseline included)
-PROGRESSION_FRACTION = 1.2
 
 _SAVE_METADATA = {".png": {"Software": None}, ".svg": {"Date": None},
                   ".pdf": {"CreationDate": None, "ModDate": None}}
@@ -179,85 +185,6 @@ def _label(scenario: str, summary: pd.DataFrame | None) -> str:
     tumor_type = rows["tumor_type"].iloc[0]
     cr = int((rows["response"] == "CR").sum())
     return f"{scenario} ({tumor_type}): CR {cr}/{len(rows)}"
-
-
-def response_counts(summary: pd.DataFrame) -> pd.DataFrame:
-    """Runs per scenario and response class (CR, PR, SD, PD), zeros included."""
-    counts = pd.crosstab(summary["scenario"], summary["response"])
-    for response in RESPONSES:
-        if response not in counts:
-            counts[response] = 0
-    order = _scenarios(summary)
-    return counts.loc[order, list(RESPONSES)].astype(np.int64)
-
-
-def best_percent_change(summary: pd.DataFrame) -> pd.Series:
-    """Best (lowest) % change of the tumour count from baseline, per run (-100 = cleared)."""
-    baseline = summary["baseline_tumor_cells"].astype(float)
-    return 100.0 * (summary["nadir_tumor_cells"] - baseline) / baseline
-
-
-def progression_events(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
-                       first_dose_day: float = 0.0,
-                       fraction: float = PROGRESSION_FRACTION) -> pd.DataFrame:
-    """Progression-free time of every run, for a Kaplan-Meier curve.
-
-    From ``first_dose_day`` on, a run progresses at the first census where its tumour count is
-    at least ``fraction`` x its nadir so far (the baseline counts as a nadir, so growth to 120 %
-    of baseline without any response is progression too) and above that nadir. Runs that never
-    progress are censored at their end of follow-up: their last census, or, for a cleared
-    tumour (which cannot regrow), the last census of any run of the scenario.
-
-    Returns one row per run: ``scenario, replicate, time_days`` (days since first dose),
-    ``progressed`` (bool).
-    """
-    rows = []
-    for scenario, runs in timeseries.groupby("scenario", sort=False):
-        follow_up_end = float(runs["time_days"].max())
-        for replicate, run in runs.groupby("replicate", sort=True):
-            run = run.sort_values("time_days")
-            after = run[run["time_days"] >= first_dose_day - 1e-9]
-            counts = after["tumor_cells"].to_numpy(dtype=float)
-            times = after["time_days"].to_numpy(dtype=float)
-            nadir = np.minimum.accumulate(counts)
-            hit = np.flatnonzero((counts >= fraction * nadir) & (counts > nadir))
-            if hit.size:
-                time, progressed = times[hit[0]], True
-            else:
-                cleared = counts.size > 0 and counts[-1] == 0
-                time, progressed = (follow_up_end if cleared else times[-1]), False
-            rows.append({"scenario": scenario, "replicate": replicate,
-                         "time_days": time - first_dose_day, "progressed": progressed})
-    return pd.DataFrame(rows, columns=["scenario", "replicate", "time_days", "progressed"])
-
-
-def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> pd.DataFrame:
-    """Kaplan-Meier estimate of the survival function S(t) = P(T > t).
-
-    ``events[i]`` is true if ``times[i]`` is an event (progression), false if censored. At a
-    time with both, events are counted before censorings (the usual convention). Returns one
-    row per distinct time, starting with t = 0: ``time, at_risk, events, censored, survival``.
-    """
-    times = np.asarray(times, dtype=float)
-    events = np.asarray(events, dtype=bool)
-    if times.shape != events.shape:
-        raise ValueError("times and events must have the same length")
-    rows = [{"time": 0.0, "at_risk": times.size, "events": 0, "censored": 0, "survival": 1.0}]
-    survival = 1.0
-    at_risk = times.size
-    for t in np.unique(times):
-        here = times == t
-        d = int(np.count_nonzero(events & here))
-        c = int(np.count_nonzero(~events & here))
-        if d:
-            survival *= 1.0 - d / at_risk
-        if t == 0.0:
-            rows[0].update(events=d, censored=c, survival=survival)
-        else:
-            rows.append({"time": float(t), "at_risk": at_risk, "events": d, "censored": c,
-                         "survival": survival})
-        at_risk -= d + c
-    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,9 +517,9 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
         ax.grid(axis="x", visible=False)
         ax.set_ylim(-105.0, top)
     axes[0][0].set_ylabel("best change of cancer cells from baseline (%)")
-    axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, " -30 % PR", transform=axes[0][0].get_yaxis_transform(),
+    axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, f" {PR_THRESHOLD_PERCENT:+.0f} % PR", transform=axes[0][0].get_yaxis_transform(),
                     va="bottom", fontsize=8, color="0.3")
-    axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, " +20 % PD", transform=axes[0][0].get_yaxis_transform(),
+    axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, f" {PD_THRESHOLD_PERCENT:+.0f} % PD", transform=axes[0][0].get_yaxis_transform(),
                     va="bottom", fontsize=8, color="0.3")
     handles = [Patch(color=RESPONSE_COLOURS[r], label=f"{r}: {RESPONSE_NAMES[r]}")
                for r in RESPONSES]
@@ -644,8 +571,6 @@ def plot_killing_assay(table: pd.DataFrame, path: str | Path | None = None) -> p
     (highest first), one colour per E:T ratio (the same in every panel): median over replicates
     with the interquartile band; the untreated control is the dashed line at 100 %.
     """
-    from ..analysis.assay import et_label
-
     levels = sorted(table["antigen_molecules_per_cell"].unique(), reverse=True)
     ratios = sorted((r for r in table["effector_to_target"].unique() if r > 0), reverse=True)
     fig, axes = plt.subplots(1, len(levels), figsize=(max(5.5, 4.6 * len(levels)), 4.2),
@@ -737,20 +662,18 @@ def _snapshot_meta(snapshot) -> dict:
     return {} if isinstance(snapshot, np.ndarray) else snapshot
 
 
-def _spacing_um(snapshot) -> float | None:
+def snapshot_spacing_um(snapshot) -> float | None:
     """The site spacing of a snapshot (um), or None if it does not say."""
     meta = _snapshot_meta(snapshot)
     return float(np.asarray(meta["spacing_um"])) if "spacing_um" in meta else None
 
 
-def _site_class_array(snapshot) -> np.ndarray:
+def site_class_array(snapshot) -> np.ndarray:
     """Site-class codes of every site: (ny, nx) for a 2D snapshot, (nz, ny, nx) for a 3D one."""
     if isinstance(snapshot, np.ndarray):
         return snapshot
     if "site_class" in snapshot:
         return np.asarray(snapshot["site_class"])
-    from ..io.snapshots import site_classes
-
     return site_classes(snapshot["cell_type"], snapshot["antigen_class"],
                         snapshot["car_t_state"], snapshot.get("tissue"))
 
@@ -758,14 +681,14 @@ def _site_class_array(snapshot) -> np.ndarray:
 def _snapshot_classes(snapshot) -> np.ndarray:
     """Site-class codes of the picture of a snapshot: every site of a 2D one, the slice through
     the tumour (``tumour_slice_z``) of a 3D one. (Animations keep the slice of their first
-    frame instead: ``snapshots.animate``.)"""
-    classes = _site_class_array(snapshot)
+    frame instead: ``simulation.viz.animation.animate``.)"""
+    classes = site_class_array(snapshot)
     return classes[tumour_slice_z(classes)] if classes.ndim == 3 else classes
 
 
 def _volume_classes(snapshot, plot_name: str) -> np.ndarray:
     """Site-class codes (nz, ny, nx) of a 3D snapshot; ValueError naming ``plot_name`` if 2D."""
-    classes = _site_class_array(snapshot)
+    classes = site_class_array(snapshot)
     if classes.ndim != 3:
         raise ValueError(f"{plot_name} needs a 3D snapshot (arrays of shape (nz, ny, nx)); "
                          f"this one is 2D, shape {classes.shape}: draw it with plot_snapshot")
@@ -802,7 +725,7 @@ def slice_label(z: int, spacing_um: float | None) -> str:
 def _central_slice(snapshot, spacing_um: float | None):
     """(2D snapshot, title note): a 2D snapshot as it is with no note; a 3D one cut at
     ``tumour_slice_z`` (every 3D array, scalars kept) with the note "z = 0.49 mm slice"."""
-    classes = _site_class_array(snapshot)
+    classes = site_class_array(snapshot)
     if classes.ndim == 2:
         return snapshot, None
     z = tumour_slice_z(classes)
@@ -863,9 +786,9 @@ def plot_snapshot(snapshot, path: str | Path | None = None, ax: plt.Axes | None 
     """
     meta = _snapshot_meta(snapshot)
     if spacing_um is None:
-        spacing_um = _spacing_um(meta)
+        spacing_um = snapshot_spacing_um(meta)
     snapshot, slice_note = _central_slice(snapshot, spacing_um)
-    classes = _site_class_array(snapshot)
+    classes = site_class_array(snapshot)
     own_figure = ax is None
     fig, ax = _figure_and_axes(ax, (8.6, 5.2) if legend else (5.2, 5.2))
     extent = _lattice_image_axes(ax, classes.shape, spacing_um)
@@ -944,7 +867,7 @@ def plot_snapshot_with_fields(snapshot, path: str | Path | None = None,
     A 3D snapshot draws its xy slice through the tumour (``tumour_slice_z``), named in the
     title.
     """
-    spacing_um = _spacing_um(snapshot)
+    spacing_um = snapshot_spacing_um(snapshot)
     snapshot, slice_note = _central_slice(snapshot, spacing_um)
     fig, axes = plt.subplots(1, 1 + len(fields), figsize=(4.6 * (1 + len(fields)), 5.6),
                              layout="constrained", squeeze=False)
@@ -1021,7 +944,7 @@ def plot_orthogonal_slices(snapshot, path: str | Path | None = None,
     """
     classes = _volume_classes(snapshot, "plot_orthogonal_slices")
     centre = _slice_centre(classes, centre)
-    spacing_um = _spacing_um(snapshot)
+    spacing_um = snapshot_spacing_um(snapshot)
     scale, _ = _mm_per_site(spacing_um)
     fig, axes = plt.subplots(1, 3, figsize=(15.0, 5.2), layout="constrained")
     for ax, normal in zip(axes, ("z", "y", "x")):
@@ -1044,9 +967,6 @@ def _max_projection_rgb(classes: np.ndarray, axis: str) -> np.ndarray:
     the maximum along ``axis`` of its sites' local density (indicator smoothed with a Gaussian
     of ``DENSITY_SMOOTHING_SITES``), scaled to the channel's brightest pixel, in its colour;
     the channels add."""
-    from matplotlib.colors import to_rgb
-    from scipy.ndimage import gaussian_filter
-
     rows_columns = tuple(n for i, n in enumerate(classes.shape) if i != ARRAY_AXIS[axis])
     image = np.zeros(rows_columns + (3,))
     for _, codes, colour in PROJECTION_CHANNELS:
@@ -1089,7 +1009,7 @@ def plot_max_projection(snapshot, path: str | Path | None = None, axis: str = "z
     meta = _snapshot_meta(snapshot)
     oxygen = snapshot_field(meta, "oxygen")
     show_oxygen = oxygen is not None and not field_is_off(oxygen, "oxygen")
-    spacing_um = _spacing_um(meta)
+    spacing_um = snapshot_spacing_um(meta)
     fig, axes = plt.subplots(1, 1 + show_oxygen, figsize=(6.0 + 5.6 * show_oxygen, 5.8),
                              layout="constrained", squeeze=False)
     ax = axes[0][0]
@@ -1123,7 +1043,7 @@ def plot_points_3d(snapshot, path: str | Path | None = None, max_points: int = 3
     classes = _volume_classes(snapshot, "plot_points_3d")
     if max_points < 1:
         raise ValueError(f"max_points must be >= 1, not {max_points}")
-    spacing_um = _spacing_um(snapshot)
+    spacing_um = snapshot_spacing_um(snapshot)
     scale, unit = _mm_per_site(spacing_um)
     sites = np.flatnonzero(np.isin(classes, POINT_SITE_CLASSES))
     every = max(1, -(-len(sites) // max_points))  # ceiling division

@@ -4,7 +4,7 @@ Each test runs one ``simulation.study.literature`` fact on small settings (``SMA
 lattice with 1,500 blasts, glioblastoma on 100x100 with 3,000 cells, the killing-assay dish on
 40x40 with 400 targets; 3-10 seeds per arm) and asserts every criterion of the fact. The
 criteria and the reasons for their tolerances are written once, beside the code that measures
-them, in ``simulation/validation.py``; ``docs/make_validation.py`` checks the same criteria on
+them, in ``simulation/study/literature.py``; ``docs/make_validation.py`` checks the same criteria on
 larger runs. The numbers quoted below are what these settings gave when the tests were written.
 
 Run with ``pytest -m validation tests/validation`` (about 3 minutes of CPU; ``-rP`` prints
@@ -35,7 +35,7 @@ def test_blood_cancer_car_t_expand_cure_and_relapses_are_antigen_negative():
     2e-3 per division, so that a rare antigen-negative clone exists in some of the 10 runs on
     this small lattice; 60 days) relapses in 4/10, every relapse 100 % antigen-negative.
     """
-    assert_holds(validation.fact_blood_cancer(SMALL))
+    assert_holds(literature.fact_blood_cancer(SMALL))
 
 
 def test_solid_tumour_response_is_transient_car_t_miss_the_core_and_antigen_escapes():
@@ -45,7 +45,7 @@ def test_solid_tumour_response_is_transient_car_t_miss_the_core_and_antigen_esca
     baseline; CAR-T infiltration index 0.46 (1 = even spread, 2/3 = none in the inner half of
     the radius); CAR-T end at 14 % of their peak; antigen-low/negative share 43 -> 81 %.
     """
-    assert_holds(validation.fact_solid_tumor(SMALL))
+    assert_holds(literature.fact_solid_tumor(SMALL))
 
 
 def test_in_vitro_killing_rises_with_et_and_kills_per_car_t_rise_as_et_falls():
@@ -54,7 +54,7 @@ def test_in_vitro_killing_rises_with_et_and_kills_per_car_t_rise_as_et_falls():
     E:T 1:20, 1:8, 1:4, 1:1 (3 seeds): 64, 0, 0, 0 % of control at 72 h; kills per CAR-T
     24, 13, 5, 1.1.
     """
-    assert_holds(validation.fact_killing_assay(SMALL))
+    assert_holds(literature.fact_killing_assay(SMALL))
 
 
 def test_killing_collapses_below_an_antigen_threshold_that_lower_affinity_raises():
@@ -63,7 +63,7 @@ def test_killing_collapses_below_an_antigen_threshold_that_lower_affinity_raises
     Dish at E:T 1:4, 250-32,000 CD19/cell (3 seeds): killing 7 % at 250, 68 % at 1000, 99 % at
     2000; half-maximal killing at ~760/cell, ~3000/cell with a 4x higher CAR half-max.
     """
-    assert_holds(validation.fact_antigen_threshold(SMALL))
+    assert_holds(literature.fact_antigen_threshold(SMALL))
 
 
 def test_more_dose_helps_with_diminishing_returns_and_split_dosing_is_not_worse():
@@ -73,7 +73,7 @@ def test_more_dose_helps_with_diminishing_returns_and_split_dosing_is_not_worse(
     0.13, 0.08, 0.05 per 4x step); 16 CAR-T as 2x8 three days apart: CR 100 % as for the
     bolus (burden 0.27 vs 0.20: half the cells start later).
     """
-    assert_holds(validation.fact_dose(SMALL))
+    assert_holds(literature.fact_dose(SMALL))
 
 
 def test_cure_is_a_stochastic_extinction_event():
@@ -82,7 +82,7 @@ def test_cure_is_a_stochastic_extinction_event():
     The relapse arm of fact 1 (identical parameters, 10 seeds): 5 cures on days 7.5-9.3,
     4 progressions (antigen-negative relapses) on days 16-41.5.
     """
-    assert_holds(validation.fact_stochastic_cure(SMALL))
+    assert_holds(literature.fact_stochastic_cure(SMALL))
 
 
 def test_antigen_positive_healthy_cells_are_depleted_and_antigen_negative_ones_spared():
@@ -91,4 +91,4 @@ def test_antigen_positive_healthy_cells_are_depleted_and_antigen_negative_ones_s
     b_all_cd19 runs of fact 1: no normal B cell left; T/NK and myeloid cells (antigen-negative)
     unchanged in every run; no brain cell killed in the glioblastoma runs of fact 2.
     """
-    assert_holds(validation.fact_off_tumor(SMALL))
+    assert_holds(literature.fact_off_tumor(SMALL))

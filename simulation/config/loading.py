@@ -1,0 +1,119 @@
+"""Loading scenario and study files: read, merge ``extends``, apply overrides, validate.
+
+A study lists scenario files (``scenarios``) or a killing-assay design (``assay``) expanded
+into scenarios (``assay_design``); a lone scenario file loads as a study of one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from .assay_design import expand_assay
+from .checks import validate
+from .errors import ConfigError
+from .overrides import apply_overrides
+from .schema import AssayConfig, ScenarioConfig, Study, StudyConfig
+from .yaml_reader import display_path, load_with_extends
+
+
+def is_study(data: dict[str, Any]) -> bool:
+    """A mapping with a ``scenarios`` or ``assay`` key is a study; anything else is a scenario."""
+    return "scenarios" in data or "assay" in data
+
+
+def load_scenario(path: str | Path, overrides: list[str] | None = None) -> ScenarioConfig:
+    """Load, merge ``extends``, apply ``--set`` overrides and validate one scenario file."""
+    path = Path(path)
+    data = apply_overrides(load_with_extends(path), overrides or [])
+    if is_study(data):
+        raise ConfigError(f"{display_path(path)}: is a study (has 'scenarios' or 'assay'), not "
+                          "a scenario")
+    return validate(data, ScenarioConfig, display_path(path))
+
+
+#: keys a study shares with a scenario: a file with nothing else is taken for a study
+_STUDY_ONLY_KEYS = frozenset({"name", "description", "seed", "replicates"})
+
+
+def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
+    """Load a study or a single scenario file as a Study (a lone scenario is a study of one).
+
+    ``overrides`` apply to every scenario; a scenario's own ``seed``/``replicates`` give way to
+    the study's.
+    """
+    path = Path(path)
+    data = load_with_extends(path)
+    if not is_study(data) and set(data) <= _STUDY_ONLY_KEYS:
+        validate(data, StudyConfig, display_path(path))  # a study missing 'scenarios' or 'assay'
+    if not is_study(data):
+        scenario = load_scenario(path, overrides)
+        return Study(
+            name=scenario.name,
+            description=scenario.description,
+            seed=scenario.seed,
+            replicates=scenario.replicates,
+            scenarios=[scenario],
+            sources=[display_path(path)],
+        )
+    shown = display_path(path)
+    study = validate(data, StudyConfig, shown)
+    if study.assay is not None:
+        scenarios, sources = _assay_scenarios(study.assay, path, overrides or [])
+        key = "assay"
+    else:
+        scenarios, sources = _listed_scenarios(study.scenarios, path, overrides)
+        key = "scenarios"
+    scenarios = [s.model_copy(update={"seed": study.seed, "replicates": study.replicates})
+                 for s in scenarios]
+    names = [s.name for s in scenarios]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ConfigError(f"{shown}: {key}: duplicate scenario names {duplicated}")
+    return Study(name=study.name, description=study.description, seed=study.seed,
+                 replicates=study.replicates, scenarios=scenarios, sources=sources)
+
+
+def _listed_scenarios(entries: list[str], path: Path, overrides: list[str] | None
+                      ) -> tuple[list[ScenarioConfig], list[str]]:
+    """The scenario files a study lists (relative to the study file ``path``), and their
+    sources."""
+    shown = display_path(path)
+    scenarios = []
+    for i, entry in enumerate(entries):
+        entry_path = path.parent / entry
+        if not entry_path.exists():
+            raise ConfigError(f"{shown}: scenarios[{i}]: file not found: "
+                              f"{display_path(entry_path)}")
+        scenarios.append(load_scenario(entry_path, overrides))
+    return scenarios, [display_path(path.parent / entry) for entry in entries]
+
+
+def _assay_scenarios(assay: AssayConfig, path: Path, overrides: list[str]
+                     ) -> tuple[list[ScenarioConfig], list[str]]:
+    """The scenarios of a killing-assay design (``assay_design.expand_assay``): the dish file
+    with ``extends`` and the ``--set`` overrides applied, then one scenario per condition."""
+    shown = display_path(path)
+    dish_path = path.parent / assay.scenario
+    dish_shown = display_path(dish_path)
+    if not dish_path.exists():
+        raise ConfigError(f"{shown}: assay.scenario: file not found: {dish_shown}")
+    dish = apply_overrides(load_with_extends(dish_path), overrides)
+    if is_study(dish):
+        raise ConfigError(f"{shown}: assay.scenario: {dish_shown} is a study; give a scenario "
+                          "file")
+    scenarios = expand_assay(assay, dish, dish_shown, shown)
+    return scenarios, [dish_shown] * len(scenarios)
+
+
+def json_schema(kind: Literal["scenario", "study"] = "scenario") -> dict[str, Any]:
+    """JSON Schema of a scenario or study file, for editor autocompletion of YAML."""
+    model = ScenarioConfig if kind == "scenario" else StudyConfig
+    schema = model.model_json_schema()
+    schema["properties"]["extends"] = {
+        "type": "string",
+        "description": "Another config file (relative path) whose keys this one overrides.",
+    }
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = f"cartsim {kind}"
+    return schema

@@ -1,0 +1,75 @@
+"""``--set key.path=value`` overrides of a config mapping (the value is YAML)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, printable
+from .yaml_reader import parse_yaml
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'tumor.cycle_time_h=30'`` -> (['tumor', 'cycle_time_h'], 30); the value is YAML."""
+    shown = _set_text(text)
+    if "=" not in text:
+        raise ConfigError(f"--set {shown}: expected key.path=value")
+    key, _, raw = text.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"--set {shown}: empty key path")
+    value = parse_yaml(raw, f"--set {shown}") if raw.strip() else ""
+    return parts, value
+
+
+def _set_text(text: str) -> str:
+    return printable(text if len(text) <= 80 else text[:77] + "...")
+
+
+def yaml_value(value: Any) -> str:
+    """A value as YAML text that reads back exactly (JSON's ``1e-05`` would read back as text).
+
+    Used to turn Python keyword overrides and sweep values into ``key.path=value`` strings.
+    """
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        value = value.item()
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30)
+    return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return ``data`` with each ``key.path=value`` set (list items by index: ``doses.0.day``)."""
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: Any = data
+        for part in parts[:-1]:
+            node = _child(node, part, text, create=True)
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, text)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"--set {_set_text(text)}: {'.'.join(parts[:-1])} is not a mapping")
+    return data
+
+
+def _index(node: list, part: str, text: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {_set_text(text)}: {part!r} is not an index of a list of "
+                          f"{len(node)}")
+    return int(part)
+
+
+def _child(node: Any, part: str, text: str, create: bool) -> Any:
+    if isinstance(node, list):
+        node = node[_index(node, part, text)]
+        return node
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {_set_text(text)}: cannot descend into {part!r}")
+    if part not in node and create:
+        node[part] = {}
+    return node[part]

@@ -1,0 +1,491 @@
+"""The pydantic schema of scenario and study files, and its limits.
+
+Every physical quantity carries its unit in its key (``cycle_time_h``, ``speed_um_per_min``,
+``death_rate_per_day``); ``simulation.biology.scenario`` converts them once into per-step numbers.
+Unknown keys, wrong types and out-of-range values are errors (``StrictModel``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import Problems
+
+SEED_MAX = 2**63 - 1
+#: largest lattice side the schema accepts; what fits in memory is checked separately
+LATTICE_SIDE_MAX = 1_000_000
+
+
+class StrictModel(BaseModel):
+    """Base: unknown keys are errors, NaN/inf are rejected, no type coercion.
+
+    Strict mode: ``true`` or ``"30"`` where a number belongs is an error, not 1.0 or 30.0
+    (integers are still accepted where a float is expected).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True,
+                              strict=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class AntigenDistribution(StrictModel):
+    """Target antigen per cell: log-normal among antigen-positive cells plus a negative fraction."""
+
+    mean_molecules_per_cell: Annotated[float, Field(ge=0, le=1e9)] = Field(
+        description="Mean antigen density of antigen-positive cells (molecules/cell); 0 = none. "
+        "At most 1e9 (measured densities are below 1e6), so densities stay finite in float32."
+    )
+    cv: Annotated[float, Field(ge=0, le=10)] = Field(
+        0.5, description="Coefficient of variation of the log-normal density (dimensionless)."
+    )
+    negative_fraction: Fraction = Field(
+        0.0, description="Fraction of cells with no antigen at all."
+    )
+    inheritance_cv: Annotated[float, Field(ge=0, le=2)] = Field(
+        0.1, description="CV of the log-normal factor a daughter's density differs by from its "
+        "mother's (dimensionless); antigen-negative mothers have negative daughters."
+    )
+    loss_per_division: Fraction = Field(
+        0.0, description="Probability that a daughter of an antigen-positive cell is born "
+        "antigen-negative (antigen loss, e.g. CD19 splicing/mutation; per division)."
+    )
+
+
+class LatticeConfig(StrictModel):
+    """The simulated tissue: a 2D section or a 3D block of a square lattice, one cell per site."""
+
+    dimensions: Literal[2, 3] = Field(
+        2, description="2: a tissue section (width x height sites); 3: a block of width x "
+        "height x depth sites (spheroids, organoids, whole nodes).")
+    width: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] = Field(
+        200, description="Sites along x (a lattice must also fit in memory, see "
+        "estimate_memory_bytes).")
+    height: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] = Field(
+        200, description="Sites along y.")
+    depth: Annotated[int, Field(ge=3, le=LATTICE_SIDE_MAX)] | None = Field(
+        None, description="Sites along z (dimensions: 3 only; default: the height).")
+    spacing_um: PositiveFloat = Field(15.0, description="Site spacing = cell diameter (um).")
+    neighbourhood: Literal["moore", "von_neumann"] = Field(
+        "moore", description="moore: 8 neighbours in 2D, 26 in 3D; von_neumann: 4 in 2D, 6 "
+        "in 3D."
+    )
+
+    @model_validator(mode="after")
+    def _depth_only_in_3d(self) -> LatticeConfig:
+        if self.dimensions == 2 and self.depth is not None:
+            raise Problems([(("depth",), "is only for a 3D lattice (dimensions: 3)",
+                             self.depth)])
+        return self
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(nz, ny, nx) sites; nz = 1 in 2D."""
+        if self.dimensions == 2:
+            return (1, self.height, self.width)
+        return (self.depth or self.height, self.height, self.width)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of lattice sites."""
+        nz, ny, nx = self.shape
+        return nz * ny * nx
+
+    @property
+    def label(self) -> str:
+        """``width x height`` (2D) or ``width x height x depth`` (3D) sites, for messages."""
+        nz, ny, nx = self.shape
+        return f"{nx}x{ny}" if self.dimensions == 2 else f"{nx}x{ny}x{nz}"
+
+
+class TimeConfig(StrictModel):
+    """Clock of a run."""
+
+    dt_min: Annotated[float, Field(gt=0, le=60)] = Field(6.0, description="Time step (min).")
+    duration_days: Annotated[float, Field(gt=0, le=3650)] = Field(
+        42.0, description="Simulated time after t = 0 (days)."
+    )
+    record_every_h: PositiveFloat = Field(12.0, description="Census interval (h).")
+    stop_when_cleared: bool = Field(
+        True, description="End a run as soon as no cancer cell is left."
+    )
+
+
+class TumorConfig(StrictModel):
+    """Cancer cells."""
+
+    layout: Literal["dispersed", "compact"] = Field(
+        description="dispersed: scattered at random (blood cancers); compact: one contiguous "
+        "mass in the lattice centre (solid tumours)."
+    )
+    initial_cells: Annotated[int, Field(ge=1)] = Field(description="Cancer cells at t = 0.")
+    cycle_time_h: PositiveFloat = Field(
+        description="Doubling time of a cell with a free neighbour (h): it divides at rate "
+        "ln2 / cycle_time_h."
+    )
+    death_rate_per_day: NonNegativeFloat = Field(0.0, description="Apoptosis rate (1/day).")
+    speed_um_per_min: NonNegativeFloat = Field(
+        0.0, description="Random-walk speed (um/min); 0 = sessile."
+    )
+    antigen: AntigenDistribution
+
+
+class NormalPopulation(StrictModel):
+    """A healthy cell population filling part of the space the tumour leaves."""
+
+    name: str = Field(description="Label, e.g. 'normal B cells'.")
+    density: Fraction = Field(description="Fraction of non-tumour sites this population occupies.")
+    speed_um_per_min: NonNegativeFloat = Field(0.0, description="Random-walk speed (um/min).")
+    antigen: AntigenDistribution = Field(
+        default_factory=lambda: AntigenDistribution(mean_molecules_per_cell=0.0),
+        description="Antigen on these healthy cells (on-target, off-tumour toxicity if > 0).",
+    )
+
+
+class CarTConfig(StrictModel):
+    """The CAR-T product: how its cells move, recognise, kill, divide, exhaust and die."""
+
+    speed_um_per_min: NonNegativeFloat = Field(5.0, description="Migration speed (um/min).")
+    persistence_time_min: NonNegativeFloat = Field(
+        10.0, description="Time over which a CAR-T keeps its direction (min)."
+    )
+    kill_rate_per_h: PositiveFloat = Field(
+        4.0, description="Kill rate of an effector bound to a target at saturating antigen (1/h)."
+    )
+    antigen_half_max_molecules_per_cell: PositiveFloat = Field(
+        2000.0, description="Antigen density giving half the maximal kill rate (molecules/cell); "
+        "lower CAR affinity raises it. Targets at or above it hold the CAR-T in a synapse.",
+    )
+    hill_coefficient: Annotated[float, Field(ge=0.5, le=10)] = Field(
+        2.0, description="Steepness of kill probability vs antigen density (dimensionless)."
+    )
+    max_kills: Annotated[int, Field(ge=1, le=255)] = Field(
+        10, description="Kills after which an effector becomes exhausted."
+    )
+    max_divisions: Annotated[int, Field(ge=0, le=255)] = Field(
+        10, description="Divisions a CAR-T lineage can make."
+    )
+    division_time_h: PositiveFloat = Field(
+        12.0, description="Doubling time while activated (h): division rate ln2 / division_time_h."
+    )
+    activation_duration_h: PositiveFloat = Field(
+        24.0, description="How long a kill keeps a CAR-T activated (proliferating) (h)."
+    )
+    exhaustion_after_engaged_h: PositiveFloat = Field(
+        20.0, description="Cumulative time in synapses after which a CAR-T is exhausted (h)."
+    )
+    exhausted_kill_factor: Fraction = Field(
+        0.2, description="Kill rate of an exhausted CAR-T relative to an effector."
+    )
+    effector_half_life_days: PositiveFloat = Field(
+        4.5, description="Half-life of an effector CAR-T (days)."
+    )
+    exhausted_half_life_days: PositiveFloat = Field(
+        1.0, description="Half-life of an exhausted CAR-T (days)."
+    )
+    memory_conversion_rate_per_day: NonNegativeFloat = Field(
+        0.0016, description="Rate at which an idle (unbound, not activated) effector becomes a "
+        "long-lived memory cell (1/day); with the 4.5-day effector half-life ~1 % of cells "
+        "enter the memory pool (Stein 2019).")
+    memory_half_life_days: PositiveFloat = Field(
+        250.0, description="Half-life of a memory CAR-T (days; 200-350, Stein 2019).")
+
+
+class Dose(StrictModel):
+    """One infusion: a number of CAR-T, or an effector-to-target ratio at infusion time."""
+
+    day: NonNegativeFloat = Field(description="Infusion time (days after t = 0).")
+    cells: Annotated[int, Field(ge=1, le=10**12)] | None = Field(
+        None, description="CAR-T infused (those that find no free site are counted as not "
+        "placed).")
+    effector_to_target: PositiveFloat | None = Field(
+        None, description="CAR-T per cancer cell present at infusion (dimensionless)."
+    )
+    route: Route | None = Field(None, description="Route of this dose; default dosing.route.")
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> Dose:
+        if (self.cells is None) == (self.effector_to_target is None):
+            raise ValueError("give exactly one of 'cells' or 'effector_to_target'")
+        return self
+
+
+Route = Literal["intravenous", "intratumoral", "anywhere"]
+
+
+class Lymphodepletion(StrictModel):
+    """Conditioning chemotherapy (e.g. fludarabine/cyclophosphamide) finished at t = 0."""
+
+    populations: list[str] = Field(
+        description="Names of the normal populations (lymphocytes) it depletes.")
+    fraction_removed: Fraction = Field(
+        0.9, description="Fraction of those cells removed at t = 0 (frees their sites).")
+    car_t_expansion_boost: NonNegativeFloat = Field(
+        1.0, description="Extra CAR-T division rate right after conditioning, relative to the "
+        "normal rate (1 = doubled); homeostatic cytokines (IL-7, IL-15) then fade.")
+    recovery_half_life_days: PositiveFloat = Field(
+        7.0, description="Half-life of the boost as lymphocytes recover (days).")
+
+
+class DosingConfig(StrictModel):
+    """Where and when CAR-T enter the patient or the dish."""
+
+    route: Route = Field(
+        "intravenous", description="Default route of the doses. intravenous: into the blood "
+        "pool, then into the tissue next to vessel sites; intratumoral: free sites within "
+        "margin_width_um of a cancer cell (local injection); anywhere: free sites at random "
+        "(a dish, or a well-mixed compartment).")
+    margin_width_um: PositiveFloat = Field(
+        60.0, description="Intratumoral injections land within this distance of a cancer "
+        "cell (um).")
+    lymphodepletion: Lymphodepletion | None = Field(
+        None, description="Conditioning before the first infusion; none if omitted.")
+    doses: list[Dose] = Field(description="Infusions, in any order (none: an untreated "
+                              "control).")
+
+
+class FieldConfig(StrictModel):
+    """A diffusing substance on the lattice (backward-Euler reaction-diffusion)."""
+
+    enabled: bool = Field(False, description="Solve this field; if false it stays at its "
+                          "neutral value (oxygen: normoxia, others: 0).")
+    diffusion_um2_per_min: PositiveFloat = Field(description="Diffusion coefficient (um^2/min).")
+    decay_per_min: NonNegativeFloat = Field(description="First-order decay rate (1/min).")
+
+
+class OxygenConfig(FieldConfig):
+    """Oxygen from vessels and the far field, consumed by cells (PhysiCell defaults)."""
+
+    diffusion_um2_per_min: PositiveFloat = 1.0e5
+    decay_per_min: NonNegativeFloat = 0.1
+    vessel_mmhg: PositiveFloat = Field(38.0, description="Oxygen at vessel sites (mmHg).")
+    edge_mmhg: NonNegativeFloat | None = Field(
+        38.0, description="Oxygen beyond the lattice edge (mmHg); null = closed edge.")
+    cancer_uptake_per_min: NonNegativeFloat = Field(10.0, description="Uptake by a cancer cell "
+                                                    "(1/min).")
+    normal_uptake_per_min: NonNegativeFloat = Field(1.0, description="Uptake by a normal cell "
+                                                    "(1/min).")
+    car_t_uptake_per_min: NonNegativeFloat = Field(1.0, description="Uptake by a CAR-T (1/min).")
+    proliferation_threshold_mmhg: PositiveFloat = Field(
+        10.0, description="Below it cancer division slows, linearly to 0 at the necrosis "
+        "threshold (mmHg).")
+    necrosis_threshold_mmhg: PositiveFloat = Field(
+        5.0, description="Below it cancer cells become necrotic (mmHg).")
+    necrosis_max_mmhg: NonNegativeFloat = Field(
+        2.5, description="At or below it necrosis runs at its maximal rate (mmHg).")
+    necrosis_max_rate_per_h: NonNegativeFloat = Field(
+        1.0 / 6.0, description="Maximal necrosis rate (1/h; ~1 per 6 h).")
+    necrotic_clearance_half_life_days: PositiveFloat = Field(
+        60.0, description="Half-life of necrotic debris before its site is free (days).")
+    car_t_hypoxic_kill_factor: Fraction = Field(
+        0.5, description="CAR-T kill rate at or below the necrosis threshold, relative to "
+        "normoxia (rises linearly to 1 at the proliferation threshold).")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> OxygenConfig:
+        if not (self.necrosis_max_mmhg < self.necrosis_threshold_mmhg
+                < self.proliferation_threshold_mmhg):
+            raise Problems([(("necrosis_threshold_mmhg",), "must lie strictly between "
+                             "necrosis_max_mmhg and proliferation_threshold_mmhg",
+                             self.necrosis_threshold_mmhg)])
+        return self
+
+
+class ChemokineConfig(FieldConfig):
+    """A T-cell attractant secreted by cancer cells (Luque 2024 model defaults)."""
+
+    diffusion_um2_per_min: PositiveFloat = 1000.0
+    decay_per_min: NonNegativeFloat = 0.016
+    secretion_per_cancer_cell_per_min: NonNegativeFloat = Field(
+        1.0, description="Secretion per cancer cell (a.u./min).")
+    chemotaxis_bias: Fraction = Field(
+        0.5, description="Probability a CAR-T's new heading points up the gradient.")
+
+
+class SuppressionConfig(FieldConfig):
+    """A TGF-beta / PD-L1-like suppressive factor from solid-tumour cells."""
+
+    diffusion_um2_per_min: PositiveFloat = 600.0
+    decay_per_min: NonNegativeFloat = 0.05
+    secretion_per_cancer_cell_per_min: NonNegativeFloat = Field(
+        1.0, description="Baseline secretion per cancer cell (a.u./min).")
+    cytokine_induction: NonNegativeFloat = Field(
+        1.0, description="Extra secretion per unit of local cytokine (1/a.u.): secretion x "
+        "(1 + cytokine_induction x cytokine) (IFN-gamma induces PD-L1; O'Rourke 2017).")
+    half_effect: PositiveFloat = Field(
+        20.0, description="Level that halves CAR-T kill rate and time to exhaustion (a.u.).")
+
+
+class CytokineConfig(FieldConfig):
+    """An IL-6 / IFN-gamma-like cytokine released by activated CAR-T (CRS index)."""
+
+    diffusion_um2_per_min: PositiveFloat = 600.0
+    decay_per_min: NonNegativeFloat = 0.05
+    secretion_per_activated_car_t_per_min: NonNegativeFloat = Field(
+        1.0, description="Secretion per activated CAR-T (a.u./min).")
+
+
+class MicroenvironmentConfig(StrictModel):
+    """Diffusing fields the cells sense; each off unless enabled."""
+
+    update_interval_min: PositiveFloat = Field(
+        60.0, description="Fields are re-solved every this many minutes (backward Euler over "
+        "the interval; oxygen quasi-steady).")
+    oxygen: OxygenConfig = Field(default_factory=OxygenConfig)
+    chemokine: ChemokineConfig = Field(default_factory=ChemokineConfig)
+    suppression: SuppressionConfig = Field(default_factory=SuppressionConfig)
+    cytokine: CytokineConfig = Field(default_factory=CytokineConfig)
+
+
+class StromaConfig(StrictModel):
+    """Dense extracellular matrix: a capsule around the tumour and fibres in the tissue."""
+
+    capsule_width_um: NonNegativeFloat = Field(
+        0.0, description="Width of a stroma band around the initial tumour (um).")
+    fibre_density: Fraction = Field(
+        0.0, description="Fraction of non-tumour sites on stroma fibres.")
+    fibre_length_um: PositiveFloat = Field(150.0, description="Length of one fibre (um).")
+    crossing_probability: Fraction = Field(
+        0.1, description="Probability that a move into a stroma site succeeds (0 = a wall; "
+        "aligned collagen keeps T cells out, Salmon 2012).")
+
+
+class TissueConfig(StrictModel):
+    """Fixed structure: blood vessels and stroma."""
+
+    vessel_density: Fraction = Field(
+        0.0, description="Fraction of non-tumour sites that are vessels.")
+    tumor_vessel_density: Fraction = Field(
+        0.0, description="Fraction of tumour sites that are vessels (sparser in solid "
+        "tumours).")
+    stroma: StromaConfig = Field(default_factory=StromaConfig)
+
+
+class BloodConfig(StrictModel):
+    """The well-mixed blood pool that intravenous doses enter."""
+
+    extravasation_rate_per_h: NonNegativeFloat = Field(
+        1.0, description="Rate at which a blood CAR-T enters the tissue at a vessel (1/h).")
+    intravasation_rate_per_h: NonNegativeFloat = Field(
+        0.1, description="Rate at which an unbound CAR-T next to a vessel re-enters the blood "
+        "(1/h).")
+    volume_ul: PositiveFloat = Field(
+        10.0, description="Blood volume the model's pool stands for (uL): CAR-T per uL = "
+        "pool / volume_ul. A scaling assumption, not a measurement.")
+
+
+class ScenarioConfig(StrictModel):
+    """One tumour treated with one CAR-T product."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")] = Field(
+        description="Scenario label used in tables and file names."
+    )
+    description: str = ""
+    tumor_type: Literal["blood", "solid", "in_vitro"] = Field(
+        description="blood or solid cancer in a patient, or in_vitro: a killing assay in a dish.")
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = Field(
+        0, description="Seed of replicate 0; replicate r uses seed + r."
+    )
+    replicates: Annotated[int, Field(ge=1, le=100000)] = 3
+    lattice: LatticeConfig = Field(default_factory=LatticeConfig)
+    time: TimeConfig = Field(default_factory=TimeConfig)
+    tumor: TumorConfig
+    normal: list[NormalPopulation] = Field(default_factory=list)
+    car_t: CarTConfig = Field(default_factory=CarTConfig)
+    microenvironment: MicroenvironmentConfig = Field(default_factory=MicroenvironmentConfig)
+    tissue: TissueConfig = Field(default_factory=TissueConfig)
+    blood: BloodConfig = Field(default_factory=BloodConfig)
+    dosing: DosingConfig
+
+    @field_validator("normal")
+    @classmethod
+    def _densities_fit(cls, populations: list[NormalPopulation]) -> list[NormalPopulation]:
+        total = sum(p.density for p in populations)
+        if total > 1.0 + 1e-12:
+            raise ValueError(f"densities add up to {total:g}, more than 1")
+        return populations
+
+    @model_validator(mode="after")
+    def _tumour_fits(self) -> ScenarioConfig:
+        sites = self.lattice.n_sites
+        if self.tumor.initial_cells > sites // 2:
+            raise Problems([(("tumor", "initial_cells"),
+                             f"must be at most half of the {sites} sites of the "
+                             f"{self.lattice.label} lattice",
+                             self.tumor.initial_cells)])
+        return self
+
+
+#: largest E:T ratio an assay accepts (CAR-T per target plated); co-cultures stop near 10:1
+ASSAY_MAX_EFFECTOR_TO_TARGET = 100.0
+
+
+class AssayConfig(StrictModel):
+    """An in-vitro killing assay: one dish scenario at several E:T ratios and antigen levels,
+    each level beside an untreated control of the same wells (``simulation.analysis.assay``)."""
+
+    scenario: Annotated[str, Field(min_length=1)] = Field(
+        description="Scenario file of the dish (targets, CAR-T product), relative to this file; "
+        "its own doses are replaced by the assay's.")
+    effector_to_target: Annotated[
+        list[Annotated[float, Field(gt=0, le=ASSAY_MAX_EFFECTOR_TO_TARGET)]],
+        Field(min_length=1)] = Field(
+        description="E:T ratios: CAR-T added per target plated (dimensionless; 0.25 = 1:4). "
+        "Each well gets round(E:T x tumor.initial_cells) CAR-T.")
+    antigen_molecules_per_cell: Annotated[
+        list[Annotated[float, Field(ge=0, le=1e9)]], Field(min_length=1)] | None = Field(
+        None, description="Mean antigen densities of the targets to test (molecules/cell); "
+        "default: the scenario's own tumor.antigen.mean_molecules_per_cell.")
+    add_day: NonNegativeFloat = Field(
+        0.0, description="When the CAR-T are added (days after the targets are plated).")
+
+    @field_validator("effector_to_target", "antigen_molecules_per_cell")
+    @classmethod
+    def _distinct(cls, values: list[float] | None) -> list[float] | None:
+        repeated = sorted({v for v in values or [] if values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"values must differ ({', '.join(f'{v:g}' for v in repeated)} "
+                             "given more than once)")
+        return values
+
+
+class StudyConfig(StrictModel):
+    """Several scenarios run side by side with the same replicate seeds: listed as files
+    (``scenarios``) or generated by a killing-assay design (``assay``)."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    description: str = ""
+    scenarios: Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="Scenario files, relative to this file.")
+    assay: AssayConfig | None = Field(
+        None, description="A killing-assay design expanded into scenarios (instead of "
+        "'scenarios').")
+    seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = 0
+    replicates: Annotated[int, Field(ge=1, le=100000)] = 3
+
+    @model_validator(mode="after")
+    def _scenarios_or_assay(self) -> StudyConfig:
+        if self.scenarios is not None and self.assay is not None:
+            raise Problems([(("assay",), "give either 'scenarios' (scenario files) or 'assay' "
+                             "(a killing-assay design), not both", None)])
+        if self.scenarios is None and self.assay is None:
+            raise Problems([(("scenarios",), "required key is missing (or give 'assay': a "
+                             "killing-assay design)", None)])
+        return self
+
+
+class Study(BaseModel):
+    """A resolved study: validated scenarios plus the shared seed and replicate count."""
+
+    name: str
+    description: str = ""
+    seed: int
+    replicates: int
+    scenarios: list[ScenarioConfig]
+    #: the file each scenario was read from, as error messages show it (empty if not from files)
+    sources: list[str] = Field(default_factory=list)

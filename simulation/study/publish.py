@@ -1,0 +1,85 @@
+"""A finished output folder: its tables and figures, assembled from the stored runs.
+
+``finish`` reads every run's files back from ``runs/`` (``simulation.io.rundir``), writes the
+tables and the figures (``simulation.viz``) atomically, rewrites the manifest and then removes
+the work files, so a complete folder holds exactly the output contract. Tables always come
+from the per-run files, so a resumed study gives the same bytes as one that ran straight
+through.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..analysis.assay import assay_endpoints, assay_table, is_assay
+from ..io.files import atomic_write, write_text
+from ..io.rundir import MANIFEST_FILE, RunDir, read_tables, remove_leftovers, run_name
+from ..io.snapshots import load_snapshot
+from ..io.volume import write_vti
+from ..viz.plotting import (plot_blood_kinetics, plot_burden, plot_killing_assay,
+                            plot_max_projection, plot_orthogonal_slices)
+from .runner import RunSpec
+
+
+def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``.
+
+    Every folder gets ``timeseries.csv``, ``summary.csv`` and ``burden.png``; runs whose CAR-T
+    went through the blood also ``blood_kinetics.png`` (CAR-T per uL). A 3D scenario also gets
+    its first replicate's final lattice (``volume_outputs``). A killing assay (in-vitro wells
+    beside untreated controls, ``simulation.analysis.assay``) also gets ``assay.csv`` (% of
+    control and kills per CAR-T over time), ``assay_endpoints.csv`` (median and IQR at 48 h,
+    72 h and the end) and ``assay.png``.
+    """
+    timeseries, summary = read_tables(rundir, [spec.name for spec in specs])
+    atomic_write(rundir.path / "timeseries.csv", lambda tmp: timeseries.to_csv(tmp, index=False))
+    atomic_write(rundir.path / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
+    figures: list = []
+    atomic_write(rundir.path / "burden.png",
+                 lambda tmp: figures.append(plot_burden(timeseries, summary, tmp)))
+    if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
+        atomic_write(rundir.path / "blood_kinetics.png",
+                     lambda tmp: figures.append(plot_blood_kinetics(timeseries, summary, tmp)))
+    scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
+    if is_assay(scenarios):  # in-vitro wells beside their untreated controls
+        table = assay_table(scenarios, timeseries)
+        atomic_write(rundir.path / "assay.csv", lambda tmp: table.to_csv(tmp, index=False))
+        atomic_write(rundir.path / "assay_endpoints.csv",
+                     lambda tmp: assay_endpoints(table).to_csv(tmp, index=False))
+        atomic_write(rundir.path / "assay.png",
+                     lambda tmp: figures.append(plot_killing_assay(table, tmp)))
+    for spec in specs:
+        if spec.replicate == 0 and spec.scenario.lattice.dimensions == 3:
+            figures += volume_outputs(rundir, spec.scenario.name)
+    for fig in figures:
+        plt.close(fig)
+    write_text(rundir.path / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
+    marker = rundir.read_marker()
+    rundir.marker.unlink()  # the folder is complete from here on
+    if marker.get("replaces"):
+        shutil.rmtree(marker["replaces"], ignore_errors=True)
+    remove_leftovers(rundir)
+    return timeseries, summary
+
+
+def volume_outputs(rundir: RunDir, scenario: str) -> list:
+    """The final lattice of a 3D scenario's replicate 0 as ``<scenario>_final.npz`` (a
+    snapshot), ``_final.vti`` (ParaView), ``_final_slices.png`` (orthogonal slices through the
+    tumour) and ``_final_projection.png`` (maximum-intensity projection). Returns the figures."""
+    stored = rundir.final_snapshot(run_name(scenario, 0))
+    snapshot = load_snapshot(stored)
+    stem = rundir.path / f"{scenario}_final"
+    figures: list = []
+    atomic_write(stem.with_suffix(".vti"), lambda tmp: write_vti(snapshot, tmp))
+    atomic_write(stem.with_name(stem.name + "_slices.png"),
+                 lambda tmp: figures.append(plot_orthogonal_slices(snapshot, tmp)))
+    atomic_write(stem.with_name(stem.name + "_projection.png"),
+                 lambda tmp: figures.append(plot_max_projection(snapshot, tmp)))
+    atomic_write(stem.with_suffix(".npz"), lambda tmp: shutil.copyfile(stored, tmp))
+    return figures
