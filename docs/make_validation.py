@@ -299,7 +299,7 @@ IQR; the square is the scenario's dose given as two halves. Right: tumour over t
 ![Cures and progressions](img/validation_outcomes.png)
 
 *Fact 6.* Every run of the relapse arm (identical parameters): cures (cleared) and progressions
-(regrowth of >= 20 % and >= 10 cells above the nadir, `simulation.study.runner.find_relapse`), and
+(regrowth of >= 20 % and >= 10 cells above the nadir, `simulation.analysis.outcomes.find_relapse`), and
 the day each happened.
 
 ## Notes for calibration

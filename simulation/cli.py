@@ -34,7 +34,7 @@ from .io.volume import write_vti
 from .model import CarTModel
 from .study.publish import finish
 from .study.report import write_report
-from .study.runner import execute, run_specs
+from .study.runner import run_into_folder, run_specs
 from .study.sweep import failure_summary, resolve, run_sweep
 from .viz.animation import animate
 
@@ -196,7 +196,7 @@ def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: 
 
             with tqdm(total=len(specs), initial=len(finished), unit="run", desc=study.name,
                       disable=args.quiet, file=sys.stderr) as bar:
-                execute(rundir, specs, args.workers, every, done)
+                run_into_folder(rundir, specs, args.workers, every, done)
             wall = (datetime.now(timezone.utc) - started).total_seconds()
             _, summary = finish(rundir, specs, finished_manifest(manifest, wall))
     except KeyboardInterrupt:

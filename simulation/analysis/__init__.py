@@ -1,0 +1,1 @@
+"""Analysis layer: pure rules on result tables (outcomes, killing-assay readout)."""

@@ -1,11 +1,12 @@
 """The one runner: a study's runs -> tidy tables, in memory or into a resumable output folder.
 
-``run_study`` runs every (scenario, replicate) of a study and returns the two tables;
-``execute`` runs the unfinished runs of an output folder (``simulation.io.rundir``), each
-continuing from its checkpoint when it has one, and stores each run's files as it finishes.
-Both hand the runs to ``simulation.study.pool`` (this process, local worker processes or a Dask
-cluster) and order the tables by scenario and replicate, so the output does not depend on the
-number of workers or on which run finished first.
+``run_study`` runs every (scenario, replicate) of a study and returns the two tables, ordered
+by scenario and replicate; ``run_into_folder`` runs the unfinished runs of an output folder
+(``simulation.io.rundir``), each continuing from its checkpoint when it has one, and stores each
+run's files as it finishes (``simulation.study.publish`` reads them back in order). Both hand
+the runs to ``simulation.study.pool`` (this process or local worker processes; sweeps also use
+its Dask backend), so the output does not depend on the number of workers or on which run
+finished first.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def run_to_files(folder: str, checkpoint_every_h: float | None, spec: RunSpec) -
     return spec
 
 
-def execute(rundir: RunDir, specs: list[RunSpec], workers: int | None,
+def run_into_folder(rundir: RunDir, specs: list[RunSpec], workers: int | None,
             checkpoint_every_h: float | None, on_done: Callable[[RunSpec], None] | None = None
             ) -> None:
     """Run every spec whose files are not in ``rundir`` yet, in ``workers`` processes

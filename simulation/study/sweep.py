@@ -473,7 +473,7 @@ def _validate_scenario(data: dict, sweep: SweepFile, problems: _Problems, base_s
 # ---------------------------------------------------------------------------------------------
 # executing one run (in a worker) and storing it (in the parent)
 # ---------------------------------------------------------------------------------------------
-def execute(run: Run) -> dict[str, Any]:
+def run_point(run: Run) -> dict[str, Any]:
     """Run one simulation; return {'run_id', 'status', 'summary' | 'error', 'seconds'}.
 
     Never raises: an exception becomes status 'failed' with its text (the sweep goes on).
@@ -657,7 +657,7 @@ def run_sweep(path: str | Path, out: str | Path, workers: int | None = None,
             total=len(unique), initial=skipped, unit="run", desc=plan.sweep.name,
             disable=quiet, file=sys.stderr, dynamic_ncols=True))
         bar.set_postfix(failed=0)
-        for result in (backend.map_unordered(execute, todo, on_error=lost_run) if todo else ()):
+        for result in (backend.map_unordered(run_point, todo, on_error=lost_run) if todo else ()):
             store(out, result, record)
             if result["status"] == "done":
                 done += 1

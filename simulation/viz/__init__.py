@@ -1,0 +1,1 @@
+"""Presentation layer: figures from tables and snapshots, animations, the interactive app."""
