@@ -1,12 +1,19 @@
 """cartsim: agent-based simulation of CAR-T cell therapy (numba lattice kernels driven by Mesa).
 
-What a notebook needs, importable from here without matplotlib, solara or dask::
+What a notebook needs::
 
-    from simulation import CarTModel, load_study, run_study
+    import simulation
 
-    model = CarTModel("configs/b_all_cd19.yaml", seed=3)
-    model.run()
-    timeseries, summary = run_study(load_study("configs/blood_vs_solid.yaml"))
+    res = simulation.run("configs/blood_vs_solid.yaml", replicates=4, days=21,
+                         set={"car_t.max_kills": 5})
+    res.summary, res.timeseries         # pandas tables
+    res.plot()                          # the burden figure
+    simulation.load("results/blood_vs_solid")   # any output folder, as the same kind of result
+
+    model = simulation.CarTModel("configs/b_all_cd19.yaml", seed=3)   # one run, step by step
+
+``import simulation`` loads no matplotlib, solara or dask: ``run``, ``load`` and ``Result``
+(``simulation.study.api``, which draws figures) load on first use.
 
 The package is layered; each layer imports only the layers before it (docs/architecture.md,
 enforced by tests/test_architecture.py): ``engine`` (numpy + numba kernels) -> ``config``
@@ -20,5 +27,22 @@ from .config import ConfigError, ScenarioConfig, Study, load_scenario, load_stud
 from .model import CarTModel
 from .study.runner import RunSpec, run_study
 
-__all__ = ["CarTModel", "ConfigError", "RunSpec", "ScenarioConfig", "Study", "load_scenario",
-           "load_study", "run_study"]
+#: names served from ``simulation.study.api`` on first use (PEP 562), so that ``import
+#: simulation`` stays free of matplotlib
+_RESULT_API = ("Result", "load", "run")
+
+__all__ = ["CarTModel", "ConfigError", "Result", "RunSpec", "ScenarioConfig", "Study", "load",
+           "load_scenario", "load_study", "run", "run_study"]
+
+
+def __getattr__(name: str):
+    if name in _RESULT_API:
+        # lazy: the result API imports matplotlib; `import simulation` must stay light
+        from .study import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'simulation' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_RESULT_API))

@@ -104,26 +104,17 @@ def _add_sweep_parsers(sub) -> None:
 
 
 def _load(args: argparse.Namespace):
-    overrides = list(args.overrides)
-    if getattr(args, "days", None) is not None:
-        overrides.append(f"time.duration_days={args.days}")
-    study = load_study(args.config, overrides)
-    updates = {}
-    if getattr(args, "seed", None) is not None:
-        updates["seed"] = args.seed
-    if getattr(args, "replicates", None) is not None:
-        updates["replicates"] = args.replicates
-    if updates:
-        if updates.get("seed", 0) < 0 or updates.get("replicates", 1) < 1:
-            raise ConfigError("--seed must be >= 0 and --replicates >= 1")
-        study = study.model_copy(update=updates)
-    return study, overrides
+    """The study of ``args.config`` with ``--set``, ``--days``, ``--replicates``, ``--seed``."""
+    return load_study(args.config, list(args.overrides), days=getattr(args, "days", None),
+                      replicates=getattr(args, "replicates", None),
+                      seed=getattr(args, "seed", None))
 
 
 def _command_run(args: argparse.Namespace) -> int:
     every = positive_hours(args.checkpoint_every)
     _check_workers(args.workers)
-    study, overrides = _load(args)
+    study = _load(args)
+    overrides = list(args.overrides)
     _check_parallel_memory(study, args.workers, str(args.config))
     out = args.out if args.out is not None else default_output_dir(study.name)
     manifest = new_manifest(study, str(args.config), overrides, datetime.now(timezone.utc), every)
@@ -279,7 +270,7 @@ def _check_parallel_memory(study, workers: int | None, source: str) -> None:
 
 
 def _command_validate(args: argparse.Namespace) -> int:
-    study, _ = _load(args)
+    study = _load(args)
     for scenario in study.scenarios:
         lat = scenario.lattice
         print(f"{args.config}: ok: {scenario.name} ({scenario.tumor_type}), "

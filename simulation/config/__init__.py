@@ -23,7 +23,7 @@ from .assay_design import WELL_KEYS, et_label, expand_assay
 from .checks import check_memory, check_scenario, validate
 from .errors import ConfigError, Problems, describe_error
 from .loading import is_study, json_schema, load_scenario, load_study
-from .overrides import apply_overrides, parse_override, yaml_value
+from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
 from .schema import (
     SEED_MAX,
     AntigenDistribution,
@@ -38,8 +38,9 @@ from .yaml_reader import display_path, load_with_extends, read_yaml
 
 __all__ = [
     "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "ConfigError", "FieldConfig",
-    "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig", "apply_overrides",
-    "check_memory", "check_scenario", "describe_error", "display_path", "et_label",
-    "expand_assay", "is_study", "json_schema", "load_scenario", "load_study",
-    "load_with_extends", "parse_override", "read_yaml", "validate", "yaml_value",
+    "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
+    "apply_overrides", "check_memory", "check_scenario", "describe_error", "display_path",
+    "et_label", "expand_assay", "is_study", "json_schema", "load_scenario", "load_study",
+    "load_with_extends", "override_list", "parse_override", "read_yaml", "validate",
+    "yaml_value",
 ]

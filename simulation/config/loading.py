@@ -12,8 +12,8 @@ from typing import Any, Literal
 from .assay_design import expand_assay
 from .checks import validate
 from .errors import ConfigError
-from .overrides import apply_overrides
-from .schema import AssayConfig, ScenarioConfig, Study, StudyConfig
+from .overrides import Overrides, apply_overrides, override_list, yaml_value
+from .schema import SEED_MAX, AssayConfig, ScenarioConfig, Study, StudyConfig
 from .yaml_reader import display_path, load_with_extends
 
 
@@ -22,10 +22,11 @@ def is_study(data: dict[str, Any]) -> bool:
     return "scenarios" in data or "assay" in data
 
 
-def load_scenario(path: str | Path, overrides: list[str] | None = None) -> ScenarioConfig:
-    """Load, merge ``extends``, apply ``--set`` overrides and validate one scenario file."""
+def load_scenario(path: str | Path, overrides: Overrides = None) -> ScenarioConfig:
+    """Load, merge ``extends``, apply overrides (``["key.path=value"]`` as ``--set`` takes
+    them, or ``{"key.path": value}``) and validate one scenario file."""
     path = Path(path)
-    data = apply_overrides(load_with_extends(path), overrides or [])
+    data = apply_overrides(load_with_extends(path), override_list(overrides))
     if is_study(data):
         raise ConfigError(f"{display_path(path)}: is a study (has 'scenarios' or 'assay'), not "
                           "a scenario")
@@ -36,13 +37,40 @@ def load_scenario(path: str | Path, overrides: list[str] | None = None) -> Scena
 _STUDY_ONLY_KEYS = frozenset({"name", "description", "seed", "replicates"})
 
 
-def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
+def load_study(path: str | Path, overrides: Overrides = None, *,
+               replicates: int | None = None, days: float | None = None,
+               seed: int | None = None) -> Study:
     """Load a study or a single scenario file as a Study (a lone scenario is a study of one).
 
-    ``overrides`` apply to every scenario; a scenario's own ``seed``/``replicates`` give way to
-    the study's.
+    ``overrides`` (``["key.path=value"]`` as ``--set`` takes them, or ``{"key.path": value}``)
+    apply to every scenario; a
+    scenario's own ``seed``/``replicates`` give way to the study's. ``days`` sets every
+    scenario's ``time.duration_days`` (after ``overrides``); ``replicates`` and ``seed`` (of
+    replicate 0; replicate r runs with ``seed + r``) replace the study's: the options of the
+    same names of ``cartsim run``.
     """
     path = Path(path)
+    overrides = override_list(overrides)
+    if days is not None:
+        overrides.append(f"time.duration_days={yaml_value(days)}")
+    study = _load_study_file(path, overrides)
+    updates = {key: _whole_number(value, key, minimum, path) for key, value, minimum in
+               (("seed", seed, 0), ("replicates", replicates, 1)) if value is not None}
+    return study.model_copy(update=updates) if updates else study
+
+
+def _whole_number(value: Any, key: str, minimum: int, path: Path) -> int:
+    """``value`` if it is an integer >= ``minimum`` (and a valid seed), else a ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{display_path(path)}: {key}: must be a whole number (got "
+                          f"{value!r})")
+    if not minimum <= value <= SEED_MAX:
+        raise ConfigError(f"{display_path(path)}: {key}: must be >= {minimum} (got {value})")
+    return value
+
+
+def _load_study_file(path: Path, overrides: list[str]) -> Study:
+    """The study in ``path`` with ``overrides`` applied to every scenario."""
     data = load_with_extends(path)
     if not is_study(data) and set(data) <= _STUDY_ONLY_KEYS:
         validate(data, StudyConfig, display_path(path))  # a study missing 'scenarios' or 'assay'
@@ -59,7 +87,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
     shown = display_path(path)
     study = validate(data, StudyConfig, shown)
     if study.assay is not None:
-        scenarios, sources = _assay_scenarios(study.assay, path, overrides or [])
+        scenarios, sources = _assay_scenarios(study.assay, path, overrides)
         key = "assay"
     else:
         scenarios, sources = _listed_scenarios(study.scenarios, path, overrides)

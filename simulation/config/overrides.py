@@ -1,8 +1,13 @@
-"""``--set key.path=value`` overrides of a config mapping (the value is YAML)."""
+"""``--set key.path=value`` overrides of a config mapping (the value is YAML).
+
+The one override syntax: dotted key paths, as ``--set`` takes them on the command line, or as a
+mapping ``{"key.path": value}`` from Python (``override_list`` turns one into the other).
+"""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -37,6 +42,23 @@ def yaml_value(value: Any) -> str:
         value = value.item()
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 30)
     return text.removesuffix("\n").removesuffix("\n...").strip()
+
+
+#: what Python callers may pass as overrides
+Overrides = Mapping[str, Any] | Sequence[str] | None
+
+
+def override_list(overrides: Overrides) -> list[str]:
+    """``key.path=value`` strings from a mapping ``{"key.path": value}`` (values as Python
+    objects) or a list of such strings (values as YAML text)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={yaml_value(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, str):
+        raise ConfigError(f"overrides: give a mapping {{'key.path': value}} or a list of "
+                          f"'key.path=value' strings, not the string {_set_text(overrides)!r}")
+    return list(overrides)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -258,11 +258,17 @@ def read_tables(rundir: RunDir, names: list[str]) -> tuple[pd.DataFrame, pd.Data
     frames, rows = [], []
     for name in names:
         csv_path, json_path = rundir.run_files(name)
-        # Python's float() parses the repr that to_csv wrote exactly, on any pandas version
-        frames.append(pd.read_csv(csv_path, dtype=SERIES_DTYPES, keep_default_na=False,
-                                  converters={column: float for column in SERIES_FLOATS}))
+        frames.append(read_timeseries(csv_path))
         rows.append(json.loads(json_path.read_text(encoding="utf-8")))
     return pd.concat(frames, ignore_index=True), pd.DataFrame(rows)
+
+
+def read_timeseries(path: Path) -> pd.DataFrame:
+    """Census rows written with ``to_csv`` (a run's, or a folder's ``timeseries.csv``), read
+    back exactly: integer columns as int64, floats parsed by Python's ``float()``, which reads
+    the repr that ``to_csv`` wrote exactly on any pandas version."""
+    return pd.read_csv(path, dtype=SERIES_DTYPES, keep_default_na=False,
+                       converters={column: float for column in SERIES_FLOATS})
 
 
 def remove_leftovers(rundir: RunDir) -> None:

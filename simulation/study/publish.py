@@ -31,8 +31,9 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``.
 
     Every folder gets ``timeseries.csv``, ``summary.csv`` and ``burden.png``; runs whose CAR-T
-    went through the blood also ``blood_kinetics.png`` (CAR-T per uL). A 3D scenario also gets
-    its first replicate's final lattice (``volume_outputs``). A killing assay (in-vitro wells
+    went through the blood also ``blood_kinetics.png`` (CAR-T per uL). A 3D scenario run into
+    the folder also gets its first replicate's final lattice (``volume_outputs``; runs kept only
+    in memory, as ``run_study`` makes them, have none). A killing assay (in-vitro wells
     beside untreated controls, ``simulation.analysis.assay``) also gets ``assay.csv`` (% of
     control and kills per CAR-T over time), ``assay_endpoints.csv`` (median and IQR at 48 h,
     72 h and the end) and ``assay.png``.
@@ -55,7 +56,7 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
         atomic_write(rundir.path / "assay.png",
                      lambda tmp: figures.append(plot_killing_assay(table, tmp)))
     for spec in specs:
-        if spec.replicate == 0 and spec.scenario.lattice.dimensions == 3:
+        if rundir.final_snapshot(spec.name).exists():  # 3D, replicate 0, run into the folder
             figures += volume_outputs(rundir, spec.scenario.name)
     for fig in figures:
         plt.close(fig)

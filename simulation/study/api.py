@@ -1,0 +1,180 @@
+"""The one-call Python API: run a config and get a result; open any output folder as one.
+
+    import simulation
+
+    res = simulation.run("configs/blood_vs_solid.yaml", replicates=4, days=21, seed=1,
+                         set={"car_t.max_kills": 5})
+    res.summary                 # pandas: the columns of summary.csv, one row per run
+    res.timeseries              # pandas: the columns of timeseries.csv, one row per census
+    res.plot()                  # the burden figure (res.plot_waterfall(), ... for the others)
+    res.save("results/my_run")  # the folder `cartsim run` writes, byte for byte
+    simulation.load("results/my_run")   # any folder cartsim wrote: a run, an assay, a sweep
+
+Overrides are the dotted key paths of ``cartsim run --set``: ``set={"car_t.max_kills": 5}``
+(a list of ``"key.path=value"`` strings works too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..analysis.assay import assay_table, is_assay
+from ..analysis.outcomes import response_counts
+from ..config import ConfigError, Overrides, Study, load_study
+from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, finished_manifest,
+                         new_manifest, read_timeseries)
+from ..viz import plotting
+from .publish import finish
+from .runner import run_specs, run_study
+from .sweep import load_sweep_table
+
+#: what a folder is, by the files that make it one
+RUN, ASSAY, SWEEP = "run", "assay", "sweep"
+
+
+@dataclass
+class Result:
+    """The tables of a study, in memory (``run``) or read from an output folder (``load``).
+
+    ``kind`` is ``"run"``, ``"assay"`` (a killing assay: also ``assay``, % of untreated control
+    over time) or ``"sweep"`` (one summary row per run with its parameter values; sweeps keep
+    no time series, so ``timeseries`` is None and the figures of time courses do not apply).
+    ``study`` is the resolved study (None for a sweep); ``folder`` the folder it was read
+    from or saved to.
+    """
+
+    summary: pd.DataFrame
+    timeseries: pd.DataFrame | None
+    study: Study | None
+    kind: str = RUN
+    assay: pd.DataFrame | None = None
+    folder: Path | None = None
+
+    # ---- tables --------------------------------------------------------------------------
+    def response_counts(self) -> pd.DataFrame:
+        """Runs per scenario and response class (CR, PR, SD, PD)."""
+        return response_counts(self.summary)
+
+    # ---- figures (each returns the matplotlib Figure; ``path`` also saves it) ----------
+    def plot(self, path: str | Path | None = None) -> plt.Figure:
+        """Tumour burden and CAR-T over time, median and spread over replicates."""
+        return plotting.plot_burden(self._series("plot"), self.summary, path)
+
+    def plot_car_t_kinetics(self, path: str | Path | None = None) -> plt.Figure:
+        """CAR-T in the tissue on a log scale: expansion, peak, contraction."""
+        return plotting.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
+                                            path)
+
+    def plot_blood_kinetics(self, path: str | Path | None = None) -> plt.Figure:
+        """CAR-T per uL of blood, the curve the clinic measures."""
+        return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
+                                            path)
+
+    def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
+        """Best % change of the tumour from baseline, one bar per run."""
+        return plotting.plot_waterfall(self.summary, path)
+
+    def plot_progression_free(self, path: str | Path | None = None) -> plt.Figure:
+        """Kaplan-Meier progression-free fraction of the replicates."""
+        return plotting.plot_progression_free(self._series("plot_progression_free"),
+                                              self.summary, path)
+
+    def plot_response_rates(self, path: str | Path | None = None) -> plt.Figure:
+        """Response classes per scenario."""
+        return plotting.plot_response_rates(self.summary, path)
+
+    def plot_killing_assay(self, path: str | Path | None = None) -> plt.Figure:
+        """% of untreated control over time, one line per E:T (killing assays only)."""
+        if self.assay is None:
+            raise ValueError("plot_killing_assay: this result is not a killing assay (no "
+                             "assay table)")
+        return plotting.plot_killing_assay(self.assay, path)
+
+    def _series(self, what: str) -> pd.DataFrame:
+        if self.timeseries is None:
+            raise ValueError(f"{what}: a sweep keeps one summary row per run and no time "
+                             "series; `cartsim report` draws its figures")
+        return self.timeseries
+
+    # ---- storing ------------------------------------------------------------------------
+    def save(self, folder: str | Path, force: bool = False) -> Path:
+        """Write the output folder ``cartsim run`` writes for this study (tables, figures,
+        config.resolved.yaml, manifest.json), atomically; an existing folder is refused
+        unless ``force``. 3D runs kept in memory have no final lattice to write."""
+        if self.study is None or self.timeseries is None:
+            raise ValueError("save: a sweep result is its folder already")
+        manifest = new_manifest(self.study, "(Python)", [], datetime.now(timezone.utc), None)
+        rundir, _ = create(Path(folder), self.study, {"checkpoint_every_h": None}, manifest,
+                           force=force)
+        with rundir.lock():
+            for spec in run_specs(self.study):
+                mine = ((self.timeseries["scenario"] == spec.scenario.name)
+                        & (self.timeseries["replicate"] == spec.replicate))
+                row = self.summary[(self.summary["scenario"] == spec.scenario.name)
+                                   & (self.summary["replicate"] == spec.replicate)]
+                rundir.store_run(spec.name, self.timeseries[mine],
+                                 _json_row(row.iloc[0].to_dict()))
+            finish(rundir, run_specs(self.study), finished_manifest(manifest, 0.0))
+        self.folder = rundir.path
+        return rundir.path
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row as ``run_tables`` makes it: numpy scalars as Python numbers, NaN as None."""
+    return {key: None if pd.isna(value) else value.item() if hasattr(value, "item") else value
+            for key, value in row.items()}
+
+
+def run(config: str | Path, replicates: int | None = None, days: float | None = None,
+        seed: int | None = None, set: Overrides = None,
+        workers: int | None = None) -> Result:
+    """Run a scenario or study file and return its result (nothing is written to disk).
+
+    ``replicates``, ``days`` and ``seed`` are the options of ``cartsim run``; ``set`` overrides
+    config values by their dotted key paths (``{"car_t.max_kills": 5}``, or
+    ``["car_t.max_kills=5"]``). ``workers`` processes run the simulations (default: all cores);
+    the tables do not depend on it.
+    """
+    study = load_study(config, set, replicates=replicates, days=days, seed=seed)
+    timeseries, summary = run_study(study, workers=workers)
+    scenarios = [spec.scenario for spec in run_specs(study) if spec.replicate == 0]
+    assay = _assay_table(scenarios, timeseries)
+    return Result(summary=summary, timeseries=timeseries, study=study,
+                  kind=ASSAY if assay is not None else RUN, assay=assay)
+
+
+def _assay_table(scenarios: list, timeseries: pd.DataFrame) -> pd.DataFrame | None:
+    """The killing-assay readout of these runs, or None if they are not an assay."""
+    return assay_table(scenarios, timeseries) if is_assay(scenarios) else None
+
+
+def load(folder: str | Path) -> Result:
+    """Open any output folder cartsim wrote: ``cartsim run`` (a run or a killing assay),
+    ``Result.save`` or ``cartsim sweep``. A folder still being written, or interrupted, is
+    refused with the command that finishes it."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such folder")
+    if (folder / "index.parquet").exists():
+        return Result(summary=load_sweep_table(folder), timeseries=None, study=None,
+                      kind=SWEEP, folder=folder)
+    if (folder / MARKER).exists():
+        raise ConfigError(f"{folder}: is incomplete (an interrupted run); finish it with "
+                          f"`cartsim resume {folder}`")
+    if not all((folder / name).exists() for name in ("summary.csv", "timeseries.csv",
+                                                    CONFIG_FILE, MANIFEST_FILE)):
+        raise ConfigError(f"{folder}: not a cartsim output folder (no summary.csv, "
+                          f"timeseries.csv, {CONFIG_FILE} and {MANIFEST_FILE}, nor a sweep's "
+                          "index.parquet)")
+    assay = folder / "assay.csv"
+    return Result(summary=pd.read_csv(folder / "summary.csv"),
+                  timeseries=read_timeseries(folder / "timeseries.csv"),
+                  study=RunDir(folder).load_study(), kind=ASSAY if assay.exists() else RUN,
+                  assay=pd.read_csv(assay) if assay.exists() else None, folder=folder)
+
