@@ -26,7 +26,7 @@ from tqdm import tqdm
 from .analysis.outcomes import response_counts
 from .config import ConfigError, check_memory, json_schema, load_scenario, load_study
 from .io.files import clean_temporaries, write_text
-from .io.provenance import code_fingerprint
+from .io.provenance import code_fingerprint, package_version
 from .io.rundir import (MANIFEST_FILE, OutputExistsError, RunDir, create, default_output_dir,
                         finished_manifest, new_manifest, read_manifest, remove_leftovers, run_name)
 from .io.snapshots import load_snapshot, record_snapshots
@@ -40,11 +40,13 @@ from .viz.animation import animate
 
 EXIT_CONFIG_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output stopped (cartsim schema | head)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cartsim", description="Agent-based simulation of CAR-T cell therapy.")
+    parser.add_argument("--version", action="version", version=f"cartsim {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a scenario or a study and write results and plots")
@@ -63,12 +65,14 @@ def _parser() -> argparse.ArgumentParser:
                      "interrupted run continues from there (cartsim resume DIR)")
 
     validate = sub.add_parser("validate", help="check a config file and print a summary")
-    validate.add_argument("config")
+    validate.add_argument("config", help="scenario or study YAML file")
     validate.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY.PATH=VALUE")
+                          metavar="KEY.PATH=VALUE",
+                          help="override a config value before checking (repeatable)")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of config files")
-    schema.add_argument("--kind", choices=("scenario", "study"), default="scenario")
+    schema.add_argument("--kind", choices=("scenario", "study"), default="scenario",
+                        help="which kind of file (default: scenario)")
     _add_sweep_parsers(sub)
     _add_view_parsers(sub)
     _add_export_parser(sub)
@@ -326,11 +330,14 @@ def _add_view_parsers(sub) -> None:
                          metavar="KEY.PATH=VALUE", help="with --record: override a config value")
     animate.add_argument("--seed", type=int, help="with --record: seed of the run")
     animate.add_argument("--out", type=Path, help="output file (default FOLDER/animation.mp4|gif)")
-    animate.add_argument("--format", choices=("auto", "mp4", "gif"), default="auto")
+    animate.add_argument("--format", choices=("auto", "mp4", "gif"), default="auto",
+                         help="mp4 needs ffmpeg; auto (default): mp4 if ffmpeg is installed, "
+                         "else gif")
     animate.add_argument("--fps", type=float, default=6.0, help="frames per second")
     app = sub.add_parser("app", help="serve the interactive view (Mesa SolaraViz) in a browser")
-    app.add_argument("--host", default="127.0.0.1")
-    app.add_argument("--port", type=int, default=8765)
+    app.add_argument("--host", default="127.0.0.1",
+                     help="address to serve on (default 127.0.0.1: this machine only)")
+    app.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765)")
 
 
 def _command_animate(args: argparse.Namespace) -> int:
@@ -405,7 +412,13 @@ def main(argv: list[str] | None = None) -> int:
                 "animate": _command_animate, "app": _command_app, "resume": _command_resume,
                 "export-vtk": _command_export_vtk}
     try:
-        return commands[args.command](args)
+        code = commands[args.command](args)
+        sys.stdout.flush()  # a reader that stopped (cartsim schema | head) fails here, caught
+        return code
+    except BrokenPipeError:
+        # not an error: the reader has what it wanted; keep the exit-time flush quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (ConfigError, OutputExistsError) as err:
         print(f"cartsim: error: {err}".replace("\n", "\ncartsim: error: "), file=sys.stderr)
         return EXIT_CONFIG_ERROR

@@ -7,6 +7,7 @@ A result from Python holds exactly the tables ``cartsim run`` writes for the sam
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -59,8 +60,15 @@ def test_save_writes_the_folder_cartsim_run_writes(result, cli_folder, tmp_path)
     for name in ("timeseries.csv", "summary.csv", "config.resolved.yaml", "burden.png",
                  "blood_kinetics.png"):
         assert (saved / name).read_bytes() == (cli_folder / name).read_bytes(), name
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest["config_file"] == str(STUDY) and manifest["seeds"] == [5, 6]
+    assert manifest["overrides"] == ["car_t.max_kills=5"] and manifest["wall_time_s"] > 0
     with pytest.raises(OutputExistsError, match="already exists"):
         result.save(saved)
+    # a loaded folder saves to the same files again
+    copy = simulation.load(cli_folder).save(tmp_path / "copy")
+    for name in ("timeseries.csv", "summary.csv", "manifest.json", "burden.png"):
+        assert (copy / name).read_bytes() == (cli_folder / name).read_bytes(), name
 
 
 def test_load_reads_back_exactly_what_was_written(result, cli_folder):

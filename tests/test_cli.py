@@ -135,3 +135,28 @@ def test_schema_is_json_with_the_config_sections():
     assert result.returncode == 0
     schema = json.loads(result.stdout)
     assert {"tumor", "car_t", "dosing", "lattice", "time", "extends"} <= set(schema["properties"])
+
+
+def test_a_reader_that_stops_early_is_no_error():
+    """``cartsim schema | head``: the reader closes the pipe before cartsim has written; exit
+    141 (128 + SIGPIPE, as a shell pipeline expects) and no traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "simulation", "schema"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before the first byte
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 141
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+
+
+def test_version_and_every_option_has_help():
+    version = cartsim("--version")
+    assert version.returncode == 0 and version.stdout.startswith("cartsim ")
+    for command in ("run", "validate", "schema", "sweep", "report", "resume", "animate", "app",
+                    "export-vtk"):
+        lines = [line.strip() for line in cartsim(command, "--help").stdout.splitlines()]
+        # an option's help follows two spaces on its line, or fills the next line
+        bare = [line for line, after in zip(lines, lines[1:] + [""])
+                if line.startswith("-") and "  " not in line
+                and (not after or after.startswith("-"))]
+        assert not bare, f"cartsim {command}: options without help: {bare}"

@@ -26,9 +26,9 @@ import pandas as pd
 
 from ..analysis.assay import assay_table, is_assay
 from ..analysis.outcomes import response_counts
-from ..config import ConfigError, Overrides, Study, load_study
+from ..config import ConfigError, Overrides, Study, load_study, override_list
 from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, finished_manifest,
-                         new_manifest, read_timeseries)
+                         new_manifest, read_manifest, read_timeseries)
 from ..viz import plotting
 from .publish import finish
 from .runner import run_specs, run_study
@@ -46,7 +46,7 @@ class Result:
     over time) or ``"sweep"`` (one summary row per run with its parameter values; sweeps keep
     no time series, so ``timeseries`` is None and the figures of time courses do not apply).
     ``study`` is the resolved study (None for a sweep); ``folder`` the folder it was read
-    from or saved to.
+    from or saved to; ``manifest`` what ``manifest.json`` holds (None for a sweep).
     """
 
     summary: pd.DataFrame
@@ -55,6 +55,7 @@ class Result:
     kind: str = RUN
     assay: pd.DataFrame | None = None
     folder: Path | None = None
+    manifest: dict[str, Any] | None = None  # config file, overrides, seeds, versions, timing
 
     # ---- tables --------------------------------------------------------------------------
     def response_counts(self) -> pd.DataFrame:
@@ -107,20 +108,20 @@ class Result:
         """Write the output folder ``cartsim run`` writes for this study (tables, figures,
         config.resolved.yaml, manifest.json), atomically; an existing folder is refused
         unless ``force``. 3D runs kept in memory have no final lattice to write."""
-        if self.study is None or self.timeseries is None:
+        if self.study is None or self.timeseries is None or self.manifest is None:
             raise ValueError("save: a sweep result is its folder already")
-        manifest = new_manifest(self.study, "(Python)", [], datetime.now(timezone.utc), None)
-        rundir, _ = create(Path(folder), self.study, {"checkpoint_every_h": None}, manifest,
-                           force=force)
+        rundir, _ = create(Path(folder), self.study, {"checkpoint_every_h": None},
+                           self.manifest, force=force)
+        specs = run_specs(self.study)
         with rundir.lock():
-            for spec in run_specs(self.study):
+            for spec in specs:
                 mine = ((self.timeseries["scenario"] == spec.scenario.name)
                         & (self.timeseries["replicate"] == spec.replicate))
                 row = self.summary[(self.summary["scenario"] == spec.scenario.name)
                                    & (self.summary["replicate"] == spec.replicate)]
                 rundir.store_run(spec.name, self.timeseries[mine],
                                  _json_row(row.iloc[0].to_dict()))
-            finish(rundir, run_specs(self.study), finished_manifest(manifest, 0.0))
+            finish(rundir, specs, self.manifest)
         self.folder = rundir.path
         return rundir.path
 
@@ -141,12 +142,16 @@ def run(config: str | Path, replicates: int | None = None, days: float | None = 
     ``["car_t.max_kills=5"]``). ``workers`` processes run the simulations (default: all cores);
     the tables do not depend on it.
     """
-    study = load_study(config, set, replicates=replicates, days=days, seed=seed)
+    started = datetime.now(timezone.utc)
+    overrides = override_list(set)
+    study = load_study(config, overrides, replicates=replicates, days=days, seed=seed)
     timeseries, summary = run_study(study, workers=workers)
     scenarios = [spec.scenario for spec in run_specs(study) if spec.replicate == 0]
     assay = _assay_table(scenarios, timeseries)
+    manifest = finished_manifest(new_manifest(study, str(config), overrides, started, None),
+                                 (datetime.now(timezone.utc) - started).total_seconds())
     return Result(summary=summary, timeseries=timeseries, study=study,
-                  kind=ASSAY if assay is not None else RUN, assay=assay)
+                  kind=ASSAY if assay is not None else RUN, assay=assay, manifest=manifest)
 
 
 def _assay_table(scenarios: list, timeseries: pd.DataFrame) -> pd.DataFrame | None:
@@ -173,8 +178,10 @@ def load(folder: str | Path) -> Result:
                           f"timeseries.csv, {CONFIG_FILE} and {MANIFEST_FILE}, nor a sweep's "
                           "index.parquet)")
     assay = folder / "assay.csv"
+    rundir = RunDir(folder)
     return Result(summary=pd.read_csv(folder / "summary.csv"),
                   timeseries=read_timeseries(folder / "timeseries.csv"),
-                  study=RunDir(folder).load_study(), kind=ASSAY if assay.exists() else RUN,
-                  assay=pd.read_csv(assay) if assay.exists() else None, folder=folder)
+                  study=rundir.load_study(), kind=ASSAY if assay.exists() else RUN,
+                  assay=pd.read_csv(assay) if assay.exists() else None, folder=folder,
+                  manifest=read_manifest(rundir))
 
