@@ -24,7 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .analysis.outcomes import response_counts
-from .config import ConfigError, check_memory, json_schema, load_scenario, load_study
+from .config import (ConfigError, base_file_gaps, check_memory, file_kind, json_schema,
+                     load_scenario, load_study, read_yaml)
 from .io.files import clean_temporaries, write_text
 from .io.provenance import code_fingerprint, package_version
 from .io.rundir import (MANIFEST_FILE, OutputExistsError, RunDir, create, default_output_dir,
@@ -35,7 +36,7 @@ from .model import CarTModel
 from .study.publish import finish
 from .study.report import write_report
 from .study.runner import run_into_folder, run_specs
-from .study.sweep import failure_summary, resolve, run_sweep
+from .study.sweep import failure_summary, resolve, run_sweep, sweep_json_schema
 from .viz.animation import animate
 
 EXIT_CONFIG_ERROR = 2
@@ -64,14 +65,15 @@ def _parser() -> argparse.ArgumentParser:
                      help="save each running simulation every H simulated hours, so an "
                      "interrupted run continues from there (cartsim resume DIR)")
 
-    validate = sub.add_parser("validate", help="check a config file and print a summary")
-    validate.add_argument("config", help="scenario or study YAML file")
+    validate = sub.add_parser("validate", help="check a config file (scenario, study, assay, "
+                              "sweep or base file) and print a summary")
+    validate.add_argument("config", help="YAML file of any kind")
     validate.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY.PATH=VALUE",
                           help="override a config value before checking (repeatable)")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of config files")
-    schema.add_argument("--kind", choices=("scenario", "study"), default="scenario",
+    schema.add_argument("--kind", choices=("scenario", "study", "sweep"), default="scenario",
                         help="which kind of file (default: scenario)")
     _add_sweep_parsers(sub)
     _add_view_parsers(sub)
@@ -274,6 +276,23 @@ def _check_parallel_memory(study, workers: int | None, source: str) -> None:
 
 
 def _command_validate(args: argparse.Namespace) -> int:
+    """Check a file as what it is: a sweep (every run resolved), a study or scenario, or a base
+    file that other configs extend (only the keys it leaves to them may be missing)."""
+    if file_kind(read_yaml(Path(args.config), args.config)) == "sweep":
+        if args.overrides:
+            raise ConfigError("--set: a sweep sets values in its own `overrides`")
+        plan = resolve(args.config)
+        sweep = plan.sweep
+        points = len({run.point_id for run in plan.runs})
+        print(f"{args.config}: ok: sweep {sweep.name}: {points} design points x "
+              f"{len(sweep.bases)} base(s) x {sweep.replicates} replicate(s) = "
+              f"{len(plan.unique_runs)} runs ({sweep.design.method} design)")
+        return 0
+    gaps = None if args.overrides else base_file_gaps(args.config)
+    if gaps:
+        print(f"{args.config}: ok: a base file; the configs that extend it give "
+              f"{', '.join(gaps)} (it cannot run by itself)")
+        return 0
     study = _load(args)
     for scenario in study.scenarios:
         lat = scenario.lattice
@@ -285,7 +304,8 @@ def _command_validate(args: argparse.Namespace) -> int:
 
 
 def _command_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(json_schema(args.kind), indent=2))
+    schema = sweep_json_schema() if args.kind == "sweep" else json_schema(args.kind)
+    print(json.dumps(schema, indent=2))
     return 0
 
 
@@ -397,7 +417,8 @@ def _command_app(args: argparse.Namespace) -> int:
     try:  # lazy: solara is an optional extra (cartsim[viz]); only this command needs it
         import solara  # noqa: F401
     except ImportError:
-        raise ConfigError("the interactive view needs solara: pip install 'cartsim[viz]'") from None
+        raise ConfigError("the interactive view needs solara: in the cartsim folder, "
+                          "pip install \".[viz]\"") from None
     command = [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host", args.host,
                "--port", str(args.port), "--production", "--no-open"]
     print(f"cartsim app: http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)

@@ -8,6 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO_ROOT
+
+from simulation.cli import main
 
 DATA = Path(__file__).parent / "data"
 STUDY = DATA / "small_study.yaml"
@@ -160,3 +163,44 @@ def test_version_and_every_option_has_help():
                 if line.startswith("-") and "  " not in line
                 and (not after or after.startswith("-"))]
         assert not bare, f"cartsim {command}: options without help: {bare}"
+
+
+# ---- each kind of file is checked as what it is ----------------------------------------------
+def test_validate_checks_a_sweep_as_a_sweep_and_resolves_every_run(capsys):
+    assert main(["validate", str(REPO_ROOT / "configs" / "sweeps" / "dose_x_antigen.yaml")]) == 0
+    assert "ok: sweep dose_x_antigen: 16 design points x 2 base(s) x 3 replicate(s) = 96 runs" \
+        in capsys.readouterr().out
+
+
+def test_validate_accepts_a_base_file_that_others_extend(capsys, tmp_path):
+    assert main(["validate", str(REPO_ROOT / "configs" / "base.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "ok: a base file" in out and "name, tumor_type, tumor, dosing" in out
+    # the same partial file that nothing extends is a scenario with missing keys
+    lone = tmp_path / "lone.yaml"
+    lone.write_text((REPO_ROOT / "configs" / "base.yaml").read_text())
+    assert main(["validate", str(lone)]) == 2
+    assert "lone.yaml: name: required key is missing" in capsys.readouterr().err
+    # a base file with a wrong value is reported as such
+    (tmp_path / "child.yaml").write_text("extends: broken.yaml\nname: child\n")
+    (tmp_path / "broken.yaml").write_text("lattice: {width: -3}\n")
+    assert main(["validate", str(tmp_path / "broken.yaml")]) == 2
+    assert "lattice.width" in capsys.readouterr().err
+
+
+def test_a_file_of_the_wrong_kind_says_which_command_runs_it(capsys, tmp_path):
+    sweep = REPO_ROOT / "configs" / "sweeps" / "dose_x_antigen.yaml"
+    assert main(["run", str(sweep), "--out", str(tmp_path / "x")]) == 2
+    assert "is a sweep file (it has base and parameters); run it with `cartsim sweep" \
+        in capsys.readouterr().err
+    scenario = REPO_ROOT / "configs" / "gbm_solid.yaml"
+    assert main(["sweep", str(scenario), "--out", str(tmp_path / "y")]) == 2
+    assert "is a scenario file, not a sweep" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_schema_of_a_sweep_file(capsys):
+    assert main(["schema", "--kind", "sweep"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert {"base", "parameters", "design", "replicates"} <= set(schema["properties"])
+    assert schema["title"] == "cartsim sweep"

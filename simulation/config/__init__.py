@@ -22,7 +22,8 @@ Modules, each importing only those above it:
 from .assay_design import WELL_KEYS, et_label, expand_assay
 from .checks import check_memory, check_scenario, validate
 from .errors import ConfigError, Problems, describe_error
-from .loading import is_study, json_schema, load_scenario, load_study
+from .loading import (base_file_gaps, file_kind, is_study, is_sweep, json_schema, load_scenario,
+                      load_study)
 from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
 from .schema import (
     SEED_MAX,
@@ -39,8 +40,8 @@ from .yaml_reader import display_path, load_with_extends, read_yaml
 __all__ = [
     "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "ConfigError", "FieldConfig",
     "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
-    "apply_overrides", "check_memory", "check_scenario", "describe_error", "display_path",
-    "et_label", "expand_assay", "is_study", "json_schema", "load_scenario", "load_study",
+    "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error", "display_path",
+    "et_label", "expand_assay", "file_kind", "is_study", "is_sweep", "json_schema", "load_scenario", "load_study",
     "load_with_extends", "override_list", "parse_override", "read_yaml", "validate",
     "yaml_value",
 ]

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from .assay_design import expand_assay
 from .checks import validate
 from .errors import ConfigError
 from .overrides import Overrides, apply_overrides, override_list, yaml_value
 from .schema import SEED_MAX, AssayConfig, ScenarioConfig, Study, StudyConfig
-from .yaml_reader import display_path, load_with_extends
+from .yaml_reader import display_path, load_with_extends, read_yaml
 
 
 def is_study(data: dict[str, Any]) -> bool:
@@ -22,11 +24,65 @@ def is_study(data: dict[str, Any]) -> bool:
     return "scenarios" in data or "assay" in data
 
 
+#: keys only a sweep file has (``cartsim sweep``; ``simulation.study.sweep``)
+SWEEP_KEYS = frozenset({"base", "parameters"})
+
+
+def is_sweep(data: dict[str, Any]) -> bool:
+    """A mapping that names a sweep's ``base`` or ``parameters`` is a sweep file."""
+    return bool(SWEEP_KEYS & set(data))
+
+
+def file_kind(data: dict[str, Any]) -> str:
+    """What a config file is, from its top-level keys: "sweep", "study" or "scenario"."""
+    return "sweep" if is_sweep(data) else "study" if is_study(data) else "scenario"
+
+
+def _not_a_sweep(path: Path, data: dict[str, Any]) -> None:
+    if is_sweep(data):
+        shown = display_path(path)
+        keys = " and ".join(sorted(SWEEP_KEYS & set(data)))
+        raise ConfigError(f"{shown}: is a sweep file (it has {keys}); run it with `cartsim "
+                          f"sweep {shown} --out DIR`")
+
+
+def base_file_gaps(path: str | Path) -> list[str] | None:
+    """The required keys a scenario file leaves to the files that extend it, when those are its
+    only problems (a base file such as configs/base.yaml); None for a complete scenario, for one
+    with any other problem, and when no config in its folder tree extends it."""
+    path = Path(path)
+    data = load_with_extends(path)
+    if is_study(data) or is_sweep(data):
+        return None
+    try:
+        ScenarioConfig.model_validate(data)
+    except ValidationError as err:
+        problems = err.errors(include_url=False)
+        if all(problem["type"] == "missing" for problem in problems) and _extended(path):
+            return [".".join(map(str, problem["loc"])) for problem in problems]
+    return None
+
+
+def _extended(path: Path) -> list[Path]:
+    """The YAML files in ``path``'s folder tree whose ``extends`` names ``path``."""
+    target = path.resolve()
+    found = []
+    for candidate in sorted(path.parent.rglob("*.yaml")):
+        try:
+            parent = read_yaml(candidate, display_path(candidate)).get("extends")
+        except ConfigError:
+            continue
+        if isinstance(parent, str) and (candidate.parent / parent).resolve() == target:
+            found.append(candidate)
+    return found
+
+
 def load_scenario(path: str | Path, overrides: Overrides = None) -> ScenarioConfig:
     """Load, merge ``extends``, apply overrides (``["key.path=value"]`` as ``--set`` takes
     them, or ``{"key.path": value}``) and validate one scenario file."""
     path = Path(path)
     data = apply_overrides(load_with_extends(path), override_list(overrides))
+    _not_a_sweep(path, data)
     if is_study(data):
         raise ConfigError(f"{display_path(path)}: is a study (has 'scenarios' or 'assay'), not "
                           "a scenario")
@@ -72,6 +128,7 @@ def _whole_number(value: Any, key: str, minimum: int, path: Path) -> int:
 def _load_study_file(path: Path, overrides: list[str]) -> Study:
     """The study in ``path`` with ``overrides`` applied to every scenario."""
     data = load_with_extends(path)
+    _not_a_sweep(path, data)
     if not is_study(data) and set(data) <= _STUDY_ONLY_KEYS:
         validate(data, StudyConfig, display_path(path))  # a study missing 'scenarios' or 'assay'
     if not is_study(data):

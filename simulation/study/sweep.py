@@ -56,7 +56,9 @@ from ..config import (
     apply_overrides,
     describe_error,
     display_path,
+    file_kind,
     is_study,
+    is_sweep,
     load_with_extends,
     read_yaml,
     validate,
@@ -355,11 +357,22 @@ class _Problems:
         raise ConfigError("\n".join(lines))
 
 
+def sweep_json_schema() -> dict[str, Any]:
+    """JSON Schema of a sweep file, for editor autocompletion of YAML."""
+    schema = SweepFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "cartsim sweep"
+    return schema
+
+
 def read_sweep_file(path: str | Path) -> SweepFile:
     """Read and validate a sweep file (not its runs); errors name the file and key path."""
     path = Path(path)
     shown = display_path(path)
     data = read_yaml(path, shown)
+    if not is_sweep(data):
+        raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a sweep (a sweep names "
+                          f"`base` and `parameters`); run it with `cartsim run {shown}`")
     try:
         return SweepFile.model_validate(data)
     except ValidationError as err:
