@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .analysis.outcomes import response_counts
 from .config import (ConfigError, base_file_gaps, check_memory, file_kind, json_schema,
                      load_scenario, load_study, read_yaml)
+from .engine.jit import announce_compilation
 from .io.files import clean_temporaries, write_text
 from .io.provenance import code_fingerprint, package_version
 from .io.rundir import (MANIFEST_FILE, OutputExistsError, RunDir, create, default_output_dir,
@@ -191,6 +192,7 @@ def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: 
                 bar.update(1)
                 rundir.write_marker(names, settings)
 
+            announce_compilation()  # before the progress bar, not inside it
             with tqdm(total=len(specs), initial=len(finished), unit="run", desc=study.name,
                       disable=args.quiet, file=sys.stderr) as bar:
                 run_into_folder(rundir, specs, args.workers, every, done)
@@ -313,6 +315,7 @@ def _command_sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ConfigError("--workers must be >= 1")
     plan = resolve(args.sweep)  # every run validated before any starts
+    announce_compilation()  # before the progress bar, not inside it
     try:
         outcome = run_sweep(args.sweep, args.out, workers=args.workers,
                             scheduler=args.scheduler, quiet=args.quiet, plan=plan)

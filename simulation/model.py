@@ -16,6 +16,7 @@ import numba
 import numpy as np
 
 from .engine import kernel
+from .engine.jit import announce_compilation
 from .biology.blood import BloodPool
 from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
 from .engine.constants import (
@@ -93,6 +94,7 @@ class CarTModel(mesa.Model):
         cfg = self.config
         self.dt_min = cfg.time.dt_min
         self.lattice = build_lattice(cfg, self.seed)
+        announce_compilation()  # the first kernel call on a machine compiles: say so first
         self.microenvironment = Microenvironment(cfg, self.lattice)
         self.microenvironment.initialise(self.lattice)
         self.blood = BloodPool(cfg, self.lattice)

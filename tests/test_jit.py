@@ -1,0 +1,46 @@
+"""The first run on a machine says that the kernels compile, before the silence begins."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from simulation.engine import jit
+from simulation.study.pool import warm_up
+
+CHECK = "from simulation.engine import jit; print(jit.kernels_cached())"
+
+
+class Uncompiled:
+    """A dispatcher with nothing compiled in this process and no on-disk cache."""
+
+    signatures: list = []
+
+
+def test_announces_once_when_the_kernels_must_compile(monkeypatch, capsys):
+    monkeypatch.setattr(jit, "ENTRY_POINTS", (Uncompiled(),))
+    monkeypatch.setattr(jit, "_announced", False)
+    monkeypatch.setattr(jit.numba.config, "DISABLE_JIT", False)
+    assert jit.announce_compilation() is True
+    assert jit.announce_compilation() is False  # once per process
+    assert capsys.readouterr().err == jit.MESSAGE + "\n"
+
+
+def test_says_nothing_when_the_kernels_are_compiled(monkeypatch, capsys):
+    warm_up()  # every entry point is compiled (or loaded) in this process now
+    capsys.readouterr()  # (a first compile in this test session announced itself)
+    monkeypatch.setattr(jit, "_announced", False)
+    assert jit.kernels_cached()
+    assert jit.announce_compilation() is False
+    assert capsys.readouterr().err == ""
+
+
+def test_reads_numbas_on_disk_cache(tmp_path):
+    """An empty cache folder means compiling; this session's, after a warm-up, means loading."""
+    warm_up()  # this process wrote (or read) the entry points in the session's cache folder
+    empty = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    for env, expected in ((empty, "False"), (dict(os.environ), "True")):
+        result = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True,
+                                text=True, check=True)
+        assert result.stdout.strip() == expected
