@@ -422,7 +422,8 @@ def _command_app(args: argparse.Namespace) -> int:
     except ImportError:
         raise ConfigError("the interactive view needs solara: in the cartsim folder, "
                           "pip install \".[viz]\"") from None
-    command = [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host", args.host,
+    command = [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host",
+               args.host,
                "--port", str(args.port), "--production", "--no-open"]
     print(f"cartsim app: http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
     return subprocess.call(command, env=os.environ.copy())

@@ -1,7 +1,7 @@
 """The Mesa model: clock, dosing events and data collection around the numba kernels.
 
-The lattice lives in plain contiguous numpy arrays (``simulation.engine.lattice.Lattice``), not in Mesa
-agents or PropertyLayers: the kernels need flat arrays, and per-cell Python objects would cost
+The lattice lives in plain contiguous numpy arrays (``simulation.engine.lattice.Lattice``), not in
+Mesa agents or PropertyLayers: the kernels need flat arrays, and per-cell Python objects would cost
 ~500x in speed (see docs/architecture.md). Mesa supplies the model object, ``running``, the
 ``DataCollector`` and the interactive view.
 """

@@ -126,7 +126,8 @@ def _remaining(counts: pd.Series) -> float | None:
 
 def progression_day(run: pd.DataFrame, summary_row: pd.Series) -> float | None:
     """Day a run progressed: its relapse day, or for a tumour that never responded the first
-    census at >= ``PROGRESSION_FRACTION`` of baseline; None for a cured run or one that has not (yet) progressed.
+    census at >= ``PROGRESSION_FRACTION`` of baseline; None for a cured run or one that has not
+    (yet) progressed.
     """
     if summary_row["cleared"]:
         return None

@@ -40,8 +40,8 @@ from .yaml_reader import display_path, load_with_extends, read_yaml
 __all__ = [
     "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "ConfigError", "FieldConfig",
     "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
-    "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error", "display_path",
-    "et_label", "expand_assay", "file_kind", "is_study", "is_sweep", "json_schema", "load_scenario", "load_study",
-    "load_with_extends", "override_list", "parse_override", "read_yaml", "validate",
-    "yaml_value",
+    "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
+    "display_path", "et_label", "expand_assay", "file_kind", "is_study", "is_sweep",
+    "json_schema", "load_scenario", "load_study", "load_with_extends", "override_list",
+    "parse_override", "read_yaml", "validate", "yaml_value",
 ]

@@ -50,7 +50,8 @@ def read_yaml(path: Path, shown: str) -> dict[str, Any]:
     if data is None:
         raise ConfigError(f"{shown}: file is empty")
     if not isinstance(data, dict):
-        raise ConfigError(f"{shown}: top level must be a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(f"{shown}: top level must be a mapping of keys, got "
+                          f"{type(data).__name__}")
     return data
 
 

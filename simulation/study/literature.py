@@ -1,12 +1,13 @@
-"""Validation: the facts at the end of the biology reference, checked on the shipped scenarios.
+"""Literature facts: the facts of the biology reference, checked on the shipped scenarios.
 
 One function per fact (``FACTS``, in the reference's order). Each runs real scenario files from
 ``configs/`` with size overrides only (lattice, tumour cells, days, seeds; a dose or an antigen
 level where the fact is about doses or antigen), summarises the runs with
-``simulation.study.runner`` or ``simulation.analysis.assay`` and returns a ``FactResult``: the measured
-numbers, one pass/fail per criterion and a one-line "what the model gives". The criteria and
-their tolerances live here, once; the tests (``tests/validation/``, small ``Scale``) and
-``docs/make_validation.py`` (larger ``Scale``) only choose the scale.
+``simulation.study.runner``, ``simulation.analysis.outcomes`` or ``simulation.analysis.assay`` and
+returns a ``FactResult``: the measured numbers, one pass/fail per criterion and a one-line "what
+the model gives". The criteria and their tolerances live here, once; the tests
+(``tests/validation/``, small ``Scale``) and ``docs/make_validation.py`` (larger ``Scale``) only
+choose the scale.
 
 Runs are shared between facts that read the same scenario (facts 1 and 7, facts 1 and 6, facts
 2 and 7) through a cache keyed by the scale and the overrides.

@@ -14,7 +14,8 @@ its summary row is written, as it arrives, to ``DIR/runs/<run id>.parquet`` (tem
 interrupted sweep resumes and ends with the same table as an uninterrupted one. A run that raises
 is recorded (``runs/<run id>.error.json``; retried on the next rerun) and the sweep goes on.
 
-``load_sweep_table(DIR)`` returns the tidy table: one row per run, parameter columns + summary columns.
+``load_sweep_table(DIR)`` returns the tidy table: one row per run, parameter columns + summary
+columns.
 Backends (local process pool, Dask distributed) live in ``simulation.study.pool``.
 """
 

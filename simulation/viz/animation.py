@@ -18,7 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..io.snapshots import SNAPSHOT_PATTERN, load_snapshot, snapshot_files
-from .plotting import STYLE, plot_snapshot, site_class_array, slice_label, snapshot_spacing_um, tumour_slice_z
+from .plotting import (STYLE, plot_snapshot, site_class_array, slice_label, snapshot_spacing_um,
+                       tumour_slice_z)
 
 
 def _iter_snapshots(files: list[Path]) -> Iterator[dict[str, np.ndarray]]:

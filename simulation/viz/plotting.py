@@ -517,9 +517,11 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
         ax.grid(axis="x", visible=False)
         ax.set_ylim(-105.0, top)
     axes[0][0].set_ylabel("best change of cancer cells from baseline (%)")
-    axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, f" {PR_THRESHOLD_PERCENT:+.0f} % PR", transform=axes[0][0].get_yaxis_transform(),
+    axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, f" {PR_THRESHOLD_PERCENT:+.0f} % PR",
+                    transform=axes[0][0].get_yaxis_transform(),
                     va="bottom", fontsize=8, color="0.3")
-    axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, f" {PD_THRESHOLD_PERCENT:+.0f} % PD", transform=axes[0][0].get_yaxis_transform(),
+    axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, f" {PD_THRESHOLD_PERCENT:+.0f} % PD",
+                    transform=axes[0][0].get_yaxis_transform(),
                     va="bottom", fontsize=8, color="0.3")
     handles = [Patch(color=RESPONSE_COLOURS[r], label=f"{r}: {RESPONSE_NAMES[r]}")
                for r in RESPONSES]
@@ -567,9 +569,9 @@ def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None
 def plot_killing_assay(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
     """Killing assay: target cells as % of the untreated control vs time since CAR-T addition.
 
-    ``table`` is ``simulation.analysis.assay.assay_table`` (``assay.csv``). One panel per antigen level
-    (highest first), one colour per E:T ratio (the same in every panel): median over replicates
-    with the interquartile band; the untreated control is the dashed line at 100 %.
+    ``table`` is ``simulation.analysis.assay.assay_table`` (``assay.csv``). One panel per antigen
+    level (highest first), one colour per E:T ratio (the same in every panel): median over
+    replicates with the interquartile band; the untreated control is the dashed line at 100 %.
     """
     levels = sorted(table["antigen_molecules_per_cell"].unique(), reverse=True)
     ratios = sorted((r for r in table["effector_to_target"].unique() if r > 0), reverse=True)
