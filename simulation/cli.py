@@ -99,8 +99,14 @@ def _add_sweep_parsers(sub) -> None:
     """``cartsim sweep`` and ``cartsim report`` (see docs/sweeps.md)."""
     sweep = sub.add_parser("sweep", help="run a parameter sweep; rerun to resume")
     sweep.add_argument("sweep", help="sweep YAML file")
-    sweep.add_argument("--out", type=Path, required=True,
-                       help="sweep folder (rerunning on it skips runs already there)")
+    sweep.add_argument("--out", type=Path,
+                       help="sweep folder (default: results/<sweep name>); rerunning the same "
+                       "command on it skips the runs already there")
+    sweep.add_argument("--replicates", type=int, help="replicates per design point")
+    sweep.add_argument("--days", type=float, help="simulated days (time.duration_days)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY.PATH=VALUE",
+                       help="override a value of every base scenario (repeatable)")
     sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
     sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on this Dask distributed scheduler instead")
@@ -312,21 +318,22 @@ def _command_schema(args: argparse.Namespace) -> int:
 
 
 def _command_sweep(args: argparse.Namespace) -> int:
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError("--workers must be >= 1")
-    plan = resolve(args.sweep)  # every run validated before any starts
+    _check_workers(args.workers)
+    plan = resolve(args.sweep, args.overrides, replicates=args.replicates,
+                   days=args.days)  # every run validated before any starts
+    out = args.out if args.out is not None else Path("results") / plan.sweep.name
     announce_compilation()  # before the progress bar, not inside it
     try:
-        outcome = run_sweep(args.sweep, args.out, workers=args.workers,
+        outcome = run_sweep(args.sweep, out, workers=args.workers,
                             scheduler=args.scheduler, quiet=args.quiet, plan=plan)
     except KeyboardInterrupt:
-        print(f"cartsim: interrupted; finished runs are kept in {args.out}; rerun the same "
+        print(f"cartsim: interrupted; finished runs are kept in {out}; rerun the same "
               "command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     ran = outcome.done + len(outcome.failed)
     print(f"{outcome.total} runs ({outcome.skipped} already done, {outcome.done} done now, "
           f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s"
-          + (f", {outcome.runs_per_minute:.0f} runs/min" if ran else "") + f" -> {args.out}")
+          + (f", {outcome.runs_per_minute:.0f} runs/min" if ran else "") + f" -> {out}")
     summary = failure_summary(outcome)
     if summary:
         print(summary, file=sys.stderr)

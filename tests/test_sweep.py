@@ -328,3 +328,28 @@ def test_every_shipped_sweep_resolves_to_valid_runs(path):
     plan = sweep.resolve(path)  # validates the scenario of every run
     assert plan.sweep.name == path.stem
     assert len(plan.unique_runs) >= 32
+
+
+def test_sweep_takes_the_options_of_run_and_a_default_folder(tmp_path, monkeypatch, capsys):
+    """--replicates, --days and --set change the plan (recorded in sweep.resolved.yaml); the
+    folder defaults to results/<sweep name>, where the same command resumes and other options
+    are refused."""
+    monkeypatch.chdir(tmp_path)
+    options = ["--replicates", "1", "--days", "2", "--set", "car_t.speed_um_per_min=4",
+               "--workers", "1", "--quiet"]
+    assert main(["sweep", str(GRID), *options]) == 0
+    out = tmp_path / "results" / "grid_small"
+    resolved = yaml.safe_load((out / "sweep.resolved.yaml").read_text())["sweep"]
+    assert resolved["replicates"] == 1
+    assert resolved["overrides"] == {"time.duration_days": 2.0, "time.record_every_h": 12,
+                                     "car_t.speed_um_per_min": 4}
+    table = sweep.load_sweep_table(out)
+    assert len(table) == 8 and (table["status"] == "done").all()
+    assert (table["final_day"] == 2.0).all()
+    assert "8 runs (0 already done, 8 done now" in capsys.readouterr().out
+    assert main(["sweep", str(GRID), *options]) == 0
+    assert "8 runs (8 already done, 0 done now" in capsys.readouterr().out
+    assert main(["sweep", str(GRID), "--workers", "1", "--quiet"]) == 2
+    assert "holds a different sweep" in capsys.readouterr().err
+    assert main(["sweep", str(GRID), "--replicates", "0"]) == 2
+    assert "replicates: must be a whole number >= 1 (got 0)" in capsys.readouterr().err

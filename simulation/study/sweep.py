@@ -51,6 +51,7 @@ from tqdm import tqdm
 from ..config import (
     SEED_MAX,
     ConfigError,
+    Overrides,
     Problems,
     ScenarioConfig,
     StrictModel,
@@ -61,6 +62,8 @@ from ..config import (
     is_study,
     is_sweep,
     load_with_extends,
+    override_list,
+    parse_override,
     read_yaml,
     validate,
     yaml_value,
@@ -395,15 +398,19 @@ def _untagged(loc: tuple) -> tuple:
     return loc
 
 
-def resolve(path: str | Path) -> Plan:
+def resolve(path: str | Path, overrides: Overrides = None, replicates: int | None = None,
+            days: float | None = None) -> Plan:
     """Validate a sweep file and resolve every run to a validated ScenarioConfig.
 
-    Raises one ConfigError listing every distinct problem, e.g.
-    ``sweeps/x.yaml: parameters.car_t.max_kills: must be >= 1 (got 0) [base b.yaml, point 3]``.
+    ``overrides`` (``{"key.path": value}`` or ``["key.path=value"]``) join the sweep's own
+    ``overrides``, ``days`` sets ``time.duration_days`` and ``replicates`` replaces the sweep's:
+    the options of ``cartsim sweep``. Raises one ConfigError listing every distinct problem,
+    e.g. ``sweeps/x.yaml: parameters.car_t.max_kills: must be >= 1 (got 0) [base b.yaml,
+    point 3]``.
     """
     path = Path(path)
     shown = display_path(path)
-    sweep = read_sweep_file(path)
+    sweep = _with_options(read_sweep_file(path), shown, overrides, replicates, days)
     problems = _Problems(shown)
     points = design_points(sweep)
     override_texts = {key: _assignment(key, value) for key, value in sweep.overrides.items()}
@@ -458,6 +465,22 @@ def resolve(path: str | Path) -> Plan:
                 runs.append(Run(run_id(resolved, seed), point_id, scenario.name, base_file,
                                 replicate, seed, dict(values), resolved))
     return Plan(path, sweep, runs, bases)
+
+
+def _with_options(sweep: SweepFile, shown: str, overrides: Overrides, replicates: int | None,
+                  days: float | None) -> SweepFile:
+    """The sweep with the command line's ``--set``, ``--days`` and ``--replicates``."""
+    extra = {".".join(parts): value
+             for parts, value in map(parse_override, override_list(overrides))}
+    if days is not None:
+        extra["time.duration_days"] = days
+    update: dict[str, Any] = {"overrides": {**sweep.overrides, **extra}} if extra else {}
+    if replicates is not None:
+        if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
+            raise ConfigError(f"{shown}: replicates: must be a whole number >= 1 (got "
+                              f"{replicates!r})")
+        update["replicates"] = replicates
+    return sweep.model_copy(update=update) if update else sweep
 
 
 def _strip_set(message: str, text: str) -> str:
