@@ -352,4 +352,4 @@ def test_sweep_takes_the_options_of_run_and_a_default_folder(tmp_path, monkeypat
     assert main(["sweep", str(GRID), "--workers", "1", "--quiet"]) == 2
     assert "holds a different sweep" in capsys.readouterr().err
     assert main(["sweep", str(GRID), "--replicates", "0"]) == 2
-    assert "replicates: must be a whole number >= 1 (got 0)" in capsys.readouterr().err
+    assert "grid_small.yaml: replicates: must be >= 1 (got 0)" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from .assay_design import WELL_KEYS, et_label, expand_assay
 from .checks import check_memory, check_scenario, validate
 from .errors import ConfigError, Problems, describe_error
 from .loading import (base_file_gaps, file_kind, is_study, is_sweep, json_schema, load_scenario,
-                      load_study)
+                      load_study, whole_number)
 from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
 from .schema import (
     SEED_MAX,
@@ -43,5 +43,5 @@ __all__ = [
     "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
     "display_path", "et_label", "expand_assay", "file_kind", "is_study", "is_sweep",
     "json_schema", "load_scenario", "load_study", "load_with_extends", "override_list",
-    "parse_override", "read_yaml", "validate", "yaml_value",
+    "parse_override", "read_yaml", "validate", "whole_number", "yaml_value",
 ]

@@ -110,18 +110,18 @@ def load_study(path: str | Path, overrides: Overrides = None, *,
     if days is not None:
         overrides.append(f"time.duration_days={yaml_value(days)}")
     study = _load_study_file(path, overrides)
-    updates = {key: _whole_number(value, key, minimum, path) for key, value, minimum in
-               (("seed", seed, 0), ("replicates", replicates, 1)) if value is not None}
+    updates = {key: whole_number(value, key, minimum, display_path(path)) for key, value, minimum
+               in (("seed", seed, 0), ("replicates", replicates, 1)) if value is not None}
     return study.model_copy(update=updates) if updates else study
 
 
-def _whole_number(value: Any, key: str, minimum: int, path: Path) -> int:
-    """``value`` if it is an integer >= ``minimum`` (and a valid seed), else a ConfigError."""
+def whole_number(value: Any, key: str, minimum: int, shown: str) -> int:
+    """``value`` of the option ``key`` (``--seed``, ``--replicates``) if it is an integer >=
+    ``minimum`` (and a valid seed), else a ConfigError naming the file ``shown`` and the key."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{display_path(path)}: {key}: must be a whole number (got "
-                          f"{value!r})")
+        raise ConfigError(f"{shown}: {key}: must be a whole number (got {value!r})")
     if not minimum <= value <= SEED_MAX:
-        raise ConfigError(f"{display_path(path)}: {key}: must be >= {minimum} (got {value})")
+        raise ConfigError(f"{shown}: {key}: must be >= {minimum} (got {value})")
     return value
 
 

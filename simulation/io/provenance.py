@@ -20,6 +20,8 @@ DEPENDENCIES = ("numpy", "numba", "llvmlite", "mesa", "pydantic", "pandas", "mat
 #: defaults, the engine, the biology, the model, outcome rules, the runner, the files it reads
 #: back), so ``code_fingerprint`` hashes all of them, found by walking the package folder.
 PRESENTATION = ("viz", "cli.py", "__main__.py")
+#: the folder of the ``simulation`` package
+PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def package_version() -> str:
@@ -52,13 +54,13 @@ def resolved_config(study: Study) -> dict:
     }
 
 
-def numeric_modules(package: Path = Path(__file__).resolve().parent.parent) -> list[Path]:
+def numeric_modules(package: Path = PACKAGE) -> list[Path]:
     """Every ``.py`` file of the package outside ``PRESENTATION``, in a fixed order."""
     return sorted(path for path in package.rglob("*.py")
                   if path.relative_to(package).parts[0] not in PRESENTATION)
 
 
-def code_fingerprint(package: Path = Path(__file__).resolve().parent.parent) -> str:
+def code_fingerprint(package: Path = PACKAGE) -> str:
     """sha256 (16 hex digits) of the source of every module that can change the numbers
     (``numeric_modules``): their paths relative to the package and their bytes."""
     digest = hashlib.sha256()

@@ -52,10 +52,14 @@ class Result:
     summary: pd.DataFrame
     timeseries: pd.DataFrame | None
     study: Study | None
-    kind: str = RUN
     assay: pd.DataFrame | None = None
     folder: Path | None = None
     manifest: dict[str, Any] | None = None  # config file, overrides, seeds, versions, timing
+
+    @property
+    def kind(self) -> str:
+        """``"sweep"`` (no time series), ``"assay"`` (an assay table) or ``"run"``."""
+        return SWEEP if self.timeseries is None else ASSAY if self.assay is not None else RUN
 
     # ---- tables --------------------------------------------------------------------------
     def response_counts(self) -> pd.DataFrame:
@@ -146,17 +150,11 @@ def run(config: str | Path, replicates: int | None = None, days: float | None = 
     overrides = override_list(set)
     study = load_study(config, overrides, replicates=replicates, days=days, seed=seed)
     timeseries, summary = run_study(study, workers=workers)
-    scenarios = [spec.scenario for spec in run_specs(study) if spec.replicate == 0]
-    assay = _assay_table(scenarios, timeseries)
+    assay = assay_table(study.scenarios, timeseries) if is_assay(study.scenarios) else None
     manifest = finished_manifest(new_manifest(study, str(config), overrides, started, None),
                                  (datetime.now(timezone.utc) - started).total_seconds())
-    return Result(summary=summary, timeseries=timeseries, study=study,
-                  kind=ASSAY if assay is not None else RUN, assay=assay, manifest=manifest)
-
-
-def _assay_table(scenarios: list, timeseries: pd.DataFrame) -> pd.DataFrame | None:
-    """The killing-assay readout of these runs, or None if they are not an assay."""
-    return assay_table(scenarios, timeseries) if is_assay(scenarios) else None
+    return Result(summary=summary, timeseries=timeseries, study=study, assay=assay,
+                  manifest=manifest)
 
 
 def load(folder: str | Path) -> Result:
@@ -168,7 +166,7 @@ def load(folder: str | Path) -> Result:
         raise ConfigError(f"{folder}: no such folder")
     if (folder / "index.parquet").exists():
         return Result(summary=load_sweep_table(folder), timeseries=None, study=None,
-                      kind=SWEEP, folder=folder)
+                      folder=folder)
     if (folder / MARKER).exists():
         raise ConfigError(f"{folder}: is incomplete (an interrupted run); finish it with "
                           f"`cartsim resume {folder}`")
@@ -181,7 +179,7 @@ def load(folder: str | Path) -> Result:
     rundir = RunDir(folder)
     return Result(summary=pd.read_csv(folder / "summary.csv"),
                   timeseries=read_timeseries(folder / "timeseries.csv"),
-                  study=rundir.load_study(), kind=ASSAY if assay.exists() else RUN,
+                  study=rundir.load_study(),
                   assay=pd.read_csv(assay) if assay.exists() else None, folder=folder,
                   manifest=read_manifest(rundir))
 

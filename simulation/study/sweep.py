@@ -66,6 +66,7 @@ from ..config import (
     parse_override,
     read_yaml,
     validate,
+    whole_number,
     yaml_value,
 )
 from ..io.files import atomic_write, clean_temporaries, write_text
@@ -476,10 +477,7 @@ def _with_options(sweep: SweepFile, shown: str, overrides: Overrides, replicates
         extra["time.duration_days"] = days
     update: dict[str, Any] = {"overrides": {**sweep.overrides, **extra}} if extra else {}
     if replicates is not None:
-        if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1:
-            raise ConfigError(f"{shown}: replicates: must be a whole number >= 1 (got "
-                              f"{replicates!r})")
-        update["replicates"] = replicates
+        update["replicates"] = whole_number(replicates, "replicates", 1, shown)
     return sweep.model_copy(update=update) if update else sweep
 
 
