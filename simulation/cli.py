@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--days", type=float, help="simulated days (time.duration_days)")
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
+    run.add_argument("--scale", type=float, metavar="F",
+                     help="F times the lattice's sites, every cell count and dose in cells "
+                     "scaled with them (0.1: a quick look)")
     run.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--checkpoint-every", type=float, metavar="H",
@@ -72,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY.PATH=VALUE",
                           help="override a config value before checking (repeatable)")
+    validate.add_argument("--scale", type=float, metavar="F",
+                          help="check it as `cartsim run --scale F` would run it")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of config files")
     schema.add_argument("--kind", choices=("scenario", "study", "sweep"), default="scenario",
@@ -117,10 +122,11 @@ def _add_sweep_parsers(sub) -> None:
 
 
 def _load(args: argparse.Namespace):
-    """The study of ``args.config`` with ``--set``, ``--days``, ``--replicates``, ``--seed``."""
+    """The study of ``args.config`` with ``--set``, ``--days``, ``--replicates``, ``--seed``,
+    ``--scale``."""
     return load_study(args.config, list(args.overrides), days=getattr(args, "days", None),
                       replicates=getattr(args, "replicates", None),
-                      seed=getattr(args, "seed", None))
+                      seed=getattr(args, "seed", None), scale=getattr(args, "scale", None))
 
 
 def _command_run(args: argparse.Namespace) -> int:
@@ -130,7 +136,8 @@ def _command_run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     _check_parallel_memory(study, args.workers, str(args.config))
     out = args.out if args.out is not None else default_output_dir(study.name)
-    manifest = new_manifest(study, str(args.config), overrides, datetime.now(timezone.utc), every)
+    manifest = new_manifest(study, str(args.config), overrides, datetime.now(timezone.utc), every,
+                            args.scale)
     with _signals_as_interrupt() as received:
         try:
             rundir, _ = create(out, study, {"checkpoint_every_h": every}, manifest,
@@ -287,8 +294,9 @@ def _command_validate(args: argparse.Namespace) -> int:
     """Check a file as what it is: a sweep (every run resolved), a study or scenario, or a base
     file that other configs extend (only the keys it leaves to them may be missing)."""
     if file_kind(read_yaml(Path(args.config), args.config)) == "sweep":
-        if args.overrides:
-            raise ConfigError("--set: a sweep sets values in its own `overrides`")
+        if args.overrides or args.scale is not None:
+            raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a sweep sets "
+                              "values in its own `overrides`")
         plan = resolve(args.config)
         sweep = plan.sweep
         points = len({run.point_id for run in plan.runs})
@@ -296,7 +304,7 @@ def _command_validate(args: argparse.Namespace) -> int:
               f"{len(sweep.bases)} base(s) x {sweep.replicates} replicate(s) = "
               f"{len(plan.unique_runs)} runs ({sweep.design.method} design)")
         return 0
-    gaps = None if args.overrides else base_file_gaps(args.config)
+    gaps = None if args.overrides or args.scale is not None else base_file_gaps(args.config)
     if gaps:
         print(f"{args.config}: ok: a base file; the configs that extend it give "
               f"{', '.join(gaps)} (it cannot run by itself)")
@@ -305,7 +313,8 @@ def _command_validate(args: argparse.Namespace) -> int:
     for scenario in study.scenarios:
         lat = scenario.lattice
         print(f"{args.config}: ok: {scenario.name} ({scenario.tumor_type}), "
-              f"{lat.label} sites, {scenario.time.duration_days:g} days, "
+              f"{lat.label} sites, {scenario.tumor.initial_cells} cancer cells, "
+              f"{scenario.time.duration_days:g} days, "
               f"{len(scenario.dosing.doses)} dose(s)")
     print(f"{study.replicates} replicate(s) from seed {study.seed}")
     return 0

@@ -204,3 +204,17 @@ def test_schema_of_a_sweep_file(capsys):
     schema = json.loads(capsys.readouterr().out)
     assert {"base", "parameters", "design", "replicates"} <= set(schema["properties"])
     assert schema["title"] == "cartsim sweep"
+
+
+def test_scale_runs_the_study_on_fewer_sites_and_records_it(tmp_path):
+    out = tmp_path / "scaled"
+    result = cartsim("run", STUDY, "--scale", "0.25", "--replicates", "1", "--days", "1",
+                     "--out", out, "--quiet")
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load((out / "config.resolved.yaml").read_text())
+    for scenario in resolved["scenarios"]:  # both 40 x 40 sites with 400 cancer cells
+        assert (scenario["lattice"]["width"], scenario["lattice"]["height"]) == (20, 20)
+        assert scenario["tumor"]["initial_cells"] == 100
+    assert json.loads((out / "manifest.json").read_text())["scale"] == 0.25
+    check = cartsim("validate", STUDY, "--scale", "0.25")
+    assert check.returncode == 0 and " cancer cells, " in check.stdout

@@ -433,3 +433,53 @@ def test_json_schema_describes_scenario_and_study():
     study = json_schema("study")
     assert {"scenarios", "seed", "extends"} <= set(study["properties"])
     assert "tumor" not in study["properties"]
+
+
+# ---------------------------------------------------------------------------------------------
+# --scale: the scenario on F times the sites, its counts of cells scaled with them
+# ---------------------------------------------------------------------------------------------
+def _scaled(tmp_path, scenario: dict, scale: float) -> ScenarioConfig:
+    return load_study(write_yaml(tmp_path / "s.yaml", scenario), scale=scale).scenarios[0]
+
+
+def test_scale_multiplies_sites_cells_doses_in_cells_and_blood_volume(tmp_path):
+    data = minimal_scenario_dict()
+    data["lattice"] = {"width": 200, "height": 100}
+    data["tumor"]["initial_cells"] = 5000
+    data["blood"] = {"volume_ul": 10.0}
+    data["dosing"]["doses"] = [{"day": 0, "cells": 2000}, {"day": 7, "effector_to_target": 0.5}]
+    full = _scaled(tmp_path, data, 1.0)
+    small = _scaled(tmp_path, data, 0.25)
+    assert full == load_scenario(tmp_path / "s.yaml")  # scale 1 changes nothing
+    assert (small.lattice.width, small.lattice.height) == (100, 50)  # each side x sqrt(0.25)
+    assert small.tumor.initial_cells == 1250
+    assert [d.cells for d in small.dosing.doses] == [500, None]
+    assert small.dosing.doses[1].effector_to_target == 0.5  # a ratio needs no scaling
+    assert small.blood.volume_ul == pytest.approx(2.5)  # CAR-T per uL stay comparable
+    # what is per site, per cell or in physical units stays
+    assert small.lattice.spacing_um == full.lattice.spacing_um
+    assert small.car_t == full.car_t and small.time == full.time
+
+
+def test_scale_follows_the_sites_the_rounded_lattice_really_has(tmp_path):
+    data = minimal_scenario_dict()
+    data["lattice"] = {"width": 101, "height": 101, "depth": 101, "dimensions": 3}
+    data["tumor"]["initial_cells"] = 10_000
+    small = _scaled(tmp_path, data, 0.1)
+    side = round(101 * 0.1 ** (1 / 3))  # 47: each of three sides x 0.1^(1/3)
+    assert (small.lattice.width, small.lattice.height, small.lattice.depth) == (side,) * 3
+    assert small.tumor.initial_cells == round(10_000 * side ** 3 / 101 ** 3)
+
+
+@pytest.mark.parametrize("scale", [0, -1, 101, "big", True])
+def test_scale_out_of_range_names_the_file_and_the_option(tmp_path, scale):
+    path = write_yaml(tmp_path / "s.yaml", minimal_scenario_dict())
+    with pytest.raises(ConfigError, match=r"s\.yaml: --scale: must be a number > 0"):
+        load_study(path, scale=scale)
+
+
+def test_scale_that_makes_a_side_too_long_is_refused(tmp_path):
+    data = minimal_scenario_dict()
+    data["lattice"] = {"width": 200_000, "height": 3}
+    with pytest.raises(ConfigError, match=r"--scale: lattice.width would be 2000000 sites"):
+        load_study(write_yaml(tmp_path / "s.yaml", data), scale=100)

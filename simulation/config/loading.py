@@ -15,6 +15,7 @@ from .assay_design import expand_assay
 from .checks import validate
 from .errors import ConfigError
 from .overrides import Overrides, apply_overrides, override_list, yaml_value
+from .scaling import check_scale, scale_scenario
 from .schema import SEED_MAX, AssayConfig, ScenarioConfig, Study, StudyConfig
 from .yaml_reader import display_path, load_with_extends, read_yaml
 
@@ -95,7 +96,7 @@ _STUDY_ONLY_KEYS = frozenset({"name", "description", "seed", "replicates"})
 
 def load_study(path: str | Path, overrides: Overrides = None, *,
                replicates: int | None = None, days: float | None = None,
-               seed: int | None = None) -> Study:
+               seed: int | None = None, scale: float | None = None) -> Study:
     """Load a study or a single scenario file as a Study (a lone scenario is a study of one).
 
     ``overrides`` (``["key.path=value"]`` as ``--set`` takes them, or ``{"key.path": value}``)
@@ -103,15 +104,21 @@ def load_study(path: str | Path, overrides: Overrides = None, *,
     scenario's own ``seed``/``replicates`` give way to the study's. ``days`` sets every
     scenario's ``time.duration_days`` (after ``overrides``); ``replicates`` and ``seed`` (of
     replicate 0; replicate r runs with ``seed + r``) replace the study's: the options of the
-    same names of ``cartsim run``.
+    same names of ``cartsim run``. ``scale`` puts every scenario on a lattice with ~``scale``
+    times the sites, its cell counts scaled with them (``scaling.scale_scenario``).
     """
     path = Path(path)
+    shown = display_path(path)
     overrides = override_list(overrides)
     if days is not None:
         overrides.append(f"time.duration_days={yaml_value(days)}")
     study = _load_study_file(path, overrides)
-    updates = {key: whole_number(value, key, minimum, display_path(path)) for key, value, minimum
+    updates = {key: whole_number(value, key, minimum, shown) for key, value, minimum
                in (("seed", seed, 0), ("replicates", replicates, 1)) if value is not None}
+    if scale is not None:
+        factor = check_scale(scale, shown)
+        updates["scenarios"] = [scale_scenario(scenario, factor, source) for scenario, source
+                                in zip(study.scenarios, study.sources, strict=True)]
     return study.model_copy(update=updates) if updates else study
 
 

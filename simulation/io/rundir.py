@@ -281,11 +281,14 @@ def remove_leftovers(rundir: RunDir) -> None:
 
 
 def new_manifest(study: Study, config_path: str, overrides: list[str], started: datetime,
-                 checkpoint_every_h: float | None) -> dict[str, Any]:
-    """``manifest.json`` of a study that starts now (timing is filled in at the end)."""
+                 checkpoint_every_h: float | None, scale: float | None = None
+                 ) -> dict[str, Any]:
+    """``manifest.json`` of a study that starts now (timing is filled in at the end);
+    ``scale``: the --scale the config was run at (None: as written)."""
     return {
         "config_file": config_path,
         "overrides": overrides,
+        "scale": scale,
         "seeds": [study.seed + r for r in range(study.replicates)],
         "replicates": study.replicates,
         "scenarios": [s.name for s in study.scenarios],

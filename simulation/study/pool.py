@@ -5,13 +5,17 @@ yields ``fn(item)`` for each item as it completes. Callers store each result as 
 (``simulation.study.runner``: a run's files; ``simulation.study.sweep``: a Parquet file), so no
 backend holds more than the results in flight, and an interruption loses only unfinished runs.
 
-* ``SerialBackend``: in this process (one worker).
+* ``SerialBackend``: in this process (one worker). Also the default for a small study: starting
+  worker processes costs more than it saves below ``POOL_MIN_WORK_S`` of estimated work.
 * ``LocalBackend``: ``ProcessPoolExecutor`` with the *spawn* start method (a process that has
   run a parallel numba kernel holds a thread pool that must not be forked). The kernels are
   compiled once in the parent first (``warm_up``), so the spawned workers load them from
   numba's on-disk cache instead of each compiling them; each worker's kernels get an equal
   share of the cores (results do not depend on it). Workers leave Ctrl-C to the parent, which
-  stops them, and exit when the parent is killed.
+  stops them, and exit when the parent is killed. Workers do not import the user's script
+  (``__main__``): they run only cartsim's functions, so a script without an
+  ``if __name__ == "__main__":`` guard works, and its top-level code does not run again in
+  every worker.
 * ``DaskBackend``: a ``distributed.Client`` (given, or connected to ``--scheduler tcp://...``).
   Results come back to the client, which writes them: workers need no shared file system.
 """
@@ -22,6 +26,7 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +40,14 @@ from ..model import CarTModel
 PARENT_WATCH_S = 0.5
 
 OnError = Callable[[Any, BaseException], Any]
+
+#: lattice site-updates per second of one process (kernels and fields, 2D and 3D): 2.6-3.4e7 by
+#: benchmarks/run.py on a 2-core machine, so this estimate errs towards the pool
+SITE_UPDATES_PER_S = 3e7
+#: below this many seconds of estimated work (serial) a study runs in this process: two spawned
+#: workers take ~3.5 s to start, import cartsim and load the kernels (measured on 2 cores; four
+#: 50x50, 3-day runs took 3.4 s in a pool and 0.3 s in this process)
+POOL_MIN_WORK_S = 10.0
 
 
 def warm_up() -> None:
@@ -118,12 +131,36 @@ class LocalBackend:
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
                       on_error: OnError | None = None) -> Iterator[Any]:
         assert self._pool is not None
-        futures = {self._pool.submit(fn, item): item for item in items}
+        with _main_script_hidden():  # the pool starts its workers as items are submitted
+            futures = {self._pool.submit(fn, item): item for item in items}
         remaining = set(futures)
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
             for future in done:
                 yield _result(future, futures[future], on_error)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start spawned processes without importing the user's script in them.
+
+    A spawned process runs the parent's ``__main__`` file again (as ``__mp_main__``) so that
+    functions defined there can be unpickled; a script without an ``if __name__ ==
+    "__main__":`` guard then fails with "An attempt has been made to start a new process
+    before the current process has finished its bootstrapping phase". Workers here run only
+    cartsim's own functions, so ``multiprocessing.spawn`` is left without the script's path
+    while they start.
+    """
+    main = sys.modules["__main__"]
+    path = getattr(main, "__file__", None)
+    if path is None or getattr(main.__spec__, "name", None) is not None:  # REPL, notebook, -m
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -191,11 +228,16 @@ def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
 
 
 def make_backend(workers: int | None = None, scheduler: str | None = None, client: Any = None,
-                 n_runs: int | None = None):
+                 n_runs: int | None = None, site_updates: float | None = None):
     """The backend for these options: Dask if a client or scheduler is given, else ``workers``
-    local processes (default: one per core, at most one per run; one means this process)."""
+    local processes (default: one per core, at most one per run, and this process alone when
+    the runs' ``site_updates`` (lattice sites x steps, summed) are under ``POOL_MIN_WORK_S`` of
+    work; one worker means this process)."""
     if client is not None or scheduler is not None:
         return DaskBackend(client=client, scheduler=scheduler)
+    if workers is None and site_updates is not None \
+            and site_updates / SITE_UPDATES_PER_S < POOL_MIN_WORK_S:
+        return SerialBackend()
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, n_runs or cores))
     return SerialBackend() if workers == 1 else LocalBackend(workers)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..analysis.outcomes import summarise_run
 from ..config import ConfigError, ScenarioConfig, Study
-from ..engine.units import MIN_PER_H
+from ..engine.units import MIN_PER_DAY, MIN_PER_H
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.files import atomic_write
 from ..io.rundir import RunDir, run_name
@@ -44,6 +44,12 @@ class RunSpec:
     def name(self) -> str:
         """File stem of the run in an output folder (``<scenario>_r<replicate>``)."""
         return run_name(self.scenario.name, self.replicate)
+
+    @property
+    def site_updates(self) -> float:
+        """Lattice sites x time steps of the whole run: its work, for choosing a backend."""
+        time = self.scenario.time
+        return self.scenario.lattice.n_sites * time.duration_days * MIN_PER_DAY / time.dt_min
 
 
 def run_specs(study: Study, threads: int | None = None) -> list[RunSpec]:
@@ -93,7 +99,7 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     """
     specs = run_specs(study, threads)
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
-    with make_backend(workers, n_runs=len(specs)) as backend:
+    with make_backend(workers, n_runs=len(specs), site_updates=_work(specs)) as backend:
         for spec, tables in backend.map_unordered(_run_keeping_spec, specs):
             results[(spec.scenario_index, spec.replicate)] = tables
             if on_done:
@@ -102,6 +108,10 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     timeseries = pd.concat([series for series, _ in ordered], ignore_index=True)
     summary = pd.DataFrame([row for _, row in ordered])
     return timeseries, summary
+
+
+def _work(specs: list[RunSpec]) -> float:
+    return sum(spec.site_updates for spec in specs)
 
 
 def _run_keeping_spec(spec: RunSpec) -> tuple[RunSpec, tuple[pd.DataFrame, dict]]:
@@ -153,7 +163,7 @@ def run_into_folder(rundir: RunDir, specs: list[RunSpec], workers: int | None,
     if not pending:
         return
     run = partial(run_to_files, str(rundir.path), checkpoint_every_h)
-    with make_backend(workers, n_runs=len(pending)) as backend:
+    with make_backend(workers, n_runs=len(pending), site_updates=_work(pending)) as backend:
         for spec in backend.map_unordered(run, pending):
             if on_done:
                 on_done(spec)

@@ -1,0 +1,49 @@
+"""Where runs execute (``simulation.study.pool``): small studies in this process, larger ones in
+spawned workers that do not run the user's script again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from simulation.study.pool import (
+    POOL_MIN_WORK_S,
+    SITE_UPDATES_PER_S,
+    LocalBackend,
+    SerialBackend,
+    make_backend,
+)
+
+STUDY = Path(__file__).parent / "data" / "small_study.yaml"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every study runs serially")
+def test_a_small_study_runs_in_this_process_and_a_large_one_in_a_pool():
+    small = 0.5 * POOL_MIN_WORK_S * SITE_UPDATES_PER_S
+    large = 2.0 * POOL_MIN_WORK_S * SITE_UPDATES_PER_S
+    assert isinstance(make_backend(None, n_runs=4, site_updates=small), SerialBackend)
+    assert isinstance(make_backend(None, n_runs=4, site_updates=large), LocalBackend)
+    # workers asked for are workers given, however small the study
+    assert isinstance(make_backend(2, n_runs=4, site_updates=small), LocalBackend)
+
+
+def test_a_script_without_a_main_guard_runs_on_worker_processes(tmp_path):
+    """Spawned workers would import the script again and fail ("An attempt has been made to
+    start a new process before the current process has finished its bootstrapping phase");
+    they start without it, and the script's top-level code runs once."""
+    script = tmp_path / "analysis.py"
+    script.write_text(textwrap.dedent(f"""
+        import simulation
+        print("top level ran")
+        res = simulation.run({str(STUDY)!r}, replicates=2, days=1, workers=2)
+        print(len(res.summary), "runs")
+    """))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["top level ran", "4 runs"]
