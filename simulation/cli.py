@@ -21,7 +21,6 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tqdm import tqdm
 
 from .analysis.outcomes import response_counts
 from .config import (ConfigError, base_file_gaps, check_memory, file_kind, json_schema,
@@ -36,7 +35,7 @@ from .io.volume import write_vti
 from .model import CarTModel
 from .study.publish import finish
 from .study.report import write_report
-from .study.runner import run_into_folder, run_specs
+from .study.runner import run_into_folder, run_specs, study_progress
 from .study.sweep import failure_summary, resolve, run_sweep, sweep_json_schema
 from .viz.animation import animate
 
@@ -202,13 +201,11 @@ def _execute(rundir, study, manifest: dict, args: argparse.Namespace, received: 
                       file=sys.stderr)
 
             def done(spec) -> None:
-                bar.update(1)
                 rundir.write_marker(names, settings)
 
-            announce_compilation()  # before the progress bar, not inside it
-            with tqdm(total=len(specs), initial=len(finished), unit="run", desc=study.name,
-                      disable=args.quiet, file=sys.stderr) as bar:
-                run_into_folder(rundir, specs, args.workers, every, done)
+            announce_compilation()  # before the progress bars, not inside them
+            with study_progress(study.name, specs, finished, disable=args.quiet) as bars:
+                run_into_folder(rundir, specs, args.workers, every, done, bars)
             wall = (datetime.now(timezone.utc) - started).total_seconds()
             _, summary = finish(rundir, specs, finished_manifest(manifest, wall))
     except KeyboardInterrupt:

@@ -138,7 +138,7 @@ def _json_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def run(config: str | Path, replicates: int | None = None, days: float | None = None,
         seed: int | None = None, set: Overrides = None, scale: float | None = None,
-        workers: int | None = None) -> Result:
+        workers: int | None = None, progress: bool = True) -> Result:
     """Run a scenario or study file and return its result (nothing is written to disk).
 
     ``replicates``, ``days`` and ``seed`` are the options of ``cartsim run``; ``set`` overrides
@@ -146,13 +146,14 @@ def run(config: str | Path, replicates: int | None = None, days: float | None = 
     ``["car_t.max_kills=5"]``); ``scale`` runs it on a lattice with ~``scale`` times the
     sites, every cell count scaled with them (``cartsim run --scale``; 0.1 for a quick look).
     ``workers`` processes run the simulations (default: all cores);
-    the tables do not depend on it.
+    the tables do not depend on it. ``progress``: bars in simulated days, for the study and
+    each run in flight (widgets in Jupyter).
     """
     started = datetime.now(timezone.utc)
     overrides = override_list(set)
     study = load_study(config, overrides, replicates=replicates, days=days, seed=seed,
                        scale=scale)
-    timeseries, summary = run_study(study, workers=workers)
+    timeseries, summary = run_study(study, workers=workers, progress=progress)
     assay = assay_table(study.scenarios, timeseries) if is_assay(study.scenarios) else None
     manifest = finished_manifest(new_manifest(study, str(config), overrides, started, None, scale),
                                  (datetime.now(timezone.utc) - started).total_seconds())

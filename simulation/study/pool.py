@@ -35,6 +35,7 @@ from typing import Any
 
 from ..config import ScenarioConfig
 from ..model import CarTModel
+from .progress import set_sink
 
 #: seconds between a worker's checks that its parent is still alive
 PARENT_WATCH_S = 0.5
@@ -83,10 +84,13 @@ class SerialBackend:
             yield fn(item)
 
 
-def _worker_init(parent: int) -> None:
+def _worker_init(parent: int, reports: Any = None) -> None:
     """Workers leave Ctrl-C to the parent, which stops them (no traceback from every worker),
-    and exit when the parent is gone (kill -9): nothing would collect their results."""
+    exit when the parent is gone (kill -9): nothing would collect their results, and report
+    their runs' progress into the parent's queue ``reports`` (``progress``), if given."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if reports is not None:
+        set_sink(reports.put)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -101,8 +105,9 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, reports: Any = None) -> None:
         self.workers = workers
+        self._reports = reports
         self._pool: ProcessPoolExecutor | None = None
         self._saved: str | None = None
 
@@ -113,7 +118,7 @@ class LocalBackend:
         self._saved = os.environ.get("NUMBA_NUM_THREADS")
         os.environ["NUMBA_NUM_THREADS"] = str(max(1, cores // self.workers))
         self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
-                                         initargs=(os.getpid(),),
+                                         initargs=(os.getpid(), self._reports),
                                          mp_context=multiprocessing.get_context("spawn"))
         return self
 
@@ -228,11 +233,13 @@ def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
 
 
 def make_backend(workers: int | None = None, scheduler: str | None = None, client: Any = None,
-                 n_runs: int | None = None, site_updates: float | None = None):
+                 n_runs: int | None = None, site_updates: float | None = None,
+                 reports: Any = None):
     """The backend for these options: Dask if a client or scheduler is given, else ``workers``
     local processes (default: one per core, at most one per run, and this process alone when
     the runs' ``site_updates`` (lattice sites x steps, summed) are under ``POOL_MIN_WORK_S`` of
-    work; one worker means this process)."""
+    work; one worker means this process). Local workers report their runs' progress into the
+    queue ``reports`` (``progress.StudyProgress.queue``)."""
     if client is not None or scheduler is not None:
         return DaskBackend(client=client, scheduler=scheduler)
     if workers is None and site_updates is not None \
@@ -240,4 +247,4 @@ def make_backend(workers: int | None = None, scheduler: str | None = None, clien
         return SerialBackend()
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, n_runs or cores))
-    return SerialBackend() if workers == 1 else LocalBackend(workers)
+    return SerialBackend() if workers == 1 else LocalBackend(workers, reports)

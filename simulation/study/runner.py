@@ -12,7 +12,7 @@ finished first.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -28,6 +28,7 @@ from ..io.rundir import RunDir, run_name
 from ..io.snapshots import lattice_snapshot, save_snapshot
 from ..model import REPORTED_COLUMNS, CarTModel
 from .pool import make_backend
+from .progress import REPORT_EVERY_DAYS, StudyProgress, report
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,25 @@ def run_specs(study: Study, threads: int | None = None) -> list[RunSpec]:
 def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     """Run one simulation to its end; return its time series and its summary row."""
     model = CarTModel(spec.scenario, seed=spec.seed, threads=spec.threads)
-    model.run()
+    step_to_end(model, spec.name)
     return run_tables(model, spec)
+
+
+def step_to_end(model: CarTModel, run: str, checkpoint: Path | None = None,
+                checkpoint_every_h: float | None = None) -> None:
+    """Step ``model`` until it stops, reporting its simulated day (``progress.report``) every
+    ``REPORT_EVERY_DAYS`` and saving it to ``checkpoint`` every ``checkpoint_every_h``
+    simulated hours (rounded to whole steps)."""
+    every = None
+    if checkpoint is not None and checkpoint_every_h:
+        every = max(1, round(checkpoint_every_h * MIN_PER_H / model.dt_min))
+    report_every = max(1, round(REPORT_EVERY_DAYS * MIN_PER_DAY / model.dt_min))
+    while model.running:
+        model.step()
+        if model.step_index % report_every == 0:
+            report(run, model.time_min / MIN_PER_DAY)
+        if every and model.running and model.step_index % every == 0:
+            save_checkpoint(model.checkpoint_state(), checkpoint)
 
 
 def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
@@ -88,20 +106,24 @@ def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
 
 
 def run_study(study: Study, workers: int | None = None, threads: int | None = None,
-              on_done: Callable[[RunSpec], None] | None = None
+              on_done: Callable[[RunSpec], None] | None = None, progress: bool = True
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replicate of every scenario; return (timeseries, summary) tables.
 
     ``workers`` processes (default: all cores, at most one per run) run the simulations, each
     kernel with ``threads`` threads (default: CarTModel's choice for the lattice, at most the
     cores divided among the workers). The tables are identical for any ``workers`` and
-    ``threads``. ``on_done`` is called after each run.
+    ``threads``. ``on_done`` is called after each run. ``progress``: bars in simulated days
+    (the study and each run in flight) on stderr, or widgets in Jupyter.
     """
     specs = run_specs(study, threads)
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
-    with make_backend(workers, n_runs=len(specs), site_updates=_work(specs)) as backend:
+    with (study_progress(study.name, specs, disable=not progress) as bars,
+          make_backend(workers, n_runs=len(specs), site_updates=_work(specs),
+                       reports=bars.queue) as backend):
         for spec, tables in backend.map_unordered(_run_keeping_spec, specs):
             results[(spec.scenario_index, spec.replicate)] = tables
+            bars.run_finished(spec.name)
             if on_done:
                 on_done(spec)
     ordered = [results[key] for key in sorted(results)]
@@ -139,13 +161,7 @@ def run_to_files(folder: str, checkpoint_every_h: float | None, spec: RunSpec) -
             model = None
     if model is None:
         model = CarTModel(spec.scenario, seed=spec.seed, threads=spec.threads)
-    every = None
-    if checkpoint_every_h:
-        every = max(1, round(checkpoint_every_h * MIN_PER_H / model.dt_min))
-    while model.running:
-        model.step()
-        if every and model.running and model.step_index % every == 0:
-            save_checkpoint(model.checkpoint_state(), checkpoint)
+    step_to_end(model, spec.name, checkpoint, checkpoint_every_h)
     series, summary = run_tables(model, spec)
     if model.lattice.dimensions == 3 and spec.replicate == 0:
         snapshot = lattice_snapshot(model)
@@ -155,15 +171,26 @@ def run_to_files(folder: str, checkpoint_every_h: float | None, spec: RunSpec) -
 
 
 def run_into_folder(rundir: RunDir, specs: list[RunSpec], workers: int | None,
-            checkpoint_every_h: float | None, on_done: Callable[[RunSpec], None] | None = None
-            ) -> None:
+                    checkpoint_every_h: float | None,
+                    on_done: Callable[[RunSpec], None] | None = None,
+                    bars: StudyProgress | None = None) -> None:
     """Run every spec whose files are not in ``rundir`` yet, in ``workers`` processes
-    (default: all cores, at most one per pending run)."""
+    (default: all cores, at most one per pending run), moving ``bars`` as they go."""
     pending = [spec for spec in specs if not rundir.is_finished(spec.name)]
     if not pending:
         return
     run = partial(run_to_files, str(rundir.path), checkpoint_every_h)
-    with make_backend(workers, n_runs=len(pending), site_updates=_work(pending)) as backend:
+    with make_backend(workers, n_runs=len(pending), site_updates=_work(pending),
+                      reports=bars.queue if bars else None) as backend:
         for spec in backend.map_unordered(run, pending):
+            if bars:
+                bars.run_finished(spec.name)
             if on_done:
                 on_done(spec)
+
+
+def study_progress(name: str, specs: list[RunSpec], finished: Iterable[str] = (),
+                   disable: bool = False) -> StudyProgress:
+    """Progress bars (``progress.StudyProgress``) of the runs of ``specs``, in simulated days."""
+    return StudyProgress({spec.name: spec.scenario.time.duration_days for spec in specs},
+                         desc=name, finished=finished, disable=disable)
