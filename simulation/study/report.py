@@ -26,12 +26,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
-from SALib.analyze import morris as morris_analyze  # noqa: E402
-from SALib.analyze import sobol as sobol_analyze  # noqa: E402
 
 from ..viz.plotting import PALETTE  # noqa: E402
 from ..config import ConfigError  # noqa: E402
+from .extras import require  # noqa: E402
 from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem  # noqa: E402
+
+try:  # the sweep extra; write_report calls require("sweep", ...) first
+    from SALib.analyze import morris as morris_analyze
+    from SALib.analyze import sobol as sobol_analyze
+except ImportError:
+    morris_analyze = sobol_analyze = None
 
 Z_95 = 1.959963984540054
 SENSITIVITY_OUTPUTS = ("cr_probability", "final_tumor_fraction")
@@ -291,6 +296,7 @@ def plot_morris(indices: pd.DataFrame, path: Path) -> Path:
 
 def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the report files of a sweep folder; return their paths."""
+    require("sweep", "cartsim report")
     folder = Path(folder)
     if not (folder / "index.parquet").exists() or not (folder / "sweep.resolved.yaml").exists():
         raise ConfigError(f"{folder}: not a sweep folder (no index.parquet / "
