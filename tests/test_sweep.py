@@ -181,7 +181,7 @@ def test_load_gives_one_tidy_row_per_run_equal_to_direct_runs(grid_run):
     # a run of the sweep is exactly runner.run_one on its resolved scenario
     plan = sweep.resolve(GRID)
     run = plan.runs[5]
-    _, summary = runner.run_one(runner.RunSpec(run.scenario, 0, run.replicate, run.seed))
+    _, summary, _ = runner.run_one(runner.RunSpec(run.scenario, 0, run.replicate, run.seed))
     row = table.set_index("run_id").loc[run.run_id]
     for key in ("response", "final_tumor_cells", "car_t_peak", "cancer_killed"):
         assert row[key] == summary[key], key
