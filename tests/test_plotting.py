@@ -634,7 +634,7 @@ def test_3d_snapshots_animate_one_plane_the_slice_through_the_day_0_tumour(tmp_p
 
     def grab_frame(writer, **kwargs):
         ax = writer.fig.axes[0]
-        drawn.append((np.array(ax.images[0].get_array()), ax.get_title()))
+        drawn.append((np.array(ax.images[0].get_array()), writer.fig.get_suptitle()))
         real_grab_frame(writer, **kwargs)
 
     monkeypatch.setattr(matplotlib.animation.PillowWriter, "grab_frame", grab_frame)
