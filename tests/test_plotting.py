@@ -17,7 +17,12 @@ from test_volume import CAR_T_SITES, TUMOUR_CENTRE, sphere_snapshot
 
 from simulation import load_study
 from simulation.engine.constants import CANCER, CAR_T, NECROTIC
-from simulation.analysis.outcomes import best_percent_change, kaplan_meier, progression_events
+from simulation.analysis.outcomes import (
+    best_percent_change,
+    kaplan_meier,
+    progression_events,
+    wilson_interval,
+)
 from simulation.viz.plotting import (
     SITE_CLASSES,
     TIME_LABEL,
@@ -193,6 +198,7 @@ def test_burden_shows_the_full_response_breakdown_mrd_and_infusions(tables):
     assert ax.get_ylim()[0] < 0.01 and any("MRD detection limit" in t for t in labels)
     assert [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "infusion"] == [0.0]
     assert not fig.axes[0].get_legend()  # the legend sits below the panels, off the data
+    fig.canvas.draw()  # constrained layout places the legend at draw time
     assert fig.legends and fig.legends[0].get_window_extent().y1 <= \
         ax.get_window_extent().y0 + 1
 
@@ -209,7 +215,7 @@ def test_zeros_are_drawn_on_the_zero_band_not_dropped():
     assert 0 < floor < 0.01 and ax.get_ylim()[0] < floor  # below the MRD line, on the axis
     tick_labels = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
     assert tick_labels["0"] == pytest.approx(floor)
-    assert any(t.get_text() == "0 cells (cleared)" for t in ax.texts)
+    assert "0 cancer cells (cleared)" in _legend_texts(fig)  # the band says what it means
 
 
 def test_infusion_days_are_read_from_the_census():
@@ -251,9 +257,9 @@ def test_car_t_kinetics_marks_the_peak(tables):
     timeseries, summary = tables
     ax = plot_car_t_kinetics(timeseries, summary).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[-1] == "CAR-T infusion"  # the ▲ marks, read from cumulative_car_t_infused
-    assert all("peak" in label and "day" in label for label in labels[:-1])
-    assert all("(n = 3)" in label for label in labels[:-1])
+    assert labels[-2:] == ["0 CAR-T cells on the lattice", "CAR-T infusion"]  # the ▲ marks
+    assert all("peak" in label and "day" in label for label in labels[:-2])
+    assert all("(n = 3)" in label for label in labels[:-2])
     assert ax.get_yscale() == "log"  # zeros on the "0" band instead of a symlog axis
 
 
@@ -466,7 +472,8 @@ def test_blood_kinetics_marks_the_peak_on_the_right_day(tmp_path):
     assert [float(line.get_ydata()[0]) for line in peaks] == pytest.approx([21.0, 21.0])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[0].startswith("fast (n = 3): peak 21 cells/uL on day 7")
-    assert all("persistence from day" in label for label in labels)
+    assert all("persistence from day" in label for label in labels[:2])
+    assert labels[2:] == ["0 = none in blood (below detection)"]
     phase_names = {t.get_text() for t in ax.texts if isinstance(t, Annotation)}
     assert phase_names == {"expansion", "contraction", "persistence"}
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
@@ -477,7 +484,8 @@ def test_blood_kinetics_of_a_scenario_never_in_blood():
     local = table.assign(scenario="local", car_t_blood_per_ul=0.0)
     ax = plot_blood_kinetics(pd.concat([table, local], ignore_index=True)).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[-1] == "local (n = 2): never detected"
+    assert labels[-2:] == ["local (n = 2): never detected",
+                           "0 = none in blood (below detection)"]
 
 
 # ---- 3D snapshots (synthetic: test_volume.sphere_snapshot) -----------------------------------
@@ -692,3 +700,16 @@ def test_killing_assay_reads_out_specific_lysis_with_n_and_a_legend_outside():
     panel = fig.axes[0]
     colours = {to_hex(line.get_color()) for line in panel.lines if line.get_linestyle() == "-"}
     assert len(colours) == 4  # one per E:T
+
+
+def test_response_rates_show_the_wilson_interval_of_the_cr_rate(tables):
+    _, summary = tables
+    ax = plot_response_rates(summary).axes[0]
+    caps = [c for c in ax.containers if c.get_label() == "CR rate, Wilson 95 % CI"]
+    assert len(caps) == 1
+    segments = caps[0].lines[2][0].get_segments()  # one vertical bar per scenario
+    cr = (summary.groupby("scenario", sort=False)["response"]
+          .apply(lambda r: (r == "CR").sum()).to_numpy())
+    low, high = wilson_interval(cr, np.full(cr.size, 3))
+    np.testing.assert_allclose([[s[0][1], s[1][1]] for s in segments],
+                               np.column_stack([100 * low, 100 * high]))

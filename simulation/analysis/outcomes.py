@@ -1,9 +1,10 @@
 """Outcome rules: one pure home for what a run's numbers mean clinically.
 
-RECIST-like response classes, minimal residual disease, relapse, progression events and
-Kaplan-Meier estimates, computed from the tidy tables (``timeseries``, ``summary``). The
-runner's summary rows, the plots, the reports and the literature checks all read these rules
-and their thresholds from here, so a threshold is written once.
+RECIST-like response classes, minimal residual disease, relapse, progression events,
+Kaplan-Meier estimates and Wilson intervals of response rates, computed from the tidy tables
+(``timeseries``, ``summary``). The runner's summary rows, the plots, the reports and the
+literature checks all read these rules and their thresholds from here, so a threshold is
+written once.
 """
 
 from __future__ import annotations
@@ -189,6 +190,20 @@ def progression_events(timeseries: pd.DataFrame, summary: pd.DataFrame | None = 
             rows.append({"scenario": scenario, "replicate": replicate,
                          "time_days": time - first_dose_day, "progressed": progressed})
     return pd.DataFrame(rows, columns=["scenario", "replicate", "time_days", "progressed"])
+
+
+def wilson_interval(successes: Sequence[int] | np.ndarray, n: Sequence[int] | np.ndarray,
+                    confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of binomial proportions, e.g. complete responses of n runs (NaN
+    where n = 0), by ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``."""
+    successes = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    low, high = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
+    for i in np.flatnonzero(n > 0):
+        interval = stats.binomtest(int(successes.flat[i]), int(n.flat[i])).proportion_ci(
+            confidence_level=confidence, method="wilson")
+        low.flat[i], high.flat[i] = interval.low, interval.high
+    return low, high
 
 
 #: two-sided confidence level of the Kaplan-Meier band (log-log / exponential Greenwood interval)

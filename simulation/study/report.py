@@ -30,9 +30,9 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from SALib.analyze import morris as morris_analyze  # noqa: E402
 from SALib.analyze import sobol as sobol_analyze  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from ..viz.plotting import PALETTE  # noqa: E402
+from ..analysis.outcomes import wilson_interval  # noqa: E402
 from ..config import ConfigError  # noqa: E402
 from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem  # noqa: E402
 
@@ -97,20 +97,6 @@ def axis_label(key: str) -> str:
             name = last[: -len(suffix)].replace("_", " ")
             return f"{context} {name} ({unit})".strip()
     return f"{context} {last.replace('_', ' ')}".strip()
-
-
-def wilson_interval(successes: np.ndarray, n: np.ndarray, confidence: float = CONFIDENCE
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (NaN where n = 0), by
-    ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``."""
-    successes = np.asarray(successes, dtype=float)
-    n = np.asarray(n, dtype=float)
-    low, high = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
-    for i in np.flatnonzero(n > 0):
-        interval = stats.binomtest(int(successes.flat[i]), int(n.flat[i])).proportion_ci(
-            confidence_level=confidence, method="wilson")
-        low.flat[i], high.flat[i] = interval.low, interval.high
-    return low, high
 
 
 def _sweep_spec(folder: Path) -> SweepFile:

@@ -73,6 +73,7 @@ from ..analysis.outcomes import (  # noqa: E402
     kaplan_meier,
     progression_events,
     response_counts,
+    wilson_interval,
 )
 from ..config import et_label  # noqa: E402
 from ..io.snapshots import (  # noqa: E402
@@ -181,6 +182,8 @@ def replicate_bands(timeseries: pd.DataFrame, column: str) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+#: the band of log axes where zeros are drawn ("0" tick)
+ZERO_BAND_COLOUR = "0.88"
 #: the time axis of every time course (x = census day minus the scenario's first infusion day)
 TIME_LABEL = "days after first CAR-T infusion"
 #: label of the MRD line on burden axes (``outcomes.MRD_DETECTION_FRACTION``)
@@ -308,14 +311,18 @@ def _log_floor(values: pd.Series, below: float | None = None) -> float:
     return 10.0 ** (np.floor(np.log10(smallest)) - 1)
 
 
-def _zero_band(ax: plt.Axes, floor: float, text: str) -> None:
+def _zero_band(ax: plt.Axes, floor: float, text: str, in_legend: bool = True) -> None:
     """Log axis with zeros drawn at ``floor``: the axis starts just below it, a grey band marks
-    it, its tick reads "0" and ``text`` says what it means."""
+    it, its tick reads "0" and ``text`` says what it means: a legend entry for the band
+    (``in_legend``; curves at 0 run through the band and would hide a text there), else a
+    note at its right end."""
     ax.set_yscale("log")
     ax.set_ylim(bottom=floor / 2.0)
-    ax.axhspan(floor / 2.0, floor * 2.0, color="0.88", lw=0, zorder=0)
-    ax.text(0.99, floor * 1.4, text, transform=ax.get_yaxis_transform(), ha="right",
-            va="bottom", fontsize=7, color="0.35")
+    ax.axhspan(floor / 2.0, floor * 2.0, color=ZERO_BAND_COLOUR, lw=0, zorder=0,
+               label=text if in_legend else None)
+    if not in_legend:
+        ax.text(0.99, floor * 1.4, text, transform=ax.get_yaxis_transform(), ha="right",
+                va="bottom", fontsize=7, color="0.35")
     low, high = ax.get_ylim()
     ticks = [t for t in ticker.LogLocator(numticks=12).tick_values(low, high)
              if floor * 5 <= t <= high]
@@ -358,7 +365,7 @@ def _burden_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
         if clinical:  # MRD and CR are clinical readouts: not drawn over dishes alone
             ax.axhline(mrd_percent, color="#882255", lw=1.2, ls="-.", label=MRD_LABEL,
                        gid="mrd")
-        _zero_band(ax, floor, "0 cells (cleared)")
+        _zero_band(ax, floor, "0 cancer cells (cleared)")
     else:
         ax.set_ylim(bottom=0)
 
@@ -371,7 +378,7 @@ def _car_t_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("CAR-T cells (count)")
     if log_scale:
-        _zero_band(ax, floor, "0 cells")
+        _zero_band(ax, floor, "0 CAR-T cells on the lattice")
     else:
         ax.set_ylim(bottom=0)
     return bands
@@ -417,7 +424,8 @@ def plot_burden(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
 def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
                         ax: plt.Axes | None = None) -> plt.Figure:
     """Stacked bars: % of replicates per response class (CR/PR/SD/PD), one bar per scenario,
-    runs per class written in the segments and n under each bar."""
+    runs per class written in the segments, n under each bar and the Wilson 95 % interval of
+    the CR rate as an error bar at the top of the CR segment."""
     fig, ax = _figure_and_axes(ax, (4.5, 4.2))
     counts = response_counts(summary)
     percent = 100.0 * counts.div(counts.sum(axis=1), axis=0)
@@ -431,13 +439,18 @@ def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
             if n:
                 ax.text(xi, b + v / 2, str(int(n)), ha="center", va="center", fontsize=9)
         bottom += values
+    n = counts.sum(axis=1)
+    low, high = wilson_interval(counts["CR"], n)
+    cr = percent["CR"].to_numpy()
+    ax.errorbar(x + 0.18, cr, yerr=[cr - 100.0 * low, 100.0 * high - cr], fmt="none",
+                ecolor="0.1",  # beside the counts written at the bar centres
+                capsize=4, lw=1.2, label="CR rate, Wilson 95 % CI")
     tumor_types = summary.groupby("scenario", sort=False)["tumor_type"].first()
     ax.set_xticks(x, [f"{s}\n({tumor_types[s]})\nn = {int(counts.loc[s].sum())}"
                       for s in percent.index])
     ax.set_ylim(0, 100)
     ax.set_ylabel("replicates (%)")
     ax.set_xlabel("scenario")
-    n = counts.sum(axis=1)
     n_text = f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
     ax.set_title(f"Best response ({n_text} per scenario)")
     ax.grid(axis="x", visible=False)
@@ -657,7 +670,7 @@ def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None =
     _draw_kinetics(ax, relative, "car_t_cells", "{:.0f} cells", floor,
                    HALF_LIFE_MIN_QUANTA * _quantum(relative["car_t_cells"]))
     _kinetics_titles(ax, relative, "CAR-T kinetics", "CAR-T cells (count, log scale)", floor,
-                     "0 cells", infused)
+                     "0 CAR-T cells on the lattice", infused)
     return _finish(fig, path)
 
 
@@ -683,7 +696,7 @@ def plot_blood_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None =
                    HALF_LIFE_MIN_QUANTA * _quantum(column))
     _kinetics_titles(ax, relative, "CAR-T in peripheral blood",
                      "CAR-T in blood (cells/uL, log scale)", floor,
-                     "0 (none in blood: below detection)", infused)
+                     "0 = none in blood (below detection)", infused)
     return _finish(fig, path)
 
 
@@ -920,7 +933,7 @@ def plot_assay_wells(table: pd.DataFrame, path: str | Path | None = None) -> plt
                         color=colour, alpha=0.2, lw=0)
     ax.set_yscale("log")
     ax.set_ylim(top=float(table["tumor_cells"].max()) * 3)
-    _zero_band(ax, floor, "0 targets left")
+    _zero_band(ax, floor, "0 targets left", in_legend=False)
     ax.set_xlabel("time after adding CAR-T (h)")
     ax.xaxis.set_major_locator(plt.MultipleLocator(24))
     ax.set_ylabel("target cells per well (count, log scale)")
