@@ -103,6 +103,15 @@ def test_a_killing_assay_result_and_folder(tmp_path):
     pd.testing.assert_frame_equal(loaded.assay, pd.read_csv(out / "assay.csv"))
     plt.close(loaded.plot_killing_assay(tmp_path / "assay.png"))
     assert (tmp_path / "assay.png").stat().st_size > 10_000
+    # its plot() is the folder's burden.png: wells by antigen and E:T, no clinical response
+    wells = ran.plot()
+    text = " ".join([wells._suptitle.get_text() if wells._suptitle else ""]
+                    + [ax.get_title() for ax in wells.axes]
+                    + [t.get_text() for legend in wells.legends for t in legend.get_texts()]
+                    + [t.get_text() for ax in wells.axes if ax.get_legend()
+                       for t in ax.get_legend().get_texts()])
+    assert "Killing assay wells" in text and "E:T" in text and "CR" not in text, text
+    plt.close(wells)
 
 
 def test_a_sweep_folder_loads_as_a_result_of_summary_rows(tmp_path):

@@ -36,7 +36,7 @@ from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, fin
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
 from ..viz import plotting
-from .publish import finish
+from .publish import finish, infusion_days
 from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
 
@@ -91,18 +91,22 @@ class Result:
 
     # ---- figures (each returns the matplotlib Figure; ``path`` also saves it) ----------
     def plot(self, path: str | Path | None = None) -> plt.Figure:
-        """Tumour burden and CAR-T over time, median and spread over replicates."""
-        return plotting.plot_burden(self._series("plot"), self.summary, path)
+        """Tumour burden and CAR-T over time, median and spread over replicates (a killing
+        assay: the wells' target counts by antigen and E:T), as burden.png of the folder."""
+        if self.kind == ASSAY:
+            return plotting.plot_assay_wells(self.assay, path)
+        return plotting.plot_burden(self._series("plot"), self.summary, path,
+                                    infusions=self._infusions())
 
     def plot_car_t_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T in the tissue on a log scale: expansion, peak, contraction."""
         return plotting.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
-                                            path)
+                                            path, infusions=self._infusions())
 
     def plot_blood_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per uL of blood, the curve the clinic measures."""
         return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
-                                            path)
+                                            path, infusions=self._infusions())
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""
@@ -111,7 +115,7 @@ class Result:
     def plot_progression_free(self, path: str | Path | None = None) -> plt.Figure:
         """Kaplan-Meier progression-free fraction of the replicates."""
         return plotting.plot_progression_free(self._series("plot_progression_free"),
-                                              self.summary, path)
+                                              self.summary, path, infusions=self._infusions())
 
     def plot_response_rates(self, path: str | Path | None = None) -> plt.Figure:
         """Response classes per scenario."""
@@ -133,6 +137,10 @@ class Result:
         times = np.array([float(p["time_days"]) for p in pictures])
         chosen = pictures[-1 if day is None else int(np.argmin(np.abs(times - day)))]
         return plotting.plot_snapshot_with_fields(chosen, path)
+
+    def _infusions(self) -> dict[str, list[float]] | None:
+        """Configured infusion days per scenario (None for a sweep: read from the table)."""
+        return infusion_days(self.study.scenarios) if self.study is not None else None
 
     def _series(self, what: str) -> pd.DataFrame:
         if self.timeseries is None:

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..analysis.assay import assay_endpoints, assay_table, is_assay
+from ..config import ScenarioConfig
 from ..io.files import atomic_write, write_text
 from ..io.rundir import MANIFEST_FILE, RunDir, read_tables, remove_leftovers, run_name
 from ..io.snapshots import load_snapshot
@@ -24,6 +25,11 @@ from ..io.volume import write_vti
 from ..viz.plotting import (plot_assay_wells, plot_blood_kinetics, plot_burden,
                             plot_killing_assay, plot_max_projection, plot_orthogonal_slices)
 from .runner import RunSpec
+
+
+def infusion_days(scenarios: list[ScenarioConfig]) -> dict[str, list[float]]:
+    """Scenario name -> its configured infusion days, as the figures mark them."""
+    return {s.name: [dose.day for dose in s.dosing.doses] for s in scenarios}
 
 
 def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
@@ -43,7 +49,7 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     atomic_write(rundir.path / "timeseries.csv", lambda tmp: timeseries.to_csv(tmp, index=False))
     atomic_write(rundir.path / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
-    infusions = {s.name: [dose.day for dose in s.dosing.doses] for s in scenarios}
+    infusions = infusion_days(scenarios)
     figures: list = []
     if is_assay(scenarios):  # in-vitro wells beside their untreated controls
         table = assay_table(scenarios, timeseries)
