@@ -29,4 +29,4 @@ def require(extra: str, what: str) -> None:
     if absent:
         raise ConfigError(f"{what} needs {' and '.join(absent)}, which the base install leaves "
                           f"out: pip install \"cartsim[{extra}]\" (in a source checkout: pip "
-                          f"install \".[{extra}]\")")
+                          f"install -e \".[{extra}]\")")

@@ -43,9 +43,10 @@ PARENT_WATCH_S = 0.5
 
 OnError = Callable[[Any, BaseException], Any]
 
-#: lattice site-updates per second of one process (kernels and fields, 2D and 3D): 2.6-3.4e7 by
-#: benchmarks/run.py on a 2-core machine, so this estimate errs towards the pool
-SITE_UPDATES_PER_S = 3e7
+#: lattice site-updates (sites x steps) per second of one process, fields included: the shipped
+#: glioblastoma (200 x 200, four fields) ran 2 x 10 days at 0.8-1.4e7 on a 2-core machine (the
+#: kernels alone: 3e7); the slowest scenario sets it, so the estimate errs towards the pool
+SITE_UPDATES_PER_S = 1e7
 #: below this many seconds of estimated work (serial) a study runs in this process: two spawned
 #: workers take ~3.5 s to start, import cartsim and load the kernels (measured on 2 cores; four
 #: 50x50, 3-day runs took 3.4 s in a pool and 0.3 s in this process)
