@@ -30,17 +30,20 @@ from .io.files import clean_temporaries, write_text
 from .io.provenance import code_fingerprint, package_version
 from .io.rundir import (MANIFEST_FILE, OutputExistsError, RunDir, create, default_output_dir,
                         finished_manifest, new_manifest, read_manifest, remove_leftovers, run_name)
-from .io.snapshots import load_snapshot, record_snapshots
-from .io.volume import write_vti
+from .io.snapshots import load_snapshot, record_snapshots, snapshot_files
+from .io.volume import write_pvd, write_vti
 from .model import CarTModel
 from .study.publish import finish
 from .study.report import write_report
 from .study.runner import run_into_folder, run_specs, study_progress
+from .study.extras import require
 from .study.sweep import failure_summary, resolve, run_sweep, sweep_json_schema
-from .viz.animation import animate
+from .viz.animation import animate, ffmpeg_available
 
 EXIT_CONFIG_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: the start of the warning Solara gives for a page not served as localhost (``_command_app``)
+SOLARA_COOKIE_WARNING = "Cookies with samesite=none require https"
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output stopped (cartsim schema | head)
 
 
@@ -357,34 +360,70 @@ def _add_view_parsers(sub) -> None:
     """``cartsim animate`` and ``cartsim app`` (simulation.io.snapshots, simulation.viz.app)."""
     animate = sub.add_parser("animate", help="animate lattice snapshots (MP4 with ffmpeg, "
                              "else GIF)")
-    animate.add_argument("folder", type=Path, help="folder of snapshot_*.npz files")
+    animate.add_argument("folder", type=Path, help="output folder of cartsim run (run with "
+                         "time.snapshot_every_h set), or a folder of snapshot_*.npz files")
+    _add_run_choice(animate)
     animate.add_argument("--record", metavar="CONFIG",
                          help="first run this scenario and save snapshots into FOLDER")
-    animate.add_argument("--every-h", type=float, default=12.0,
-                         help="with --record: hours between snapshots (default 12)")
+    animate.add_argument("--snapshot-every", "--every-h", dest="snapshot_every", type=float,
+                         default=12.0, metavar="H",
+                         help="with --record: simulated hours between snapshots (default 12)")
     animate.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY.PATH=VALUE", help="with --record: override a config value")
     animate.add_argument("--seed", type=int, help="with --record: seed of the run")
-    animate.add_argument("--out", type=Path, help="output file (default FOLDER/animation.mp4|gif)")
+    animate.add_argument("--out", type=Path, help="output file (default: FOLDER/<run>.mp4|gif "
+                         "for a run folder, FOLDER/animation.mp4|gif for snapshot files)")
     animate.add_argument("--format", choices=("auto", "mp4", "gif"), default="auto",
                          help="mp4 needs ffmpeg; auto (default): mp4 if ffmpeg is installed, "
                          "else gif")
     animate.add_argument("--fps", type=float, default=6.0, help="frames per second")
     app = sub.add_parser("app", help="serve the interactive view (Mesa SolaraViz) in a browser")
-    app.add_argument("--host", default="127.0.0.1",
-                     help="address to serve on (default 127.0.0.1: this machine only)")
+    app.add_argument("--host", default="localhost",
+                     help="address to serve on (default localhost: this machine only)")
     app.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765)")
+
+
+def _add_run_choice(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", dest="runs", action="append", default=[], metavar="NAME",
+                        help="with a run folder: this run, e.g. gbm_solid_r1 (repeatable; "
+                        "default: replicate 0 of each scenario)")
+
+
+def _snapshot_folders(folder: Path, runs: list[str]) -> dict[str, Path]:
+    """Run name -> folder of snapshot files: the ``runs`` (default: replicate 0 of each
+    scenario) of an output folder of cartsim run, or {"": folder} for a folder of files."""
+    available = RunDir(folder).snapshot_folders()
+    if not available:
+        if (folder / "summary.csv").exists():
+            raise ConfigError(f"{folder}: its runs kept no snapshots; run the config again "
+                              "with --set time.snapshot_every_h=12 (hours between pictures)")
+        if runs:
+            raise ConfigError(f"--run: {folder} is not an output folder of cartsim run")
+        return {"": folder}
+    missing = [run for run in runs if run not in available]
+    if missing:
+        raise ConfigError(f"--run: {folder} has no snapshots of {', '.join(missing)} (it has "
+                          f"{', '.join(available)})")
+    return {run: available[run] for run in runs} if runs else {
+        run: path for run, path in available.items() if run.endswith("_r0")}
 
 
 def _command_animate(args: argparse.Namespace) -> int:
     if args.record:
         scenario = load_scenario(args.record, list(args.overrides))
-        record_snapshots(CarTModel(scenario, seed=args.seed), args.folder, every_h=args.every_h)
-    try:
-        out = animate(args.folder, args.out, fps=args.fps, fmt=args.format)
-    except (FileNotFoundError, RuntimeError) as err:
-        raise ConfigError(str(err)) from None
-    print(out)
+        record_snapshots(CarTModel(scenario, seed=args.seed), args.folder,
+                         every_h=positive_hours(args.snapshot_every, "--snapshot-every"))
+    folders = _snapshot_folders(args.folder, args.runs)
+    if args.out is not None and len(folders) > 1:
+        raise ConfigError(f"--out: names one file, but {len(folders)} runs would be animated; "
+                          "choose one with --run NAME")
+    fmt = args.format if args.format != "auto" else "mp4" if ffmpeg_available() else "gif"
+    for run, snapshots in folders.items():
+        out = args.out or (args.folder / f"{run}.{fmt}" if run else None)
+        try:
+            print(animate(snapshots, out, fps=args.fps, fmt=fmt))
+        except (FileNotFoundError, RuntimeError) as err:
+            raise ConfigError(str(err)) from None
     return 0
 
 
@@ -392,10 +431,14 @@ def _add_export_parser(sub) -> None:
     """``cartsim export-vtk``: snapshots as VTK images for ParaView (simulation.io.volume)."""
     export = sub.add_parser("export-vtk", help="write lattice snapshots as VTK images (.vti) "
                             "for ParaView")
-    export.add_argument("snapshots", nargs="+", type=Path, metavar="SNAPSHOT",
-                        help="snapshot .npz file (2D or 3D lattice)")
-    export.add_argument("--out-dir", type=Path,
-                        help="folder for the .vti files (default: next to each snapshot)")
+    export.add_argument("sources", nargs="+", type=Path, metavar="SNAPSHOT|RUN_FOLDER",
+                        help="snapshot .npz file (2D or 3D lattice), or an output folder of "
+                        "cartsim run with snapshots (time.snapshot_every_h): each run's "
+                        "snapshots and a .pvd time series of them")
+    _add_run_choice(export)
+    export.add_argument("--out", "--out-dir", dest="out", type=Path,
+                        help="folder for the .vti files (default: next to each snapshot file; "
+                        "RUN_FOLDER/vtk for a run folder)")
 
 
 def _load_snapshot_file(path: Path) -> dict:
@@ -411,13 +454,22 @@ def _load_snapshot_file(path: Path) -> dict:
 
 
 def _command_export_vtk(args: argparse.Namespace) -> int:
-    targets = [(args.out_dir or source.parent) / f"{source.stem}.vti"
-               for source in args.snapshots]
+    jobs = []  # (snapshot file, .vti file, run name or "")
+    for source in args.sources:
+        if source.is_dir():
+            out = args.out or source / "vtk"
+            for run, folder in _snapshot_folders(source, args.runs).items():
+                jobs += [(file, out / run / f"{file.stem}.vti", run)
+                         for file in snapshot_files(folder)]
+        else:
+            jobs.append((source, (args.out or source.parent) / f"{source.stem}.vti", ""))
+    targets = [target for _, target, _ in jobs]
     repeated = [target for target in targets if targets.count(target) > 1]
     if repeated:
         raise ConfigError(f"{repeated[0]}: more than one snapshot would be written here (same "
-                          "file name); export them into separate --out-dir folders")
-    for source, target in zip(args.snapshots, targets):
+                          "file name); export them into separate --out folders")
+    series: dict[Path, list[tuple[float, Path]]] = {}
+    for source, target, run in jobs:
         snapshot = _load_snapshot_file(source)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -426,20 +478,26 @@ def _command_export_vtk(args: argparse.Namespace) -> int:
             raise ConfigError(f"{source}: {err}") from None
         except OSError as err:
             raise ConfigError(f"{target}: cannot write: {err}") from None
+        if run:
+            series.setdefault(target.parent.with_suffix(".pvd"), []).append(
+                (float(snapshot["time_days"]), target))
+    for collection, frames in series.items():
+        print(write_pvd(frames, collection))
     return 0
 
 
 def _command_app(args: argparse.Namespace) -> int:
-    try:  # lazy: solara is an optional extra (cartsim[viz]); only this command needs it
-        import solara  # noqa: F401
-    except ImportError:
-        raise ConfigError("the interactive view needs solara: in the cartsim folder, "
-                          "pip install \".[viz]\"") from None
+    require("viz", "the interactive view (cartsim app)")
     command = [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host",
                args.host,
                "--port", str(args.port), "--production", "--no-open"]
     print(f"cartsim app: http://{args.host}:{args.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    return subprocess.call(command, env=os.environ.copy())
+    # Solara warns on every page load served by another name than localhost that its session
+    # cookie falls back to samesite=lax: it matters only when the view is embedded in an
+    # iframe of another site, which cartsim app never is
+    env = {**os.environ, "PYTHONWARNINGS": ",".join(filter(None, [
+        os.environ.get("PYTHONWARNINGS"), f"ignore:{SOLARA_COOKIE_WARNING}:UserWarning"]))}
+    return subprocess.call(command, env=env)
 
 
 def main(argv: list[str] | None = None) -> int:

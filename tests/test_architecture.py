@@ -23,7 +23,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "simulation"
 LAYERS = ("engine", "config", "biology", "model", "io", "analysis", "viz", "study", "cli")
 #: third-party imports allowed inside a function: optional or heavy, each needed by one path
 LAZY_ALLOWED = {
-    "solara": "optional extra cartsim[viz]; only `cartsim app` needs it",
     "distributed": "dask.distributed is heavy; only a sweep on a Dask cluster needs it",
     "fcntl": "POSIX only; the folder lock degrades to none elsewhere",
 }

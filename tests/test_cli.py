@@ -218,3 +218,22 @@ def test_scale_runs_the_study_on_fewer_sites_and_records_it(tmp_path):
     assert json.loads((out / "manifest.json").read_text())["scale"] == 0.25
     check = cartsim("validate", STUDY, "--scale", "0.25")
     assert check.returncode == 0 and " cancer cells, " in check.stdout
+
+
+def test_the_base_install_runs_and_a_sweep_names_the_extra_it_needs(tmp_path):
+    """Without the sweep extra (pyarrow, SALib; simulated by blocking their import) a run
+    works, and a sweep is one line saying what to install: no traceback."""
+    blocked = ("import sys; sys.modules.update(pyarrow=None, SALib=None, distributed=None); "
+               "from simulation.cli import main; sys.exit(main(sys.argv[1:]))")
+
+    def without_extras(*args):
+        return subprocess.run([sys.executable, "-c", blocked, *map(str, args)],
+                              capture_output=True, text=True, timeout=600)
+
+    run = without_extras("run", STUDY, "--replicates", "1", "--days", "1", "--quiet",
+                         "--out", tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    sweep = without_extras("validate", REPO_ROOT / "configs" / "sweeps" / "dose_x_antigen.yaml")
+    assert sweep.returncode == 2 and "Traceback" not in sweep.stderr, sweep.stderr
+    assert 'needs pyarrow and SALib' in sweep.stderr
+    assert 'pip install "cartsim[sweep]"' in sweep.stderr

@@ -4,18 +4,34 @@ pictures of 2D and (synthetic) 3D snapshots show the sites they should."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import REPO_ROOT
+from matplotlib.colors import to_hex
+from matplotlib.text import Annotation
 from PIL import Image
 from test_volume import CAR_T_SITES, TUMOUR_CENTRE, sphere_snapshot
 
 from simulation import load_study
 from simulation.engine.constants import CANCER, CAR_T, NECROTIC
-from simulation.analysis.outcomes import best_percent_change, kaplan_meier, progression_events
+from simulation.analysis.outcomes import (
+    best_percent_change,
+    kaplan_meier,
+    progression_events,
+    wilson_interval,
+)
 from simulation.viz.plotting import (
     SITE_CLASSES,
+    TIME_LABEL,
+    contraction_half_life,
+    plot_assay_wells,
+    plot_killing_assay,
+    infusion_days,
+    response_breakdown,
+    series_colours,
     kinetic_phases,
     plot_blood_kinetics,
     plot_blood_vs_solid,
@@ -79,6 +95,43 @@ def test_kaplan_meier_matches_hand_computation():
 def test_kaplan_meier_without_events_stays_at_one():
     curve = kaplan_meier([3.0, 5.0], [False, False])
     assert curve["survival"].tolist() == [1.0, 1.0, 1.0]
+    assert curve["survival_ci_low"].isna().all()  # no event, no variance: no interval
+
+
+def _naive_kaplan_meier(times, events) -> list[float]:
+    """Product-limit estimate at each distinct time (events before censorings)."""
+    times, events = np.asarray(times, float), np.asarray(events, bool)
+    survival, values = 1.0, []
+    for t in np.unique(times):
+        d = np.count_nonzero(events & (times == t))
+        survival *= 1.0 - d / np.count_nonzero(times >= t)
+        values.append(survival)
+    return values
+
+
+def test_kaplan_meier_is_scipys_estimate_with_its_log_log_interval():
+    rng = np.random.default_rng(7)
+    times = rng.integers(1, 15, 40).astype(float)
+    events = rng.random(40) < 0.6
+    curve = kaplan_meier(times, events)
+    np.testing.assert_allclose(curve["survival"].iloc[1:], _naive_kaplan_meier(times, events),
+                               rtol=0, atol=1e-12)
+    from scipy import stats
+
+    reference = stats.ecdf(stats.CensoredData(uncensored=times[events],
+                                              right=times[~events])).sf
+    with warnings.catch_warnings():  # "undefined at some observations": where S = 0
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = reference.confidence_interval(0.95, method="log-log")
+    distinct = curve["time"].to_numpy()[1:]
+    np.testing.assert_array_equal(curve["survival"].iloc[1:], reference.evaluate(distinct))
+    defined = curve["survival_ci_low"].notna().to_numpy()[1:]
+    assert defined.sum() >= 10
+    np.testing.assert_array_equal(curve["survival_ci_low"].iloc[1:][defined],
+                                  interval.low.evaluate(distinct)[defined])
+    assert ((curve["survival_ci_low"] <= curve["survival"])
+            & (curve["survival"] <= curve["survival_ci_high"]))[curve["survival_ci_low"].notna()
+                                                                 ].all()
 
 
 def _series(scenario, replicate, counts, step=1.0):
@@ -119,15 +172,106 @@ def test_time_course_plots_render_to_png(tables, plot, tmp_path):
 def test_burden_plot_linear_scale(tables):
     fig = plot_burden(*tables, log_scale=False)
     assert fig.axes[0].get_yscale() == "linear"
-    assert plot_burden(*tables).axes[0].get_yscale() == "symlog"
+    # log, not symlog: symlog is linear below 1 % and cannot show the 0.01 % MRD level
+    assert plot_burden(*tables).axes[0].get_yscale() == "log"
+
+
+def _legend_texts(fig) -> list[str]:
+    return [t.get_text() for legend in fig.legends + [ax.get_legend() for ax in fig.axes
+                                                      if ax.get_legend()]
+            for t in legend.get_texts()]
+
+
+def test_burden_shows_the_full_response_breakdown_mrd_and_infusions(tables):
+    timeseries, summary = tables
+    fig = plot_burden(timeseries, summary)
+    labels = _legend_texts(fig)
+    for scenario, rows in summary.groupby("scenario"):
+        counts = {r: int((rows["response"] == r).sum()) for r in ("CR", "PR", "SD", "PD")}
+        expected = (f"{scenario} ({rows['tumor_type'].iloc[0]}): CR {counts['CR']} · "
+                    f"PR {counts['PR']} · SD {counts['SD']} · PD {counts['PD']} of n = 3")
+        assert expected in labels
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xlabel() == TIME_LABEL
+    mrd = [line for line in ax.lines if line.get_gid() == "mrd"]
+    assert len(mrd) == 1 and mrd[0].get_ydata()[0] == pytest.approx(0.01)  # % of baseline
+    assert ax.get_ylim()[0] < 0.01 and any("MRD detection limit" in t for t in labels)
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "infusion"] == [0.0]
+    assert not fig.axes[0].get_legend()  # the legend sits below the panels, off the data
+    fig.canvas.draw()  # constrained layout places the legend at draw time
+    assert fig.legends and fig.legends[0].get_window_extent().y1 <= \
+        ax.get_window_extent().y0 + 1
+
+
+def test_zeros_are_drawn_on_the_zero_band_not_dropped():
+    counts = [400, 200, 10, 0, 0, 0]
+    timeseries = pd.concat([_series("s", r, counts).assign(
+        car_t_cells=[0, 5, 9, 9, 0, 0], cumulative_car_t_infused=20) for r in range(2)])
+    fig = plot_burden(timeseries)
+    ax = fig.axes[0]
+    median = ax.lines[0].get_ydata()
+    assert np.isfinite(median).all() and len(median) == len(counts)
+    floor = median[-1]
+    assert 0 < floor < 0.01 and ax.get_ylim()[0] < floor  # below the MRD line, on the axis
+    tick_labels = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
+    assert tick_labels["0"] == pytest.approx(floor)
+    assert "0 cancer cells (cleared)" in _legend_texts(fig)  # the band says what it means
+
+
+def test_infusion_days_are_read_from_the_census():
+    table = pd.concat([
+        _series("a", 0, [10] * 6).assign(cumulative_car_t_infused=[5, 5, 5, 9, 9, 9]),
+        _series("b", 0, [10] * 6).assign(cumulative_car_t_infused=[0, 0, 4, 4, 4, 4]),
+        _series("c", 0, [10] * 6).assign(cumulative_car_t_infused=0)])
+    # a: at t = 0 (counted by the first census) and at day 2 (seen on day 3); b: on day 1
+    assert infusion_days(table) == {"a": [0.0, 2.0], "b": [1.0], "c": []}
+
+
+def test_configured_infusions_set_the_clock_and_dishes_get_no_clinical_labels():
+    counts = [400, 300, 200, 100]
+    timeseries = pd.concat([_series("dish", r, counts).assign(car_t_cells=5) for r in range(2)])
+    summary = pd.DataFrame({"scenario": "dish", "tumor_type": "in_vitro", "replicate": [0, 1],
+                            "response": ["CR", "CR"]})
+    fig = plot_burden(timeseries, summary, infusions={"dish": [1.0, 2.0]})
+    ax = fig.axes[0]
+    assert ax.lines[0].get_xdata()[0] == -1.0  # day 1 is time 0: the census before is day -1
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "infusion"] == [
+        0.0, 1.0]
+    assert ax.lines[0].get_ydata()[1] == pytest.approx(100.0)  # baseline: the count at infusion
+    assert "dish (in vitro), n = 2" in _legend_texts(fig)
+    assert not any("CR" in label for label in _legend_texts(fig))
+
+
+def test_series_colours_never_repeat():
+    for n in (2, 8, 10, 20, 35):
+        colours = series_colours(n)
+        assert len({to_hex(c) for c in colours}) == n
+
+
+def test_response_breakdown_counts_every_class():
+    summary = pd.DataFrame({"response": ["SD", "SD", "CR"]})
+    assert response_breakdown(summary) == "CR 1 · PR 0 · SD 2 · PD 0 of n = 3"
 
 
 def test_car_t_kinetics_marks_the_peak(tables):
     timeseries, summary = tables
     ax = plot_car_t_kinetics(timeseries, summary).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert all("peak" in label and "day" in label for label in labels)
-    assert ax.get_yscale() == "symlog"
+    assert labels[-2:] == ["0 CAR-T cells on the lattice", "CAR-T infusion"]  # the ▲ marks
+    assert all("peak" in label and "day" in label for label in labels[:-2])
+    assert all("(n = 3)" in label for label in labels[:-2])
+    assert ax.get_yscale() == "log"  # zeros on the "0" band instead of a symlog axis
+
+
+def test_progression_free_plot_has_a_confidence_band_and_n(tables):
+    timeseries, summary = tables
+    fig = plot_progression_free(timeseries, summary)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == TIME_LABEL
+    labels = _legend_texts(fig)
+    assert any("of n = 3 progressed" in label for label in labels)
+    assert any("95 % CI" in label for label in labels)
+    assert len(ax.collections) >= 2  # one band per scenario (+ the legend's swatch)
 
 
 def test_waterfall_colours_bars_by_response(tables, tmp_path):
@@ -293,6 +437,30 @@ def test_kinetic_phases_of_a_synthetic_course():
     assert noisy.half_life_days == pytest.approx(5.0, rel=0.1)
 
 
+def test_half_life_is_given_with_its_interval_only_when_the_decline_is_real():
+    days = np.arange(0.0, 20.0, 0.5)
+    rng = np.random.default_rng(11)
+    clean = 100.0 * 0.5 ** (days / 4.0) * rng.lognormal(0.0, 0.1, days.size)
+    half_life, (low, high) = contraction_half_life(days, clean)
+    assert half_life == pytest.approx(4.0, rel=0.05) and low < 4.0 < high and high - low < 0.5
+    phases = kinetic_phases(days, clean)
+    assert phases.half_life_ci_days[0] < 4.0 < phases.half_life_ci_days[1]
+    # counting noise at 2-7 cells per 10 uL, falling a little: no half-life
+    noise = rng.integers(2, 8, days.size) / 10.0
+    noise[0] = 0.75
+    assert contraction_half_life(days, noise) is None
+    assert kinetic_phases(days, noise).half_life_days is None
+    # a real decline, but below the fit floor: nothing to fit
+    assert contraction_half_life(days, clean, floor=1e3) is None
+    assert contraction_half_life(days[:4], clean[:4]) is None  # too few points
+
+
+def test_blood_kinetics_label_the_half_life_with_its_interval():
+    fig = plot_blood_kinetics(_kinetics_table({"fast": 7.0}))
+    label = fig.axes[0].get_legend().get_texts()[0].get_text()
+    assert "contraction t1/2 2.0 d (95 % CI " in label
+
+
 def test_blood_kinetics_marks_the_peak_on_the_right_day(tmp_path):
     path = tmp_path / "blood.png"
     fig = plot_blood_kinetics(_kinetics_table({"fast": 7.0, "slow": 14.0}), path=path)
@@ -303,9 +471,10 @@ def test_blood_kinetics_marks_the_peak_on_the_right_day(tmp_path):
     assert [float(line.get_xdata()[0]) for line in peaks] == [7.0, 14.0]
     assert [float(line.get_ydata()[0]) for line in peaks] == pytest.approx([21.0, 21.0])
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0].startswith("fast: peak 21 cells/uL on day 7")
-    assert all("persistence from day" in label for label in labels)
-    phase_names = {t.get_text() for t in ax.texts}
+    assert labels[0].startswith("fast (n = 3): peak 21 cells/uL on day 7")
+    assert all("persistence from day" in label for label in labels[:2])
+    assert labels[2:] == ["0 = none in blood (below detection)"]
+    phase_names = {t.get_text() for t in ax.texts if isinstance(t, Annotation)}
     assert phase_names == {"expansion", "contraction", "persistence"}
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
 
@@ -315,7 +484,8 @@ def test_blood_kinetics_of_a_scenario_never_in_blood():
     local = table.assign(scenario="local", car_t_blood_per_ul=0.0)
     ax = plot_blood_kinetics(pd.concat([table, local], ignore_index=True)).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[-1] == "local: never detected"
+    assert labels[-2:] == ["local (n = 2): never detected",
+                           "0 = none in blood (below detection)"]
 
 
 # ---- 3D snapshots (synthetic: test_volume.sphere_snapshot) -----------------------------------
@@ -384,7 +554,8 @@ def test_max_projection_is_a_two_channel_image_with_the_hypoxic_core(tmp_path):
     path = tmp_path / "mip.png"
     fig = plot_max_projection(snapshot, path)
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
-    assert len(fig.axes) == 3  # projection, oxygen, oxygen's colour bar
+    # projection, its two channels' colour bars, oxygen, oxygen's colour bar
+    assert len(fig.axes) == 5
     rgb, oxygen = _images(fig)
     assert rgb.shape == (24, 28, 3) and oxygen.shape == (24, 28)
     vermillion, blue = np.array([0xD5, 0x5E, 0x00]) / 255, np.array([0x00, 0x72, 0xB2]) / 255
@@ -403,15 +574,23 @@ def test_max_projection_is_a_two_channel_image_with_the_hypoxic_core(tmp_path):
                                atol=1e-5)
     assert oxygen.min() == pytest.approx(1.0, abs=0.15)
     assert fig.axes[1].get_title() == "oxygen, minimum projection along z"
-    assert _colour_bar_labels(fig) == ["oxygen (mmHg)"]
+    assert _colour_bar_labels(fig) == [
+        "cancer local density, smoothed over 1 site (1 = brightest pixel)",
+        "CAR-T local density, smoothed over 1 site (1 = brightest pixel)", "oxygen (mmHg)"]
     side = plot_max_projection(snapshot, axis="x")
     assert _images(side)[0].shape == (20, 24, 3)  # (nz, ny)
     assert (side.axes[0].get_xlabel(), side.axes[0].get_ylabel()) == ("y (mm)", "z (mm)")
     normoxic = dict(snapshot)
     normoxic["oxygen_u8"], normoxic["oxygen_max"] = quantise_field(np.full((20, 24, 28), 38.0))
-    assert len(plot_max_projection(normoxic).axes) == 1  # oxygen off: no oxygen panel
+    assert len(plot_max_projection(normoxic).axes) == 3  # oxygen off: no oxygen panel
     with pytest.raises(ValueError, match="axis must be one of"):
         plot_max_projection(snapshot, axis="t")
+
+
+def test_3d_titles_name_the_replicate_and_its_seed():
+    snapshot = {**sphere_snapshot(), "replicate": 0, "seed": 17}
+    for plot in (plot_orthogonal_slices, plot_max_projection):
+        assert plot(snapshot).get_suptitle() == "sphere, day 4.0, replicate 0 (seed 17)"
 
 
 def test_points_3d_draws_tumour_and_car_t_sites_and_subsamples(tmp_path):
@@ -463,7 +642,7 @@ def test_3d_snapshots_animate_one_plane_the_slice_through_the_day_0_tumour(tmp_p
 
     def grab_frame(writer, **kwargs):
         ax = writer.fig.axes[0]
-        drawn.append((np.array(ax.images[0].get_array()), ax.get_title()))
+        drawn.append((np.array(ax.images[0].get_array()), writer.fig.get_suptitle()))
         real_grab_frame(writer, **kwargs)
 
     monkeypatch.setattr(matplotlib.animation.PillowWriter, "grab_frame", grab_frame)
@@ -472,3 +651,65 @@ def test_3d_snapshots_animate_one_plane_the_slice_through_the_day_0_tumour(tmp_p
     for classes, (image, title) in zip(frames, drawn):
         np.testing.assert_array_equal(image, classes[8])
         assert title.endswith("CAR-T, z = 0.13 mm slice")
+
+
+# ---- killing assays ---------------------------------------------------------------------------
+def _assay_table(levels=(10000.0, 1000.0), ratios=(0.0, 1.0, 0.25, 0.125, 0.05),
+                 replicates=2) -> pd.DataFrame:
+    """An assay.csv-like table: targets fall faster for more CAR-T and more antigen."""
+    rows = []
+    hours = np.arange(0.0, 49.0, 4.0)
+    for antigen in levels:
+        for ratio in ratios:
+            for replicate in range(replicates):
+                rate = ratio * antigen / 1e4 * 0.2
+                tumor = np.floor(10000 * np.exp((0.01 - rate) * hours))
+                control = np.floor(10000 * np.exp(0.01 * hours))
+                rows.append(pd.DataFrame({
+                    "scenario": f"well_{antigen:g}_{ratio:g}", "antigen_molecules_per_cell":
+                    antigen, "effector_to_target": ratio, "replicate": replicate,
+                    "time_h": hours, "tumor_cells": tumor, "control_tumor_cells": control,
+                    "percent_of_control": 100.0 * tumor / control}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_assay_wells_have_one_colour_each_no_clinical_labels_and_a_legend_off_the_data():
+    table = _assay_table()
+    fig = plot_assay_wells(table)
+    ax = fig.axes[0]
+    wells = [line for line in ax.lines if line.get_label() and
+             not line.get_label().startswith("_")]
+    assert len(wells) == 10
+    assert len({to_hex(line.get_color()) for line in wells}) == 10  # 10 wells, 10 colours
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "10,000/cell, E:T 1:4, n = 2" in labels
+    assert "1,000/cell, untreated control, n = 2" in labels
+    assert not any("CR" in label or "PD" in label for label in labels + [ax.get_title()])
+    fig.canvas.draw()
+    assert ax.get_legend().get_window_extent().y1 <= ax.get_window_extent().y0  # below
+    assert ax.get_yscale() == "log" and np.isfinite(wells[-1].get_ydata()).all()
+    assert "0" in [t.get_text() for t in ax.get_yticklabels()]  # cleared wells on the 0 band
+
+
+def test_killing_assay_reads_out_specific_lysis_with_n_and_a_legend_outside():
+    fig = plot_killing_assay(_assay_table())
+    assert fig.legends and not any(ax.get_legend() for ax in fig.axes)  # outside the panels
+    assert "n = 2" in fig.get_suptitle()
+    assert any("specific lysis" in axis.get_ylabel()  # the right axis: 100 - % of control
+               for ax in fig.axes for axis in ax.child_axes)
+    panel = fig.axes[0]
+    colours = {to_hex(line.get_color()) for line in panel.lines if line.get_linestyle() == "-"}
+    assert len(colours) == 4  # one per E:T
+
+
+def test_response_rates_show_the_wilson_interval_of_the_cr_rate(tables):
+    _, summary = tables
+    ax = plot_response_rates(summary).axes[0]
+    caps = [c for c in ax.containers if c.get_label() == "CR rate, Wilson 95 % CI"]
+    assert len(caps) == 1
+    segments = caps[0].lines[2][0].get_segments()  # one vertical bar per scenario
+    cr = (summary.groupby("scenario", sort=False)["response"]
+          .apply(lambda r: (r == "CR").sum()).to_numpy())
+    low, high = wilson_interval(cr, np.full(cr.size, 3))
+    np.testing.assert_allclose([[s[0][1], s[1][1]] for s in segments],
+                               np.column_stack([100 * low, 100 * high]))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,15 @@ from simulation.study import runner
 from simulation.study import sweep
 from simulation.cli import main
 from simulation.config import ConfigError
-from simulation.study.report import axis_label, wilson_interval, write_report
+from simulation.study import report
+from simulation.study.report import (
+    SmallSampleWarning,
+    axis_label,
+    plot_response,
+    plot_sobol,
+    wilson_interval,
+    write_report,
+)
 
 DATA = Path(__file__).parent / "data"
 SWEEPS = DATA / "sweeps"
@@ -181,7 +190,7 @@ def test_load_gives_one_tidy_row_per_run_equal_to_direct_runs(grid_run):
     # a run of the sweep is exactly runner.run_one on its resolved scenario
     plan = sweep.resolve(GRID)
     run = plan.runs[5]
-    _, summary = runner.run_one(runner.RunSpec(run.scenario, 0, run.replicate, run.seed))
+    _, summary, _ = runner.run_one(runner.RunSpec(run.scenario, 0, run.replicate, run.seed))
     row = table.set_index("run_id").loc[run.run_id]
     for key in ("response", "final_tumor_cells", "car_t_peak", "cancer_killed"):
         assert row[key] == summary[key], key
@@ -268,6 +277,18 @@ def test_wilson_interval_and_axis_labels():
     low, high = wilson_interval(np.array([0, 5, 10]), np.array([10, 10, 10]))
     assert low[0] == 0 and high[2] == 1
     assert low[1] == pytest.approx(0.2366, abs=1e-4) and high[1] == pytest.approx(0.7634, abs=1e-4)
+    # scipy's Wilson interval (binomtest) is the score formula the report used to write out
+    successes = np.array([0, 1, 2, 3, 7, 10, 0])
+    n = np.array([10, 3, 7, 3, 9, 10, 0])
+    low, high = wilson_interval(successes, n)
+    z = 1.959963984540054
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = successes / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    np.testing.assert_allclose(low[:-1], np.clip(centre - half, 0, 1)[:-1], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(high[:-1], np.clip(centre + half, 0, 1)[:-1], rtol=0, atol=1e-15)
+    assert np.isnan(low[-1]) and np.isnan(high[-1])  # no runs: no interval
     assert axis_label("tumor.antigen.mean_molecules_per_cell") == \
         "tumor antigen mean (molecules/cell)"
     assert axis_label("car_t.speed_um_per_min") == "car_t speed (µm/min)"
@@ -288,6 +309,46 @@ def test_report_writes_response_probabilities_and_heatmap(grid_run, tmp_path, ca
     assert (tmp_path / "report" / "response_probability.png").stat().st_size > 10_000
 
 
+def _drawn(monkeypatch) -> list:
+    """The figures the report saves, kept open for inspection."""
+    figures = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figures.append(fig) or path)
+    return figures
+
+
+def test_heatmap_cells_give_n_and_the_wilson_interval(grid_run, monkeypatch):
+    prob = report.response_probability(sweep.load_sweep_table(grid_run),
+                                       list(sweep.read_sweep_file(GRID).parameters))
+    figures = _drawn(monkeypatch)
+    plot_response(prob, list(sweep.read_sweep_file(GRID).parameters), grid_run / "x.png")
+    fig = figures[0]
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    row = prob.iloc[0]
+    expected = (f"{row['complete_responses']}/{row['runs']} = {row['cr_probability']:.2f}\n"
+                f"[{row['cr_ci95_low']:.2f}, {row['cr_ci95_high']:.2f}]")
+    assert expected in texts and len(texts) == len(prob)
+    assert "n = 2 runs per cell" in fig.get_suptitle() and "Wilson 95% CI" in fig.get_suptitle()
+
+
+def _sobol_table() -> pd.DataFrame:
+    return pd.DataFrame({"base": "b", "output": "cr_probability", "parameter": ["x", "y"],
+                         "S1": [1.9, -0.3], "S1_conf": [0.8, 0.9], "ST": [1.2, 0.1],
+                         "ST_conf": [1.0, 0.4]})
+
+
+def test_sobol_plot_warns_on_a_small_base_sample(tmp_path, monkeypatch):
+    figures = _drawn(monkeypatch)
+    with pytest.warns(SmallSampleWarning, match=r"N = 8 base samples \(< 128\)"):
+        plot_sobol(_sobol_table(), tmp_path / "s.png", base_samples=8)
+    assert "WARNING" in figures[0].get_suptitle() and "N = 8" in figures[0].get_suptitle()
+    bars = [c for c in figures[0].axes[0].containers if hasattr(c, "errorbar")]
+    assert len(bars) == 2 and all(c.errorbar is not None for c in bars)  # S1, ST with CIs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_sobol(_sobol_table(), tmp_path / "s.png", base_samples=256)
+    assert "WARNING" not in figures[1].get_suptitle()
+
+
 @pytest.mark.parametrize("name, csv, columns", [
     ("sobol_small", "sobol_indices.csv", {"S1", "S1_conf", "ST", "ST_conf"}),
     ("morris_small", "morris_indices.csv", {"mu_star", "mu_star_conf", "sigma"}),
@@ -296,7 +357,11 @@ def test_sensitivity_designs_report_indices(tmp_path, name, csv, columns):
     out = tmp_path / name
     outcome = sweep.run_sweep(SWEEPS / f"{name}.yaml", out, workers=1)
     assert not outcome.failed
-    written = write_report(out)
+    with warnings.catch_warnings(record=True) as caught:  # sobol_small: N = 4 base samples
+        warnings.simplefilter("always")
+        written = write_report(out)
+    small = [w for w in caught if issubclass(w.category, SmallSampleWarning)]
+    assert len(small) == (name == "sobol_small")
     indices = pd.read_csv(out / "report" / csv)
     assert columns <= set(indices.columns)
     assert set(indices["parameter"]) == set(sweep.read_sweep_file(SWEEPS / f"{name}.yaml").parameters)

@@ -192,3 +192,51 @@ def test_cli_refuses_two_snapshots_for_one_file(tmp_path, capsys):
     assert code == EXIT_CONFIG_ERROR
     assert "more than one snapshot would be written here" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.vti"))
+
+
+def _read_with_vtk(path) -> tuple:
+    """(vtkImageData, {name: cell array (nz, ny, nx)}) as VTK's own XML reader sees the file."""
+    vtk = pytest.importorskip("vtk", reason="the test extra installs vtk")
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    reader = vtk.vtkXMLImageDataReader()
+    reader.SetFileName(str(path))
+    reader.Update()
+    assert reader.GetErrorCode() == 0
+    image = reader.GetOutput()
+    nx, ny, nz = (n - 1 for n in image.GetDimensions())  # points: one more than voxels
+    cells = image.GetCellData()
+    arrays = {cells.GetArrayName(i): vtk_to_numpy(cells.GetArray(i)).reshape(nz, ny, nx)
+              for i in range(cells.GetNumberOfArrays())}
+    return image, arrays
+
+
+@pytest.mark.parametrize("dimensions", [3, 2])
+def test_vtk_reads_the_file_as_written(tmp_path, dimensions):
+    """VTK's reader (not ours) finds the snapshot's dimensions, spacing and every array."""
+    snapshot = sphere_snapshot()
+    if dimensions == 2:
+        snapshot = {name: value[TUMOUR_CENTRE[0]] if np.ndim(value) == 3 else value
+                    for name, value in snapshot.items()}
+    image, arrays = _read_with_vtk(write_vti(snapshot, tmp_path / "sphere.vti"))
+    nz, ny, nx = SHAPE if dimensions == 3 else (1, *SHAPE[1:])
+    assert image.GetDimensions() == (nx + 1, ny + 1, nz + 1)
+    assert image.GetNumberOfCells() == nx * ny * nz
+    assert image.GetSpacing() == (SPACING_UM,) * 3 and image.GetOrigin() == (0.0, 0.0, 0.0)
+    assert list(arrays) == [*SITE_ARRAYS, "oxygen", "suppression"]
+    assert image.GetCellData().GetScalars().GetName() == "site_class"
+    for name in ("cell_type", "antigen_class", "car_t_state", "tissue"):
+        assert arrays[name].dtype == np.uint8
+        np.testing.assert_array_equal(arrays[name], np.reshape(snapshot[name], (nz, ny, nx)))
+    np.testing.assert_array_equal(arrays["site_class"], np.reshape(site_classes(
+        snapshot["cell_type"], snapshot["antigen_class"], snapshot["car_t_state"],
+        snapshot["tissue"]), (nz, ny, nx)))
+    for name in ("oxygen", "suppression"):
+        assert arrays[name].dtype == np.float32
+        np.testing.assert_array_equal(arrays[name], np.reshape(
+            snapshot_field(snapshot, name).astype(np.float32), (nz, ny, nx)))
+    if dimensions == 3:  # the CAR-T at snapshot[z, y, x] is VTK's voxel (i, j, k) = (x, y, z)
+        for (z, y, x), state in CAR_T_SITES.items():
+            cell = image.ComputeCellId([x, y, z])
+            assert image.GetCellData().GetArray("cell_type").GetValue(cell) == CAR_T
+            assert image.GetCellData().GetArray("car_t_state").GetValue(cell) == state

@@ -1,17 +1,20 @@
 """Outcome rules: one pure home for what a run's numbers mean clinically.
 
-RECIST-like response classes, minimal residual disease, relapse, progression events and
-Kaplan-Meier estimates, computed from the tidy tables (``timeseries``, ``summary``). The
-runner's summary rows, the plots, the reports and the literature checks all read these rules
-and their thresholds from here, so a threshold is written once.
+RECIST-like response classes, minimal residual disease, relapse, progression events,
+Kaplan-Meier estimates and Wilson intervals of response rates, computed from the tidy tables
+(``timeseries``, ``summary``). The runner's summary rows, the plots, the reports and the
+literature checks all read these rules and their thresholds from here, so a threshold is
+written once.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 #: response thresholds on the tumour cell count relative to baseline (RECIST-like)
 PARTIAL_RESPONSE_FRACTION = 0.7  # best count <= 70 % of baseline: >= 30 % shrinkage
@@ -189,30 +192,59 @@ def progression_events(timeseries: pd.DataFrame, summary: pd.DataFrame | None = 
     return pd.DataFrame(rows, columns=["scenario", "replicate", "time_days", "progressed"])
 
 
-def kaplan_meier(times: Sequence[float], events: Sequence[bool]) -> pd.DataFrame:
-    """Kaplan-Meier estimate of the survival function S(t) = P(T > t).
+def wilson_interval(successes: Sequence[int] | np.ndarray, n: Sequence[int] | np.ndarray,
+                    confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of binomial proportions, e.g. complete responses of n runs (NaN
+    where n = 0), by ``scipy.stats.binomtest(...).proportion_ci(method="wilson")``."""
+    successes = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    low, high = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
+    for i in np.flatnonzero(n > 0):
+        interval = stats.binomtest(int(successes.flat[i]), int(n.flat[i])).proportion_ci(
+            confidence_level=confidence, method="wilson")
+        low.flat[i], high.flat[i] = interval.low, interval.high
+    return low, high
+
+
+#: two-sided confidence level of the Kaplan-Meier band (log-log / exponential Greenwood interval)
+KM_CONFIDENCE = 0.95
+
+
+def kaplan_meier(times: Sequence[float], events: Sequence[bool],
+                 confidence: float = KM_CONFIDENCE) -> pd.DataFrame:
+    """Kaplan-Meier estimate of the survival function S(t) = P(T > t), by ``scipy.stats.ecdf``.
 
     ``events[i]`` is true if ``times[i]`` is an event (progression), false if censored. At a
     time with both, events are counted before censorings (the usual convention). Returns one
-    row per distinct time, starting with t = 0: ``time, at_risk, events, censored, survival``.
+    row per distinct time, starting with t = 0: ``time, at_risk, events, censored, survival``
+    and ``survival_ci_low``/``survival_ci_high``, the pointwise ``confidence`` interval of
+    S(t) (log-log transform, as R's ``survfit(conf.type="log-log")`` and lifelines; it stays in
+    [0, 1]). The interval is NaN where it is undefined: before the first event (S = 1, no
+    variance) and where S = 0.
     """
     times = np.asarray(times, dtype=float)
     events = np.asarray(events, dtype=bool)
     if times.shape != events.shape:
         raise ValueError("times and events must have the same length")
-    rows = [{"time": 0.0, "at_risk": times.size, "events": 0, "censored": 0, "survival": 1.0}]
-    survival = 1.0
-    at_risk = times.size
-    for t in np.unique(times):
-        here = times == t
-        d = int(np.count_nonzero(events & here))
-        c = int(np.count_nonzero(~events & here))
-        if d:
-            survival *= 1.0 - d / at_risk
-        if t == 0.0:
-            rows[0].update(events=d, censored=c, survival=survival)
-        else:
-            rows.append({"time": float(t), "at_risk": at_risk, "events": d, "censored": c,
-                         "survival": survival})
-        at_risk -= d + c
-    return pd.DataFrame(rows)
+    distinct = np.unique(np.append(times, 0.0))
+    at_risk = np.array([np.count_nonzero(times >= t) for t in distinct])
+    n_events = np.array([np.count_nonzero(events & (times == t)) for t in distinct])
+    n_censored = np.array([np.count_nonzero(~events & (times == t)) for t in distinct])
+    survival = np.ones(distinct.size)
+    low = np.full(distinct.size, np.nan)
+    high = np.full(distinct.size, np.nan)
+    if events.any():
+        estimate = stats.ecdf(stats.CensoredData(uncensored=times[events],
+                                                 right=times[~events])).sf
+        with warnings.catch_warnings():  # NaN where S is 0: "undefined at some observations"
+            warnings.filterwarnings("ignore", "The confidence interval is undefined",
+                                    RuntimeWarning)
+            interval = estimate.confidence_interval(confidence, method="log-log")
+        # S(t) and its interval are step functions: their values at every distinct time
+        survival = estimate.evaluate(distinct)
+        low, high = interval.low.evaluate(distinct), interval.high.evaluate(distinct)
+        before_first_event = distinct < times[events].min()
+        low[before_first_event] = high[before_first_event] = np.nan
+    return pd.DataFrame({"time": distinct, "at_risk": at_risk, "events": n_events,
+                         "censored": n_censored, "survival": survival,
+                         "survival_ci_low": low, "survival_ci_high": high})

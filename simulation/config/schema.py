@@ -111,6 +111,11 @@ class TimeConfig(StrictModel):
         42.0, description="Simulated time after t = 0 (days)."
     )
     record_every_h: PositiveFloat = Field(12.0, description="Census interval (h).")
+    snapshot_every_h: PositiveFloat | None = Field(
+        None, description="Keep a picture of the lattice of every run every this many hours, "
+        "and at t = 0 and at the end (cartsim run: DIR/snapshots/<run>/, ~50 kB each for 200 "
+        "x 200 sites, fields quantised to 256 levels; Python: Result.snapshots). Off if "
+        "omitted.")
     stop_when_cleared: bool = Field(
         True, description="End a run as soon as no cancer cell is left."
     )

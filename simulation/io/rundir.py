@@ -9,6 +9,7 @@ so a crash, Ctrl-C or ``kill -9`` never leaves a truncated file)::
     DIR/runs/<scenario>_r<k>.csv        a finished run's census rows ...
     DIR/runs/<scenario>_r<k>.json       ... and its summary row (written last: the run is done)
     DIR/runs/<scenario>_r0.final.npz    3D scenarios: the final lattice of replicate 0
+    DIR/snapshots/<scenario>_r<k>/      lattice snapshots (time.snapshot_every_h), kept
     DIR/checkpoints/<scenario>_r<k>.npz latest checkpoint of a running run (--checkpoint-every)
     DIR/.lock                           held by the process writing DIR
 
@@ -46,6 +47,7 @@ from .provenance import code_fingerprint, resolved_config, versions
 
 MARKER = "INCOMPLETE"
 CONFIG_FILE = "config.resolved.yaml"
+SNAPSHOTS_DIR = "snapshots"
 MANIFEST_FILE = "manifest.json"
 LOCK_FILE = ".lock"
 #: column dtypes of a run's census rows (``runs/*.csv`` are read back exactly; time_days is
@@ -102,6 +104,15 @@ class RunDir:
     def final_snapshot(self, name: str) -> Path:
         """The lattice at the end of run ``name`` (3D runs of replicate 0 only)."""
         return self.path / "runs" / f"{name}.final.npz"
+
+    def snapshot_folder(self, name: str) -> Path:
+        """Lattice snapshots of run ``name`` (``time.snapshot_every_h``; stays in DIR)."""
+        return self.path / SNAPSHOTS_DIR / name
+
+    def snapshot_folders(self) -> dict[str, Path]:
+        """Run name -> its folder of snapshots, for the runs that have one."""
+        root = self.path / SNAPSHOTS_DIR
+        return {folder.name: folder for folder in sorted(root.iterdir())} if root.is_dir() else {}
 
     def checkpoint(self, name: str) -> Path:
         return self.path / "checkpoints" / f"{name}.npz"

@@ -195,6 +195,11 @@ def load_snapshot(path: str | Path) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
+def snapshot_file_name(snapshot: dict[str, np.ndarray]) -> str:
+    """``snapshot_<step>.npz``: file names that sort in time order."""
+    return f"snapshot_{int(snapshot['step']):08d}.npz"
+
+
 def snapshot_files(folder: str | Path) -> list[Path]:
     """The snapshot files of a folder, in time order."""
     return sorted(Path(folder).glob(SNAPSHOT_PATTERN))
@@ -215,8 +220,8 @@ def record_snapshots(model, folder: str | Path, every_h: float = 12.0,
     end_step = None if max_days is None else round(max_days * MIN_PER_DAY / model.dt_min)
 
     def save() -> Path:
-        return save_snapshot(lattice_snapshot(model),
-                             folder / f"snapshot_{model.step_index:08d}.npz")
+        snapshot = lattice_snapshot(model)
+        return save_snapshot(snapshot, folder / snapshot_file_name(snapshot))
 
     written = [save()]
     while model.running and (end_step is None or model.step_index < end_step):

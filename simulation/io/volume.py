@@ -120,3 +120,19 @@ def read_vti(path: str | Path) -> dict[str, np.ndarray]:
         arrays[name] = np.frombuffer(data, _NUMPY_TYPES[element.get("type")]).reshape(
             z1 - z0, y1 - y0, x1 - x0)
     return arrays
+
+
+def write_pvd(frames: list[tuple[float, Path]], path: str | Path) -> Path:
+    """A ParaView collection (``.pvd``) of ``.vti`` files over time: ``frames`` are (simulated
+    day, file); files are referred to relative to ``path``'s folder. Opening it in ParaView
+    gives one dataset with a time slider (days). Written atomically."""
+    path = Path(path)
+    lines = ['<?xml version="1.0"?>',
+             '<VTKFile type="Collection" version="1.0" byte_order="LittleEndian">',
+             "  <Collection>"]
+    for day, file in frames:
+        relative = Path(file).resolve().relative_to(path.parent.resolve()).as_posix()
+        lines.append(f'    <DataSet timestep="{day:.6g}" part="0" file="{relative}"/>')
+    lines += ["  </Collection>", "</VTKFile>", ""]
+    atomic_write(path, lambda tmp: tmp.write_text("\n".join(lines), encoding="ascii"))
+    return path

@@ -8,6 +8,8 @@
     res.timeseries              # pandas: the columns of timeseries.csv, one row per census
     res.plot()                  # the burden figure (res.plot_waterfall(), ... for the others)
     res.save("results/my_run")  # the folder `cartsim run` writes, byte for byte
+    res.snapshots               # run -> xarray.Dataset of its lattice over time
+                                # (needs set={"time.snapshot_every_h": 24})
     simulation.load("results/my_run")   # any folder cartsim wrote: a run, an assay, a sweep
 
 Overrides are the dotted key paths of ``cartsim run --set``: ``set={"car_t.max_kills": 5}``
@@ -16,22 +18,26 @@ Overrides are the dotted key paths of ``cartsim run --set``: ``set={"car_t.max_k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import xarray as xr
 
 from ..analysis.assay import assay_table, is_assay
 from ..analysis.outcomes import response_counts
 from ..config import ConfigError, Overrides, Study, load_study, override_list
 from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, finished_manifest,
                          new_manifest, read_manifest, read_timeseries)
+from ..io.snapshot_series import snapshot_dataset
+from ..io.snapshots import load_snapshot, snapshot_files
 from ..viz import plotting
 from .publish import finish
-from .runner import run_specs, run_study
+from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
 
 #: what a folder is, by the files that make it one
@@ -55,11 +61,28 @@ class Result:
     assay: pd.DataFrame | None = None
     folder: Path | None = None
     manifest: dict[str, Any] | None = None  # config file, overrides, seeds, versions, timing
+    #: run name -> its lattice snapshots in time order: dicts (in memory) or their files
+    snapshot_sources: dict[str, list[dict | Path]] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         """``"sweep"`` (no time series), ``"assay"`` (an assay table) or ``"run"``."""
         return SWEEP if self.timeseries is None else ASSAY if self.assay is not None else RUN
+
+    @property
+    def snapshots(self) -> dict[str, xr.Dataset]:
+        """Run name -> its lattice over time (``io.snapshot_series``: dims time_days, y, x;
+        fields quantised to 256 levels). Empty unless the config set
+        ``time.snapshot_every_h``."""
+        return {run: snapshot_dataset(self._snapshot_dicts(run), run)
+                for run in self.snapshot_sources}
+
+    def _snapshot_dicts(self, run: str) -> list[dict]:
+        if run not in self.snapshot_sources:
+            known = ", ".join(self.snapshot_sources) or "none: set time.snapshot_every_h"
+            raise KeyError(f"no snapshots of run {run!r} (runs with snapshots: {known})")
+        return [load_snapshot(item) if isinstance(item, Path) else item
+                for item in self.snapshot_sources[run]]
 
     # ---- tables --------------------------------------------------------------------------
     def response_counts(self) -> pd.DataFrame:
@@ -101,6 +124,16 @@ class Result:
                              "assay table)")
         return plotting.plot_killing_assay(self.assay, path)
 
+    def plot_snapshot(self, run: str | None = None, day: float | None = None,
+                      path: str | Path | None = None) -> plt.Figure:
+        """The lattice of ``run`` (default: the first run with snapshots) at the snapshot
+        nearest ``day`` (default: the last), with its oxygen and suppression fields."""
+        run = run if run is not None else next(iter(self.snapshot_sources), "")
+        pictures = self._snapshot_dicts(run)
+        times = np.array([float(p["time_days"]) for p in pictures])
+        chosen = pictures[-1 if day is None else int(np.argmin(np.abs(times - day)))]
+        return plotting.plot_snapshot_with_fields(chosen, path)
+
     def _series(self, what: str) -> pd.DataFrame:
         if self.timeseries is None:
             raise ValueError(f"{what}: a sweep keeps one summary row per run and no time "
@@ -125,6 +158,9 @@ class Result:
                                    & (self.summary["replicate"] == spec.replicate)]
                 rundir.store_run(spec.name, self.timeseries[mine],
                                  _json_row(row.iloc[0].to_dict()))
+                for picture in self._snapshot_dicts(spec.name) \
+                        if spec.name in self.snapshot_sources else ():
+                    store_snapshot(rundir.snapshot_folder(spec.name), picture)
             finish(rundir, specs, self.manifest)
         self.folder = rundir.path
         return rundir.path
@@ -153,12 +189,14 @@ def run(config: str | Path, replicates: int | None = None, days: float | None = 
     overrides = override_list(set)
     study = load_study(config, overrides, replicates=replicates, days=days, seed=seed,
                        scale=scale)
-    timeseries, summary = run_study(study, workers=workers, progress=progress)
+    snapshots: dict[str, list[dict]] = {}
+    timeseries, summary = run_study(study, workers=workers, progress=progress,
+                                    snapshots=snapshots)
     assay = assay_table(study.scenarios, timeseries) if is_assay(study.scenarios) else None
     manifest = finished_manifest(new_manifest(study, str(config), overrides, started, None, scale),
                                  (datetime.now(timezone.utc) - started).total_seconds())
     return Result(summary=summary, timeseries=timeseries, study=study, assay=assay,
-                  manifest=manifest)
+                  manifest=manifest, snapshot_sources=dict(snapshots))
 
 
 def load(folder: str | Path) -> Result:
@@ -185,5 +223,7 @@ def load(folder: str | Path) -> Result:
                   timeseries=read_timeseries(folder / "timeseries.csv"),
                   study=rundir.load_study(),
                   assay=pd.read_csv(assay) if assay.exists() else None, folder=folder,
-                  manifest=read_manifest(rundir))
+                  manifest=read_manifest(rundir),
+                  snapshot_sources={run: snapshot_files(path) for run, path
+                                    in rundir.snapshot_folders().items()})
 

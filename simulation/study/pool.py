@@ -35,6 +35,7 @@ from typing import Any
 
 from ..config import ScenarioConfig
 from ..model import CarTModel
+from .extras import require
 from .progress import set_sink
 
 #: seconds between a worker's checks that its parent is still alive
@@ -192,7 +193,8 @@ class DaskBackend:
 
     def __enter__(self) -> DaskBackend:
         if self.client is None:
-            # lazy: dask.distributed is heavy and only a cluster run needs it
+            require("cluster", "--scheduler (a Dask cluster)")
+            # lazy: dask.distributed is heavy, optional, and only a cluster run needs it
             from distributed import Client
 
             self.client = Client(self._scheduler)

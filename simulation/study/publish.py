@@ -21,8 +21,8 @@ from ..io.files import atomic_write, write_text
 from ..io.rundir import MANIFEST_FILE, RunDir, read_tables, remove_leftovers, run_name
 from ..io.snapshots import load_snapshot
 from ..io.volume import write_vti
-from ..viz.plotting import (plot_blood_kinetics, plot_burden, plot_killing_assay,
-                            plot_max_projection, plot_orthogonal_slices)
+from ..viz.plotting import (plot_assay_wells, plot_blood_kinetics, plot_burden,
+                            plot_killing_assay, plot_max_projection, plot_orthogonal_slices)
 from .runner import RunSpec
 
 
@@ -30,7 +30,8 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write the result files, then remove the marker, ``runs/`` and ``checkpoints/``.
 
-    Every folder gets ``timeseries.csv``, ``summary.csv`` and ``burden.png``; runs whose CAR-T
+    Every folder gets ``timeseries.csv``, ``summary.csv`` and ``burden.png`` (infusions marked at
+    their configured days; for a killing assay the wells' target counts); runs whose CAR-T
     went through the blood also ``blood_kinetics.png`` (CAR-T per uL). A 3D scenario run into
     the folder also gets its first replicate's final lattice (``volume_outputs``; runs kept only
     in memory, as ``run_study`` makes them, have none). A killing assay (in-vitro wells
@@ -41,13 +42,9 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     timeseries, summary = read_tables(rundir, [spec.name for spec in specs])
     atomic_write(rundir.path / "timeseries.csv", lambda tmp: timeseries.to_csv(tmp, index=False))
     atomic_write(rundir.path / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
-    figures: list = []
-    atomic_write(rundir.path / "burden.png",
-                 lambda tmp: figures.append(plot_burden(timeseries, summary, tmp)))
-    if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
-        atomic_write(rundir.path / "blood_kinetics.png",
-                     lambda tmp: figures.append(plot_blood_kinetics(timeseries, summary, tmp)))
     scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
+    infusions = {s.name: [dose.day for dose in s.dosing.doses] for s in scenarios}
+    figures: list = []
     if is_assay(scenarios):  # in-vitro wells beside their untreated controls
         table = assay_table(scenarios, timeseries)
         atomic_write(rundir.path / "assay.csv", lambda tmp: table.to_csv(tmp, index=False))
@@ -55,9 +52,18 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
                      lambda tmp: assay_endpoints(table).to_csv(tmp, index=False))
         atomic_write(rundir.path / "assay.png",
                      lambda tmp: figures.append(plot_killing_assay(table, tmp)))
+        # the wells' counts, labelled by antigen and E:T: no clinical response in a dish
+        atomic_write(rundir.path / "burden.png",
+                     lambda tmp: figures.append(plot_assay_wells(table, tmp)))
+    else:
+        atomic_write(rundir.path / "burden.png", lambda tmp: figures.append(
+            plot_burden(timeseries, summary, tmp, infusions=infusions)))
+    if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
+        atomic_write(rundir.path / "blood_kinetics.png", lambda tmp: figures.append(
+            plot_blood_kinetics(timeseries, summary, tmp, infusions=infusions)))
     for spec in specs:
         if rundir.final_snapshot(spec.name).exists():  # 3D, replicate 0, run into the folder
-            figures += volume_outputs(rundir, spec.scenario.name)
+            figures += volume_outputs(rundir, spec.scenario.name, spec.seed)
     for fig in figures:
         plt.close(fig)
     write_text(rundir.path / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
@@ -69,12 +75,15 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     return timeseries, summary
 
 
-def volume_outputs(rundir: RunDir, scenario: str) -> list:
+def volume_outputs(rundir: RunDir, scenario: str, seed: int | None = None) -> list:
     """The final lattice of a 3D scenario's replicate 0 as ``<scenario>_final.npz`` (a
     snapshot), ``_final.vti`` (ParaView), ``_final_slices.png`` (orthogonal slices through the
-    tumour) and ``_final_projection.png`` (maximum-intensity projection). Returns the figures."""
+    tumour) and ``_final_projection.png`` (maximum-intensity projection), the figures titled
+    "replicate 0 (seed N)" (``seed``: replicate 0's). Returns the figures."""
     stored = rundir.final_snapshot(run_name(scenario, 0))
-    snapshot = load_snapshot(stored)
+    snapshot = {**load_snapshot(stored), "replicate": 0}
+    if seed is not None:
+        snapshot["seed"] = seed
     stem = rundir.path / f"{scenario}_final"
     figures: list = []
     atomic_write(stem.with_suffix(".vti"), lambda tmp: write_vti(snapshot, tmp))

@@ -17,6 +17,8 @@ fraction) and ``final_tumor_fraction`` (final / baseline cancer cells).
 from __future__ import annotations
 
 import math
+import textwrap
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -26,15 +28,42 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
-from SALib.analyze import morris as morris_analyze  # noqa: E402
-from SALib.analyze import sobol as sobol_analyze  # noqa: E402
 
 from ..viz.plotting import PALETTE  # noqa: E402
+from ..analysis.outcomes import wilson_interval  # noqa: E402
 from ..config import ConfigError  # noqa: E402
+from .extras import require  # noqa: E402
 from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem  # noqa: E402
 
-Z_95 = 1.959963984540054
+try:  # the sweep extra; write_report calls require("sweep", ...) first
+    from SALib.analyze import morris as morris_analyze
+    from SALib.analyze import sobol as sobol_analyze
+except ImportError:
+    morris_analyze = sobol_analyze = None
+
+#: two-sided confidence level of every interval in the report
+CONFIDENCE = 0.95
 SENSITIVITY_OUTPUTS = ("cr_probability", "final_tumor_fraction")
+#: fewest Saltelli base samples N for which Sobol indices are shown without a warning. The
+#: estimators are Monte-Carlo averages over N; below ~100 their bootstrap intervals are wider
+#: than the [0, 1] range of the indices and estimates outside it are common (Saltelli et al.
+#: 2010, Comput Phys Commun 181:259; Sarrazin et al. 2016, Environ Model Softw 79:135 find
+#: first-order and total indices converge only for N of several hundred). SALib's Saltelli
+#: sampler wants N a power of 2; 128 is the smallest power of 2 above that range's lower end.
+MIN_SOBOL_BASE_SAMPLES = 128
+
+
+class SmallSampleWarning(UserWarning):
+    """Sensitivity indices from fewer base samples than ``MIN_SOBOL_BASE_SAMPLES``."""
+
+
+def sobol_sample_warning(base_samples: int) -> str | None:
+    """The warning for Sobol indices from ``base_samples`` (N) Saltelli base samples, or None
+    if N >= ``MIN_SOBOL_BASE_SAMPLES``."""
+    if base_samples >= MIN_SOBOL_BASE_SAMPLES:
+        return None
+    return (f"Sobol indices from N = {base_samples} base samples (< {MIN_SOBOL_BASE_SAMPLES}) "
+            "are unreliable: wide CIs, values outside [0, 1] are sampling error")
 
 #: key suffix -> unit shown on axes (longest suffix first)
 UNITS = (
@@ -73,22 +102,6 @@ def axis_label(key: str) -> str:
             name = last[: -len(suffix)].replace("_", " ")
             return f"{context} {name} ({unit})".strip()
     return f"{context} {last.replace('_', ' ')}".strip()
-
-
-def wilson_interval(successes: np.ndarray, n: np.ndarray, z: float = Z_95
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of a binomial proportion (NaN where n = 0)."""
-    successes = np.asarray(successes, dtype=float)
-    n = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = successes / n
-        denom = 1.0 + z * z / n
-        centre = (p + z * z / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    low = np.where(successes == 0, 0.0, np.clip(centre - half, 0, 1))  # exact at the edges
-    high = np.where(successes == n, 1.0, np.clip(centre + half, 0, 1))
-    nan = n == 0
-    return np.where(nan, np.nan, low), np.where(nan, np.nan, high)
 
 
 def _sweep_spec(folder: Path) -> SweepFile:
@@ -146,43 +159,64 @@ def plot_response(prob: pd.DataFrame, parameters: list[str], path: Path) -> Path
             x = rows[key].to_numpy(dtype=float)
             y = rows["cr_probability"].to_numpy(dtype=float)
             err = np.vstack([y - rows["cr_ci95_low"], rows["cr_ci95_high"] - y])
+            runs = rows["runs"][rows["runs"] > 0]
+            n_note = (f"n = {runs.min()}" if runs.nunique() <= 1
+                      else f"n = {runs.min()}-{runs.max()}")
             ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=PALETTE[i % len(PALETTE)],
-                        label=base)
+                        label=f"{base} ({n_note} runs per point)")
         if (prob[key] > 0).all() and prob[key].max() / prob[key].min() >= 10:
             ax.set_xscale("log")
         ax.set_xlabel(axis_label(key))
         ax.set_ylabel("complete response probability (fraction of runs)")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title("CR probability with Wilson 95 % CI")
+        ax.set_title(f"CR probability with Wilson {CONFIDENCE:.0%} CI")
         ax.grid(alpha=0.3)
         ax.legend()
         return _save(fig, path)
     if len(parameters) != 2:
         return None
     x_key, y_key = parameters
-    fig, axes = plt.subplots(1, len(bases), figsize=(5.2 * len(bases) + 1, 4.4),
+    fig, axes = plt.subplots(1, len(bases), figsize=(6.0 * len(bases) + 1.2, 5.2),
                              constrained_layout=True, squeeze=False)
     image = None
+    n_runs = prob.loc[prob["runs"] > 0, "runs"]
     for ax, base in zip(axes[0], bases):
         rows = prob[prob["base"] == base]
-        grid = rows.pivot_table(index=y_key, columns=x_key, values="cr_probability",
-                                aggfunc="mean", dropna=False)
+        grids = {column: rows.pivot_table(index=y_key, columns=x_key, values=column,
+                                          aggfunc="first", dropna=False)
+                 for column in ("cr_probability", "complete_responses", "runs", "cr_ci95_low",
+                                "cr_ci95_high")}
+        grid = grids["cr_probability"]
         image = ax.imshow(grid.to_numpy(dtype=float), origin="lower", cmap="viridis",
                           vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns])
         ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index])
+        ax.grid(False)
         for (iy, ix), value in np.ndenumerate(grid.to_numpy(dtype=float)):
-            if not math.isnan(value):
-                ax.text(ix, iy, f"{value:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if value < 0.6 else "black")
+            ax.text(ix, iy, _cell_text(value, *(grids[c].iat[iy, ix] for c in (
+                "complete_responses", "runs", "cr_ci95_low", "cr_ci95_high"))),
+                ha="center", va="center", fontsize=8, linespacing=1.15,
+                color="white" if math.isnan(value) or value < 0.6 else "black")
         tumor_type = ""
         if "tumor_type" in rows and rows["tumor_type"].notna().any():
             tumor_type = f" ({rows['tumor_type'].dropna().iloc[0]})"
         ax.set_title(f"{base}{tumor_type}")
         ax.set_xlabel(axis_label(x_key))
         ax.set_ylabel(axis_label(y_key))
-    fig.colorbar(image, ax=list(axes[0]), label="complete response probability")
+    runs_note = (f"n = {n_runs.min()} runs per cell" if n_runs.nunique() == 1
+                 else f"n = {n_runs.min()}-{n_runs.max()} runs per cell")
+    fig.suptitle(f"Complete response probability: CR/n, [Wilson {CONFIDENCE:.0%} CI]; "
+                 f"{runs_note}")
+    fig.colorbar(image, ax=list(axes[0]), label="complete response probability (CR/n)")
     return _save(fig, path)
+
+
+def _cell_text(probability: float, responses: float, runs: float, low: float, high: float
+               ) -> str:
+    """A heatmap cell: "CR/n", the fraction and its CI ("no runs" where none finished)."""
+    if math.isnan(probability) or not runs:
+        return "no runs"
+    return f"{int(responses)}/{int(runs)} = {probability:.2f}\n[{low:.2f}, {high:.2f}]"
 
 
 def sobol_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
@@ -237,14 +271,17 @@ def morris_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_sobol(indices: pd.DataFrame, path: Path) -> Path:
-    """Bars of S1 and ST with 95 % CI; a row per output, a column per base scenario."""
+def plot_sobol(indices: pd.DataFrame, path: Path, base_samples: int | None = None) -> Path:
+    """Bars of S1 and ST with their 95 % CI (SALib's bootstrap ``S1_conf``, ``ST_conf``); a row
+    per output, a column per base scenario. With ``base_samples`` (the design's N) the title
+    gives N, and below ``MIN_SOBOL_BASE_SAMPLES`` the figure carries a warning (also issued as
+    a ``SmallSampleWarning``)."""
     bases = list(dict.fromkeys(indices["base"]))
     outputs = list(dict.fromkeys(indices["output"]))
     names = list(dict.fromkeys(indices["parameter"]))
     fig, axes = plt.subplots(len(outputs), len(bases), squeeze=False, constrained_layout=True,
                              figsize=(max(5.0, 1.1 * len(names) + 2) * len(bases),
-                                      3.6 * len(outputs)))
+                                      3.6 * len(outputs) + 0.8))
     width = 0.38
     for row, output in enumerate(outputs):
         for col, base in enumerate(bases):
@@ -252,17 +289,30 @@ def plot_sobol(indices: pd.DataFrame, path: Path) -> Path:
             data = indices[(indices["base"] == base) & (indices["output"] == output)]
             data = data.set_index("parameter").loc[names]
             pos = np.arange(len(names))
+            ax.axhspan(0.0, 1.0, color="0.92", zorder=0, lw=0)
             ax.bar(pos - width / 2, data["S1"], width, yerr=data["S1_conf"], capsize=3,
-                   color=PALETTE[0], label="first order S1")
+                   color=PALETTE[0], label=f"first order S1 ± {CONFIDENCE:.0%} CI")
             ax.bar(pos + width / 2, data["ST"], width, yerr=data["ST_conf"], capsize=3,
-                   color=PALETTE[1], label="total ST")
+                   color=PALETTE[1], label=f"total ST ± {CONFIDENCE:.0%} CI")
             ax.set_xticks(pos, [axis_label(n) for n in names], rotation=30, ha="right",
                           fontsize=8)
             ax.set_ylabel("Sobol index (fraction of variance)")
             ax.set_title(f"{base}: {output.replace('_', ' ')}")
             ax.axhline(0, color="0.5", lw=0.8)
             ax.grid(axis="y", alpha=0.3)
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            if not data[["S1", "S1_conf", "ST", "ST_conf"]].to_numpy().any():
+                ax.text(0.5, 0.5, "output identical at every design point:\n"
+                        "no variance to apportion (indices undefined, shown as 0)",
+                        transform=ax.transAxes, ha="center", va="center", color="0.25")
+    title = "Sobol indices (grey band: the valid range 0-1)"
+    if base_samples is not None:
+        title += f"; N = {base_samples} Saltelli base samples"
+        warning = sobol_sample_warning(base_samples)
+        if warning:
+            warnings.warn(warning, SmallSampleWarning, stacklevel=2)
+            title += "\n" + textwrap.fill(f"WARNING: {warning}", 80)
+    fig.suptitle(title, color="#B00000" if "WARNING" in title else "black")
     return _save(fig, path)
 
 
@@ -291,6 +341,7 @@ def plot_morris(indices: pd.DataFrame, path: Path) -> Path:
 
 def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write the report files of a sweep folder; return their paths."""
+    require("sweep", "cartsim report")
     folder = Path(folder)
     if not (folder / "index.parquet").exists() or not (folder / "sweep.resolved.yaml").exists():
         raise ConfigError(f"{folder}: not a sweep folder (no index.parquet / "
@@ -312,7 +363,8 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
         indices = sobol_indices(table, sweep)
         if len(indices):
             indices.to_csv(out / "sobol_indices.csv", index=False)
-            written += [out / "sobol_indices.csv", plot_sobol(indices, out / "sobol_indices.png")]
+            written += [out / "sobol_indices.csv",
+                        plot_sobol(indices, out / "sobol_indices.png", sweep.design.n)]
     if sweep.design.method == "morris" and (table["status"] == "done").any():
         indices = morris_indices(table, sweep)
         if len(indices):

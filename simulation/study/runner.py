@@ -25,7 +25,7 @@ from ..engine.units import MIN_PER_DAY, MIN_PER_H
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.files import atomic_write
 from ..io.rundir import RunDir, run_name
-from ..io.snapshots import lattice_snapshot, save_snapshot
+from ..io.snapshots import lattice_snapshot, save_snapshot, snapshot_file_name
 from ..model import REPORTED_COLUMNS, CarTModel
 from .pool import make_backend
 from .progress import REPORT_EVERY_DAYS, StudyProgress, report
@@ -62,26 +62,38 @@ def run_specs(study: Study, threads: int | None = None) -> list[RunSpec]:
     ]
 
 
-def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict]:
-    """Run one simulation to its end; return its time series and its summary row."""
+def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict, list[dict]]:
+    """Run one simulation to its end; return its time series, its summary row and its lattice
+    snapshots (``time.snapshot_every_h``; none if it is not set)."""
     model = CarTModel(spec.scenario, seed=spec.seed, threads=spec.threads)
-    step_to_end(model, spec.name)
-    return run_tables(model, spec)
+    snapshots: list[dict] = []
+    step_to_end(model, spec.name, keep_snapshot=snapshots.append)
+    return (*run_tables(model, spec), snapshots)
 
 
 def step_to_end(model: CarTModel, run: str, checkpoint: Path | None = None,
-                checkpoint_every_h: float | None = None) -> None:
+                checkpoint_every_h: float | None = None,
+                keep_snapshot: Callable[[dict], None] | None = None) -> None:
     """Step ``model`` until it stops, reporting its simulated day (``progress.report``) every
-    ``REPORT_EVERY_DAYS`` and saving it to ``checkpoint`` every ``checkpoint_every_h``
-    simulated hours (rounded to whole steps)."""
+    ``REPORT_EVERY_DAYS``, saving it to ``checkpoint`` every ``checkpoint_every_h`` simulated
+    hours and handing ``keep_snapshot`` a lattice snapshot at t = 0, every
+    ``time.snapshot_every_h`` and at the end (intervals rounded to whole steps)."""
     every = None
     if checkpoint is not None and checkpoint_every_h:
         every = max(1, round(checkpoint_every_h * MIN_PER_H / model.dt_min))
     report_every = max(1, round(REPORT_EVERY_DAYS * MIN_PER_DAY / model.dt_min))
+    snapshot_every_h = model.config.time.snapshot_every_h
+    if not snapshot_every_h:
+        keep_snapshot = None
+    snapshot_every = max(1, round((snapshot_every_h or 1.0) * MIN_PER_H / model.dt_min))
+    if keep_snapshot and model.step_index == 0:
+        keep_snapshot(lattice_snapshot(model))
     while model.running:
         model.step()
         if model.step_index % report_every == 0:
             report(run, model.time_min / MIN_PER_DAY)
+        if keep_snapshot and (model.step_index % snapshot_every == 0 or not model.running):
+            keep_snapshot(lattice_snapshot(model))
         if every and model.running and model.step_index % every == 0:
             save_checkpoint(model.checkpoint_state(), checkpoint)
 
@@ -106,7 +118,8 @@ def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
 
 
 def run_study(study: Study, workers: int | None = None, threads: int | None = None,
-              on_done: Callable[[RunSpec], None] | None = None, progress: bool = True
+              on_done: Callable[[RunSpec], None] | None = None, progress: bool = True,
+              snapshots: dict[str, list[dict]] | None = None
               ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every replicate of every scenario; return (timeseries, summary) tables.
 
@@ -114,15 +127,18 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     kernel with ``threads`` threads (default: CarTModel's choice for the lattice, at most the
     cores divided among the workers). The tables are identical for any ``workers`` and
     ``threads``. ``on_done`` is called after each run. ``progress``: bars in simulated days
-    (the study and each run in flight) on stderr, or widgets in Jupyter.
+    (the study and each run in flight) on stderr, or widgets in Jupyter. ``snapshots``, if
+    given, receives each run's lattice snapshots by run name (``time.snapshot_every_h``).
     """
     specs = run_specs(study, threads)
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
     with (study_progress(study.name, specs, disable=not progress) as bars,
           make_backend(workers, n_runs=len(specs), site_updates=_work(specs),
                        reports=bars.queue) as backend):
-        for spec, tables in backend.map_unordered(_run_keeping_spec, specs):
-            results[(spec.scenario_index, spec.replicate)] = tables
+        for spec, (series, row, pictures) in backend.map_unordered(_run_keeping_spec, specs):
+            results[(spec.scenario_index, spec.replicate)] = series, row
+            if snapshots is not None and pictures:
+                snapshots[spec.name] = pictures
             bars.run_finished(spec.name)
             if on_done:
                 on_done(spec)
@@ -136,7 +152,7 @@ def _work(specs: list[RunSpec]) -> float:
     return sum(spec.site_updates for spec in specs)
 
 
-def _run_keeping_spec(spec: RunSpec) -> tuple[RunSpec, tuple[pd.DataFrame, dict]]:
+def _run_keeping_spec(spec: RunSpec) -> tuple[RunSpec, tuple[pd.DataFrame, dict, list[dict]]]:
     return spec, run_one(spec)
 
 
@@ -161,13 +177,23 @@ def run_to_files(folder: str, checkpoint_every_h: float | None, spec: RunSpec) -
             model = None
     if model is None:
         model = CarTModel(spec.scenario, seed=spec.seed, threads=spec.threads)
-    step_to_end(model, spec.name, checkpoint, checkpoint_every_h)
+    snapshots = rundir.snapshot_folder(spec.name)
+    step_to_end(model, spec.name, checkpoint, checkpoint_every_h,
+                partial(store_snapshot, snapshots))
     series, summary = run_tables(model, spec)
     if model.lattice.dimensions == 3 and spec.replicate == 0:
         snapshot = lattice_snapshot(model)
         atomic_write(rundir.final_snapshot(spec.name), lambda tmp: save_snapshot(snapshot, tmp))
     rundir.store_run(spec.name, series, summary)
     return spec
+
+
+def store_snapshot(folder: Path, snapshot: dict) -> Path:
+    """Write ``snapshot`` into ``folder`` (created) as ``snapshot_<step>.npz``, atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / snapshot_file_name(snapshot)
+    atomic_write(path, lambda tmp: save_snapshot(snapshot, tmp))
+    return path
 
 
 def run_into_folder(rundir: RunDir, specs: list[RunSpec], workers: int | None,

@@ -39,12 +39,8 @@ from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
-from SALib.sample import morris as morris_sample
-from SALib.sample import sobol as sobol_sample
 from scipy.stats import qmc
 from tqdm import tqdm
 
@@ -71,8 +67,17 @@ from ..config import (
 )
 from ..io.files import atomic_write, clean_temporaries, write_text
 from ..io.provenance import versions
+from .extras import require
 from .pool import make_backend
 from .runner import RunSpec, run_one
+
+try:  # the sweep extra; sweeps call require("sweep", ...) before using it
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from SALib.sample import morris as morris_sample
+    from SALib.sample import sobol as sobol_sample
+except ImportError:
+    pa = pq = morris_sample = sobol_sample = None
 
 #: summary columns of a run (the ``summary.csv`` contract of README.md, "Outputs")
 SUMMARY_COLUMNS = (
@@ -409,6 +414,7 @@ def resolve(path: str | Path, overrides: Overrides = None, replicates: int | Non
     e.g. ``sweeps/x.yaml: parameters.car_t.max_kills: must be >= 1 (got 0) [base b.yaml,
     point 3]``.
     """
+    require("sweep", "a sweep")
     path = Path(path)
     shown = display_path(path)
     sweep = _with_options(read_sweep_file(path), shown, overrides, replicates, days)
@@ -515,7 +521,7 @@ def run_point(run: Run) -> dict[str, Any]:
     """
     start = time.perf_counter()
     try:
-        _, summary = run_one(RunSpec(run.scenario, 0, run.replicate, run.seed, threads=None))
+        _, summary, _ = run_one(RunSpec(run.scenario, 0, run.replicate, run.seed, threads=None))
         result = {"status": "done", "summary": summary}
     except Exception as err:  # noqa: BLE001 - a failing run is data, not a crash
         text = "".join(traceback.format_exception_only(type(err), err)).strip()
@@ -733,6 +739,7 @@ def load_sweep_table(out: str | Path) -> pd.DataFrame:
     Run order is the design order (point, base, replicate). Status is taken from the files in
     ``runs/`` (done / failed / pending), so a folder left by an interrupted sweep loads too.
     """
+    require("sweep", "reading a sweep folder")
     out = Path(out)
     index_path = out / "index.parquet"
     if not index_path.exists():

@@ -6,13 +6,17 @@ matplotlib Figure, and saves it when given a ``path`` (PNG by default, SVG or PD
 files carry no timestamps, so the same tables give the same bytes).
 
 =============================  ==================================================================
-``plot_burden``                tumour burden (% of day 0) and CAR-T vs time, median + IQR band
+``plot_burden``                tumour burden (% of baseline, log, MRD line) and CAR-T vs days
+                               after the first infusion, median + IQR band, infusions marked
 ``plot_blood_vs_solid``        burden, CAR-T and response-rate bars side by side
 ``plot_car_t_kinetics``        CAR-T count (log) with the expansion peak and contraction marked
 ``plot_blood_kinetics``        CAR-T per uL of blood (log): peak, expansion, contraction,
                                persistence
 ``plot_waterfall``             best % change from baseline per replicate, coloured by response
-``plot_progression_free``      Kaplan-Meier progression-free curve over the virtual cohort
+``plot_progression_free``      Kaplan-Meier progression-free curve over the virtual cohort,
+                               95 % confidence band
+``plot_killing_assay``         killing assay: targets as % of control and specific lysis
+``plot_assay_wells``           killing assay: target cells per well (its ``burden.png``)
 ``plot_snapshot``              the lattice: cancer by antigen level, normal, CAR-T by state,
                                necrosis, stroma, vessels
 ``plot_snapshot_with_fields``  the lattice beside its oxygen and suppressive-factor fields
@@ -22,6 +26,10 @@ files carry no timestamps, so the same tables give the same bytes).
 ``plot_points_3d``             3D: cancer, necrotic and CAR-T sites as a 3D scatter (small cases)
 =============================  ==================================================================
 
+Time courses share one clock, ``TIME_LABEL`` (days after each scenario's first infusion; the
+shipped scenarios infuse on day 0, so it equals ``time_days``), and draw zeros on a "0" band
+at the bottom of their log axes instead of dropping them.
+
 Given a 3D snapshot (arrays (nz, ny, nx)), ``plot_snapshot`` and ``plot_snapshot_with_fields``
 draw the xy slice through the tumour (``tumour_slice_z``).
 """
@@ -29,7 +37,7 @@ draw the xy slice through the tumour (``tumour_slice_z``).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,13 +50,21 @@ if "ipykernel" not in sys.modules:  # Jupyter keeps its inline backend
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
-from matplotlib.colors import ListedColormap, to_rgb  # noqa: E402
+from matplotlib import patheffects, ticker  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import (  # noqa: E402
+    LinearSegmentedColormap,
+    ListedColormap,
+    Normalize,
+    to_rgb,
+)
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from scipy import stats  # noqa: E402
 from scipy.ndimage import gaussian_filter  # noqa: E402
 
 from ..analysis.outcomes import (  # noqa: E402
+    MRD_DETECTION_FRACTION,
     PD_THRESHOLD_PERCENT,
     PR_THRESHOLD_PERCENT,
     PROGRESSION_FRACTION,
@@ -57,6 +73,7 @@ from ..analysis.outcomes import (  # noqa: E402
     kaplan_meier,
     progression_events,
     response_counts,
+    wilson_interval,
 )
 from ..config import et_label  # noqa: E402
 from ..io.snapshots import (  # noqa: E402
@@ -101,6 +118,9 @@ STYLE = {
 RESPONSE_COLOURS = {"CR": "#009E73", "PR": "#56B4E9", "SD": "#E69F00", "PD": "#D55E00"}
 RESPONSE_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "stable disease",
                   "PD": "progressive disease"}
+
+#: ``tumor_type`` of an in-vitro well (``config.schema``): no clinical response is read into it
+IN_VITRO = "in_vitro"
 
 _SAVE_METADATA = {".png": {"Software": None}, ".svg": {"Date": None},
                   ".pdf": {"CreationDate": None, "ModDate": None}}
@@ -162,94 +182,250 @@ def replicate_bands(timeseries: pd.DataFrame, column: str) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+#: the band of log axes where zeros are drawn ("0" tick)
+ZERO_BAND_COLOUR = "0.88"
+#: the time axis of every time course (x = census day minus the scenario's first infusion day)
+TIME_LABEL = "days after first CAR-T infusion"
+#: label of the MRD line on burden axes (``outcomes.MRD_DETECTION_FRACTION``)
+MRD_LABEL = (f"MRD detection limit ({100 * MRD_DETECTION_FRACTION:g} %, 1 cancer cell in "
+             f"{1 / MRD_DETECTION_FRACTION:,.0f}): CR below")
+
+
+def infusion_days(timeseries: pd.DataFrame) -> dict[str, list[float]]:
+    """Per scenario, the days (``time_days``) of its CAR-T infusions, read from the census
+    column ``cumulative_car_t_infused``: a dose is seen at the first census that counts it.
+    A dose at t = 0 is counted by the first census, so its day is exact; a census at a later
+    dose time is taken before the dose (``CarTModel``), so a later dose is placed at the
+    last census before the one that counts it: exact for doses on census times (the usual
+    case), up to one census interval early otherwise. Pass the configured days instead where
+    they are known (``study/publish.py`` does). Scenarios never dosed map to []."""
+    days: dict[str, list[float]] = {}
+    for scenario, runs in timeseries.groupby("scenario", sort=False):
+        found: set[float] = set()
+        if "cumulative_car_t_infused" in runs:
+            for _, run in runs.groupby("replicate", sort=False):
+                run = run.sort_values("time_days")
+                infused = run["cumulative_car_t_infused"].to_numpy(dtype=float)
+                times = run["time_days"].to_numpy(dtype=float)
+                if infused.size and infused[0] > 0:
+                    found.add(float(times[0]))
+                found.update(float(t) for t in times[:-1][np.diff(infused) > 0])
+        days[scenario] = sorted(found)
+    return days
+
+
+def _relative_to_infusion(timeseries: pd.DataFrame,
+                          infusions: Mapping[str, Sequence[float]] | None
+                          ) -> tuple[pd.DataFrame, dict[str, list[float]]]:
+    """(``timeseries`` with ``time_days`` counted from each scenario's first infusion, the
+    infusion days on that clock). ``infusions``: configured days per scenario (default: read
+    from the table, ``infusion_days``); a scenario without infusions keeps its clock."""
+    found = infusion_days(timeseries)
+    if infusions is not None:
+        found.update({name: sorted(float(d) for d in days) for name, days in infusions.items()})
+    first = {name: (days[0] if days else 0.0) for name, days in found.items()}
+    shift = timeseries["scenario"].map(first).fillna(0.0).astype(float)
+    relative = {name: [d - first[name] for d in days] for name, days in found.items()}
+    return timeseries.assign(time_days=timeseries["time_days"] - shift), relative
+
+
 def _with_baseline_percent(timeseries: pd.DataFrame) -> pd.DataFrame:
-    """Adds ``tumor_percent_of_baseline``: tumour cells as % of each run's t = 0 count."""
-    first = timeseries.groupby(["scenario", "replicate"])["tumor_cells"].transform("first")
-    return timeseries.assign(tumor_percent_of_baseline=100.0 * timeseries["tumor_cells"] / first)
+    """Adds ``tumor_percent_of_baseline``: tumour cells as % of each run's baseline, its last
+    census at or before the first infusion (time 0 of a ``_relative_to_infusion`` table), as
+    ``outcomes.summarise_run`` takes it (the first census if the run starts later)."""
+    runs = timeseries.groupby(["scenario", "replicate"])
+    before = timeseries["tumor_cells"].where(timeseries["time_days"] <= 1e-9)
+    baseline = before.groupby([timeseries["scenario"], timeseries["replicate"]]).transform(
+        "last").fillna(runs["tumor_cells"].transform("first"))
+    return timeseries.assign(
+        tumor_percent_of_baseline=100.0 * timeseries["tumor_cells"] / baseline)
 
 
 def _scenarios(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table["scenario"]))
 
 
-def _colour(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
+def series_colours(n: int) -> list:
+    """``n`` distinct colours: the Okabe-Ito ``PALETTE`` for up to 8 series, then ``tab20``
+    for up to 20, then ``viridis`` sampled evenly (no colour is ever reused)."""
+    if n <= len(PALETTE):
+        return list(PALETTE[:n])
+    if n <= 20:
+        return [plt.get_cmap("tab20")(i) for i in range(n)]
+    return [plt.get_cmap("viridis")(x) for x in np.linspace(0.0, 0.95, n)]
 
 
-def _label(scenario: str, summary: pd.DataFrame | None) -> str:
+def response_breakdown(rows: pd.DataFrame) -> str:
+    """Runs per response class of ``rows`` (summary rows): "CR 0 · PR 0 · SD 2 · PD 0 of
+    n = 2" (classes ``outcomes.RESPONSES``)."""
+    counts = {r: int((rows["response"] == r).sum()) for r in RESPONSES}
+    return " · ".join(f"{r} {counts[r]}" for r in RESPONSES) + f" of n = {len(rows)}"
+
+
+def _label(scenario: str, summary: pd.DataFrame | None, sep: str = ": ") -> str:
+    """"scenario (tumour type): CR 1 · PR 0 · SD 1 · PD 0 of n = 2" (``sep`` before the
+    breakdown); an in-vitro well has no clinical response: "scenario (in vitro), n = 2"."""
     if summary is None:
         return scenario
     rows = summary[summary["scenario"] == scenario]
     if rows.empty:
         return scenario
     tumor_type = rows["tumor_type"].iloc[0]
-    cr = int((rows["response"] == "CR").sum())
-    return f"{scenario} ({tumor_type}): CR {cr}/{len(rows)}"
+    if tumor_type == IN_VITRO:
+        return f"{scenario} (in vitro), n = {len(rows)}"
+    return f"{scenario} ({tumor_type}){sep}{response_breakdown(rows)}"
+
+
+def _n_replicates(timeseries: pd.DataFrame) -> str:
+    """"n = 3" replicates per scenario ("n = 2-4" if they differ)."""
+    n = timeseries.groupby("scenario")["replicate"].nunique()
+    return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
 
 
 # ---------------------------------------------------------------------------------------------
 # time courses
 # ---------------------------------------------------------------------------------------------
 def _draw_bands(ax: plt.Axes, data: pd.DataFrame, column: str, summary: pd.DataFrame | None,
-                label: bool = True) -> pd.DataFrame:
+                label: bool = True, floor: float | None = None) -> pd.DataFrame:
+    """Median line and IQR band per scenario; with ``floor`` (a log axis), values below it
+    (zeros) are drawn at it, on the axis' "0" band (``_zero_band``), never dropped."""
     bands = replicate_bands(data, column)
-    for i, scenario in enumerate(_scenarios(data)):
+    colours = series_colours(len(_scenarios(data)))
+    for c, scenario in zip(colours, _scenarios(data)):
         band = bands[bands["scenario"] == scenario]
-        c = _colour(i)
-        ax.plot(band["time_days"], band["median"], color=c, lw=2,
+        median, q25, q75 = (band[k].to_numpy(dtype=float) for k in ("median", "q25", "q75"))
+        if floor is not None:
+            median, q25, q75 = (np.maximum(v, floor) for v in (median, q25, q75))
+        ax.plot(band["time_days"], median, color=c, lw=2,
                 label=_label(scenario, summary) if label else None)
-        ax.fill_between(band["time_days"], band["q25"], band["q75"], color=c, alpha=0.25, lw=0)
+        ax.fill_between(band["time_days"], q25, q75, color=c, alpha=0.25, lw=0)
     return bands
+
+
+def _log_floor(values: pd.Series, below: float | None = None) -> float:
+    """The "0" level of a log axis: a power of ten under the smallest positive value (and under
+    ``below``), so zeros get their own band beneath every real value."""
+    positive = values[values > 0]
+    smallest = min(float(positive.min()) if len(positive) else 1.0,
+                   below if below is not None else np.inf)
+    return 10.0 ** (np.floor(np.log10(smallest)) - 1)
+
+
+def _zero_band(ax: plt.Axes, floor: float, text: str, in_legend: bool = True) -> None:
+    """Log axis with zeros drawn at ``floor``: the axis starts just below it, a grey band marks
+    it, its tick reads "0" and ``text`` says what it means: a legend entry for the band
+    (``in_legend``; curves at 0 run through the band and would hide a text there), else a
+    note at its right end."""
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor / 2.0)
+    ax.axhspan(floor / 2.0, floor * 2.0, color=ZERO_BAND_COLOUR, lw=0, zorder=0,
+               label=text if in_legend else None)
+    if not in_legend:
+        ax.text(0.99, floor * 1.4, text, transform=ax.get_yaxis_transform(), ha="right",
+                va="bottom", fontsize=7, color="0.35")
+    low, high = ax.get_ylim()
+    ticks = [t for t in ticker.LogLocator(numticks=12).tick_values(low, high)
+             if floor * 5 <= t <= high]
+    ax.set_yticks([floor] + ticks, ["0"] + [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_locator(ticker.NullLocator())
+
+
+def _mark_infusions(ax: plt.Axes, infusions: Mapping[str, Sequence[float]],
+                    scenarios: Sequence[str]) -> None:
+    """A ▲ at the top of ``ax`` at every infusion day (scenario colours; grey where scenarios
+    share a day), one legend entry "▲ CAR-T infusion"."""
+    colours = dict(zip(scenarios, series_colours(len(scenarios))))
+    by_day: dict[float, list[str]] = {}
+    for scenario in scenarios:
+        for day in infusions.get(scenario, []):
+            by_day.setdefault(round(day, 9), []).append(scenario)
+    for i, (day, names) in enumerate(sorted(by_day.items())):
+        ax.plot([day], [1.0], marker="^", ms=9, ls="none", clip_on=False, zorder=5,
+                transform=ax.get_xaxis_transform(), gid="infusion",
+                color=colours[names[0]] if len(names) == 1 else "0.25",
+                label="CAR-T infusion" if i == 0 else None)
+    ax.set_title(ax.get_title(), pad=12)  # room for the marks under the title
 
 
 def _burden_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
                  log_scale: bool) -> None:
-    _draw_bands(ax, data, "tumor_percent_of_baseline", summary)
-    n_reps = data.groupby("scenario")["replicate"].nunique().max()
-    ax.set_title(f"Tumour burden (median, IQR over {n_reps} replicates)")
-    ax.set_xlabel("time since start (days)")
-    ax.set_ylabel("cancer cells (% of day-0 count)")
+    """Tumour burden (% of baseline): log axis with the MRD line (unless every scenario is an
+    in-vitro dish), zeros on a "0" band."""
+    mrd_percent = 100.0 * MRD_DETECTION_FRACTION
+    column = data["tumor_percent_of_baseline"]
+    floor = _log_floor(column, mrd_percent) if log_scale else None
+    _draw_bands(ax, data, "tumor_percent_of_baseline", summary, floor=floor)
+    ax.set_title(f"Tumour burden (median, IQR; {_n_replicates(data)} replicates)")
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel("cancer cells (% of baseline at infusion)")
     ax.axhline(100.0, color="0.6", lw=0.8, ls="--")
+    clinical = summary is None or bool((summary["tumor_type"] != IN_VITRO).any())
     if log_scale:
-        ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+        ax.set_ylim(top=max(200.0, float(column.max()) * 2))
+        if clinical:  # MRD and CR are clinical readouts: not drawn over dishes alone
+            ax.axhline(mrd_percent, color="#882255", lw=1.2, ls="-.", label=MRD_LABEL,
+                       gid="mrd")
+        _zero_band(ax, floor, "0 cancer cells (cleared)")
+    else:
+        ax.set_ylim(bottom=0)
 
 
 def _car_t_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
                 log_scale: bool, label: bool = False) -> pd.DataFrame:
-    bands = _draw_bands(ax, data, "car_t_cells", summary, label=label)
-    ax.set_title("CAR-T cells on the lattice")
-    ax.set_xlabel("time since start (days)")
+    floor = _log_floor(data["car_t_cells"]) if log_scale else None
+    bands = _draw_bands(ax, data, "car_t_cells", summary, label=label, floor=floor)
+    ax.set_title("CAR-T cells on the lattice (median, IQR)")
+    ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("CAR-T cells (count)")
     if log_scale:
-        ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+        _zero_band(ax, floor, "0 CAR-T cells on the lattice")
+    else:
+        ax.set_ylim(bottom=0)
     return bands
+
+
+def _time_course_legend(fig: plt.Figure, axes: Sequence[plt.Axes]) -> None:
+    """One legend for the time-course ``axes`` below the figure (never over the data)."""
+    handles, labels = {}, []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in handles:
+                handles[label] = handle
+                labels.append(label)
+    fig.legend([handles[k] for k in labels], labels, loc="outside lower center",
+               ncols=2 if len(labels) > 3 else 1)
 
 
 @_styled
 def plot_burden(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
-                path: str | Path | None = None, log_scale: bool = True) -> plt.Figure:
-    """Tumour burden (% of baseline) and CAR-T cells vs time: median line, interquartile band.
+                path: str | Path | None = None, log_scale: bool = True,
+                infusions: Mapping[str, Sequence[float]] | None = None) -> plt.Figure:
+    """Tumour burden (% of baseline) and CAR-T cells vs days after the first infusion: median
+    line, interquartile band, over replicates.
 
-    One colour per scenario; the legend gives tumour type and complete responses. Saved to
-    ``path`` (PNG, SVG or PDF by suffix) when given. ``log_scale``: symmetric-log y axes (linear
-    below 1, so a cleared tumour's 0 is drawn).
+    One colour per scenario (``series_colours``); the legend, below the panels, gives tumour
+    type and the response breakdown (CR, PR, SD, PD of n). ``log_scale``: log y axes with the
+    MRD detection limit that defines CR drawn, zeros (a cleared tumour) on a "0" band at the
+    bottom. Infusions (▲) from ``infusions`` (days per scenario, as configured) or read from
+    the table (``infusion_days``). Saved to ``path`` (PNG, SVG or PDF by suffix) when given.
     """
-    data = _with_baseline_percent(timeseries)
-    fig, (ax_tumor, ax_car_t) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    relative, infused = _relative_to_infusion(timeseries, infusions)
+    data = _with_baseline_percent(relative)
+    fig, (ax_tumor, ax_car_t) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
     _burden_axes(ax_tumor, data, summary, log_scale)
     _car_t_axes(ax_car_t, data, summary, log_scale)
-    ax_tumor.legend(loc="best")
+    for ax in (ax_tumor, ax_car_t):
+        _mark_infusions(ax, infused, _scenarios(data))
+    _time_course_legend(fig, [ax_tumor, ax_car_t])
     return _finish(fig, path)
 
 
 @_styled
 def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
                         ax: plt.Axes | None = None) -> plt.Figure:
-    """Stacked bars: % of replicates per response class (CR/PR/SD/PD), one bar per scenario."""
+    """Stacked bars: % of replicates per response class (CR/PR/SD/PD), one bar per scenario,
+    runs per class written in the segments, n under each bar and the Wilson 95 % interval of
+    the CR rate as an error bar at the top of the CR segment."""
     fig, ax = _figure_and_axes(ax, (4.5, 4.2))
     counts = response_counts(summary)
     percent = 100.0 * counts.div(counts.sum(axis=1), axis=0)
@@ -263,12 +439,20 @@ def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
             if n:
                 ax.text(xi, b + v / 2, str(int(n)), ha="center", va="center", fontsize=9)
         bottom += values
-    ax.set_xticks(x, [f"{s}\n({summary.loc[summary['scenario'] == s, 'tumor_type'].iloc[0]})"
+    n = counts.sum(axis=1)
+    low, high = wilson_interval(counts["CR"], n)
+    cr = percent["CR"].to_numpy()
+    ax.errorbar(x + 0.18, cr, yerr=[cr - 100.0 * low, 100.0 * high - cr], fmt="none",
+                ecolor="0.1",  # beside the counts written at the bar centres
+                capsize=4, lw=1.2, label="CR rate, Wilson 95 % CI")
+    tumor_types = summary.groupby("scenario", sort=False)["tumor_type"].first()
+    ax.set_xticks(x, [f"{s}\n({tumor_types[s]})\nn = {int(counts.loc[s].sum())}"
                       for s in percent.index])
     ax.set_ylim(0, 100)
     ax.set_ylabel("replicates (%)")
     ax.set_xlabel("scenario")
-    ax.set_title(f"Best response (n = {int(counts.sum(axis=1).max())} per scenario)")
+    n_text = f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
+    ax.set_title(f"Best response ({n_text} per scenario)")
     ax.grid(axis="x", visible=False)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _finish(fig, path)
@@ -276,14 +460,20 @@ def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
 
 @_styled
 def plot_blood_vs_solid(timeseries: pd.DataFrame, summary: pd.DataFrame,
-                        path: str | Path | None = None, log_scale: bool = True) -> plt.Figure:
-    """The central comparison in one row: burden, CAR-T and response-rate bars per scenario."""
-    data = _with_baseline_percent(timeseries)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), constrained_layout=True,
+                        path: str | Path | None = None, log_scale: bool = True,
+                        infusions: Mapping[str, Sequence[float]] | None = None
+                        ) -> plt.Figure:
+    """The central comparison in one row: burden, CAR-T (as ``plot_burden``) and
+    response-rate bars per scenario."""
+    relative, infused = _relative_to_infusion(timeseries, infusions)
+    data = _with_baseline_percent(relative)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.0), layout="constrained",
                              gridspec_kw={"width_ratios": [1, 1, 0.8]})
     _burden_axes(axes[0], data, summary, log_scale)
     _car_t_axes(axes[1], data, summary, log_scale)
-    axes[0].legend(loc="best")
+    for ax in axes[:2]:
+        _mark_infusions(ax, infused, _scenarios(data))
+    _time_course_legend(fig, axes[:2])
     plot_response_rates.__wrapped__(summary, ax=axes[2])
     return _finish(fig, path)
 
@@ -313,16 +503,20 @@ class KineticPhases:
 
     Expansion runs from ``start`` to ``peak`` (Cmax at Tmax), contraction from ``peak`` to
     ``persistence`` (or the end), persistence from ``persistence`` to the end (None: not
-    reached). ``half_life_days``: of the contraction, from a log-linear fit (None: too short).
+    reached). ``half_life_days``: of the contraction, from a log-linear fit, and
+    ``half_life_ci_days`` its 95 % confidence interval; both None unless the fit is meaningful
+    (``contraction_half_life``).
     """
 
     start: int
     peak: int
     persistence: int | None
     half_life_days: float | None
+    half_life_ci_days: tuple[float, float] | None = None
 
 
-def kinetic_phases(time_days: Sequence[float], values: Sequence[float]) -> KineticPhases | None:
+def kinetic_phases(time_days: Sequence[float], values: Sequence[float], floor: float = 0.0
+                   ) -> KineticPhases | None:
     """Expansion, peak, contraction and persistence of a CAR-T time course (None if never > 0).
 
     The peak is the expansion peak (clinical Cmax): if the values fall after the first positive
@@ -331,7 +525,8 @@ def kinetic_phases(time_days: Sequence[float], values: Sequence[float]) -> Kinet
     the break of a two-segment log-linear fit to the positive values after the peak that
     minimises the squared error, if the later segment declines ``PERSISTENCE_SLOWDOWN`` times
     more slowly than the earlier one (or not at all), each segment holds at least a fifth of
-    the points, and the break at least halves the squared error of one straight line.
+    the points, and the break at least halves the squared error of one straight line. The
+    contraction half-life is fitted to the values above ``floor`` (``contraction_half_life``).
     """
     t = np.asarray(time_days, dtype=float)
     v = np.asarray(values, dtype=float)
@@ -348,8 +543,8 @@ def kinetic_phases(time_days: Sequence[float], values: Sequence[float]) -> Kinet
             start, peak = trough, expansion_peak
     persistence = _persistence_start(t, v, peak)
     end = len(t) if persistence is None else persistence + 1
-    return KineticPhases(start, peak, persistence, _contraction_half_life(t[peak:end],
-                                                                          v[peak:end]))
+    fit = contraction_half_life(t[peak:end], v[peak:end], floor)
+    return KineticPhases(start, peak, persistence, *(fit if fit else (None, None)))
 
 
 def _persistence_start(t: np.ndarray, v: np.ndarray, peak: int) -> int | None:
@@ -375,24 +570,29 @@ def _persistence_start(t: np.ndarray, v: np.ndarray, peak: int) -> int | None:
 
 
 def _draw_kinetics(ax: plt.Axes, timeseries: pd.DataFrame, column: str, value_format: str,
-                   ) -> list[KineticPhases | None]:
-    """Median and IQR of ``column`` per scenario with its phases marked: the peak (a ▼ whose
-    legend label gives ``value_format.format(peak value)``, its day and the contraction
-    half-life), dotted lines at the peak and persistence start, phase names in the curve's
-    colour. Returns the phases of every scenario's median."""
-    bands = _draw_bands(ax, timeseries, column, None, label=False)
+                   floor: float, fit_floor: float) -> list[KineticPhases | None]:
+    """Median and IQR of ``column`` per scenario (values below ``floor``, zeros, drawn at it)
+    with its phases marked: the peak (a ▼ whose legend label gives
+    ``value_format.format(peak value)``, its day and, when meaningful, the contraction
+    half-life with its CI, fitted to medians above ``fit_floor``), dotted lines at the peak and
+    persistence start, phase names in the curve's colour. Returns the phases of every
+    scenario's median."""
+    bands = _draw_bands(ax, timeseries, column, None, label=False, floor=floor)
     all_phases = []
-    for i, scenario in enumerate(_scenarios(timeseries)):
+    scenarios = _scenarios(timeseries)
+    n_runs = timeseries.groupby("scenario")["replicate"].nunique()
+    for i, (scenario, colour) in enumerate(zip(scenarios, series_colours(len(scenarios)))):
         band = bands[bands["scenario"] == scenario]
         t, median = band["time_days"].to_numpy(), band["median"].to_numpy()
-        phases = kinetic_phases(t, median)
+        phases = kinetic_phases(t, median, fit_floor)
         all_phases.append(phases)
         if phases is None:
-            ax.plot([], [], color=_colour(i), lw=2, label=f"{scenario}: never detected")
+            ax.plot([], [], color=colour, lw=2,
+                    label=f"{scenario} (n = {n_runs[scenario]}): never detected")
             continue
-        _mark_phases(ax, t, median, phases, _colour(i), i,
-                     f"{scenario}: peak {value_format.format(median[phases.peak])} on day "
-                     f"{t[phases.peak]:g}")
+        _mark_phases(ax, t, np.maximum(median, floor), phases, colour, i,
+                     f"{scenario} (n = {n_runs[scenario]}): peak "
+                     f"{value_format.format(median[phases.peak])} on day {t[phases.peak]:g}")
     return all_phases
 
 
@@ -402,7 +602,9 @@ def _mark_phases(ax: plt.Axes, t: np.ndarray, median: np.ndarray, phases: Kineti
     that scenarios with close phases do not overprint each other."""
     peak, persistence = phases.peak, phases.persistence
     if phases.half_life_days is not None:
-        label += f", contraction t1/2 {phases.half_life_days:.1f} d"
+        low, high = phases.half_life_ci_days
+        label += (f", contraction t1/2 {phases.half_life_days:.1f} d "
+                  f"(95 % CI {low:.1f}-{high:.1f})")
     if persistence is not None:
         label += f", persistence from day {t[persistence]:g}"
     ax.axvline(t[peak], color=colour, lw=1, ls=":")
@@ -421,67 +623,109 @@ def _mark_phases(ax: plt.Axes, t: np.ndarray, median: np.ndarray, phases: Kineti
                         textcoords="offset points")
 
 
-def _kinetics_titles(ax: plt.Axes, timeseries: pd.DataFrame, what: str, ylabel: str) -> None:
-    """Axis labels, title and legend of a kinetics plot (after its y scale is set), with
-    headroom above the highest peak for the phase names."""
+def _kinetics_titles(ax: plt.Axes, timeseries: pd.DataFrame, what: str, ylabel: str,
+                     floor: float, zero_text: str, infusions: Mapping[str, Sequence[float]]
+                     ) -> None:
+    """Log y axis with the "0" band, headroom above the highest peak for the phase names,
+    infusion marks, axis labels, title and legend (below the axes)."""
+    ax.set_yscale("log")
     ax.set_ylim(top=ax.get_ylim()[1] * 3.0)
-    ax.set_xlim(left=0)
-    ax.set_xlabel("time since start (days)")
+    _zero_band(ax, floor, zero_text)
+    _mark_infusions(ax, infusions, _scenarios(timeseries))
+    ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel(ylabel)
-    n_reps = timeseries.groupby("scenario")["replicate"].nunique().max()
-    ax.set_title(f"{what} (median, IQR over {n_reps} replicates; ▼ peak)")
+    ax.set_title(f"{what} (median, IQR; {_n_replicates(timeseries)} replicates; ▼ peak)",
+                 pad=12)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14))
+
+
+#: a contraction half-life is fitted only to medians at least this many times the smallest
+#: step of the measurement (one cell, or one cell per blood volume): at a few cells the
+#: counting noise (Poisson, ~1/sqrt(count)) is as large as the decline being measured
+HALF_LIFE_MIN_QUANTA = 5.0
+
+
+def _quantum(values: pd.Series) -> float:
+    """The smallest step of a count-derived column: its smallest positive value (one cell)."""
+    positive = values[values > 0]
+    return float(positive.min()) if len(positive) else 0.0
 
 
 @_styled
 def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
-                        path: str | Path | None = None, ax: plt.Axes | None = None
+                        path: str | Path | None = None, ax: plt.Axes | None = None,
+                        infusions: Mapping[str, Sequence[float]] | None = None
                         ) -> plt.Figure:
-    """CAR-T count vs time on a log axis: median and IQR, the peak of the median marked.
+    """CAR-T count vs days after the first infusion on a log axis: median and IQR, the peak of
+    the median marked, zeros on a "0" band, infusions marked (▲).
 
     Before the peak: expansion (activation-driven division outpaces death); after: contraction
     (death of effectors and exhausted cells), then persistence when the decline slows (memory
-    cells; see ``kinetic_phases``). The legend gives each scenario's peak day and, when the
-    contraction lasts long enough to measure, its half-life from a log-linear fit.
+    cells; see ``kinetic_phases``). The legend gives each scenario's n and peak day and, when
+    the fit is meaningful (``contraction_half_life``), the contraction half-life with its CI.
     """
-    fig, ax = _figure_and_axes(ax, (7, 4.4))
-    _draw_kinetics(ax, timeseries, "car_t_cells", "{:.0f} cells")
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_ylim(bottom=0)
-    _kinetics_titles(ax, timeseries, "CAR-T kinetics", "CAR-T cells (count, log scale)")
+    fig, ax = _figure_and_axes(ax, (7, 4.8))
+    relative, infused = _relative_to_infusion(timeseries, infusions)
+    floor = _log_floor(relative["car_t_cells"])
+    _draw_kinetics(ax, relative, "car_t_cells", "{:.0f} cells", floor,
+                   HALF_LIFE_MIN_QUANTA * _quantum(relative["car_t_cells"]))
+    _kinetics_titles(ax, relative, "CAR-T kinetics", "CAR-T cells (count, log scale)", floor,
+                     "0 CAR-T cells on the lattice", infused)
     return _finish(fig, path)
 
 
 @_styled
 def plot_blood_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
-                        path: str | Path | None = None, ax: plt.Axes | None = None
+                        path: str | Path | None = None, ax: plt.Axes | None = None,
+                        infusions: Mapping[str, Sequence[float]] | None = None
                         ) -> plt.Figure:
-    """CAR-T per uL of blood vs time (column ``car_t_blood_per_ul``), as clinics plot it.
+    """CAR-T per uL of blood vs days after the first infusion (column ``car_t_blood_per_ul``),
+    as clinics plot it.
 
     Median and IQR per scenario on a log axis, the expansion peak (Cmax, Tmax) marked with ▼,
     the phases named: expansion, contraction, persistence (``kinetic_phases``; the census at an
     intravenous infusion, before the cells leave the blood, is not the peak). Censuses with no
-    CAR-T in the blood drop to the bottom of the axis (below detection). ``summary`` is
-    accepted for the same call as the other time-course plots.
+    CAR-T in the blood are drawn on the "0 (below detection)" band at the bottom, never
+    dropped. ``summary`` is accepted for the same call as the other time-course plots.
     """
-    fig, ax = _figure_and_axes(ax, (7.5, 4.6))
-    _draw_kinetics(ax, timeseries, "car_t_blood_per_ul", "{:.3g} cells/uL")
-    ax.set_yscale("log", nonpositive="clip")
-    positive = timeseries.loc[timeseries["car_t_blood_per_ul"] > 0, "car_t_blood_per_ul"]
-    if not positive.empty:
-        ax.set_ylim(bottom=float(positive.min()) / 2)
-    _kinetics_titles(ax, timeseries, "CAR-T in peripheral blood",
-                     "CAR-T in blood (cells/uL, log scale)")
+    fig, ax = _figure_and_axes(ax, (7.5, 5.0))
+    relative, infused = _relative_to_infusion(timeseries, infusions)
+    column = relative["car_t_blood_per_ul"]
+    floor = _log_floor(column)
+    _draw_kinetics(ax, relative, "car_t_blood_per_ul", "{:.3g} cells/uL", floor,
+                   HALF_LIFE_MIN_QUANTA * _quantum(column))
+    _kinetics_titles(ax, relative, "CAR-T in peripheral blood",
+                     "CAR-T in blood (cells/uL, log scale)", floor,
+                     "0 = none in blood (below detection)", infused)
     return _finish(fig, path)
 
 
-def _contraction_half_life(t: np.ndarray, counts: np.ndarray) -> float | None:
-    """Half-life (days) of an exponential decline fitted to positive counts after the peak."""
-    keep = counts > 0
-    if keep.sum() < 3 or counts[keep][-1] >= 0.8 * counts[keep][0]:
+#: fewest medians a contraction half-life is fitted to
+HALF_LIFE_MIN_POINTS = 5
+#: two-sided confidence level of the half-life interval
+HALF_LIFE_CONFIDENCE = 0.95
+
+
+def contraction_half_life(t: np.ndarray, values: np.ndarray, floor: float = 0.0
+                          ) -> tuple[float, tuple[float, float]] | None:
+    """(half-life in days, its ``HALF_LIFE_CONFIDENCE`` interval) of an exponential decline
+    fitted to the values above ``floor`` (and above 0) after the peak, or None unless the fit
+    means something: at least ``HALF_LIFE_MIN_POINTS`` such values, the last below 80 % of the
+    first, and a log-linear slope (``scipy.stats.linregress``) whose t-interval lies entirely
+    below 0 (a significant decline; the interval of the half-life is ln 2 / -slope at its
+    ends)."""
+    t = np.asarray(t, dtype=float)
+    values = np.asarray(values, dtype=float)
+    keep = values > max(floor, 0.0)
+    if keep.sum() < HALF_LIFE_MIN_POINTS or values[keep][-1] >= 0.8 * values[keep][0]:
         return None
-    slope = np.polyfit(t[keep], np.log(counts[keep]), 1)[0]
-    return float(np.log(2) / -slope) if slope < 0 else None
+    fit = stats.linregress(t[keep], np.log(values[keep]))
+    margin = stats.t.ppf(0.5 + HALF_LIFE_CONFIDENCE / 2, keep.sum() - 2) * fit.stderr
+    steepest, shallowest = fit.slope - margin, fit.slope + margin
+    if not shallowest < 0:
+        return None
+    return float(np.log(2) / -fit.slope), (float(np.log(2) / -steepest),
+                                           float(np.log(2) / -shallowest))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,7 +754,7 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
         ax.axhline(PR_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(PD_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(0.0, color="0.3", lw=0.8)
-        ax.set_title(_label(scenario, summary))
+        ax.set_title(_label(scenario, summary, sep="\n"))
         ax.set_xlabel("replicate (sorted)")
         ax.set_xticks(x, [str(r) for r in summary.loc[mine, "replicate"].to_numpy()[order]],
                       fontsize=8)
@@ -519,10 +763,12 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
     axes[0][0].set_ylabel("best change of cancer cells from baseline (%)")
     axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, f" {PR_THRESHOLD_PERCENT:+.0f} % PR",
                     transform=axes[0][0].get_yaxis_transform(),
-                    va="bottom", fontsize=8, color="0.3")
+                    va="bottom", fontsize=8, color="0.3", zorder=5,
+                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
     axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, f" {PD_THRESHOLD_PERCENT:+.0f} % PD",
                     transform=axes[0][0].get_yaxis_transform(),
-                    va="bottom", fontsize=8, color="0.3")
+                    va="bottom", fontsize=8, color="0.3", zorder=5,
+                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
     handles = [Patch(color=RESPONSE_COLOURS[r], label=f"{r}: {RESPONSE_NAMES[r]}")
                for r in RESPONSES]
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -531,76 +777,170 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
 
 @_styled
 def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
-                          path: str | Path | None = None, first_dose_day: float = 0.0
+                          path: str | Path | None = None, first_dose_day: float | None = None,
+                          infusions: Mapping[str, Sequence[float]] | None = None
                           ) -> plt.Figure:
-    """Kaplan-Meier progression-free fraction of the virtual cohort (replicates) per scenario.
+    """Kaplan-Meier progression-free fraction of the virtual cohort (replicates) per scenario,
+    with its pointwise 95 % confidence band (``outcomes.kaplan_meier``, log-log).
 
     Progression and censoring as in ``progression_events``; censored runs are ticked (|).
+    Time counts from each scenario's first infusion (``infusions`` or read from the table), or
+    from ``first_dose_day`` for every scenario when given.
     """
-    events = progression_events(timeseries, summary, first_dose_day)
-    fig, ax = plt.subplots(figsize=(7, 4.4), constrained_layout=True)
-    for i, scenario in enumerate(_scenarios(events)):
+    if first_dose_day is None:
+        relative, _ = _relative_to_infusion(timeseries, infusions)
+        events = progression_events(relative, summary, 0.0)
+    else:
+        events = progression_events(timeseries, summary, first_dose_day)
+    fig, ax = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
+    scenarios = _scenarios(events)
+    for c, scenario in zip(series_colours(len(scenarios)), scenarios):
         mine = events[events["scenario"] == scenario]
         curve = kaplan_meier(mine["time_days"], mine["progressed"])
         end = float(mine["time_days"].max())
         t = np.append(curve["time"].to_numpy(), end)
-        s = np.append(curve["survival"].to_numpy(), curve["survival"].iloc[-1])
-        c = _colour(i)
+
+        def extended(column: str) -> np.ndarray:
+            return 100.0 * np.append(curve[column].to_numpy(), curve[column].iloc[-1])
+
         n_prog = int(mine["progressed"].sum())
-        ax.step(t, 100.0 * s, where="post", color=c, lw=2,
-                label=f"{scenario}: {n_prog}/{len(mine)} progressed")
+        ax.step(t, extended("survival"), where="post", color=c, lw=2,
+                label=f"{scenario}: {n_prog} of n = {len(mine)} progressed")
+        ax.fill_between(t, extended("survival_ci_low"), extended("survival_ci_high"),
+                        step="post", color=c, alpha=0.2, lw=0)
         censored = curve[curve["censored"] > 0]
         ax.plot(censored["time"], 100.0 * censored["survival"], marker="|", ms=12, mew=1.5,
                 color=c, ls="none")
+    ax.fill_between([], [], [], color="0.5", alpha=0.2, lw=0,
+                    label="95 % CI (log-log; none before the first event)")
     ax.set_ylim(-3, 103)
     ax.set_xlim(left=0)
-    ax.set_xlabel("time since first infusion (days)")
+    ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("progression-free (% of replicates)")
     ax.set_title("Progression-free survival (Kaplan-Meier; | censored)\n"
                  f"progression: cancer cells >= {PROGRESSION_FRACTION:.0%} of nadir or baseline")
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14))
     return _finish(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
 # killing assays
 # ---------------------------------------------------------------------------------------------
+def _assay_n(table: pd.DataFrame) -> str:
+    """"n = 4" replicates per well ("n = 3-4" if they differ)."""
+    if not len(table):
+        return "n = 0"
+    n = table.groupby("scenario")["replicate"].nunique()
+    return f"n = {n.min()}" if n.min() == n.max() else f"n = {n.min()}-{n.max()}"
+
+
 @_styled
 def plot_killing_assay(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """Killing assay: target cells as % of the untreated control vs time since CAR-T addition.
+    """Killing assay: target cells as % of the untreated control (left axis) and specific
+    lysis, 100 - that (right axis), vs hours after adding CAR-T.
 
     ``table`` is ``simulation.analysis.assay.assay_table`` (``assay.csv``). One panel per antigen
     level (highest first), one colour per E:T ratio (the same in every panel): median over
     replicates with the interquartile band; the untreated control is the dashed line at 100 %.
+    The legend, outside the panels, gives n per well.
     """
     levels = sorted(table["antigen_molecules_per_cell"].unique(), reverse=True)
     ratios = sorted((r for r in table["effector_to_target"].unique() if r > 0), reverse=True)
-    fig, axes = plt.subplots(1, len(levels), figsize=(max(5.5, 4.6 * len(levels)), 4.2),
+    colours = series_colours(len(ratios))
+    fig, axes = plt.subplots(1, len(levels), figsize=(max(6.0, 4.9 * len(levels) + 1.6), 4.4),
                              sharey=True, constrained_layout=True, squeeze=False)
     top = max(110.0, float(np.nanmax(table["percent_of_control"], initial=0.0)) * 1.05)
     for ax, antigen in zip(axes[0], levels):
         here = table[table["antigen_molecules_per_cell"] == antigen]
-        ax.axhline(100.0, color="0.4", lw=1.2, ls="--", label="untreated control")
-        for i, ratio in enumerate(ratios):
+        ax.axhline(100.0, color="0.4", lw=1.2, ls="--", label="untreated control (0 % lysis)")
+        for colour, ratio in zip(colours, ratios):
             well = here[here["effector_to_target"] == ratio]
             if well.empty:
                 continue
             by_time = well.groupby("time_h")["percent_of_control"]
             t = np.asarray(by_time.median().index, dtype=float)
-            ax.plot(t, by_time.median().to_numpy(), color=_colour(i), lw=2,
+            ax.plot(t, by_time.median().to_numpy(), color=colour, lw=2,
                     label=f"E:T {et_label(ratio)}")
             ax.fill_between(t, by_time.quantile(0.25).to_numpy(),
-                            by_time.quantile(0.75).to_numpy(), color=_colour(i), alpha=0.25,
+                            by_time.quantile(0.75).to_numpy(), color=colour, alpha=0.25,
                             lw=0)
-        ax.set_title(f"antigen {antigen:,.0f} molecules/cell")
+        ax.set_title(f"antigen {antigen:,.0f} molecules/cell ({_assay_n(here)} per well)")
         ax.set_xlabel("time after adding CAR-T (h)")
         ax.xaxis.set_major_locator(plt.MultipleLocator(24))
         ax.set_xlim(left=min(0.0, float(here["time_h"].min())))
         ax.set_ylim(0.0, top)
+        lysis = ax.secondary_yaxis("right", functions=(lambda y: 100.0 - y,
+                                                        lambda y: 100.0 - y))
+        if ax is axes[0][-1]:
+            lysis.set_ylabel("specific lysis (%) = 100 - % of control")
     axes[0][0].set_ylabel("target cells (% of untreated control)")
-    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    n_reps = int(table.groupby("scenario")["replicate"].nunique().max()) if len(table) else 0
-    fig.suptitle(f"Killing assay (median, IQR over {n_reps} replicates)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes[0][1:]:  # an E:T missing from the first panel
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside right upper", title="well")
+    fig.suptitle(f"Killing assay (median, IQR over {_assay_n(table)} replicates per well)")
+    return _finish(fig, path)
+
+
+#: colour maps of the antigen levels of ``plot_assay_wells`` (highest level first): one hue
+#: per level, darker for more CAR-T per target
+ASSAY_LEVEL_CMAPS = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys")
+
+
+def assay_well_colours(table: pd.DataFrame) -> dict[tuple[float, float], tuple]:
+    """(antigen, E:T) -> colour: a sequential map per antigen level (``ASSAY_LEVEL_CMAPS``),
+    the control lightest and the highest E:T darkest, so any number of wells stays distinct."""
+    levels = sorted(table["antigen_molecules_per_cell"].unique(), reverse=True)
+    colours = {}
+    for i, antigen in enumerate(levels):
+        ratios = sorted(table.loc[table["antigen_molecules_per_cell"] == antigen,
+                                  "effector_to_target"].unique())
+        cmap = plt.get_cmap(ASSAY_LEVEL_CMAPS[i % len(ASSAY_LEVEL_CMAPS)])
+        shades = np.linspace(0.35, 0.95, len(ratios)) if len(ratios) > 1 else [0.8]
+        colours.update({(antigen, ratio): cmap(shade) for ratio, shade in zip(ratios, shades)})
+    return colours
+
+
+@_styled
+def plot_assay_wells(table: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
+    """The wells of a killing assay as counts: target cells per well vs hours after adding
+    CAR-T (log axis, a cleared well on the "0" band), median and IQR over replicates; the
+    in-vitro counterpart of ``plot_burden`` (no clinical response is read into a dish).
+
+    Wells are labelled by antigen level, E:T and n; one sequential colour map per antigen level
+    (``assay_well_colours``), controls dashed; the legend sits below the axes.
+    """
+    colours = assay_well_colours(table)
+    fig, ax = plt.subplots(figsize=(8.5, 6.4), layout="constrained")
+    floor = _log_floor(table["tumor_cells"].astype(float))
+    wells = table.drop_duplicates("scenario").sort_values(
+        ["antigen_molecules_per_cell", "effector_to_target"], ascending=[False, True])
+    for _, well in wells.iterrows():
+        rows = table[table["scenario"] == well["scenario"]]
+        by_time = rows.groupby("time_h")["tumor_cells"]
+        t = np.asarray(by_time.median().index, dtype=float)
+        ratio, antigen = well["effector_to_target"], well["antigen_molecules_per_cell"]
+        colour = colours[(antigen, ratio)]
+        name = "untreated control" if ratio == 0 else f"E:T {et_label(ratio)}"
+        ax.plot(t, np.maximum(by_time.median().to_numpy(dtype=float), floor), color=colour,
+                lw=2, ls="--" if ratio == 0 else "-",
+                label=f"{antigen:,.0f}/cell, {name}, n = {rows['replicate'].nunique()}")
+        ax.fill_between(t, np.maximum(by_time.quantile(0.25).to_numpy(dtype=float), floor),
+                        np.maximum(by_time.quantile(0.75).to_numpy(dtype=float), floor),
+                        color=colour, alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_ylim(top=float(table["tumor_cells"].max()) * 3)
+    _zero_band(ax, floor, "0 targets left", in_legend=False)
+    ax.set_xlabel("time after adding CAR-T (h)")
+    ax.xaxis.set_major_locator(plt.MultipleLocator(24))
+    ax.set_ylabel("target cells per well (count, log scale)")
+    ax.set_title(f"Killing assay wells: targets (median, IQR; {_assay_n(table)} per well)\n"
+                 "antigen in molecules/cell; readout: specific lysis in assay.png")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8,
+              ncols=wells["antigen_molecules_per_cell"].nunique())  # a column per level
     return _finish(fig, path)
 
 
@@ -766,11 +1106,17 @@ def _site_image(ax: plt.Axes, classes: np.ndarray, extent: tuple[float, float, f
 
 
 def _snapshot_title(meta) -> str | None:
+    """"scenario, day 4.0" and, when the snapshot says which run it is (``replicate`` and
+    ``seed``, as ``study/publish.py`` adds them), ", replicate 0 (seed 1)"."""
     if "time_days" not in meta:
         return None
     title = f"day {float(np.asarray(meta['time_days'])):.1f}"
     if "scenario" in meta:
         title = f"{np.asarray(meta['scenario'])}, {title}"
+    if "replicate" in meta:
+        title += f", replicate {int(np.asarray(meta['replicate']))}"
+        if "seed" in meta:
+            title += f" (seed {int(np.asarray(meta['seed']))})"
     return title
 
 
@@ -1019,9 +1365,11 @@ def plot_max_projection(snapshot, path: str | Path | None = None, axis: str = "z
     ax.imshow(image, interpolation="nearest", origin="lower",
               extent=_lattice_image_axes(ax, image.shape[:2], spacing_um, PLANES[axis]))
     ax.set_title(f"maximum projection along {axis}")
-    ax.legend(handles=[Patch(color=colour, label=f"{label} (local density)")
-                       for label, _, colour in PROJECTION_CHANNELS],
-              loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=2)
+    for label, _, colour in PROJECTION_CHANNELS:  # one colour scale per channel
+        cmap = LinearSegmentedColormap.from_list(f"black_{label}", ["#000000", colour])
+        fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap), ax=ax, shrink=0.8, pad=0.02,
+                     label=f"{label} local density, smoothed over {DENSITY_SMOOTHING_SITES:g} "
+                           "site (1 = brightest pixel)")
     if show_oxygen:
         _field_axes(axes[0][1], _oxygen_min_projection(meta, classes, axis), "oxygen",
                     spacing_um, PLANES[axis])
