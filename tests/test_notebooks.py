@@ -84,3 +84,20 @@ def test_rendered_copy_is_current(path):
     assert not _outputs(copy, "error")
     assert _images(copy) >= 2
     assert rendered.stat().st_size < 2_000_000, "keep the rendered copies small (figure dpi)"
+
+
+def test_every_cartsim_figure_shows_in_jupyter_without_magic(monkeypatch):
+    """A session's first figure loads the inline backend inside the plotting style's
+    rc_context; its exit used to switch `interactive` off again, so no later figure showed.
+    Importing the sweep report used to switch the session to Agg (no figure at all)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ["NUMBA_CACHE_DIR"])
+    study = REPO_ROOT / "tests" / "data" / "small_study.yaml"
+    cells = [f"import simulation\nres = simulation.run({str(study)!r}, replicates=1, days=1, "
+             "workers=1, progress=False)",
+             "res.plot();", "res.plot_car_t_kinetics();",
+             "import simulation.study.report\nres.plot_waterfall();"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    shown = [sum("image/png" in o.get("data", {}) for o in cell.outputs)
+             for cell in notebook.cells]
+    assert shown == [0, 1, 1, 1]

@@ -283,6 +283,17 @@ def test_waterfall_colours_bars_by_response(tables, tmp_path):
     assert {-30, 20} <= lines
 
 
+def test_waterfall_marks_runs_that_never_fell_below_baseline():
+    """A best change of 0 % draws no bar; each such run gets a mark on the zero line."""
+    summary = pd.DataFrame({"scenario": ["gbm"] * 3, "tumor_type": ["solid"] * 3,
+                            "replicate": [0, 1, 2], "response": ["PD", "PD", "PR"],
+                            "baseline_tumor_cells": [100, 100, 100],
+                            "nadir_tumor_cells": [100, 100, 50]})
+    fig = plot_waterfall(summary)
+    marks = fig.axes[0].collections[0].get_offsets()
+    assert len(marks) == 2 and set(np.asarray(marks)[:, 1]) == {0.0}
+
+
 def test_response_rate_bars(tables):
     _, summary = tables
     fig = plot_response_rates(summary)

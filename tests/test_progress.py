@@ -44,7 +44,7 @@ def test_reports_move_the_run_and_the_study_and_a_finished_run_fills_up(capsys):
 
 def test_no_bars_no_queue_and_reports_go_nowhere(capsys):
     with StudyProgress({"a_r0": 1.0}, desc="quiet", disable=True) as bars:
-        assert bars.queue is None
+        assert bars.worker_queue() is None
         report("a_r0", 0.5)
     assert capsys.readouterr().err == ""
 
@@ -56,7 +56,7 @@ def test_every_report_of_every_run_reaches_the_bars(workers):
     study = load_study(STUDY, replicates=1, days=2)
     specs = run_specs(study)
     with (study_progress(study.name, specs) as bars,
-          make_backend(workers, n_runs=len(specs), reports=bars.queue) as backend):
+          make_backend(workers, n_runs=len(specs), reports=bars.worker_queue) as backend):
         assert len(list(backend.map_unordered(run_one, specs))) == 2
         _wait_for(lambda: bars.days_done == pytest.approx(4.0))
 

@@ -290,8 +290,8 @@ def test_wilson_interval_and_axis_labels():
     np.testing.assert_allclose(high[:-1], np.clip(centre + half, 0, 1)[:-1], rtol=0, atol=1e-15)
     assert np.isnan(low[-1]) and np.isnan(high[-1])  # no runs: no interval
     assert axis_label("tumor.antigen.mean_molecules_per_cell") == \
-        "tumor antigen mean (molecules/cell)"
-    assert axis_label("car_t.speed_um_per_min") == "car_t speed (µm/min)"
+        "tumour antigen mean (molecules/cell)"
+    assert axis_label("car_t.speed_um_per_min") == "CAR-T speed (µm/min)"
     assert "E:T" in axis_label("dosing.doses.0.effector_to_target")
 
 

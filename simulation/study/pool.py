@@ -107,9 +107,9 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, workers: int, reports: Any = None) -> None:
+    def __init__(self, workers: int, reports: Callable[[], Any] | None = None) -> None:
         self.workers = workers
-        self._reports = reports
+        self._reports = reports  # gives the queue workers report progress into
         self._pool: ProcessPoolExecutor | None = None
         self._saved: str | None = None
 
@@ -120,7 +120,7 @@ class LocalBackend:
         self._saved = os.environ.get("NUMBA_NUM_THREADS")
         os.environ["NUMBA_NUM_THREADS"] = str(max(1, cores // self.workers))
         self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
-                                         initargs=(os.getpid(), self._reports),
+                                         initargs=(os.getpid(), self._reports() if self._reports else None),
                                          mp_context=multiprocessing.get_context("spawn"))
         return self
 
@@ -237,12 +237,12 @@ def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
 
 def make_backend(workers: int | None = None, scheduler: str | None = None, client: Any = None,
                  n_runs: int | None = None, site_updates: float | None = None,
-                 reports: Any = None):
+                 reports: Callable[[], Any] | None = None):
     """The backend for these options: Dask if a client or scheduler is given, else ``workers``
     local processes (default: one per core, at most one per run, and this process alone when
     the runs' ``site_updates`` (lattice sites x steps, summed) are under ``POOL_MIN_WORK_S`` of
     work; one worker means this process). Local workers report their runs' progress into the
-    queue ``reports`` (``progress.StudyProgress.queue``)."""
+    queue ``reports()`` gives (``progress.StudyProgress.worker_queue``)."""
     if client is not None or scheduler is not None:
         return DaskBackend(client=client, scheduler=scheduler)
     if workers is None and site_updates is not None \

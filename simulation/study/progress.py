@@ -2,8 +2,8 @@
 
 The process that steps a simulation calls ``report(run, day)`` (``runner`` does, every
 ``REPORT_EVERY_DAYS`` of simulated time); ``report`` hands it to this process's sink, set by
-``StudyProgress`` in the parent and by the pool's worker initialiser in spawned workers (both
-put into the same queue). A thread in the parent drains the queue into the bars
+``StudyProgress`` in the parent and by the pool's worker initialiser in spawned workers (into a
+queue that a thread forwards to the parent's). A thread in the parent drains them into the bars
 (``tqdm.auto``: text on a terminal, widgets in Jupyter). Without a sink ``report`` does
 nothing, so a run stepped anywhere else costs one comparison per report.
 """
@@ -11,6 +11,7 @@ nothing, so a run stepped anywhere else costs one comparison per report.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable
@@ -39,8 +40,9 @@ def report(run: str, day: float) -> None:
 class StudyProgress:
     """Bars of a study's runs, in simulated days: the study as a whole (``desc``) and each run
     while it runs. ``runs`` maps each run's name to its length in days; ``finished`` names the
-    runs done before this started (a resumed folder). Use as a context manager; ``queue`` is
-    what worker processes report into (None when the bars are disabled)."""
+    runs done before this started (a resumed folder). Use as a context manager; worker
+    processes report into ``worker_queue()`` (made on first use: a study run in this process
+    needs no inter-process queue)."""
 
     def __init__(self, runs: dict[str, float], desc: str, finished: Iterable[str] = (),
                  disable: bool = False) -> None:
@@ -57,27 +59,49 @@ class StudyProgress:
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} "
                              "simulated days [{elapsed}<{remaining}{postfix}]")
         self._overall.set_postfix_str(self._runs_done())
-        self.queue = None if disable else multiprocessing.get_context("spawn").Queue()
-        self._drain = None
+        self._reports: queue.SimpleQueue = queue.SimpleQueue()  # reports made in this process
+        self._workers: Any = None  # the spawn-context queue of worker processes, once asked for
+        self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> StudyProgress:
-        if self.queue is not None:
-            set_sink(self.queue.put)
-            self._drain = threading.Thread(target=self._drain_queue, daemon=True,
-                                           name="cartsim-progress")
-            self._drain.start()
+        if not self._disable:
+            set_sink(self._reports.put)
+            self._start(self._reports, self._show)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.queue is not None:
+        if not self._disable:
             set_sink(None)
-            self.queue.put(None)
-            self._drain.join(timeout=5)
-            self.queue.close()
+            if self._workers is not None:  # its last reports forwarded before the end below
+                self._workers.put(None)
+                self._threads[1].join(timeout=5)
+                self._workers.close()
+                self._workers.join_thread()
+            self._reports.put(None)
+            self._threads[0].join(timeout=5)
         with self._lock:
             for bar in self._bars.values():
                 bar.close()
             self._overall.close()
+
+    def worker_queue(self) -> Any:
+        """The queue worker processes report into (``pool``'s initialiser sets it as their
+        sink), or None when the bars are disabled."""
+        if self._disable:
+            return None
+        if self._workers is None:
+            self._workers = multiprocessing.get_context("spawn").Queue()
+            self._start(self._workers, self._reports.put)  # into this process's reports
+        return self._workers
+
+    def _start(self, source: Any, handle: Callable[[tuple[str, float]], Any]) -> None:
+        def drain() -> None:
+            while (item := source.get()) is not None:
+                handle(item)
+
+        thread = threading.Thread(target=drain, daemon=True, name="cartsim-progress")
+        thread.start()
+        self._threads.append(thread)
 
     @property
     def days_done(self) -> float:
@@ -96,12 +120,11 @@ class StudyProgress:
             self._done += 1
             self._overall.set_postfix_str(self._runs_done())
 
-    def _drain_queue(self) -> None:
-        while (item := self.queue.get()) is not None:
-            run, day = item
-            with self._lock:
-                if run in self._length:  # a report older than run_finished moves nothing
-                    self._advance(run, min(day, self._length[run]))
+    def _show(self, item: tuple[str, float]) -> None:
+        run, day = item
+        with self._lock:
+            if run in self._length:  # a report older than run_finished moves nothing
+                self._advance(run, min(day, self._length[run]))
 
     def _advance(self, run: str, day: float) -> None:
         step = day - self._reached.get(run, 0.0)

@@ -21,19 +21,17 @@ import textwrap
 import warnings
 from pathlib import Path
 
-import matplotlib
+from ..viz.plotting import PALETTE  # first: it picks matplotlib's backend (Agg outside Jupyter)
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: I001
+import numpy as np
+import pandas as pd
+import yaml
 
-from ..viz.plotting import PALETTE  # noqa: E402
-from ..analysis.outcomes import wilson_interval  # noqa: E402
-from ..config import ConfigError  # noqa: E402
-from .extras import require  # noqa: E402
-from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem  # noqa: E402
+from ..analysis.outcomes import wilson_interval
+from ..config import ConfigError
+from .extras import require
+from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem
 
 try:  # the sweep extra; write_report calls require("sweep", ...) first
     from SALib.analyze import morris as morris_analyze
@@ -88,13 +86,17 @@ SPECIAL_LABELS = {
 }
 
 
+#: config sections as axis labels read them
+SECTION_LABELS = {"car_t": "CAR-T", "tumor": "tumour"}
+
+
 def axis_label(key: str) -> str:
-    """``tumor.antigen.mean_molecules_per_cell`` -> ``tumor antigen mean (molecules/cell)``."""
+    """``tumor.antigen.mean_molecules_per_cell`` -> ``tumour antigen mean (molecules/cell)``."""
     parts = [p for p in key.split(".") if not p.isdigit()]
     if parts[:2] == ["dosing", "doses"]:
         parts = ["dose", *parts[2:]]
     last = parts[-1]
-    context = " ".join(parts[:-1])
+    context = " ".join(SECTION_LABELS.get(part, part.replace("_", " ")) for part in parts[:-1])
     if last in SPECIAL_LABELS:
         return f"{context}: {SPECIAL_LABELS[last]}" if context else SPECIAL_LABELS[last]
     for suffix, unit in UNITS:

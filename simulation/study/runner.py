@@ -134,7 +134,7 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
     with (study_progress(study.name, specs, disable=not progress) as bars,
           make_backend(workers, n_runs=len(specs), site_updates=_work(specs),
-                       reports=bars.queue) as backend):
+                       reports=bars.worker_queue) as backend):
         for spec, (series, row, pictures) in backend.map_unordered(_run_keeping_spec, specs):
             results[(spec.scenario_index, spec.replicate)] = series, row
             if snapshots is not None and pictures:
@@ -207,7 +207,7 @@ def run_into_folder(rundir: RunDir, specs: list[RunSpec], workers: int | None,
         return
     run = partial(run_to_files, str(rundir.path), checkpoint_every_h)
     with make_backend(workers, n_runs=len(pending), site_updates=_work(pending),
-                      reports=bars.queue if bars else None) as backend:
+                      reports=bars.worker_queue if bars else None) as backend:
         for spec in backend.map_unordered(run, pending):
             if bars:
                 bars.run_finished(spec.name)

@@ -127,12 +127,20 @@ _SAVE_METADATA = {".png": {"Software": None}, ".svg": {"Date": None},
 
 
 def _styled(function):
-    """Run a plotting function inside ``STYLE``."""
+    """Run a plotting function inside ``STYLE``.
+
+    ``interactive`` keeps the value it has when the function returns: Jupyter's inline backend,
+    loaded by a session's first figure, switches it on, and the context's exit would switch it
+    off again, so that no later figure of the session would be shown.
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with plt.rc_context(STYLE):
-            return function(*args, **kwargs)
+            figure = function(*args, **kwargs)
+            interactive = matplotlib.is_interactive()
+        matplotlib.interactive(interactive)
+        return figure
 
     return wrapper
 
@@ -736,7 +744,8 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
     """Waterfall: best % change of tumour cells from baseline, one bar per replicate.
 
     Bars are sorted from worst to best within each scenario (one panel each) and coloured by
-    response; dashed lines at -30 % (partial response) and +20 % (progression).
+    response; dashed lines at -30 % (partial response) and +20 % (progression). A run that never
+    fell below baseline (best change 0) shows as a bar-wide mark on the zero line.
     """
     scenarios = _scenarios(summary)
     fig, axes = plt.subplots(1, len(scenarios), figsize=(max(5.0, 4.2 * len(scenarios)), 4.2),
@@ -749,8 +758,12 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
         responses = summary.loc[mine, "response"].to_numpy()
         order = np.argsort(-values, kind="stable")
         x = np.arange(len(values))
-        ax.bar(x, values[order], color=[RESPONSE_COLOURS[r] for r in responses[order]],
-               width=0.8)
+        colours = [RESPONSE_COLOURS[r] for r in responses[order]]
+        ax.bar(x, values[order], color=colours, width=0.8)
+        # a best change of 0 (never below baseline) has no bar: a mark shows the run is there
+        flat = values[order] == 0.0
+        ax.scatter(x[flat], np.zeros(int(flat.sum())), marker="_", s=200, linewidths=3,
+                   c=[c for c, f in zip(colours, flat) if f], zorder=4)
         ax.axhline(PR_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(PD_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(0.0, color="0.3", lw=0.8)
