@@ -119,8 +119,9 @@ class LocalBackend:
         cores = os.cpu_count() or 1
         self._saved = os.environ.get("NUMBA_NUM_THREADS")
         os.environ["NUMBA_NUM_THREADS"] = str(max(1, cores // self.workers))
+        reports = self._reports() if self._reports else None
         self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=_worker_init,
-                                         initargs=(os.getpid(), self._reports() if self._reports else None),
+                                         initargs=(os.getpid(), reports),
                                          mp_context=multiprocessing.get_context("spawn"))
         return self
 
