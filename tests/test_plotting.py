@@ -141,14 +141,16 @@ def _series(scenario, replicate, counts, step=1.0):
 
 def test_progression_rule_nadir_baseline_and_censoring():
     timeseries = pd.concat([
-        _series("s", 0, [100, 50, 40, 47, 48, 49]),   # nadir 40 -> 48 is 120 %: day 4
-        _series("s", 1, [100, 110, 119, 120, 130, 140]),  # no response: 120 % of baseline: day 3
-        _series("s", 2, [100, 60, 0]),                 # cleared on day 2: censored at day 5
-        _series("s", 3, [100, 90, 95, 100, 105, 107]),  # 107 < 120 % of nadir 90: censored
+        _series("s", 0, [1000, 500, 400, 470, 480, 490]),  # nadir 400 -> 480 is 120 %: day 4
+        _series("s", 1, [1000, 1100, 1190, 1200, 1300]),  # no response: 120 % of baseline: day 3
+        _series("s", 2, [1000, 600, 0]),                 # cleared on day 2: censored at day 5
+        _series("s", 3, [1000, 900, 950, 1000, 1050, 1070]),  # < 120 % of nadir 900: censored
+        _series("s", 4, [1000, 1, 1, 2, 3, 5]),  # one cell dividing: +4 < 10 cells: censored
+        _series("s", 5, [1000, 1, 1, 2, 8, 11]),  # 11 >= 1 + 10 cells (and 120 %): day 5
     ], ignore_index=True)
     events = progression_events(timeseries)
-    assert events["progressed"].tolist() == [True, True, False, False]
-    assert events["time_days"].tolist() == [4.0, 3.0, 5.0, 5.0]
+    assert events["progressed"].tolist() == [True, True, False, False, False, True]
+    assert events["time_days"].tolist() == [4.0, 3.0, 5.0, 5.0, 5.0, 5.0]
 
 
 def test_best_percent_change():

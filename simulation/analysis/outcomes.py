@@ -52,6 +52,12 @@ def classify_response(baseline: int, best: int, final: int) -> str:
     return "SD"
 
 
+def minimum_regrowth(baseline: float) -> float:
+    """Cells a count must add to its nadir to count as regrowth (relapse, progression):
+    ``RELAPSE_MIN_INCREASE_CELLS``, or ``RELAPSE_MIN_INCREASE_FRACTION`` of baseline if more."""
+    return max(RELAPSE_MIN_INCREASE_CELLS, RELAPSE_MIN_INCREASE_FRACTION * baseline)
+
+
 def find_relapse(counts: pd.Series, times: pd.Series, baseline: int) -> float | None:
     """Day of relapse, or None: the first census after the nadir at which a responding tumour
     (nadir <= 70 % of baseline) has regrown to >= 120 % of the nadir and by at least
@@ -60,7 +66,7 @@ def find_relapse(counts: pd.Series, times: pd.Series, baseline: int) -> float | 
     nadir = int(counts.iloc[nadir_at])
     if nadir > PARTIAL_RESPONSE_FRACTION * baseline:
         return None
-    rise = max(RELAPSE_MIN_INCREASE_CELLS, RELAPSE_MIN_INCREASE_FRACTION * baseline)
+    rise = minimum_regrowth(baseline)
     later = counts.iloc[nadir_at:]
     regrown = later[(later >= PROGRESSION_FRACTION * nadir) & (later >= nadir + rise)]
     return float(times.loc[regrown.index[0]]) if len(regrown) else None
@@ -158,14 +164,15 @@ def best_percent_change(summary: pd.DataFrame) -> pd.Series:
     return 100.0 * (summary["nadir_tumor_cells"] - baseline) / baseline
 
 
-def progression_events(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
-                       first_dose_day: float = 0.0,
+def progression_events(timeseries: pd.DataFrame, first_dose_day: float = 0.0,
                        fraction: float = PROGRESSION_FRACTION) -> pd.DataFrame:
     """Progression-free time of every run, for a Kaplan-Meier curve.
 
     From ``first_dose_day`` on, a run progresses at the first census where its tumour count is
     at least ``fraction`` x its nadir so far (the baseline counts as a nadir, so growth to 120 %
-    of baseline without any response is progression too) and above that nadir. Runs that never
+    of baseline without any response is progression too) and has regrown from that nadir by
+    ``minimum_regrowth`` cells, as a relapse must (one surviving cell dividing is no
+    progression). Runs that never
     progress are censored at their end of follow-up: their last census, or, for a cleared
     tumour (which cannot regrow), the last census of any run of the scenario.
 
@@ -181,7 +188,8 @@ def progression_events(timeseries: pd.DataFrame, summary: pd.DataFrame | None = 
             counts = after["tumor_cells"].to_numpy(dtype=float)
             times = after["time_days"].to_numpy(dtype=float)
             nadir = np.minimum.accumulate(counts)
-            hit = np.flatnonzero((counts >= fraction * nadir) & (counts > nadir))
+            rise = minimum_regrowth(counts[0]) if counts.size else 0.0
+            hit = np.flatnonzero((counts >= fraction * nadir) & (counts >= nadir + rise))
             if hit.size:
                 time, progressed = times[hit[0]], True
             else:

@@ -802,9 +802,9 @@ def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None
     """
     if first_dose_day is None:
         relative, _ = _relative_to_infusion(timeseries, infusions)
-        events = progression_events(relative, summary, 0.0)
+        events = progression_events(relative, 0.0)
     else:
-        events = progression_events(timeseries, summary, first_dose_day)
+        events = progression_events(timeseries, first_dose_day)
     fig, ax = plt.subplots(figsize=(7, 4.8), constrained_layout=True)
     scenarios = _scenarios(events)
     for c, scenario in zip(series_colours(len(scenarios)), scenarios):
