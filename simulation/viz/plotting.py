@@ -68,6 +68,8 @@ from ..analysis.outcomes import (  # noqa: E402
     PD_THRESHOLD_PERCENT,
     PR_THRESHOLD_PERCENT,
     PROGRESSION_FRACTION,
+    RELAPSE_MIN_INCREASE_CELLS,
+    RELAPSE_MIN_INCREASE_FRACTION,
     RESPONSES,
     best_percent_change,
     kaplan_meier,
@@ -831,7 +833,9 @@ def plot_progression_free(timeseries: pd.DataFrame, summary: pd.DataFrame | None
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("progression-free (% of replicates)")
     ax.set_title("Progression-free survival (Kaplan-Meier; | censored)\n"
-                 f"progression: cancer cells >= {PROGRESSION_FRACTION:.0%} of nadir or baseline")
+                 f"progression: cancer cells >= {PROGRESSION_FRACTION:.0%} of nadir or baseline\n"
+                 f"and up by >= {RELAPSE_MIN_INCREASE_CELLS} cells "
+                 f"({RELAPSE_MIN_INCREASE_FRACTION:.1%} of baseline if more)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14))
     return _finish(fig, path)
 
