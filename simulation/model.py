@@ -46,7 +46,7 @@ from .biology.scenario import (
     motility,
     setup_rng,
 )
-from .engine.units import MIN_PER_DAY, MIN_PER_H, probability_per_step
+from .engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps, probability_per_step
 
 #: version of ``CarTModel.checkpoint_state()``; bump when its content changes
 CHECKPOINT_FORMAT = 3  # 3: Mesa's generators are no longer saved (never drawn from)
@@ -111,7 +111,8 @@ class CarTModel(mesa.Model):
         self.car_t_infused = 0
         self.car_t_not_placed = 0
         self.end_min = cfg.time.duration_days * MIN_PER_DAY
-        self.record_every_steps = max(1, round(cfg.time.record_every_h * MIN_PER_H / self.dt_min))
+        self.record_every_steps = minutes_to_steps(cfg.time.record_every_h * MIN_PER_H,
+                                                   self.dt_min)
         self.counts: dict[str, float] = {}
         self.datacollector = mesa.DataCollector(
             model_reporters={name: _reporter(name) for name in REPORTED_COLUMNS}

@@ -48,7 +48,7 @@ from ..engine.constants import (
     TISSUE_VESSEL,
 )
 from ..engine.lattice import NORMOXIA_MMHG
-from ..engine.units import MIN_PER_DAY, MIN_PER_H
+from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
 
 ANTIGEN_NEGATIVE = 0
 ANTIGEN_LOW = 1
@@ -216,7 +216,7 @@ def record_snapshots(model, folder: str | Path, every_h: float = 12.0,
         raise ValueError("every_h must be > 0")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    every_steps = max(1, round(every_h * MIN_PER_H / model.dt_min))
+    every_steps = minutes_to_steps(every_h * MIN_PER_H, model.dt_min)
     end_step = None if max_days is None else round(max_days * MIN_PER_DAY / model.dt_min)
 
     def save() -> Path:

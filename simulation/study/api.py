@@ -166,9 +166,9 @@ class Result:
                                    & (self.summary["replicate"] == spec.replicate)]
                 rundir.store_run(spec.name, self.timeseries[mine],
                                  _json_row(row.iloc[0].to_dict()))
-                for picture in self._snapshot_dicts(spec.name) \
-                        if spec.name in self.snapshot_sources else ():
-                    store_snapshot(rundir.snapshot_folder(spec.name), picture)
+                if spec.name in self.snapshot_sources:
+                    for picture in self._snapshot_dicts(spec.name):
+                        store_snapshot(rundir.snapshot_folder(spec.name), picture)
             finish(rundir, specs, self.manifest)
         self.folder = rundir.path
         return rundir.path

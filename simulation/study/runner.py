@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..analysis.outcomes import summarise_run
 from ..config import ConfigError, ScenarioConfig, Study
-from ..engine.units import MIN_PER_DAY, MIN_PER_H
+from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
 from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.files import atomic_write
 from ..io.rundir import RunDir, run_name
@@ -78,23 +78,21 @@ def step_to_end(model: CarTModel, run: str, checkpoint: Path | None = None,
     ``REPORT_EVERY_DAYS``, saving it to ``checkpoint`` every ``checkpoint_every_h`` simulated
     hours and handing ``keep_snapshot`` a lattice snapshot at t = 0, every
     ``time.snapshot_every_h`` and at the end (intervals rounded to whole steps)."""
-    every = None
-    if checkpoint is not None and checkpoint_every_h:
-        every = max(1, round(checkpoint_every_h * MIN_PER_H / model.dt_min))
-    report_every = max(1, round(REPORT_EVERY_DAYS * MIN_PER_DAY / model.dt_min))
-    snapshot_every_h = model.config.time.snapshot_every_h
-    if not snapshot_every_h:
-        keep_snapshot = None
-    snapshot_every = max(1, round((snapshot_every_h or 1.0) * MIN_PER_H / model.dt_min))
-    if keep_snapshot and model.step_index == 0:
+    def steps(hours: float | None) -> int | None:  # None: never
+        return minutes_to_steps(hours * MIN_PER_H, model.dt_min) if hours else None
+
+    checkpoint_every = steps(checkpoint_every_h) if checkpoint is not None else None
+    report_every = minutes_to_steps(REPORT_EVERY_DAYS * MIN_PER_DAY, model.dt_min)
+    snapshot_every = steps(model.config.time.snapshot_every_h) if keep_snapshot else None
+    if snapshot_every and model.step_index == 0:
         keep_snapshot(lattice_snapshot(model))
     while model.running:
         model.step()
         if model.step_index % report_every == 0:
             report(run, model.time_min / MIN_PER_DAY)
-        if keep_snapshot and (model.step_index % snapshot_every == 0 or not model.running):
+        if snapshot_every and (model.step_index % snapshot_every == 0 or not model.running):
             keep_snapshot(lattice_snapshot(model))
-        if every and model.running and model.step_index % every == 0:
+        if checkpoint_every and model.running and model.step_index % checkpoint_every == 0:
             save_checkpoint(model.checkpoint_state(), checkpoint)
 
 
