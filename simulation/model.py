@@ -102,6 +102,8 @@ class CarTModel(mesa.Model):
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.cells["cell_type"] == CANCER))
         self.params = kernel_parameters(cfg)
         self.motility = motility(cfg, self.lattice)
+        # rows that may hold a motile cell: migration sweeps skip the rest (kernel.sweep_lattice)
+        self.motile_rows = np.zeros(self.lattice.shape[0] * self.lattice.shape[1], dtype=np.uint8)
         self.plan = dosing_plan(cfg)
         self.next_infusion = 0
         self.time_min = 0.0
@@ -118,6 +120,7 @@ class CarTModel(mesa.Model):
             model_reporters={name: _reporter(name) for name in REPORTED_COLUMNS}
         )
         self._infuse_due()
+        self._mark_motile_rows()
         self._census()
         self.datacollector.collect(self)
 
@@ -130,7 +133,7 @@ class CarTModel(mesa.Model):
         lat = self.lattice
         numba.set_num_threads(self.threads)
         self.blood.step(lat, setup_rng(self.seed, _BLOOD_STREAM, self.step_index), self.seed,
-                        self.sweep)
+                        self.sweep, self.motile_rows)
         if self.config.dosing.lymphodepletion is not None:
             self.params[0]["car_t_divide_p"] = probability_per_step(
                 car_t_division_rate(self.config, self.time_min), self.dt_min)
@@ -138,7 +141,7 @@ class CarTModel(mesa.Model):
         self.sweep = kernel.advance(
             lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, self.motility.move_p,
             self.motility.persist_p, self.params, self.seed, self.sweep, 1,
-            self.motility.n_substeps, self.events,
+            self.motility.n_substeps, self.events, self.motile_rows,
         )
         returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]] - returned
         self.blood.effector += int(returned[0])
@@ -175,9 +178,15 @@ class CarTModel(mesa.Model):
                 rng = setup_rng(self.seed, _INFUSION_STREAM, self.next_infusion)
                 placed = infuse(self.lattice, sites, wanted, rng,
                                 stamp=(self.sweep - 1) & 0xFFFF)
+                self._mark_motile_rows()
             self.car_t_infused += placed
             self.car_t_not_placed += wanted - placed
             self.next_infusion += 1
+
+    def _mark_motile_rows(self) -> None:
+        """Re-mark the rows holding motile cells after cells were placed outside the kernel."""
+        kernel.mark_motile_rows(self.lattice.cells, self.lattice.shape, self.motility.move_p,
+                                self.motile_rows)
 
     def _census(self) -> None:
         lat = self.lattice
@@ -258,6 +267,7 @@ class CarTModel(mesa.Model):
         if cells.dtype != model.lattice.cells.dtype or cells.shape != model.lattice.cells.shape:
             raise ValueError("checkpoint lattice does not match its config")
         model.lattice.cells[:] = cells
+        model._mark_motile_rows()
         model.lattice.fields[:] = np.asarray(state["fields"], dtype=np.float64)
         model.blood.restore(state["blood"])
         model.microenvironment.next_update_min = float(state["next_field_update_min"])

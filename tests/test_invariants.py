@@ -59,12 +59,15 @@ class Case:
         """Advance a copy of the initial cells; returns (cells, events, next sweep)."""
         cells = self.lattice.cells.copy() if cells is None else cells
         events = new_events()
+        nz, ny, _ = self.lattice.shape
+        motile_rows = np.zeros(nz * ny, dtype=np.uint8)
+        kernel.mark_motile_rows(cells, self.lattice.shape, self.move_p, motile_rows)
         nxt = kernel.advance(cells, self.lattice.tissue, self.lattice.fields, self.lattice.shape,
                              self.lattice.offsets, self.move_p,
                              self.persist_p, self.params, self.seed,
                              self.first_sweep if first_sweep is None else first_sweep,
                              self.n_steps if n_steps is None else n_steps, self.n_substeps,
-                             events)
+                             events, motile_rows)
         return cells, events, nxt
 
 

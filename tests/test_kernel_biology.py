@@ -263,11 +263,12 @@ def test_extravasation_places_cells_next_to_vessels_only_and_reproducibly():
     vessels = np.array([site_of(lat, 5, 5), site_of(lat, 15, 15)])
     lat.tissue[vessels] = TISSUE_VESSEL
     first = lat.copy()
+    motile_rows = np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8)
     placed = kernel.extravasate(first.cells, first.tissue, first.shape, first.offsets, vessels,
-                                12, 0, MEMORY, SEED, 7)
+                                12, 0, MEMORY, SEED, 7, motile_rows)
     second = lat.copy()
     kernel.extravasate(second.cells, second.tissue, second.shape, second.offsets, vessels, 12, 0,
-                       MEMORY, SEED, 7)
+                       MEMORY, SEED, 7, np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8))
     assert np.array_equal(first.cells, second.cells)
     car_t = np.flatnonzero(first.cells["cell_type"] == CAR_T)
     assert placed == car_t.size == 12
@@ -277,6 +278,8 @@ def test_extravasation_places_cells_next_to_vessels_only_and_reproducibly():
     near = np.minimum(np.abs(position - vessel_positions[0]).max(axis=1),
                       np.abs(position - vessel_positions[1]).max(axis=1))
     assert np.all(near == 1)
+    # the rows of the placed cells are marked for the next migration sweep, and only they
+    assert np.array_equal(np.flatnonzero(motile_rows), np.unique(car_t // lat.shape[2]))
 
 
 def test_extravasation_turns_cells_back_at_a_vessel_with_no_free_neighbour():
@@ -285,6 +288,7 @@ def test_extravasation_turns_cells_back_at_a_vessel_with_no_free_neighbour():
     lat.tissue[vessel] = TISSUE_VESSEL
     lat.cells["cell_type"][np.arange(lat.n_sites) != vessel] = NORMAL
     placed = kernel.extravasate(lat.cells, lat.tissue, lat.shape, lat.offsets,
-                                np.array([vessel]), 5, 0, EFFECTOR, SEED, 0)
+                                np.array([vessel]), 5, 0, EFFECTOR, SEED, 0,
+                                np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8))
     assert placed == 0
     assert np.count_nonzero(lat.cells["cell_type"] == CAR_T) == 0

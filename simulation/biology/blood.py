@@ -47,11 +47,13 @@ class BloodPool:
         """CAR-T per uL of blood (the clinical read-out)."""
         return self.cells / self.volume_ul
 
-    def step(self, lattice: Lattice, rng: np.random.Generator, seed: int, sweep: int) -> None:
+    def step(self, lattice: Lattice, rng: np.random.Generator, seed: int, sweep: int,
+             motile_rows: np.ndarray) -> None:
         """One time step: deaths, effector -> memory, then extravasation into the lattice.
 
         ``rng`` is this step's own generator (so a resumed run draws the same numbers);
-        ``sweep`` is the lattice sweep about to run, which keys the placement draws.
+        ``sweep`` is the lattice sweep about to run, which keys the placement draws;
+        ``motile_rows`` gets the rows of placed cells marked (``kernel.sweep_lattice``).
         """
         self.effector -= int(rng.binomial(self.effector, self.effector_death_p))
         self.memory -= int(rng.binomial(self.memory, self.memory_death_p))
@@ -63,10 +65,10 @@ class BloodPool:
         lat = lattice
         self.effector -= kernel.extravasate(lat.cells, lat.tissue, lat.shape, lat.offsets,
                                             self.vessel_sites, leaving_effector, 0, EFFECTOR,
-                                            seed, sweep)
+                                            seed, sweep, motile_rows)
         self.memory -= kernel.extravasate(lat.cells, lat.tissue, lat.shape, lat.offsets,
                                           self.vessel_sites, leaving_memory, leaving_effector,
-                                          MEMORY, seed, sweep)
+                                          MEMORY, seed, sweep, motile_rows)
 
     def state(self) -> dict[str, int]:
         """The counts, for checkpoints."""

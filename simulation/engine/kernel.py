@@ -328,7 +328,8 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
 @njit(cache=True, inline="always")
 def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed, sweep, events,
                        row):
-    """Necrosis, apoptosis or division into a free neighbour (contact inhibition).
+    """Necrosis, apoptosis or division into a free neighbour (contact inhibition); returns the
+    daughter's site, or -1.
 
     Severe hypoxia (oxygen below ``params.necrosis_o2_mmhg``) turns the cell necrotic at a rate
     rising linearly to its maximum at ``params.necrosis_max_o2_mmhg``. Otherwise one draw
@@ -348,20 +349,20 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
             cells[site].cell_type = NECROTIC
             cells[site].stamp = sweep & 0xFFFF
             events[row, C.E_CANCER_NECROSED] += 1
-            return
+            return -1
     u = uniform(seed, sweep, site, C.RNG_DEATH)
     death_p = params.cancer_death_p
     if u < death_p:
         clear_site(site, cells)
         events[row, C.E_CANCER_DIED] += 1
-        return
+        return -1
     divide_p = params.cancer_divide_p * ramp(oxygen, necrosis_o2, params.proliferation_o2_mmhg)
     if u >= death_p + divide_p:
-        return
+        return -1
     daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
                                    C.RNG_DIVIDE_SITE)
     if daughter < 0:
-        return  # contact inhibition: no room, no division
+        return -1  # contact inhibition: no room, no division
     cells[daughter].cell_type = CANCER
     sigma = params.antigen_inheritance_sigma
     inherited = cells[site].antigen
@@ -375,6 +376,7 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
     cells[daughter].heading = NO_HEADING
     cells[daughter].stamp = sweep & 0xFFFF
     events[row, C.E_CANCER_BORN] += 1
+    return daughter
 
 
 @njit(cache=True)
@@ -388,7 +390,7 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
     suppressive factor (``suppression_factor``), which also shortens the engagement time to
     exhaustion. An unbound effector or memory cell next to a vessel enters the blood with
     probability ``params.intravasation_p`` (the caller adds it to the blood pool). Counts go to
-    ``events[row]``.
+    ``events[row]``. Returns the site of a daughter born now, or -1.
     """
     state = cells[site].car_t_state
     if state == EXHAUSTED:
@@ -400,7 +402,7 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
     if uniform(seed, sweep, site, C.RNG_DEATH) < death_p:
         clear_site(site, cells)
         events[row, C.E_CAR_T_DIED] += 1
-        return
+        return -1
 
     half_max = params.antigen_half_max
     target = best_target(site, cells, shape, offsets, seed, sweep)
@@ -409,7 +411,7 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
         if not bound:
             leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events,
                             row, C.E_MEMORY_TO_BLOOD)
-            return
+            return -1
         state = EFFECTOR
         cells[site].car_t_state = EFFECTOR
         cells[site].kills = 0
@@ -449,23 +451,23 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
 
     if cells[site].activation == 0:
         if exhausted or bound:
-            return
+            return -1
         if uniform(seed, sweep, site, C.RNG_MEMORY) < params.car_t_memory_p:
             cells[site].car_t_state = MEMORY
             events[row, C.E_CAR_T_BECAME_MEMORY] += 1
-            return
+            return -1
         leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events, row,
                         C.E_EFFECTOR_TO_BLOOD)
-        return
+        return -1
     cells[site].activation -= 1
     if exhausted or cells[site].divisions >= params.max_divisions:
-        return
+        return -1
     if uniform(seed, sweep, site, C.RNG_DIVIDE) >= params.car_t_divide_p:
-        return
+        return -1
     daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
                                    C.RNG_DIVIDE_SITE)
     if daughter < 0:
-        return
+        return -1
     cells[site].divisions += 1
     cells[daughter].cell_type = CAR_T
     cells[daughter].car_t_state = EFFECTOR
@@ -476,6 +478,7 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
     cells[daughter].activation = cells[site].activation
     cells[daughter].stamp = sweep & 0xFFFF
     events[row, C.E_CAR_T_BORN] += 1
+    return daughter
 
 
 @njit(cache=True, inline="always")
@@ -503,7 +506,7 @@ def necrotic_update(site, cells, params, seed, sweep, events, row):
 
 @njit(cache=True, parallel=True)
 def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep,
-                  events, interaction):
+                  events, interaction, motile_rows):
     """Visit every cell once, row class by row class, rows of a class in parallel.
 
     ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
@@ -514,6 +517,12 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
     ``params`` the one-element array of ``constants.KERNEL_PARAMS_DTYPE`` whose record the
     per-cell helpers read by field name. Event counts are kept per row, then summed, so they too
     are independent of threads.
+
+    ``motile_rows`` (uint8 per row ``y + ny * z``) is nonzero for every row that may hold a
+    motile cell (``move_p > 0``; ``mark_motile_rows``). A migration sweep skips the other rows,
+    which hold nothing it would touch (sessile tissue is most of a solid tumour), and marks the
+    row a cell moves into. An interaction sweep visits every row anyway: it sets each row's mark
+    to whether the row held a motile cell, and marks the row of each motile daughter.
     """
     nz, ny, nx = shape
     stamp_now = sweep & 0xFFFF
@@ -531,12 +540,18 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
         for r in prange(rows_z * rows_y):
             z = cz + step_z * (r // rows_y)
             y = cy + step_y * (r % rows_y)
-            row = nx * (y + ny * z)
+            row_index = y + ny * z
+            if not interaction and motile_rows[row_index] == 0:
+                continue
+            row = nx * row_index
             backwards = uniform(seed, sweep, row, C.RNG_ROW_DIRECTION) < 0.5
             p = params[0]  # bound in the row: a parallel loop cannot capture a record
+            row_has_motile = False
             for i in range(nx):
                 site = row + (nx - 1 - i if backwards else i)
                 cell = cells[site].cell_type
+                if move_p[cell] > 0.0:
+                    row_has_motile = True
                 # skip sites with nothing to do in this sweep: empty sites, normal cells
                 # (passive) in interaction sweeps, sessile cells in migration sweeps (the
                 # move probability of EMPTY is 0), and cells that already acted in this sweep
@@ -548,25 +563,31 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
                 if cells[site].stamp == stamp_now:
                     continue
                 cells[site].stamp = stamp_now
+                moved_to = -1  # the site a motile cell moved to or was born on
                 if not interaction:
-                    migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
-                                 p, seed, sweep)
+                    moved_to = migrate_cell(site, cells, tissue, fields, shape, offsets, move_p,
+                                            persist_p, p, seed, sweep)
                 elif cell == CANCER:
-                    cancer_cell_update(site, cells, tissue, fields, shape, offsets, p, seed,
-                                       sweep, row_events, r)
+                    moved_to = cancer_cell_update(site, cells, tissue, fields, shape, offsets, p,
+                                                  seed, sweep, row_events, r)
                 elif cell == CAR_T:
-                    car_t_update(site, cells, tissue, fields, shape, offsets, p, seed, sweep,
-                                 row_events, r)
+                    moved_to = car_t_update(site, cells, tissue, fields, shape, offsets, p, seed,
+                                            sweep, row_events, r)
                 else:
                     necrotic_update(site, cells, p, seed, sweep, row_events, r)
+                if moved_to >= 0 and moved_to // nx != row_index and move_p[cell] > 0.0:
+                    motile_rows[moved_to // nx] = 1
+            if interaction:
+                motile_rows[row_index] = row_has_motile
     events += row_events.sum(axis=0)
 
 
 @njit(cache=True)
 def migration_sweep(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep):
-    """Give every motile cell one migration attempt."""
+    """Give every motile cell one migration attempt (every row scanned)."""
     sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep,
-                  np.zeros(N_EVENTS, dtype=np.int64), False)
+                  np.zeros(N_EVENTS, dtype=np.int64), False,
+                  np.ones(shape[0] * shape[1], dtype=np.uint8))
 
 
 @njit(cache=True)
@@ -574,40 +595,58 @@ def interaction_sweep(cells, tissue, fields, shape, offsets, params, seed, sweep
     """Death, killing, exhaustion and division for every cell; counts go to ``events``."""
     no_motion = np.zeros(N_CELL_TYPES)
     sweep_lattice(cells, tissue, fields, shape, offsets, no_motion, no_motion, params, seed,
-                  sweep, events, True)
+                  sweep, events, True, np.zeros(shape[0] * shape[1], dtype=np.uint8))
+
+
+@njit(cache=True)
+def mark_motile_rows(cells, shape, move_p, motile_rows):
+    """Set ``motile_rows[y + ny * z]`` to whether that row holds a motile cell (``move_p > 0``).
+
+    Call after cells were placed or replaced outside the kernel's sweeps (set-up, infusions,
+    restored checkpoints); the sweeps and ``extravasate`` keep the marks up to date.
+    """
+    nz, ny, nx = shape
+    for row_index in range(ny * nz):
+        motile_rows[row_index] = 0
+        for site in range(nx * row_index, nx * (row_index + 1)):
+            if move_p[cells[site].cell_type] > 0.0:
+                motile_rows[row_index] = 1
+                break
 
 
 @njit(cache=True)
 def advance(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, first_sweep,
-            n_steps, n_move_substeps, events):
+            n_steps, n_move_substeps, events, motile_rows):
     """Advance the lattice ``n_steps`` time steps; returns the next free sweep number.
 
     Each step is ``n_move_substeps`` migration sweeps and one interaction sweep; sweep numbers
-    run on from ``first_sweep`` and key every random draw. ``events`` accumulates counts.
+    run on from ``first_sweep`` and key every random draw. ``events`` accumulates counts;
+    ``motile_rows`` marks the rows that may hold a motile cell (``sweep_lattice``).
     Fields are held fixed over the call (the caller updates them between time steps).
     """
     sweep = first_sweep
     for _ in range(n_steps):
         for _sub in range(n_move_substeps):
             sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                          sweep, events, False)
+                          sweep, events, False, motile_rows)
             sweep += 1
         sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                      sweep, events, True)
+                      sweep, events, True, motile_rows)
         sweep += 1
     return sweep
 
 
 @njit(cache=True)
 def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell, state, seed,
-                sweep):
+                sweep, motile_rows):
     """Place up to ``n_cells`` CAR-T of ``state`` from the blood next to random vessel sites.
 
     Cell ``i`` (numbered from ``first_cell``, so several calls in one step draw independently)
     picks a vessel uniformly from ``vessel_sites`` and a free neighbour of it; a vessel with no
     free neighbour turns the cell back (it stays in the blood). Returns how many left the
     blood. Draws are keyed by (seed, sweep, cell number) with their own purposes, so they never
-    repeat a lattice draw. New cells carry the stamp of ``sweep - 1``: they act in ``sweep``.
+    repeat a lattice draw. New cells carry the stamp of ``sweep - 1``: they act in ``sweep``;
+    their rows are marked in ``motile_rows`` (``sweep_lattice``).
     """
     placed = 0
     n_vessels = vessel_sites.shape[0]
@@ -628,6 +667,7 @@ def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell
                     cells[j].cell_type = CAR_T
                     cells[j].car_t_state = state
                     cells[j].stamp = (sweep - 1) & 0xFFFF
+                    motile_rows[j // shape[2]] = 1
                     placed += 1
                     break
                 chosen -= 1
