@@ -1,13 +1,15 @@
 """cartsim performance benchmark: prints one table.
 
     python benchmarks/run.py            # full table (~25 min on 2 cores; 256^3 takes most)
-    python benchmarks/run.py --quick    # smaller sizes and fewer steps (~4 min)
+    python benchmarks/run.py --quick    # smaller sizes and fewer steps (~6 min)
 
 Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
 those of one simulation. Compile time "cold" uses an empty numba cache directory, "cached" the
-same directory again. Timing: warm-up steps first, garbage collection off, the median of
-``--repeats`` timed blocks. A cell-update is one live cell visited once in one time step (a step
-is the migration sweeps plus the interaction sweep). The same rules written with plain Mesa
+same directory again. Timing: warm-up steps first, garbage collection off, every step timed; blocks of
+whole simulated hours, so the mean includes the hourly field updates in their share (the
+median step is one without). Throughput (cell-updates/s) is from the mean. A cell-update is one
+live cell visited once in one time step (a step is the migration sweeps plus the interaction
+sweep). Whole runs (the killing-assay dish, a virtual-cohort patient) are timed end to end. The same rules written with plain Mesa
 agents (benchmarks/mesa_reference.py) are timed on a small lattice in the same run. The
 interactive view (simulation.viz.app; needs the ``viz`` extra) is timed in frames per second.
 """
@@ -74,29 +76,56 @@ def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int)
     for _ in range(3):
         model.step()
     cells = []
-    blocks = []
+    step_s = []
     gc.disable()
     for _ in range(repeats):
-        start = time.perf_counter()
         for _ in range(steps):
+            start = time.perf_counter()
             model.step()
-        blocks.append((time.perf_counter() - start) / steps)
+            step_s.append(time.perf_counter() - start)
         cells.append(int((model.lattice.cells["cell_type"] != 0).sum()))
     gc.enable()
-    s_per_step = statistics.median(blocks)
+    mean_s = statistics.fmean(step_s)  # every block holds its share of field updates
     live = statistics.mean(cells)
     dt_h = scenario.time.dt_min / 60.0
     return {
         "setup_s": setup_s,
         "first_step_s": first_step_s,
-        "ms_per_step": s_per_step * 1e3,
+        "ms_per_step": mean_s * 1e3,
+        "median_ms_per_step": statistics.median(step_s) * 1e3,
         "live_cells": live,
-        "cell_updates_per_s": live / s_per_step,
-        "us_per_cell_per_sim_hour": s_per_step / live / dt_h * 1e6,
+        "cell_updates_per_s": live / mean_s,
+        "us_per_cell_per_sim_hour": mean_s / live / dt_h * 1e6,
         "bytes_per_site": model.lattice.bytes_per_site,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "steps_per_day": 1440.0 / scenario.time.dt_min,
     }
+
+
+#: whole runs timed as a user runs them (seconds per run -> runs per minute)
+WHOLE_RUNS = {"dish": ("killing_assay", None), "cohort": ("lbcl_node", None)}
+
+
+def measure_run(case: str, days: float | None) -> dict:
+    """Wall time of one complete run of a shipped scenario at its full size (1 thread, kernels
+    cached): the killing-assay dish (200^2, 4 days) or one virtual-cohort patient (the LBCL
+    node of configs/sweeps/lbcl_virtual_cohort.yaml, 200^2, 42 days)."""
+    import numba
+
+    from simulation.config import load_scenario
+    from simulation.model import CarTModel
+
+    numba.set_num_threads(1)
+    name, _ = WHOLE_RUNS[case]
+    overrides = [] if days is None else [f"time.duration_days={days}"]
+    scenario = load_scenario(CONFIGS / f"{name}.yaml", overrides)
+    CarTModel(scenario, seed=2).step()  # load the kernels before the clock starts
+    start = time.perf_counter()
+    model = CarTModel(scenario, seed=1)
+    model.run()
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "steps": model.step_index,
+            "days": model.time_min / 1440.0, "runs_per_min": 60.0 / seconds}
 
 
 def measure_mesa(size: int, steps: int) -> dict:
@@ -155,7 +184,9 @@ def compile_times() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps")
-    parser.add_argument("--measure", choices=("kernel", "mesa", "view"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("kernel", "mesa", "view", "run"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--days", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--case", default="solid", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=256, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -172,6 +203,9 @@ def main() -> None:
     if args.measure == "view":  # --case: a scenario name, --steps: frames
         print(json.dumps(measure_view(args.case, args.steps)))
         return
+    if args.measure == "run":  # --case: dish or cohort
+        print(json.dumps(measure_run(args.case, args.days)))
+        return
 
     # steps per timed block: multiples of 10, so each block holds its share of field solves
     # (every 60 min = 10 steps of 6 min)
@@ -185,7 +219,7 @@ def main() -> None:
     cold, cached = compile_times()
     print(f"JIT compile + first step: cold {cold:.1f} s, cached {cached:.2f} s\n")
 
-    header = (f"{'scenario':<14}{'threads':>8}{'cells':>10}{'ms/step':>10}"
+    header = (f"{'scenario':<14}{'threads':>8}{'cells':>10}{'ms/step':>10}{'median':>8}"
               f"{'cell-upd/s':>12}{'us/cell/h':>11}{'B/site':>8}{'RSS MB':>8}{'set-up s':>9}"
               f"{'30 d (s)':>10}")
     print(header)
@@ -198,7 +232,8 @@ def main() -> None:
             rows[(case, size, threads)] = row
             thirty_days = row["ms_per_step"] / 1e3 * row["steps_per_day"] * 30
             print(f"{case_label(case, size):<14}{threads:>8}{row['live_cells']:>10.0f}"
-                  f"{row['ms_per_step']:>10.2f}{row['cell_updates_per_s']:>12.3g}"
+                  f"{row['ms_per_step']:>10.2f}{row['median_ms_per_step']:>8.2f}"
+                  f"{row['cell_updates_per_s']:>12.3g}"
                   f"{row['us_per_cell_per_sim_hour']:>11.3f}{row['bytes_per_site']:>8}"
                   f"{row['peak_rss_mb']:>8.0f}{row['setup_s']:>9.1f}{thirty_days:>10.0f}")
 
@@ -219,6 +254,14 @@ def main() -> None:
                        if key[0] == case) for case in ("solid", "solid3d"))
     print(f"per cell and simulated hour, best of each: solid 2D {flat:.3f} us, solid 3D "
           f"{block:.3f} us ({block / flat:.1f}x)")
+
+    print("\nwhole runs, 1 thread, kernels cached (what a sweep, a fit or a cohort repeats):")
+    for case, label in (("dish", "killing-assay dish 200^2, 4 days"),
+                        ("cohort", "virtual-cohort patient (LBCL node 200^2, 42 days)")):
+        run = _subprocess(["--measure", "run", "--case", case]
+                          + (["--days", "7"] if args.quick and case == "cohort" else []))
+        print(f"{label}: {run['seconds']:.2f} s for {run['days']:.0f} days "
+              f"({run['steps']} steps) -> {run['runs_per_min']:.1f} runs/min per core")
 
     print("\ninteractive view (simulation.viz.app), full lattice, model steps + pictures per frame:")
     for scenario in VIEW_SCENARIOS:

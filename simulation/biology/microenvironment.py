@@ -39,16 +39,18 @@ from ..engine.constants import (
 from ..engine.fields import field_total, solve_field
 from ..engine.lattice import NORMOXIA_MMHG, Lattice
 
-#: solver stopping rule: largest change per sweep, relative to the field's scale. Updates every
-#: ``update_interval_min`` start from the previous fields; the steady state at t = 0 and a field's
-#: first solve from zero are solved tighter (gbm_solid's chemokine from zero: 1e-3 leaves a
-#: 2.5 % error, 1e-6 3e-5).
+#: solver accuracy, relative to the field's scale (``solve_field``'s tolerance). Updates every
+#: ``update_interval_min`` start from the previous fields and land within 1e-3 of the scale of a
+#: converged solve (test_biology_model); the steady state at t = 0 and a field's first solve
+#: from zero are solved tighter.
 RELATIVE_TOLERANCE = 1e-3
 STEADY_STATE_RELATIVE_TOLERANCE = 1e-6
+#: cap on V-cycles (on SOR sweeps for a lattice with an odd side, which cannot be coarsened)
 MAX_ITERATIONS = 2000
 #: smallest field scale (concentration units): a field decayed to ~1e-300 (cytokine once no CAR-T
 #: is active) is converged when its changes are below 1e-15, not below its own denormal size
 SCALE_FLOOR = 1e-12
+#: SOR factor of the coarsest multigrid grid (and of lattices that cannot be coarsened)
 OVER_RELAXATION = 1.8
 
 
@@ -156,7 +158,7 @@ class Microenvironment:
                 math.inf if is_oxygen else dt_min, tolerance, MAX_ITERATIONS, OVER_RELAXATION)
             if iterations >= MAX_ITERATIONS:  # one text per field: shown once, not every hour
                 warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to {relative:g} of "
-                              f"its scale in {MAX_ITERATIONS} sweeps", RuntimeWarning,
+                              f"its scale in {MAX_ITERATIONS} iterations", RuntimeWarning,
                               stacklevel=2)
 
     def initialise(self, lattice: Lattice) -> None:
