@@ -575,6 +575,10 @@ def _row_pass(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_pe
     edge_is_held = edge_value >= 0.0
     relax = residual.shape[0] == 0
     y, z, below_y, above_y, below_z, above_z, n_ghosts = _row_geometry(row, shape, edge_is_held)
+    # a row with lattice rows on every side (2D/3D): its sites off the x edges take the short
+    # path, which adds the same neighbours in the same order as the long one
+    full_row = ny > 1 and below_y and above_y and (nz == 1 or (below_z and above_z))
+    n_inside = 4 if nz == 1 else 6
     largest_change = 0.0
     for x in range(first_x if relax else 0, nx, 2 if relax else 1):
         s = x + nx * row
@@ -582,33 +586,42 @@ def _row_pass(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_pe
             if not relax:
                 residual[x] = 0.0
             continue
-        neighbour_sum = n_ghosts * edge_value
-        n_neighbours = n_ghosts
-        if below_y:
-            neighbour_sum += c[s - nx]
-            n_neighbours += 1
-        if above_y:
-            neighbour_sum += c[s + nx]
-            n_neighbours += 1
-        if below_z:
-            neighbour_sum += c[s - layer]
-            n_neighbours += 1
-        if above_z:
-            neighbour_sum += c[s + layer]
-            n_neighbours += 1
-        if nx > 1:
-            if x > 0:
-                neighbour_sum += c[s - 1]
+        if full_row and 0 < x < nx - 1:
+            neighbour_sum = c[s - nx] + c[s + nx]
+            if nz > 1:
+                neighbour_sum += c[s - layer]
+                neighbour_sum += c[s + layer]
+            neighbour_sum += c[s - 1]
+            neighbour_sum += c[s + 1]
+            n_neighbours = n_inside
+        else:
+            neighbour_sum = n_ghosts * edge_value
+            n_neighbours = n_ghosts
+            if below_y:
+                neighbour_sum += c[s - nx]
                 n_neighbours += 1
-            elif edge_is_held:
-                neighbour_sum += edge_value
+            if above_y:
+                neighbour_sum += c[s + nx]
                 n_neighbours += 1
-            if x < nx - 1:
-                neighbour_sum += c[s + 1]
+            if below_z:
+                neighbour_sum += c[s - layer]
                 n_neighbours += 1
-            elif edge_is_held:
-                neighbour_sum += edge_value
+            if above_z:
+                neighbour_sum += c[s + layer]
                 n_neighbours += 1
+            if nx > 1:
+                if x > 0:
+                    neighbour_sum += c[s - 1]
+                    n_neighbours += 1
+                elif edge_is_held:
+                    neighbour_sum += edge_value
+                    n_neighbours += 1
+                if x < nx - 1:
+                    neighbour_sum += c[s + 1]
+                    n_neighbours += 1
+                elif edge_is_held:
+                    neighbour_sum += edge_value
+                    n_neighbours += 1
         diagonal = loss_per_min + coupling_per_min * n_neighbours
         if has_uptake:
             diagonal += uptake_per_min[s]
