@@ -1,6 +1,7 @@
 """cartsim performance benchmark: prints one table.
 
-    python benchmarks/run.py            # full table (~25 min on 2 cores; 256^3 takes most)
+    python benchmarks/run.py            # the table of docs/performance.md (~12 min on 2 cores)
+    python benchmarks/run.py --full     # the same plus solid 256^3 (~25 min; 256^3 takes most)
     python benchmarks/run.py --quick    # smaller sizes and fewer steps (~6 min)
 
 Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
@@ -184,6 +185,7 @@ def compile_times() -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps")
+    parser.add_argument("--full", action="store_true", help="add solid 256^3 (~2.4 GB)")
     parser.add_argument("--measure", choices=("kernel", "mesa", "view", "run"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--days", type=float, default=None, help=argparse.SUPPRESS)
@@ -212,7 +214,8 @@ def main() -> None:
     cases = ([("solid", 256, 40), ("solid", 512, 10), ("blood", 200, 40), ("solid3d", 64, 10)]
              if args.quick else
              [("solid", 256, 100), ("solid", 512, 30), ("solid", 1024, 10), ("blood", 200, 100),
-              ("solid3d", 64, 20), ("solid3d", 128, 10), ("solid3d", 256, 10)])
+              ("solid3d", 64, 20), ("solid3d", 128, 10)]
+             + ([("solid3d", 256, 10)] if args.full else []))
     mesa_size, mesa_steps = (48, 3) if args.quick else (64, 5)
     print(f"cartsim benchmark on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")

@@ -296,11 +296,12 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
     cell = cells[site].cell_type
     if move_p[cell] <= 0.0:
         return site
+    # the cheap draw first: the outcome is the same in either order (no side effects)
+    if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
+        return site
     if cell == CAR_T and has_recognised_neighbour(
         site, cells, shape, offsets, params.antigen_half_max
     ):
-        return site
-    if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
         return site
     n_off = offsets.shape[0]
     direction = cells[site].heading
