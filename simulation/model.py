@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from .engine import kernel
-from .engine.jit import announce_compilation
+from .engine.jit import announce_compilation, compile_field_solver_in_background
 from .biology.blood import BloodPool
 from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
 from .engine.constants import (
@@ -94,22 +94,23 @@ class CarTModel(mesa.Model):
         cfg = self.config
         self.dt_min = cfg.time.dt_min
         self.lattice = build_lattice(cfg, self.seed)
+        self.params = kernel_parameters(cfg)
+        self.motility = motility(cfg, self.lattice)
+        # rows that may hold a motile cell: migration sweeps skip the rest (kernel.sweep_lattice)
+        self.motile_rows = np.zeros(self.lattice.shape[0] * self.lattice.shape[1], dtype=np.uint8)
+        self.sweep = 0
+        self.events = np.zeros(N_EVENTS, dtype=np.int64)
         announce_compilation()  # the first kernel call on a machine compiles: say so first
+        self._compile_kernel_beside_field_solver()
         self.microenvironment = Microenvironment(cfg, self.lattice)
         self.microenvironment.initialise(self.lattice)
         self.blood = BloodPool(cfg, self.lattice)
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.cells["cell_type"] == CANCER))
-        self.params = kernel_parameters(cfg)
-        self.motility = motility(cfg, self.lattice)
-        # rows that may hold a motile cell: migration sweeps skip the rest (kernel.sweep_lattice)
-        self.motile_rows = np.zeros(self.lattice.shape[0] * self.lattice.shape[1], dtype=np.uint8)
         self.plan = dosing_plan(cfg)
         self.next_infusion = 0
         self.time_min = 0.0
         self.step_index = 0
-        self.sweep = 0
-        self.events = np.zeros(N_EVENTS, dtype=np.int64)
         self.car_t_infused = 0
         self.car_t_not_placed = 0
         self.end_min = cfg.time.duration_days * MIN_PER_DAY
@@ -157,6 +158,19 @@ class CarTModel(mesa.Model):
             self.datacollector.collect(self)
         if finished or cleared:
             self.running = False
+
+    def _compile_kernel_beside_field_solver(self) -> None:
+        """On a machine's first run, compile the lattice kernel here while a second process
+        compiles the field solver (``compile_field_solver_in_background``); a kernel call of
+        zero steps changes nothing."""
+        solver = compile_field_solver_in_background()
+        if solver is None:
+            return
+        lat = self.lattice
+        kernel.advance(lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets,
+                       self.motility.move_p, self.motility.persist_p, self.params, self.seed,
+                       self.sweep, 0, self.motility.n_substeps, self.events, self.motile_rows)
+        solver.wait()
 
     def run(self) -> None:
         """Step until ``running`` turns false."""

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from simulation.engine import jit
 from simulation.study.pool import warm_up
 
@@ -44,3 +46,27 @@ def test_reads_numbas_on_disk_cache(tmp_path):
         result = subprocess.run([sys.executable, "-c", CHECK], env=env, capture_output=True,
                                 text=True, check=True)
         assert result.stdout.strip() == expected
+
+
+FIRST_RUN = """
+from simulation.engine import fields, kernel
+from simulation.model import CarTModel
+from simulation.study.pool import warm_up
+warm_up()
+print(len(fields.solve_field._cache_hits), len(fields.solve_field._cache_misses),
+      len(kernel.advance._cache_misses))
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second core")
+@pytest.mark.skipif(jit.numba.config.DISABLE_JIT, reason="nothing compiles")
+def test_the_first_run_compiles_the_field_solver_in_a_second_process(tmp_path):
+    """With an empty cache, the first model compiles the lattice kernel itself while a second
+    process compiles the field solver for the same argument types: the model then loads the
+    solver from the cache (a hit, no miss) instead of compiling it a second time."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", FIRST_RUN], env=env, capture_output=True,
+                            text=True, check=True)
+    hits, misses, kernel_misses = (int(v) for v in result.stdout.split())
+    assert (hits, misses) == (1, 0)
+    assert kernel_misses == 1  # the kernel was compiled here
