@@ -1,4 +1,4 @@
-"""The ``cartsim`` command: run, resume, validate, schema (and sweep, report, animate, app,
+"""The ``cartsim`` command: run, resume, validate, schema (and sweep, trial, report, animate, app,
 export-vtk).
 
 Config errors print one line per problem, naming the file and the key path, and exit with code 2
@@ -38,6 +38,7 @@ from .study.report import write_report
 from .study.runner import run_into_folder, run_specs, study_progress
 from .study.extras import require
 from .study.sweep import failure_summary, resolve, run_sweep, sweep_json_schema
+from .study.trial import format_interval, format_value, run_trial
 from .viz.animation import animate, ffmpeg_available
 
 EXIT_CONFIG_ERROR = 2
@@ -118,6 +119,16 @@ def _add_sweep_parsers(sub) -> None:
     sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run on this Dask distributed scheduler instead")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    trial = sub.add_parser("trial", help="run a virtual clinical trial; rerun to resume")
+    trial.add_argument("trial", help="trial YAML file (configs/trials/)")
+    trial.add_argument("--out", type=Path,
+                       help="trial folder (default: results/<trial name>); rerunning the same "
+                       "command on it skips the patients already there")
+    trial.add_argument("--patients", type=int, help="number of patients (default: the file's)")
+    trial.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    trial.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run on this Dask distributed scheduler instead")
+    trial.add_argument("--quiet", action="store_true", help="no progress bar")
     report = sub.add_parser("report", help="tables and plots from a sweep folder")
     report.add_argument("folder", type=Path, help="sweep folder written by cartsim sweep")
     report.add_argument("--out", type=Path, help="report folder (default: FOLDER/report)")
@@ -349,6 +360,28 @@ def _command_sweep(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _command_trial(args: argparse.Namespace) -> int:
+    _check_workers(args.workers)
+    announce_compilation()
+    try:
+        result = run_trial(args.trial, args.out, workers=args.workers, scheduler=args.scheduler,
+                           patients=args.patients, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print("cartsim: interrupted; finished patients are kept; rerun the same command to "
+              "resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    outcome = result.outcome
+    print(f"{outcome.total} patients ({outcome.skipped} already done, {outcome.done} done now, "
+          f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s -> {result.out}")
+    for readout in result.readouts:
+        print(f"  {readout.label}: {format_value(readout.value, readout.unit)} "
+              f"{format_interval(readout)}")
+    summary = failure_summary(outcome)
+    if summary:
+        print(summary, file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
 def _command_report(args: argparse.Namespace) -> int:
     written = write_report(args.folder, args.out)
     for path in written:
@@ -504,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cartsim`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,
-                "sweep": _command_sweep, "report": _command_report,
+                "sweep": _command_sweep, "trial": _command_trial, "report": _command_report,
                 "animate": _command_animate, "app": _command_app, "resume": _command_resume,
                 "export-vtk": _command_export_vtk}
     try:
