@@ -87,9 +87,10 @@ class SystemicRates:
         )
 
     def kill(self, state: SystemicState) -> float:
-        """Rate at which CAR-T clear an antigen-positive cell (1/day)."""
+        """Rate at which CAR-T clear an antigen-positive cell (1/day): saturating in the
+        CAR-T, and shared among the antigen-positive cancer cells (a bulky residue dilutes it)."""
         car_t = state.effector + state.memory
-        return self.kill_per_day * car_t / (car_t + self.half_max_ratio)
+        return self.kill_per_day * car_t / (car_t + self.half_max_ratio + state.positive)
 
 
 def advance(state: SystemicState, rates: SystemicRates, days: float) -> SystemicState:
