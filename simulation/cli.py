@@ -104,34 +104,34 @@ def _add_resume_parser(sub) -> None:
 
 
 def _add_sweep_parsers(sub) -> None:
-    """``cartsim sweep`` and ``cartsim report`` (see docs/sweeps.md)."""
+    """``cartsim sweep``, ``cartsim trial`` and ``cartsim report`` (docs/sweeps.md,
+    docs/trials.md)."""
     sweep = sub.add_parser("sweep", help="run a parameter sweep; rerun to resume")
     sweep.add_argument("sweep", help="sweep YAML file")
-    sweep.add_argument("--out", type=Path,
-                       help="sweep folder (default: results/<sweep name>); rerunning the same "
-                       "command on it skips the runs already there")
+    _add_folder_and_pool_options(sweep, "sweep", "runs")
     sweep.add_argument("--replicates", type=int, help="replicates per design point")
     sweep.add_argument("--days", type=float, help="simulated days (time.duration_days)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY.PATH=VALUE",
                        help="override a value of every base scenario (repeatable)")
-    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
-    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                       help="run on this Dask distributed scheduler instead")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     trial = sub.add_parser("trial", help="run a virtual clinical trial; rerun to resume")
     trial.add_argument("trial", help="trial YAML file (configs/trials/)")
-    trial.add_argument("--out", type=Path,
-                       help="trial folder (default: results/<trial name>); rerunning the same "
-                       "command on it skips the patients already there")
+    _add_folder_and_pool_options(trial, "trial", "patients")
     trial.add_argument("--patients", type=int, help="number of patients (default: the file's)")
-    trial.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
-    trial.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                       help="run on this Dask distributed scheduler instead")
-    trial.add_argument("--quiet", action="store_true", help="no progress bar")
     report = sub.add_parser("report", help="tables and plots from a sweep folder")
     report.add_argument("folder", type=Path, help="sweep folder written by cartsim sweep")
     report.add_argument("--out", type=Path, help="report folder (default: FOLDER/report)")
+
+
+def _add_folder_and_pool_options(parser: argparse.ArgumentParser, kind: str, what: str) -> None:
+    """--out (a resumable folder of ``kind``), --workers, --scheduler, --quiet."""
+    parser.add_argument("--out", type=Path,
+                        help=f"{kind} folder (default: results/<{kind} name>); rerunning the "
+                        f"same command on it skips the {what} already there")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run on this Dask distributed scheduler instead")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _load(args: argparse.Namespace):

@@ -82,7 +82,8 @@ def patient_outcome(series: pd.DataFrame, clinical: ClinicalConfig,
     progressed_at = progression_index(burden, ends.relapse_fraction, ends.progression_from_nadir)
     cr_day = _first(days, window & (burden <= ends.complete_response_fraction))
     response_day = _first(days, window & (burden <= ends.partial_response_fraction))
-    if progressed_at is not None and response_day is not None and days[progressed_at] < response_day:
+    if (progressed_at is not None and response_day is not None
+            and days[progressed_at] < response_day):
         response_day = cr_day = None  # progressed before any response: no response
     if cr_day is not None:
         best = "CR"
