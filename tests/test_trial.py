@@ -71,8 +71,9 @@ def test_advancing_in_chunks_of_whole_steps_gives_the_same_state(days, chunks):
     whole = advance(state(positive=1e-3, effector=0.5), r, steps * 0.1)
     cut = state(positive=1e-3, effector=0.5)
     per_chunk, rest = divmod(steps, chunks)
-    for k in range(chunks):
-        cut = advance(cut, r, (per_chunk + (k < rest)) * 0.1) if per_chunk + (k < rest) else cut
+    for chunk_steps in [per_chunk + (k < rest) for k in range(chunks)]:
+        if chunk_steps:
+            cut = advance(cut, r, chunk_steps * 0.1)
     for name in ("positive", "negative", "effector", "memory", "b_cells"):
         assert getattr(cut, name) == pytest.approx(getattr(whole, name), rel=1e-9, abs=1e-300)
 

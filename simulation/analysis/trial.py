@@ -139,3 +139,23 @@ def readout_table(readouts: list[Readout]) -> pd.DataFrame:
 def crs_grade_counts(patients: pd.DataFrame) -> pd.Series:
     """Patients per CRS grade 0-4 (zeros included)."""
     return patients["crs_grade"].value_counts().reindex(CRS_GRADES, fill_value=0)
+
+
+def expansion_by_response(patients: pd.DataFrame) -> pd.DataFrame:
+    """CAR-T expansion of responders and non-responders: n, geometric mean Cmax and AUC0-28
+    (CAR-T per baseline cancer cell; x days), median Tmax (days)."""
+    rows = []
+    for label, group in (("responders", patients["responded"].astype(bool)),
+                         ("non-responders", ~patients["responded"].astype(bool))):
+        chosen = patients[group]
+        rows.append({"group": label, "n": len(chosen),
+                     "cmax_geometric_mean": _geometric_mean(chosen["car_t_cmax"]),
+                     "tmax_median_days": float(chosen["car_t_tmax_day"].median()),
+                     "auc_0_28_geometric_mean": _geometric_mean(chosen["car_t_auc_0_28"])})
+    return pd.DataFrame(rows)
+
+
+def _geometric_mean(values: pd.Series) -> float:
+    positive = values.to_numpy(dtype=float)
+    positive = positive[positive > 0]
+    return float(np.exp(np.log(positive).mean())) if positive.size else math.nan

@@ -23,13 +23,13 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
-from ..analysis.trial import Readout, readout_table, trial_readouts
+from ..analysis.trial import Readout, expansion_by_response, readout_table, trial_readouts
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, describe_error,
                       display_path, read_yaml)
 from ..io.files import write_text
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
 from .extras import require
-from .sweep import SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_sweep
+from .sweep import Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_sweep
 
 
 class PropertyDistribution(StrictModel):
@@ -61,6 +61,15 @@ class PropertyDistribution(StrictModel):
         if self.distribution == "loguniform" and self.low <= 0:
             raise Problems([(("low",), "must be > 0 for loguniform", self.low)])
         return self
+
+    def describe(self) -> str:
+        """``lognormal(median=80, sigma=0.4) in [30, 300], whole numbers``."""
+        keys = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
+                "uniform": ("low", "high"), "loguniform": ("low", "high")}[self.distribution]
+        text = f"{self.distribution}({', '.join(f'{k}={getattr(self, k):g}' for k in keys)})"
+        if self.distribution in ("lognormal", "normal") and (self.low, self.high) != (None, None):
+            text += f" in [{_bound(self.low)}, {_bound(self.high)}]"
+        return text + (", whole numbers" if self.integer else "")
 
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """``n`` values."""
@@ -126,6 +135,10 @@ def _property_rng(seed: int, key: str) -> np.random.Generator:
     return np.random.default_rng([seed, int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)])
 
 
+def _bound(value: float | None) -> str:
+    return "-inf" if value is None else f"{value:g}"
+
+
 def _plain(value: float) -> int | float:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
 
@@ -176,7 +189,7 @@ def run_trial(path: str | Path, out: str | Path | None = None, workers: int | No
     return write_trial(out, trial, outcome)
 
 
-def _check_patient_scenario(path: Path, plan) -> None:
+def _check_patient_scenario(path: Path, plan: Plan) -> None:
     if plan.runs[0].scenario.clinical is None:
         raise ConfigError(f"{display_path(path)}: base: {plan.sweep.bases[0]} has no clinical: "
                           "block (a trial's patients need endpoints and follow-up)")
@@ -218,11 +231,13 @@ def format_interval(readout: Readout) -> str:
 
 def comparison_rows(trial: TrialFile, readouts: list[Readout]) -> list[str]:
     """Markdown table rows: readout, simulated (95 % CI), n, published, source, gap note."""
-    rows = ["| readout | simulated (95 % CI) | n | published | source |",
+    rows = ["| readout | simulated (95 % CI) | n | published (95 % CI) | source |",
             "|---|---|---|---|---|"]
     for r in readouts:
         ref = trial.published.get(r.name)
         published = format_value(ref.value, r.unit) if ref else ""
+        if ref is not None and ref.low is not None and ref.high is not None:
+            published += f" [{format_value(ref.low, r.unit)}, {format_value(ref.high, r.unit)}]"
         outside = ref is not None and not (r.low <= ref.value <= r.high)
         flag = " (outside CI)" if outside else ""
         rows.append(f"| {r.label} | {format_value(r.value, r.unit)} {format_interval(r)} | "
@@ -255,10 +270,15 @@ def trial_markdown(trial: TrialFile, patients: pd.DataFrame, readouts: list[Read
     gaps = missing_mechanisms(trial, readouts)
     if gaps:
         lines += ["## Where the model misses a published value", "", *gaps, ""]
+    lines += ["## CAR-T expansion (per baseline cancer cell, days 0-28)", "",
+              "| group | n | Cmax (geometric mean) | Tmax (median, days) | AUC0-28 (geometric "
+              "mean, x days) |", "|---|---|---|---|---|",
+              *[f"| {row.group} | {row.n} | {row.cmax_geometric_mean:.3g} | "
+                f"{row.tmax_median_days:.1f} | {row.auc_0_28_geometric_mean:.3g} |"
+                for row in expansion_by_response(patients).itertuples()], ""]
     lines += ["## CRS grades", "", "| grade | patients |", "|---|---|",
               *[f"| {g} | {n} |" for g, n in grades.items()], "",
               "## Patient properties", "", "| key | distribution | source |", "|---|---|---|"]
     for key, spec in trial.properties.items():
-        shown = spec.model_dump(exclude={"source"}, exclude_none=True)
-        lines.append(f"| `{key}` | {shown} | {spec.source} |")
+        lines.append(f"| `{key}` | {spec.describe()} | {spec.source} |")
     return "\n".join(lines) + "\n"
