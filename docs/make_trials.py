@@ -1,11 +1,12 @@
 """Regenerate docs/trials.md and docs/img/trial_*.png: the shipped virtual trials beside the
 published ones.
 
-    python docs/make_trials.py                 # both trials, 200 patients each, 2 workers
-    python docs/make_trials.py --patients 40   # a quicker look (wider intervals)
+    python docs/make_trials.py                               # both trials, 200 patients each
+    python docs/make_trials.py --patients lbcl_zuma1=80      # fewer patients of one trial
 
-Each trial of ``configs/trials/`` (a file with ``patients:``) runs with ``cartsim trial`` into
-``results/trials/<name>`` (a rerun resumes there and only recomputes the readouts), then the
+Each shipped trial runs with ``cartsim trial`` (2 workers) into
+``results/trials/<name>_n<patients>`` (a rerun resumes there and only recomputes the
+readouts), then the
 page gets, per trial, its readouts with 95 % intervals beside the published values and their
 sources, the mechanisms the model lacks where a published value lies outside the interval,
 the run time and the trial figure.
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from simulation.study.trial import (comparison_rows, missing_mechanisms,  # noqa: E402
-                                    run_trial)
+                                    read_trial_file, run_trial)
 
 TRIALS = ("b_all_eliana", "lbcl_zuma1")
 PAGE = ROOT / "docs" / "trials.md"
@@ -101,16 +102,19 @@ returns them).
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, help="patients per trial (default: 200)")
+    parser.add_argument("--patients", action="append", default=[], metavar="TRIAL=N",
+                        help="patients of one trial (default: the file's 200; repeatable)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
+    patients = {name: int(n) for name, n in (item.split("=") for item in args.patients)}
     IMAGES.mkdir(parents=True, exist_ok=True)
     sections = [INTRO]
     for name in TRIALS:
         start = time.perf_counter()
-        result = run_trial(ROOT / "configs" / "trials" / f"{name}.yaml",
-                           ROOT / "results" / "trials" / name, workers=args.workers,
-                           patients=args.patients)
+        path = ROOT / "configs" / "trials" / f"{name}.yaml"
+        n = patients.get(name, read_trial_file(path).patients)
+        result = run_trial(path, ROOT / "results" / "trials" / f"{name}_n{n}",
+                           workers=args.workers, patients=n)
         seconds = time.perf_counter() - start
         image = IMAGES / f"trial_{name}.png"
         shutil.copyfile(result.out / "trial.png", image)

@@ -37,8 +37,8 @@ from .study.publish import finish
 from .study.report import write_report
 from .study.runner import run_into_folder, run_specs, study_progress
 from .study.extras import require
-from .study.sweep import failure_summary, resolve, run_sweep, sweep_json_schema
-from .study.trial import format_interval, format_value, run_trial
+from .study.sweep import failure_summary, plan_sweep, resolve, run_sweep, sweep_json_schema
+from .study.trial import format_interval, format_value, read_trial_file, run_trial
 from .viz.animation import animate, ffmpeg_available
 
 EXIT_CONFIG_ERROR = 2
@@ -302,9 +302,16 @@ def _check_parallel_memory(study, workers: int | None, source: str) -> None:
 
 
 def _command_validate(args: argparse.Namespace) -> int:
-    """Check a file as what it is: a sweep (every run resolved), a study or scenario, or a base
-    file that other configs extend (only the keys it leaves to them may be missing)."""
-    if file_kind(read_yaml(Path(args.config), args.config)) == "sweep":
+    """Check a file as what it is: a trial or a sweep (every run resolved), a study or scenario,
+    or a base file that other configs extend (only the keys it leaves to them may be missing)."""
+    kind = file_kind(read_yaml(Path(args.config), args.config))
+    if kind == "trial":
+        trial = read_trial_file(args.config)
+        plan = plan_sweep(Path(args.config), trial.sweep())  # every patient validated
+        print(f"{args.config}: ok: trial {trial.name}: {len(plan.unique_runs)} patients of "
+              f"{plan.sweep.bases[0]}, {len(trial.properties)} varying properties")
+        return 0
+    if kind == "sweep":
         if args.overrides or args.scale is not None:
             raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a sweep sets "
                               "values in its own `overrides`")

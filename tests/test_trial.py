@@ -179,7 +179,8 @@ def test_bad_trial_file_names_file_and_key(tmp_path, capsys, body, message):
 
 def test_a_base_without_clinical_block_is_refused(tmp_path):
     path = tmp_path / "t.yaml"
-    path.write_text(f"name: t\nbase: {DATA / 'small_blood.yaml'}\n", encoding="utf-8")
+    path.write_text(f"name: t\nbase: {DATA / 'small_blood.yaml'}\npatients: 2\n",
+                    encoding="utf-8")
     with pytest.raises(ConfigError, match="has no clinical: block"):
         run_trial(path, tmp_path / "out")
 
@@ -223,3 +224,13 @@ def test_shipped_trials_and_patients_validate(path):
         assert trial.patients == 200 and all(p.source for p in trial.properties.values())
         plan = sweep.plan_sweep(path, trial.model_copy(update={"patients": 3}).sweep())
         assert len(plan.unique_runs) == 3
+
+
+def test_each_command_names_the_one_that_runs_a_trial_file(tmp_path, capsys):
+    trial = TRIALS / "b_all_eliana.yaml"
+    assert main(["validate", str(trial)]) == 0
+    assert "ok: trial b_all_eliana: 200 patients" in capsys.readouterr().out
+    for command in ("run", "sweep"):
+        assert main([command, str(trial), "--out", str(tmp_path / command)]) == 2
+        err = capsys.readouterr().err
+        assert "is a trial file" in err and "`cartsim trial " in err, err

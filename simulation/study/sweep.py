@@ -57,6 +57,7 @@ from ..config import (
     file_kind,
     is_study,
     is_sweep,
+    is_trial,
     load_with_extends,
     override_list,
     parse_override,
@@ -380,9 +381,10 @@ def read_sweep_file(path: str | Path) -> SweepFile:
     path = Path(path)
     shown = display_path(path)
     data = read_yaml(path, shown)
-    if not is_sweep(data):
+    if not is_sweep(data) or is_trial(data):
+        command = "trial" if is_trial(data) else "run"
         raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a sweep (a sweep names "
-                          f"`base` and `parameters`); run it with `cartsim run {shown}`")
+                          f"`base` and `parameters`); run it with `cartsim {command} {shown}`")
     try:
         return SweepFile.model_validate(data)
     except ValidationError as err:

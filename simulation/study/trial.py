@@ -25,7 +25,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from ..analysis.trial import Readout, expansion_by_response, readout_table, trial_readouts
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, describe_error,
-                      display_path, read_yaml)
+                      display_path, file_kind, is_trial, read_yaml)
 from ..io.files import write_text
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
 from .extras import require
@@ -148,6 +148,9 @@ def read_trial_file(path: str | Path, patients: int | None = None) -> TrialFile:
     path = Path(path)
     shown = display_path(path)
     data = read_yaml(path, shown)
+    if not is_trial(data):
+        raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a trial (a trial names "
+                          "`patients`, `properties` or `published`)")
     if patients is not None:
         data = {**data, "patients": patients}
     try:
