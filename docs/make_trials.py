@@ -86,9 +86,12 @@ Cmax and AUC0-28 (all CAR-T, lattice + blood, per baseline cancer cell) compare 
 with non-responders as a ratio of geometric means with a Welch interval on the log scale.
 
 **Cost.** A patient costs one lattice run of at most 28 days on 10^4 sites plus ~0.1 s of
-ODE: B-ALL hands over at clearance (day ~5-12), so most of the 12 months cost nothing;
-census every day after the hand-over and one summary row per patient on disk. Measured run
-times on this 2-core machine are given per trial below.
+ODE: B-ALL hands over at clearance (day ~5-12), so most of the 12 months cost nothing; a
+census every day after the hand-over and one summary row per patient on disk. Measured on
+this 2-core machine, one worker, machine otherwise idle: ~2 s per B-ALL patient and ~3 s per
+LBCL patient (with its four fields), so 200 patients take ~4 and ~6 min on 2 free cores. The
+tables below were made while two other jobs shared the 2 cores (load 8-10): 200 B-ALL
+patients took 18 min of wall time; the LBCL trial was cut to 80 patients (11 s per patient).
 
 **With `cartsim sweep`.** A patient scenario is a model like any other: a sweep whose `base`
 is `configs/trials/b_all_patient.yaml` gives every run the trial endpoints as summary columns
@@ -119,13 +122,13 @@ def main() -> None:
         image = IMAGES / f"trial_{name}.png"
         shutil.copyfile(result.out / "trial.png", image)
         shutil.copyfile(result.out / "waterfall.png", IMAGES / f"trial_{name}_waterfall.png")
-        outcome = result.outcome
-        ran = outcome.done if outcome else 0
+        ran = result.outcome.done if result.outcome else 0
+        timing = (f"{ran} simulated now in {seconds / 60:.1f} min with {args.workers} workers"
+                  if ran else f"read from results/trials/{result.out.name}")
         sections += [
             f"## {name}: {result.trial.description}", "",
-            f"`cartsim trial configs/trials/{name}.yaml`: {len(result.patients)} patients; "
-            f"{ran} simulated now in {seconds / 60:.1f} min with {args.workers} workers "
-            f"({seconds / max(ran, 1):.1f} s per patient per run; 0 if all were on disk).", "",
+            f"`cartsim trial configs/trials/{name}.yaml --patients {n}`: "
+            f"{len(result.patients)} patients, {timing}.", "",
             *comparison_rows(result.trial, result.readouts), ""]
         gaps = missing_mechanisms(result.trial, result.readouts)
         if gaps:
