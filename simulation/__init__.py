@@ -9,11 +9,13 @@ What a notebook needs::
     res.summary, res.timeseries         # pandas tables
     res.plot()                          # the burden figure
     simulation.load("results/blood_vs_solid")   # any output folder, as the same kind of result
+    trial = simulation.trial("configs/trials/b_all_eliana.yaml", out="results/eliana")
+    trial.table, trial.patients          # readouts with 95 % intervals, one row per patient
 
     model = simulation.CarTModel("configs/b_all_cd19.yaml", seed=3)   # one run, step by step
 
-``import simulation`` loads no matplotlib, solara or dask: ``run``, ``load`` and ``Result``
-(``simulation.study.api``, which draws figures) load on first use.
+``import simulation`` loads no matplotlib, solara or dask: ``run``, ``load``, ``Result`` and
+``trial`` (``simulation.study.api``, which draws figures) load on first use.
 
 The package is layered; each layer imports only the layers before it (docs/architecture.md,
 enforced by tests/test_architecture.py): ``engine`` (numpy + numba kernels) -> ``config``
@@ -29,10 +31,10 @@ from .study.runner import RunSpec, run_study
 
 #: names served from ``simulation.study.api`` on first use (PEP 562), so that ``import
 #: simulation`` stays free of matplotlib
-_RESULT_API = ("Result", "load", "run")
+_RESULT_API = ("Result", "load", "run", "trial")
 
 __all__ = ["CarTModel", "ConfigError", "Result", "RunSpec", "ScenarioConfig", "Study", "load",
-           "load_scenario", "load_study", "run", "run_study"]
+           "load_scenario", "load_study", "run", "run_study", "trial"]
 
 
 def __getattr__(name: str):

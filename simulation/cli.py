@@ -1,4 +1,4 @@
-"""The ``cartsim`` command: run, resume, validate, schema (and sweep, report, animate, app,
+"""The ``cartsim`` command: run, resume, validate, schema (and sweep, trial, report, animate, app,
 export-vtk).
 
 Config errors print one line per problem, naming the file and the key path, and exit with code 2
@@ -37,7 +37,8 @@ from .study.publish import finish
 from .study.report import write_report
 from .study.runner import run_into_folder, run_specs, study_progress
 from .study.extras import require
-from .study.sweep import failure_summary, resolve, run_sweep, sweep_json_schema
+from .study.sweep import failure_summary, plan_sweep, resolve, run_sweep, sweep_json_schema
+from .study.trial import format_interval, format_value, read_trial_file, run_trial
 from .viz.animation import animate, ffmpeg_available
 
 EXIT_CONFIG_ERROR = 2
@@ -103,24 +104,34 @@ def _add_resume_parser(sub) -> None:
 
 
 def _add_sweep_parsers(sub) -> None:
-    """``cartsim sweep`` and ``cartsim report`` (see docs/sweeps.md)."""
+    """``cartsim sweep``, ``cartsim trial`` and ``cartsim report`` (docs/sweeps.md,
+    docs/trials.md)."""
     sweep = sub.add_parser("sweep", help="run a parameter sweep; rerun to resume")
     sweep.add_argument("sweep", help="sweep YAML file")
-    sweep.add_argument("--out", type=Path,
-                       help="sweep folder (default: results/<sweep name>); rerunning the same "
-                       "command on it skips the runs already there")
+    _add_folder_and_pool_options(sweep, "sweep", "runs")
     sweep.add_argument("--replicates", type=int, help="replicates per design point")
     sweep.add_argument("--days", type=float, help="simulated days (time.duration_days)")
     sweep.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY.PATH=VALUE",
                        help="override a value of every base scenario (repeatable)")
-    sweep.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
-    sweep.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                       help="run on this Dask distributed scheduler instead")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    trial = sub.add_parser("trial", help="run a virtual clinical trial; rerun to resume")
+    trial.add_argument("trial", help="trial YAML file (configs/trials/)")
+    _add_folder_and_pool_options(trial, "trial", "patients")
+    trial.add_argument("--patients", type=int, help="number of patients (default: the file's)")
     report = sub.add_parser("report", help="tables and plots from a sweep folder")
     report.add_argument("folder", type=Path, help="sweep folder written by cartsim sweep")
     report.add_argument("--out", type=Path, help="report folder (default: FOLDER/report)")
+
+
+def _add_folder_and_pool_options(parser: argparse.ArgumentParser, kind: str, what: str) -> None:
+    """--out (a resumable folder of ``kind``), --workers, --scheduler, --quiet."""
+    parser.add_argument("--out", type=Path,
+                        help=f"{kind} folder (default: results/<{kind} name>); rerunning the "
+                        f"same command on it skips the {what} already there")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="run on this Dask distributed scheduler instead")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _load(args: argparse.Namespace):
@@ -291,9 +302,16 @@ def _check_parallel_memory(study, workers: int | None, source: str) -> None:
 
 
 def _command_validate(args: argparse.Namespace) -> int:
-    """Check a file as what it is: a sweep (every run resolved), a study or scenario, or a base
-    file that other configs extend (only the keys it leaves to them may be missing)."""
-    if file_kind(read_yaml(Path(args.config), args.config)) == "sweep":
+    """Check a file as what it is: a trial or a sweep (every run resolved), a study or scenario,
+    or a base file that other configs extend (only the keys it leaves to them may be missing)."""
+    kind = file_kind(read_yaml(Path(args.config), args.config))
+    if kind == "trial":
+        trial = read_trial_file(args.config)
+        plan = plan_sweep(Path(args.config), trial.sweep())  # every patient validated
+        print(f"{args.config}: ok: trial {trial.name}: {len(plan.unique_runs)} patients of "
+              f"{plan.sweep.bases[0]}, {len(trial.properties)} varying properties")
+        return 0
+    if kind == "sweep":
         if args.overrides or args.scale is not None:
             raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a sweep sets "
                               "values in its own `overrides`")
@@ -343,6 +361,28 @@ def _command_sweep(args: argparse.Namespace) -> int:
     print(f"{outcome.total} runs ({outcome.skipped} already done, {outcome.done} done now, "
           f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s"
           + (f", {outcome.runs_per_minute:.0f} runs/min" if ran else "") + f" -> {out}")
+    summary = failure_summary(outcome)
+    if summary:
+        print(summary, file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
+def _command_trial(args: argparse.Namespace) -> int:
+    _check_workers(args.workers)
+    announce_compilation()
+    try:
+        result = run_trial(args.trial, args.out, workers=args.workers, scheduler=args.scheduler,
+                           patients=args.patients, quiet=args.quiet)
+    except KeyboardInterrupt:
+        print("cartsim: interrupted; finished patients are kept; rerun the same command to "
+              "resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    outcome = result.outcome
+    print(f"{outcome.total} patients ({outcome.skipped} already done, {outcome.done} done now, "
+          f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s -> {result.out}")
+    for readout in result.readouts:
+        print(f"  {readout.label}: {format_value(readout.value, readout.unit)} "
+              f"{format_interval(readout)}")
     summary = failure_summary(outcome)
     if summary:
         print(summary, file=sys.stderr)
@@ -504,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cartsim`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
     commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,
-                "sweep": _command_sweep, "report": _command_report,
+                "sweep": _command_sweep, "trial": _command_trial, "report": _command_report,
                 "animate": _command_animate, "app": _command_app, "resume": _command_resume,
                 "export-vtk": _command_export_vtk}
     try:

@@ -8,6 +8,7 @@ Mesa agents or PropertyLayers: the kernels need flat arrays, and per-cell Python
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .engine.constants import (
 )
 from .biology.microenvironment import Microenvironment
 from .biology.observables import hypoxic_fraction, infiltration
+from .biology.systemic import SystemicRates, SystemicState, advance
 from .biology.scenario import (
     _BLOOD_STREAM,
     _INFUSION_STREAM,
@@ -114,6 +116,9 @@ class CarTModel(mesa.Model):
         self.car_t_infused = 0
         self.car_t_not_placed = 0
         self.end_min = cfg.time.duration_days * MIN_PER_DAY
+        # with a clinical course the lattice hands over to the systemic model (_follow_up)
+        self.lattice_end_min = (self.end_min if cfg.clinical is None
+                                else min(self.end_min, cfg.clinical.lattice_days * MIN_PER_DAY))
         self.record_every_steps = minutes_to_steps(cfg.time.record_every_h * MIN_PER_H,
                                                    self.dt_min)
         self.counts: dict[str, float] = {}
@@ -150,13 +155,18 @@ class CarTModel(mesa.Model):
         self.step_index += 1
         self.time_min = self.step_index * self.dt_min
         self.microenvironment.update_due(lat, self.time_min)
-        finished = self.time_min >= self.end_min - 1e-9
-        cleared = (self.config.time.stop_when_cleared and self.tumor_cells == 0
+        finished = self.time_min >= self.lattice_end_min - 1e-9
+        clinical = self.config.clinical
+        stop_when_cleared = self.config.time.stop_when_cleared or (
+            clinical is not None and clinical.switch_when_cleared)
+        cleared = (stop_when_cleared and self.tumor_cells == 0
                    and self.next_infusion >= len(self.plan))
         if finished or cleared or self.step_index % self.record_every_steps == 0:
             self._census()
             self.datacollector.collect(self)
         if finished or cleared:
+            if clinical is not None:
+                self._follow_up()
             self.running = False
 
     def _compile_kernel_beside_field_solver(self) -> None:
@@ -218,6 +228,57 @@ class CarTModel(mesa.Model):
         self.counts["car_t_in_tumor_fraction"] = inside
         self.counts["tumor_hypoxic_fraction"] = hypoxic_fraction(
             lat, self.config.microenvironment.oxygen.proliferation_threshold_mmhg)
+
+    def _follow_up(self) -> None:
+        """The rest of the follow-up as the systemic model (``biology.systemic``), one census
+        every ``clinical.record_every_days``, counts in lattice-equivalent cells (floats).
+
+        Hand-over: antigen-positive and -negative cancer cells and effector and memory CAR-T
+        (lattice + blood) relative to the baseline tumour, plus the disease the lattice cannot
+        hold (``clinical.residual_fraction``; the ``antigen_negative_fraction`` subclone grown
+        since t = 0); normal B cells relative to their first census.
+        """
+        clinical = self.config.clinical
+        counts = self.counts
+        baseline = max(1, self.initial_tumor_cells)
+        rates = SystemicRates.from_config(self.config)
+        days = self.time_min / MIN_PER_DAY
+        negative = counts["tumor_antigen_negative"]
+        b_cells_before = self.datacollector.model_vars["normal_antigen_positive"][0]
+        state = SystemicState(
+            day=days,
+            positive=(counts["tumor_cells"] - negative) / baseline + clinical.residual_fraction,
+            negative=negative / baseline + min(
+                rates.capacity, clinical.antigen_negative_fraction
+                * math.exp(rates.growth_per_day * days)),
+            effector=(counts["car_t_effector"] + self.blood.effector) / baseline,
+            memory=(counts["car_t_memory"] + self.blood.memory) / baseline,
+            b_cells=counts["normal_antigen_positive"] / b_cells_before if b_cells_before else 1.0)
+        car_t_total = counts["car_t_cells"] + self.blood.cells
+        blood_share = self.blood.cells / car_t_total if car_t_total else 0.0
+        other_normal = counts["normal_cells"] - counts["normal_antigen_positive"]
+        end_days = self.end_min / MIN_PER_DAY
+        while days < end_days - 1e-9:
+            step = min(clinical.record_every_days, end_days - days)
+            state = advance(state, rates, step)
+            days += step
+            car_t = (state.effector + state.memory) * baseline
+            counts.update({
+                "time_days": days,
+                "tumor_cells": (state.positive + state.negative) * baseline,
+                "tumor_antigen_high": state.positive * baseline, "tumor_antigen_low": 0,
+                "tumor_antigen_negative": state.negative * baseline,
+                "normal_cells": other_normal + state.b_cells * b_cells_before,
+                "normal_antigen_positive": state.b_cells * b_cells_before,
+                "car_t_cells": car_t, "car_t_effector": state.effector * baseline,
+                "car_t_exhausted": 0, "car_t_memory": state.memory * baseline,
+                "car_t_blood": blood_share * car_t,
+                "car_t_blood_per_ul": blood_share * car_t / self.blood.volume_ul,
+                "crs_index": 0.0, "car_t_infiltration_depth_um": math.nan,
+                "car_t_in_tumor_fraction": math.nan, "tumor_hypoxic_fraction": math.nan,
+            })
+            self.datacollector.collect(self)
+        self.time_min = days * MIN_PER_DAY
 
     @property
     def tumor_cells(self) -> int:

@@ -34,12 +34,28 @@ def is_sweep(data: dict[str, Any]) -> bool:
     return bool(SWEEP_KEYS & set(data))
 
 
+#: keys only a virtual-trial file has (simulation/study/trial.py)
+TRIAL_KEYS = frozenset({"patients", "properties", "published"})
+
+
+def is_trial(data: dict[str, Any]) -> bool:
+    """A mapping with a trial's ``patients``, ``properties`` or ``published`` is a trial file."""
+    return bool(TRIAL_KEYS & set(data))
+
+
 def file_kind(data: dict[str, Any]) -> str:
-    """What a config file is, from its top-level keys: "sweep", "study" or "scenario"."""
+    """What a config file is, from its top-level keys: "trial", "sweep", "study" or
+    "scenario"."""
+    if is_trial(data):
+        return "trial"
     return "sweep" if is_sweep(data) else "study" if is_study(data) else "scenario"
 
 
 def _not_a_sweep(path: Path, data: dict[str, Any]) -> None:
+    if is_trial(data):
+        shown = display_path(path)
+        raise ConfigError(f"{shown}: is a trial file; run it with `cartsim trial {shown} --out "
+                          "DIR`")
     if is_sweep(data):
         shown = display_path(path)
         keys = " and ".join(sorted(SWEEP_KEYS & set(data)))

@@ -384,6 +384,84 @@ class BloodConfig(StrictModel):
         "pool / volume_ul. A scaling assumption, not a measurement.")
 
 
+class ClinicalEndpoints(StrictModel):
+    """How a patient's tumour burden (fraction of baseline, whole body) is read as a trial
+    reads it (``analysis/clinical.py``)."""
+
+    complete_response_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.05, description="Burden at or below which a response is complete (B-ALL: < 5 % "
+        "marrow blasts, CR/CRi; LBCL: no PET-visible disease).")
+    mrd_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        1e-4, description="Burden below which disease is undetectable: MRD-negative (flow "
+        "cytometry, < 1 cell in 10^4).")
+    partial_response_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        0.5, description="Burden at or below which a response is partial (Lugano: >= 50 % "
+        "decrease).")
+    response_window_days: PositiveFloat = Field(
+        90.0, description="Best response is read up to this day (ELIANA: CR/CRi within 3 "
+        "months).")
+    relapse_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.05, description="Relapse/progression: burden back at or above this fraction of "
+        "baseline (B-ALL: >= 5 % marrow blasts) ...")
+    progression_from_nadir: Annotated[float, Field(gt=1)] = Field(
+        1.5, description="... and at least this multiple of its nadir so far (Lugano: >= 50 % "
+        "increase from nadir).")
+    b_cell_recovery_fraction: Fraction = Field(
+        0.1, description="B-cell aplasia ends when normal B cells are back above this fraction "
+        "of their number before treatment.")
+
+
+class ClinicalConfig(StrictModel):
+    """A patient's clinical course: the lattice for the first weeks, then a systemic
+    (pool-level ODE) follow-up of the whole body (``biology/systemic.py``), graded CRS and
+    trial endpoints. Off if omitted: a run is the lattice alone."""
+
+    lattice_days: PositiveFloat = Field(
+        28.0, description="Longest the lattice runs (days); then the systemic model runs to "
+        "time.duration_days.")
+    switch_when_cleared: bool = Field(
+        True, description="Hand over to the systemic model as soon as the lattice holds no "
+        "cancer cell (after the last dose): the rest is CAR-T contraction, cheaper as an ODE.")
+    record_every_days: PositiveFloat = Field(
+        1.0, description="Census interval of the systemic follow-up (days).")
+    body_tumor_cells: Annotated[float, Field(ge=1, le=1e14)] = Field(
+        1e11, description="Cancer cells in the whole body at baseline; disease below one cell "
+        "is extinct (cured).")
+    residual_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        1e-6, description="Antigen-positive disease outside the simulated compartment (CNS, "
+        "extramedullary sites), as a fraction of baseline, added at hand-over.")
+    antigen_negative_fraction: Annotated[float, Field(ge=0, le=1)] = Field(
+        1e-9, description="Antigen-negative subclone at baseline (fraction of baseline), below "
+        "the lattice's resolution; it grows unchecked by CAR-T.")
+    max_burden_fraction: PositiveFloat = Field(
+        2.0, description="Burden (fraction of baseline) at which growth stops (logistic).")
+    car_t_kill_rate_per_day: NonNegativeFloat = Field(
+        1.0, description="Largest rate at which CAR-T clear antigen-positive cells, tumour or "
+        "normal B cells, in the systemic model (1/day).")
+    car_t_half_max_ratio: PositiveFloat = Field(
+        0.01, description="CAR-T per baseline cancer cell at which that rate is half its "
+        "largest.")
+    car_t_functional_days: PositiveFloat | None = Field(
+        None, description="Day after infusion on which the patient's CAR-T stop working "
+        "(rejection, exhaustion): from then on they die at car_t.exhausted_half_life_days. "
+        "None: they fade only at their half-lives.")
+    b_cell_recovery_rate_per_day: NonNegativeFloat = Field(
+        0.03, description="Rate at which marrow output refills normal B cells (1/day).")
+    crs_susceptibility: PositiveFloat = Field(
+        1.0, description="Patient's factor on the CRS index before grading (dimensionless).")
+    crs_grade_thresholds: Annotated[list[PositiveFloat], Field(min_length=4, max_length=4)] = (
+        Field([0.05, 0.2, 0.4, 0.8], description="Peak CRS index per baseline cancer cell "
+              "(times crs_susceptibility) at which CRS grades 1, 2, 3 and 4 begin."))
+    endpoints: ClinicalEndpoints = Field(default_factory=ClinicalEndpoints)
+
+    @field_validator("crs_grade_thresholds")
+    @classmethod
+    def _ascending(cls, thresholds: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(thresholds, thresholds[1:])):
+            raise ValueError("must be ascending")
+        return thresholds
+
+
 class ScenarioConfig(StrictModel):
     """One tumour treated with one CAR-T product."""
 
@@ -406,6 +484,9 @@ class ScenarioConfig(StrictModel):
     tissue: TissueConfig = Field(default_factory=TissueConfig)
     blood: BloodConfig = Field(default_factory=BloodConfig)
     dosing: DosingConfig
+    clinical: ClinicalConfig | None = Field(
+        None, description="Clinical course after the lattice (systemic follow-up, CRS grade, "
+        "trial endpoints); off if omitted.")
 
     @field_validator("normal")
     @classmethod

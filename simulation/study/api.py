@@ -39,6 +39,7 @@ from ..viz import plotting
 from .publish import finish, infusion_days
 from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
+from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., patients=...)
 
 #: what a folder is, by the files that make it one
 RUN, ASSAY, SWEEP = "run", "assay", "sweep"

@@ -14,7 +14,8 @@ from importlib.util import find_spec
 from ..config import ConfigError
 
 #: extra -> the import names it provides
-EXTRAS = {"sweep": ("pyarrow", "SALib"), "cluster": ("distributed",), "viz": ("solara",)}
+EXTRAS = {"sweep": ("pyarrow", "SALib"), "cluster": ("distributed",), "viz": ("solara",),
+          "trial": ("lifelines",)}
 
 
 def missing(extra: str) -> list[str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..analysis.clinical import patient_outcome
 from ..analysis.outcomes import summarise_run
 from ..config import ConfigError, ScenarioConfig, Study
 from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
@@ -112,6 +113,8 @@ def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     summary = {**ids, **summarise_run(series, first_dose_day)}
     summary["car_t_infused"] = model.car_t_infused
     summary["car_t_not_placed"] = model.car_t_not_placed
+    if spec.scenario.clinical is not None:  # a patient of a trial: its endpoints too
+        summary.update(patient_outcome(series, spec.scenario.clinical, first_dose_day))
     return series, summary
 
 

@@ -57,6 +57,7 @@ from ..config import (
     file_kind,
     is_study,
     is_sweep,
+    is_trial,
     load_with_extends,
     override_list,
     parse_override,
@@ -380,9 +381,10 @@ def read_sweep_file(path: str | Path) -> SweepFile:
     path = Path(path)
     shown = display_path(path)
     data = read_yaml(path, shown)
-    if not is_sweep(data):
+    if not is_sweep(data) or is_trial(data):
+        command = "trial" if is_trial(data) else "run"
         raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a sweep (a sweep names "
-                          f"`base` and `parameters`); run it with `cartsim run {shown}`")
+                          f"`base` and `parameters`); run it with `cartsim {command} {shown}`")
     try:
         return SweepFile.model_validate(data)
     except ValidationError as err:
@@ -416,8 +418,16 @@ def resolve(path: str | Path, overrides: Overrides = None, replicates: int | Non
     """
     require("sweep", "a sweep")
     path = Path(path)
+    sweep = _with_options(read_sweep_file(path), display_path(path), overrides, replicates,
+                          days)
+    return plan_sweep(path, sweep)
+
+
+def plan_sweep(path: Path, sweep: SweepFile) -> Plan:
+    """Resolve every run of ``sweep`` (read from ``path``, or built in code, e.g. by a trial:
+    base files are relative to ``path``); errors name ``path``. A parameter named ``seed``
+    sets its points' seed (replicate r: seed + r) instead of the sweep's."""
     shown = display_path(path)
-    sweep = _with_options(read_sweep_file(path), shown, overrides, replicates, days)
     problems = _Problems(shown)
     points = design_points(sweep)
     override_texts = {key: _assignment(key, value) for key, value in sweep.overrides.items()}
@@ -467,7 +477,7 @@ def resolve(path: str | Path, overrides: Overrides = None, replicates: int | Non
         for base_file in sweep.bases:
             scenario = scenarios[(point_id, base_file)]
             for replicate in range(sweep.replicates):
-                seed = sweep.seed + replicate
+                seed = int(values.get("seed", sweep.seed)) + replicate
                 resolved = scenario.model_copy(update={"seed": seed, "replicates": 1})
                 runs.append(Run(run_id(resolved, seed), point_id, scenario.name, base_file,
                                 replicate, seed, dict(values), resolved))

@@ -124,6 +124,9 @@ RESPONSE_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "st
 #: ``tumor_type`` of an in-vitro well (``config.schema``): no clinical response is read into it
 IN_VITRO = "in_vitro"
 
+#: most bars of a waterfall panel that are numbered one by one
+MAX_LABELLED_BARS = 40
+
 _SAVE_METADATA = {".png": {"Software": None}, ".svg": {"Date": None},
                   ".pdf": {"CreationDate": None, "ModDate": None}}
 
@@ -742,8 +745,10 @@ def contraction_half_life(t: np.ndarray, values: np.ndarray, floor: float = 0.0
 # per-replicate outcomes
 # ---------------------------------------------------------------------------------------------
 @_styled
-def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt.Figure:
-    """Waterfall: best % change of tumour cells from baseline, one bar per replicate.
+def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None,
+                   unit: str = "replicate") -> plt.Figure:
+    """Waterfall: best % change of tumour cells from baseline, one bar per replicate (or
+    ``unit``, e.g. patient; numbered below the bars up to ``MAX_LABELLED_BARS`` of them).
 
     Bars are sorted from worst to best within each scenario (one panel each) and coloured by
     response; dashed lines at -30 % (partial response) and +20 % (progression). A run that never
@@ -770,9 +775,12 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None) -> plt
         ax.axhline(PD_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_title(_label(scenario, summary, sep="\n"))
-        ax.set_xlabel("replicate (sorted)")
-        ax.set_xticks(x, [str(r) for r in summary.loc[mine, "replicate"].to_numpy()[order]],
-                      fontsize=8)
+        ax.set_xlabel(f"{unit} (sorted)")
+        if len(values) <= MAX_LABELLED_BARS:
+            ax.set_xticks(x, [str(r) for r in summary.loc[mine, "replicate"].to_numpy()[order]],
+                          fontsize=8)
+        else:
+            ax.set_xticks([])
         ax.grid(axis="x", visible=False)
         ax.set_ylim(-105.0, top)
     axes[0][0].set_ylabel("best change of cancer cells from baseline (%)")

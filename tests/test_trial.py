@@ -1,0 +1,236 @@
+"""Virtual trials: the systemic follow-up, patient endpoints, trial readouts, `cartsim trial`
+end to end (resume, files), and a trial patient as the model of `cartsim sweep`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulation.analysis.clinical import crs_grade, expansion, patient_outcome
+from simulation.analysis.trial import median_time, proportion, survival_at
+from simulation.biology.systemic import SystemicRates, SystemicState, advance
+from simulation.cli import main
+from simulation.config import ConfigError, load_scenario
+from simulation.model import CarTModel
+from simulation.study import sweep
+from simulation.study.trial import PropertyDistribution, read_trial_file, run_trial
+
+DATA = Path(__file__).parent / "data"
+PATIENT = DATA / "small_patient.yaml"
+TRIAL = DATA / "small_trial.yaml"
+TRIALS = Path(__file__).parent.parent / "configs" / "trials"
+
+
+def rates(**clinical) -> SystemicRates:
+    """Systemic rates of the small patient with ``clinical`` keys replaced."""
+    cfg = load_scenario(PATIENT, [f"clinical.{k}={v}" for k, v in clinical.items()])
+    return SystemicRates.from_config(cfg)
+
+
+def state(**values) -> SystemicState:
+    start = {"day": 10.0, "positive": 1e-6, "negative": 0.0, "effector": 0.0, "memory": 0.05,
+             "b_cells": 0.0}
+    return SystemicState(**{**start, **values})
+
+
+# ---- the systemic model ------------------------------------------------------------------------
+def test_persisting_car_t_cure_residual_disease_and_keep_b_cell_aplasia():
+    r = rates(car_t_functional_days="null", car_t_kill_rate_per_day=0.5)
+    end = advance(state(), r, 350.0)
+    assert end.positive == 0.0  # below one cell of the body: extinct
+    assert end.b_cells < 0.1  # aplasia: clearance outpaces marrow output
+
+
+def test_lost_car_t_let_b_cells_recover_and_antigen_positive_disease_relapse():
+    r = rates(car_t_functional_days=20.0)
+    end = advance(state(), r, 350.0)
+    assert end.effector + end.memory < 1e-12
+    assert end.b_cells > 0.5  # marrow output refills B cells once CAR-T are gone
+    assert end.positive > 0.05  # the residue regrew: an antigen-positive relapse
+
+
+def test_antigen_negative_cells_grow_at_the_net_rate_whatever_the_car_t():
+    r = rates(car_t_functional_days="null")
+    end = advance(state(negative=1e-9, positive=0.0), r, 100.0)
+    # exponential: the logistic brake is < 1e-6 while the burden stays < 1e-6 of capacity
+    assert end.negative == pytest.approx(1e-9 * math.exp(r.growth_per_day * 100.0), rel=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(days=st.floats(1.0, 200.0), chunks=st.integers(1, 20))
+def test_advancing_in_chunks_of_whole_steps_gives_the_same_state(days, chunks):
+    """Property: the solution does not depend on how the follow-up is cut into censuses."""
+    r = rates(car_t_functional_days=60.0)
+    steps = max(1, round(days / 0.1))
+    whole = advance(state(positive=1e-3, effector=0.5), r, steps * 0.1)
+    cut = state(positive=1e-3, effector=0.5)
+    per_chunk, rest = divmod(steps, chunks)
+    for chunk_steps in [per_chunk + (k < rest) for k in range(chunks)]:
+        if chunk_steps:
+            cut = advance(cut, r, chunk_steps * 0.1)
+    for name in ("positive", "negative", "effector", "memory", "b_cells"):
+        assert getattr(cut, name) == pytest.approx(getattr(whole, name), rel=1e-9, abs=1e-300)
+
+
+def test_a_clinical_run_continues_on_the_systemic_model_to_the_end():
+    model = CarTModel(PATIENT, seed=1, threads=1)
+    model.run()
+    series = model.datacollector.get_model_vars_dataframe()
+    assert series["time_days"].iloc[-1] == pytest.approx(120.0)
+    lattice_end = model.lattice_end_min / (24 * 60)
+    assert lattice_end == 8.0
+    later = series[series["time_days"] > lattice_end + 1e-9]
+    assert len(later) >= (120 - 8) / 2 - 1  # one census every record_every_days = 2
+    assert np.isnan(later["car_t_infiltration_depth_um"]).all()  # no lattice after hand-over
+
+
+# ---- patient endpoints --------------------------------------------------------------------------
+def series(days, tumour, negative=None, car_t=None, b_cells=None, crs=None) -> pd.DataFrame:
+    n = len(days)
+    return pd.DataFrame({
+        "time_days": days, "tumor_cells": tumour,
+        "tumor_antigen_negative": negative if negative is not None else [0.0] * n,
+        "car_t_cells": car_t if car_t is not None else [0.0] * n, "car_t_blood": [0.0] * n,
+        "normal_antigen_positive": b_cells if b_cells is not None else [100.0] * n,
+        "crs_index": crs if crs is not None else [0.0] * n})
+
+
+def clinical(**endpoints):
+    cfg = load_scenario(PATIENT, [f"clinical.endpoints.{k}={v}" for k, v in endpoints.items()])
+    return cfg.clinical
+
+
+def test_cr_then_antigen_negative_relapse_with_b_cell_recovery():
+    days = [0, 10, 20, 30, 100, 200]
+    out = patient_outcome(series(days, [1000, 10, 0, 0.05, 30, 800],
+                                 negative=[0, 0, 0, 0.05, 29, 790],
+                                 b_cells=[100, 0, 0, 0, 5, 50]), clinical(), 0.0)
+    assert out["best_response"] == "CR" and out["cr_day"] == 10 and out["mrd_negative"]
+    assert out["progression_day"] == 200  # 80 % >= 5 % of baseline (30/1000 = 3 % is not)
+    assert out["relapse_antigen"] == "negative"
+    assert out["rfs_day"] == 190 and out["dor_day"] == 190  # from CR (day 10)
+    assert out["b_cell_aplasia"] and out["b_cell_recovery_day"] == 200
+
+
+def test_no_response_is_progressive_disease_and_an_event_free_survival_event():
+    out = patient_outcome(series([0, 10, 20, 30], [1000, 900, 1400, 1900]), clinical(), 0.0)
+    assert out["best_response"] == "PD" and out["progression_day"] == 20
+    assert not out["responded"] and out["efs_event"] and out["efs_day"] == 30
+
+
+def test_crs_grade_counts_thresholds_reached_and_expansion_metrics_are_exact():
+    thresholds = [0.2, 0.3, 0.4, 0.8]
+    assert [crs_grade(s, thresholds) for s in (0.0, 0.2, 0.35, 0.4, 5.0)] == [0, 1, 2, 3, 4]
+    days = np.array([0.0, 7.0, 14.0, 28.0, 35.0])
+    cmax, tmax, auc = expansion(days, np.array([0.0, 2.0, 1.0, 0.0, 9.0]))
+    assert (cmax, tmax) == (2.0, 7.0)  # the day-35 value is outside 0-28
+    assert auc == pytest.approx(7.0 + 10.5 + 7.0)  # trapezoids
+
+
+# ---- trial readouts -----------------------------------------------------------------------------
+def test_readouts_match_hand_computed_kaplan_meier_and_wilson_values():
+    days = pd.Series([1.0, 2.0, 3.0, 4.0])
+    events = pd.Series([True, True, False, True])
+    at = survival_at("x", "x", days, events, 2.5)
+    assert at.value == pytest.approx(0.5) and at.low < 0.5 < at.high
+    assert survival_at("x", "x", days, events, 4.0).value == 0.0  # 0.5 * (1 - 1/1)
+    median = median_time("m", "m", days * 30.4375, events)
+    assert median.value == pytest.approx(2.0)  # months
+    rate = proportion("r", "r", pd.Series([True] * 8 + [False] * 2))
+    assert rate.value == 0.8 and rate.low == pytest.approx(0.4902, abs=1e-3)
+
+
+def test_property_draws_are_seeded_per_key_and_clipped():
+    spec = PropertyDistribution(distribution="lognormal", median=10.0, sigma=0.5, low=5.0,
+                                high=30.0, source="s")
+    values = spec.draw(np.random.default_rng(0), 4000)
+    assert values.min() >= 5.0 and values.max() <= 30.0
+    # the median of 4000 lognormal draws: standard error ~ 1.25 sigma / sqrt(n) = 1 %; 5 % is 5 SE
+    assert np.median(values) == pytest.approx(10.0, rel=0.05)
+    trial = read_trial_file(TRIAL)
+    extended = trial.model_copy(update={"properties": {
+        **trial.properties, "tumor.cycle_time_h": spec}})
+    drawn, more = trial.sweep().parameters, extended.sweep().parameters
+    assert all(drawn[key] == more[key] for key in drawn)  # a new property redraws nothing
+    assert drawn["seed"] == [3, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("body, message", [
+    ("properties: {car_t.max_kills: {distribution: lognormal, median: 5.0, source: s}}",
+     "properties.car_t.max_kills.sigma: is needed by distribution lognormal"),
+    ("properties: {car_t.max_kills: {distribution: uniform, low: 1.0, high: 5.0}}",
+     "properties.car_t.max_kills.source"),
+    ("patients: 1", "patients"),
+])
+def test_bad_trial_file_names_file_and_key(tmp_path, capsys, body, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\nbase: {PATIENT}\n{body}\n", encoding="utf-8")
+    assert main(["trial", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"t.yaml: {message}" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_base_without_clinical_block_is_refused(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\nbase: {DATA / 'small_blood.yaml'}\npatients: 2\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match="has no clinical: block"):
+        run_trial(path, tmp_path / "out")
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+def test_cartsim_trial_writes_readouts_and_figures_and_resumes(tmp_path, capsys):
+    out = tmp_path / "trial"
+    assert main(["trial", str(TRIAL), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "6 patients (0 already done, 6 done now, 0 failed)" in printed
+    patients = pd.read_csv(out / "patients.csv")
+    assert len(patients) == 6 and patients["seed"].tolist() == [3, 4, 5, 6, 7, 8]
+    assert set(patients["best_response"]) <= {"CR", "PR", "SD", "PD"}
+    assert patients["crs_grade"].between(0, 4).all()
+    text = (out / "trial.md").read_text(encoding="utf-8")
+    assert "| complete response (CR/CRi) |" in text and "ELIANA (Maude 2018)" in text
+    for png in ("trial.png", "waterfall.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    first = (out / "patients.csv").read_bytes()
+    assert main(["trial", str(TRIAL), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert "6 already done, 0 done now" in capsys.readouterr().out
+    assert (out / "patients.csv").read_bytes() == first
+
+
+def test_a_trial_patient_is_a_sweep_model_with_trial_endpoints(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\nbase: {PATIENT}\nparameters:\n  car_t.max_divisions: [1, 10]\n"
+                    "design: {method: grid}\n", encoding="utf-8")
+    sweep.run_sweep(path, tmp_path / "out", workers=1)
+    table = sweep.load_sweep_table(tmp_path / "out")
+    assert {"best_response", "crs_grade", "progression_day", "car_t_auc_0_28"} <= set(table)
+    assert len(table) == 2 and (table["status"] == "done").all()
+
+
+@pytest.mark.parametrize("path", sorted(TRIALS.glob("*_*.yaml")), ids=lambda p: p.stem)
+def test_shipped_trials_and_patients_validate(path):
+    if path.stem.endswith("_patient"):
+        assert load_scenario(path).clinical is not None
+    else:
+        trial = read_trial_file(path)
+        assert trial.patients == 200 and all(p.source for p in trial.properties.values())
+        plan = sweep.plan_sweep(path, trial.model_copy(update={"patients": 3}).sweep())
+        assert len(plan.unique_runs) == 3
+
+
+def test_each_command_names_the_one_that_runs_a_trial_file(tmp_path, capsys):
+    trial = TRIALS / "b_all_eliana.yaml"
+    assert main(["validate", str(trial)]) == 0
+    assert "ok: trial b_all_eliana: 200 patients" in capsys.readouterr().out
+    for command in ("run", "sweep"):
+        assert main([command, str(trial), "--out", str(tmp_path / command)]) == 2
+        err = capsys.readouterr().err
+        assert "is a trial file" in err and "`cartsim trial " in err, err
