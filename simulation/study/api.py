@@ -228,10 +228,13 @@ def load(folder: str | Path) -> Result:
                           "index.parquet)")
     assay = folder / "assay.csv"
     rundir = RunDir(folder)
-    return Result(summary=pd.read_csv(folder / "summary.csv"),
+    # round_trip: read the repr to_csv wrote exactly (the default parser can miss the last
+    # digit, and then a loaded folder would not save to the same bytes)
+    return Result(summary=pd.read_csv(folder / "summary.csv", float_precision="round_trip"),
                   timeseries=read_timeseries(folder / "timeseries.csv"),
                   study=rundir.load_study(),
-                  assay=pd.read_csv(assay) if assay.exists() else None, folder=folder,
+                  assay=(pd.read_csv(assay, float_precision="round_trip") if assay.exists()
+                         else None), folder=folder,
                   manifest=read_manifest(rundir),
                   snapshot_sources={run: snapshot_files(path) for run, path
                                     in rundir.snapshot_folders().items()})
