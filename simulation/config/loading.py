@@ -29,13 +29,25 @@ def is_study(data: dict[str, Any]) -> bool:
 SWEEP_KEYS = frozenset({"base", "parameters"})
 
 
+#: keys only a fit file has (``cartsim fit``; ``simulation.study.fit``)
+FIT_KEYS = frozenset({"model", "data"})
+
+
+def is_fit(data: dict[str, Any]) -> bool:
+    """A mapping that names a fit's ``model`` or ``data`` is a fit file."""
+    return bool(FIT_KEYS & set(data))
+
+
 def is_sweep(data: dict[str, Any]) -> bool:
-    """A mapping that names a sweep's ``base`` or ``parameters`` is a sweep file."""
-    return bool(SWEEP_KEYS & set(data))
+    """A mapping that names a sweep's ``base`` or ``parameters`` (and is no fit) is a sweep."""
+    return bool(SWEEP_KEYS & set(data)) and not is_fit(data)
 
 
 def file_kind(data: dict[str, Any]) -> str:
-    """What a config file is, from its top-level keys: "sweep", "study" or "scenario"."""
+    """What a config file is, from its top-level keys: "fit", "sweep", "study" or
+    "scenario"."""
+    if is_fit(data):
+        return "fit"
     return "sweep" if is_sweep(data) else "study" if is_study(data) else "scenario"
 
 
