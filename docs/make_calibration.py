@@ -56,8 +56,9 @@ def make_fits() -> None:
         if "data" not in read_yaml(config, str(config)):
             continue  # a model file of the fits, not a fit
         result = simulation.fit(config, out=ROOT / "results" / "fits" / config.stem)
-        for name in (FIT_PNG, POSTERIOR_PNG):
-            shutil.copyfile(result.folder / name, IMAGES / f"{config.stem}_{name}")
+        shutil.copyfile(result.folder / FIT_PNG, IMAGES / f"{config.stem}_{FIT_PNG}")
+        result.plot_posterior(IMAGES / f"{config.stem}_{POSTERIOR_PNG}",
+                              truth=TRUTH if config.stem == SYNTHETIC.stem else None)
         print(config.stem, f"{result.seconds:.0f} s")
         print(result.intervals().to_string(index=False))
 

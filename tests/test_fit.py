@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +50,7 @@ def synthetic_data(path: Path, replicates: int = 4, seed: int = 100) -> Path:
 
 def write_fit(folder: Path, data: str = "data.csv", **changes) -> Path:
     fit = {"name": "recovery", "model": str(MODEL), "data": data,
-           "parameters": {KEY: PRIOR}, "population_size": 40, "generations": 3,
+           "parameters": {KEY: PRIOR}, "population_size": 30, "generations": 3,
            "predictive_draws": 4, "seed": 2, **changes}
     path = folder / "fit.yaml"
     path.write_text(yaml.safe_dump(fit), encoding="utf-8")
@@ -63,8 +64,9 @@ def test_a_fit_recovers_the_kill_rate_it_was_simulated_with(tmp_path):
     # the truth lies in the 90 % credible interval ...
     assert row["low"] <= TRUTH <= row["high"], row
     # ... and the data taught something: the interval is at most half the prior's (in log10;
-    # after 3 generations of 40 particles it is ~0.2-0.3 of it, the data pin the rate to
-    # within ~+-30 %, so half leaves room for an unlucky generation)
+    # after 3 generations of 30 particles it was 0.12 of it on fit seeds 2 and 3, the data pin
+    # the rate to within ~+-30 %: half leaves room for an unlucky generation). ~210
+    # simulations, ~50 s on one idle core
     assert row["width_vs_prior"] < 0.5, row
     out = result.folder
     for name in ("posterior.csv", "fitted.yaml", "posterior.png", "fit.png", "history.db",
@@ -73,7 +75,7 @@ def test_a_fit_recovers_the_kill_rate_it_was_simulated_with(tmp_path):
     posterior = pd.read_csv(out / "posterior.csv")
     assert list(posterior.columns) == [KEY, "weight", "generation"]
     assert sorted(posterior["generation"].unique()) == [0, 1, 2]
-    assert (posterior.groupby("generation").size() == 40).all()
+    assert (posterior.groupby("generation").size() == 30).all()
     assert np.allclose(posterior.groupby("generation")["weight"].sum(), 1.0)
     # fitted.yaml runs: the study with the posterior median in every well
     fitted = load_study(out / "fitted.yaml")
@@ -91,7 +93,7 @@ def _generations(db: Path) -> list[int]:
     if not db.exists():
         return []
     try:
-        with sqlite3.connect(db) as connection:
+        with closing(sqlite3.connect(db)) as connection:
             return [t for (t,) in connection.execute("SELECT t FROM populations WHERE t >= 0")]
     except sqlite3.Error:  # created but not yet written
         return []
@@ -99,7 +101,7 @@ def _generations(db: Path) -> list[int]:
 
 def test_a_fit_killed_with_sigkill_continues_from_its_last_generation(tmp_path):
     synthetic_data(tmp_path / "data.csv", replicates=1)
-    fit = write_fit(tmp_path, population_size=10, generations=3, predictive_draws=2)
+    fit = write_fit(tmp_path, population_size=10, generations=2, predictive_draws=2)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "simulation", "fit", str(fit), "--out", str(out),
                "--workers", "1", "--quiet"]
@@ -111,21 +113,21 @@ def test_a_fit_killed_with_sigkill_continues_from_its_last_generation(tmp_path):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    process.communicate(timeout=30)
     kept = _generations(out / "history.db")
-    assert kept and max(kept) < 2, kept  # killed part-way
+    assert kept == [0], kept  # killed in generation 1
     assert not (out / "posterior.csv").exists()
-    with sqlite3.connect(out / "history.db") as connection:
+    with closing(sqlite3.connect(out / "history.db")) as connection:
         first = list(connection.execute("SELECT t, epsilon, nr_samples FROM populations "
                                         "WHERE t = 0"))
     done = subprocess.run(command[:-1], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert f"continuing {out / 'history.db'} after generation {max(kept)}" in done.stdout
-    assert _generations(out / "history.db") == [0, 1, 2]
-    with sqlite3.connect(out / "history.db") as connection:  # generation 0 was kept, not redone
+    assert f"continuing {out / 'history.db'} after generation 0" in done.stdout
+    assert _generations(out / "history.db") == [0, 1]
+    with closing(sqlite3.connect(out / "history.db")) as connection:  # generation 0 kept
         assert list(connection.execute("SELECT t, epsilon, nr_samples FROM populations "
                                        "WHERE t = 0")) == first
-    assert sorted(pd.read_csv(out / "posterior.csv")["generation"].unique()) == [0, 1, 2]
+    assert sorted(pd.read_csv(out / "posterior.csv")["generation"].unique()) == [0, 1]
 
 
 GOOD = "effector_to_target,time_h,percent_of_control\n0.125,24,50\n0.05,48,80\n"

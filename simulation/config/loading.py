@@ -52,6 +52,11 @@ def file_kind(data: dict[str, Any]) -> str:
 
 
 def _not_a_sweep(path: Path, data: dict[str, Any]) -> None:
+    if is_fit(data):
+        shown = display_path(path)
+        keys = " and ".join(sorted(FIT_KEYS & set(data)))
+        raise ConfigError(f"{shown}: is a fit file (it has {keys}); run it with `cartsim fit "
+                          f"{shown}`")
     if is_sweep(data):
         shown = display_path(path)
         keys = " and ".join(sorted(SWEEP_KEYS & set(data)))

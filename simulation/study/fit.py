@@ -41,6 +41,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -576,7 +577,9 @@ def report_text(result: FitResult) -> str:
              f"particles per generation, {fit_.replicates_per_particle} simulation(s) per "
              f"particle, distance `{fit_.distance}`; {int(pops['simulations'].sum())} "
              f"simulations in {len(pops)} generation(s). Versions: "
-             + ", ".join(f"{k} {v}" for k, v in versions().items()) + ".", "",
+             + ", ".join(f"{k} {v}" for k, v in {**versions(),
+                                                 "pyabc": metadata.version("pyabc")}.items())
+             + ".", "",
              "## Generations", "",
              "| generation | tolerance | simulations | acceptance rate | ESS |",
              "|---:|---:|---:|---:|---:|"]

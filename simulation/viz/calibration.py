@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import numpy as np
 import pandas as pd
 
@@ -89,12 +90,14 @@ def plot_posterior(posterior: pd.DataFrame, priors: Mapping[str, tuple[float, fl
 
 
 def _range_axis(ax: plt.Axes, low: float, high: float, log: bool, which: str) -> None:
-    if which == "x":
-        ax.set_xscale("log" if log else "linear")
-        ax.set_xlim(low, high)
-    else:
-        ax.set_yscale("log" if log else "linear")
-        ax.set_ylim(low, high)
+    """The prior's range on the ``which`` axis; a log prior on a log axis ticked 1-2-5."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log" if log else "linear")
+    (ax.set_xlim if which == "x" else ax.set_ylim)(low, high)
+    if log:
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
 
 
 @_styled
