@@ -585,6 +585,9 @@ def report_text(result: FitResult) -> str:
              "|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.generation} | {r.tolerance:.4g} | {r.simulations} | "
               f"{r.acceptance_rate:.3f} | {r.ess:.1f} |" for r in pops.itertuples()]
+    if fit_.distance == "adaptive":
+        lines += ["", "The adaptive distance reweighs the observations every generation, so "
+                  "tolerances of different generations are on different scales."]
     lines += ["", f"## Posterior (generation {int(pops['generation'].max())}, weighted; "
               f"{LEVEL:.0%} central credible intervals)", "",
               "| parameter | median | interval | prior interval | width / prior width |",

@@ -48,8 +48,8 @@ def plot_posterior(posterior: pd.DataFrame, priors: Mapping[str, tuple[float, fl
     k = len(keys)
     weights = posterior["weight"].to_numpy(float)
     weights = weights / weights.sum()
-    fig, axes = plt.subplots(k, k, figsize=(2.9 * k + 0.8, 2.7 * k + 0.8), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(k, k, figsize=(max(6.5, 2.9 * k + 0.8), 2.7 * k + 1.2),
+                             squeeze=False, constrained_layout=True)
     for i, key in enumerate(keys):
         low, high, log = priors[key]
         values = posterior[key].to_numpy(float)
@@ -82,9 +82,9 @@ def plot_posterior(posterior: pd.DataFrame, priors: Mapping[str, tuple[float, fl
             pair.set_xlabel(other)
             pair.set_ylabel(key)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 2 * k))
     where = f"generation {generation}, " if generation is not None else ""
-    fig.suptitle(f"Posterior ({where}n = {len(posterior)} weighted particles); axes span "
+    fig.suptitle(f"Posterior ({where}n = {len(posterior)} weighted particles)\naxes span "
                  "the prior")
     return _finish(fig, path)
 
@@ -112,7 +112,7 @@ def plot_fit(observations: Observations, predictive: pd.DataFrame,
     quantiles = [(1 - level) / 2, 0.5, (1 + level) / 2]
     ylabel = OBSERVED_LABELS.get(observations.column, observations.column)
     if observations.time_column is None:
-        fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(table) + 2.5), 4.2),
+        fig, ax = plt.subplots(figsize=(max(7.0, 0.6 * len(table) + 2.5), 4.6),
                                constrained_layout=True)
         by_line = predictive.groupby("line")["value"].quantile(quantiles).unstack()
         x = np.arange(len(table))
@@ -122,6 +122,7 @@ def plot_fit(observations: Observations, predictive: pd.DataFrame,
         _data_points(ax, x - 0.1, table)
         ax.set_xticks(x, [f"{s}\n(line {n})" for s, n in zip(table["scenario"], table["line"])],
                       rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(table) - 0.4)
         ax.set_ylabel(ylabel)
         axes = [ax]
     else:
@@ -150,7 +151,7 @@ def plot_fit(observations: Observations, predictive: pd.DataFrame,
             ax.set_ylabel(ylabel)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
-    fig.suptitle(f"Data (n = {len(table)} observations) and posterior predictive over {draws} "
+    fig.suptitle(f"Data (n = {len(table)} observations) and posterior predictive\nover {draws} "
                  f"draws ({replicates} simulation(s) each)")
     return _finish(fig, path)
 
