@@ -232,3 +232,15 @@ def test_a_fit_runs_its_simulations_on_a_dask_cluster(tmp_path):
     assert result.populations["accepted"].tolist() == [10]
     assert result.predictive["draw"].nunique() == 2
     assert (tmp_path / "out" / "fit.png").is_file()
+
+
+def test_without_the_fit_extra_cartsim_fit_names_it(tmp_path):
+    """pyABC missing (its import blocked): one line saying what to install, no traceback."""
+    blocked = ("import sys; sys.modules.update(pyabc=None); "
+               "from simulation.cli import main; sys.exit(main(sys.argv[1:]))")
+    fit = Path(__file__).parent.parent / "configs" / "fits" / "killing_assay_synthetic.yaml"
+    done = subprocess.run([sys.executable, "-c", blocked, "fit", str(fit), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert 'needs pyabc' in done.stderr and 'pip install "cartsim[fit]"' in done.stderr
+    assert not (tmp_path / "out").exists()
