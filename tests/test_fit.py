@@ -244,3 +244,18 @@ def test_without_the_fit_extra_cartsim_fit_names_it(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert 'needs pyabc' in done.stderr and 'pip install "cartsim[fit]"' in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def largest_difference(simulated: dict, observed: dict) -> float:
+    """A user's own distance (``distance: "test_fit:largest_difference"``)."""
+    return max(abs(simulated[key] - observed[key]) for key in observed)
+
+
+def test_a_users_own_distance_decides_the_acceptance(tmp_path):
+    synthetic_data(tmp_path / "data.csv", replicates=1)
+    fit = write_fit(tmp_path, population_size=10, generations=2, predictive_draws=2,
+                    distance="test_fit:largest_difference")
+    result = simulation.fit(fit, out=tmp_path / "out", workers=1, quiet=True)
+    # the tolerance is in the user's units (% of control): a median of largest differences
+    tolerances = result.populations["tolerance"]
+    assert 0 < tolerances.iloc[1] <= tolerances.iloc[0] <= 100
