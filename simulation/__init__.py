@@ -11,6 +11,8 @@ What a notebook needs::
     simulation.load("results/blood_vs_solid")   # any output folder, as the same kind of result
     trial = simulation.trial("configs/trials/b_all_eliana.yaml", out="results/eliana")
     trial.table, trial.patients          # readouts with 95 % intervals, one row per patient
+    fit = simulation.fit("configs/fits/killing_assay_fit.yaml", out="results/fit")  # ABC-SMC
+    fit.posterior, fit.intervals(), fit.plot_fit()    # particles, credible intervals, figures
 
     model = simulation.CarTModel("configs/b_all_cd19.yaml", seed=3)   # one run, step by step
 
@@ -32,9 +34,11 @@ from .study.runner import RunSpec, run_study
 #: names served from ``simulation.study.api`` on first use (PEP 562), so that ``import
 #: simulation`` stays free of matplotlib
 _RESULT_API = ("Result", "load", "run", "trial")
+#: served from ``simulation.study.fit`` on first use (it draws figures too)
+_FIT_API = ("fit", "FitResult")
 
-__all__ = ["CarTModel", "ConfigError", "Result", "RunSpec", "ScenarioConfig", "Study", "load",
-           "load_scenario", "load_study", "run", "run_study", "trial"]
+__all__ = ["CarTModel", "ConfigError", "FitResult", "Result", "RunSpec", "ScenarioConfig",
+           "Study", "fit", "load", "load_scenario", "load_study", "run", "run_study", "trial"]
 
 
 def __getattr__(name: str):
@@ -43,8 +47,13 @@ def __getattr__(name: str):
         from .study import api
 
         return getattr(api, name)
+    if name in _FIT_API:
+        # lazy: as above (calibration figures)
+        from .study import fit
+
+        return getattr(fit, name)
     raise AttributeError(f"module 'simulation' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_RESULT_API))
+    return sorted(set(globals()) | set(_RESULT_API) | set(_FIT_API))

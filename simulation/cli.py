@@ -34,6 +34,7 @@ from .io.snapshots import load_snapshot, record_snapshots, snapshot_files
 from .io.volume import write_pvd, write_vti
 from .model import CarTModel
 from .study.publish import finish
+from .study.fit import fit as run_fit, load_fit
 from .study.report import write_report
 from .study.runner import run_into_folder, run_specs, study_progress
 from .study.extras import require
@@ -88,7 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     _add_view_parsers(sub)
     _add_export_parser(sub)
     _add_resume_parser(sub)
+    _add_fit_parser(sub)
     return parser
+
+
+def _add_fit_parser(sub) -> None:
+    """``cartsim fit``: ABC-SMC calibration to data (docs/calibration.md)."""
+    fit = sub.add_parser("fit", help="fit parameters to data (ABC-SMC); rerun to resume")
+    fit.add_argument("fit", help="fit YAML file (model, data, parameters with priors)")
+    fit.add_argument("--out", type=Path, help="fit folder (default: results/<fit name>); "
+                     "rerunning the same command on it continues from the last generation")
+    fit.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
+    fit.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                     help="run the simulations on this Dask distributed scheduler instead")
+    fit.add_argument("--quiet", action="store_true", help="no per-generation messages")
 
 
 def _add_resume_parser(sub) -> None:
@@ -302,14 +316,27 @@ def _check_parallel_memory(study, workers: int | None, source: str) -> None:
 
 
 def _command_validate(args: argparse.Namespace) -> int:
-    """Check a file as what it is: a trial or a sweep (every run resolved), a study or scenario,
-    or a base file that other configs extend (only the keys it leaves to them may be missing)."""
+    """Check a file as what it is: a trial or a sweep (every run resolved), a fit, a study or
+    scenario, or a base file that other configs extend (only the keys it leaves to them may be
+    missing)."""
     kind = file_kind(read_yaml(Path(args.config), args.config))
     if kind == "trial":
         trial = read_trial_file(args.config)
         plan = plan_sweep(Path(args.config), trial.sweep())  # every patient validated
         print(f"{args.config}: ok: trial {trial.name}: {len(plan.unique_runs)} patients of "
               f"{plan.sweep.bases[0]}, {len(trial.properties)} varying properties")
+        return 0
+    if kind == "fit":
+        if args.overrides or args.scale is not None:
+            raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a fit sets values "
+                              "in its own `set` and `scale`")
+        spec = load_fit(args.config)
+        obs = spec.observations
+        print(f"{args.config}: ok: fit {spec.fit.name}: {len(obs.table)} observations of "
+              f"{obs.column} in {obs.table['scenario'].nunique()} scenario(s), "
+              f"{len(spec.keys)} parameter(s) ({', '.join(spec.keys)}), "
+              f"{spec.fit.population_size} particles x up to {spec.fit.generations} "
+              "generations")
         return 0
     if kind == "sweep":
         if args.overrides or args.scale is not None:
@@ -387,6 +414,23 @@ def _command_trial(args: argparse.Namespace) -> int:
     if summary:
         print(summary, file=sys.stderr)
     return 1 if outcome.failed else 0
+
+
+def _command_fit(args: argparse.Namespace) -> int:
+    _check_workers(args.workers)
+    load_fit(args.fit)  # a bad fit or data file: its error before anything else
+    announce_compilation()
+    try:
+        result = run_fit(args.fit, args.out, workers=args.workers, scheduler=args.scheduler,
+                         quiet=args.quiet)
+    except KeyboardInterrupt:
+        print("cartsim: interrupted; finished generations are kept; rerun the same command "
+              "to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(result.intervals().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"{int(result.populations['simulations'].sum())} simulations in "
+          f"{len(result.populations)} generations, {result.seconds:.0f} s -> {result.folder}")
+    return 0
 
 
 def _command_report(args: argparse.Namespace) -> int:
@@ -546,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"run": _command_run, "validate": _command_validate, "schema": _command_schema,
                 "sweep": _command_sweep, "trial": _command_trial, "report": _command_report,
                 "animate": _command_animate, "app": _command_app, "resume": _command_resume,
-                "export-vtk": _command_export_vtk}
+                "export-vtk": _command_export_vtk, "fit": _command_fit}
     try:
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader that stopped (cartsim schema | head) fails here, caught

@@ -25,10 +25,12 @@ LAYERS = ("engine", "config", "biology", "model", "io", "analysis", "viz", "stud
 LAZY_ALLOWED = {
     "distributed": "dask.distributed is heavy; only a sweep on a Dask cluster needs it",
     "fcntl": "POSIX only; the folder lock degrades to none elsewhere",
+    "pyabc": "pyABC takes seconds to import; only cartsim fit needs it",
 }
 #: the one project import allowed inside a function: the package facade's PEP 562 attribute
 FACADE_LAZY = {"simulation.study.api": "the result API draws figures (matplotlib); "
-                                       "`import simulation` must stay light"}
+                                       "`import simulation` must stay light",
+               "simulation.study.fit": "the fit API draws figures too (simulation.fit)"}
 ENGINE_THIRD_PARTY = {"numpy", "numba"}
 
 

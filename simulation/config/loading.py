@@ -29,9 +29,18 @@ def is_study(data: dict[str, Any]) -> bool:
 SWEEP_KEYS = frozenset({"base", "parameters"})
 
 
+#: keys only a fit file has (``cartsim fit``; ``simulation.study.fit``)
+FIT_KEYS = frozenset({"model", "data"})
+
+
+def is_fit(data: dict[str, Any]) -> bool:
+    """A mapping that names a fit's ``model`` or ``data`` is a fit file."""
+    return bool(FIT_KEYS & set(data))
+
+
 def is_sweep(data: dict[str, Any]) -> bool:
-    """A mapping that names a sweep's ``base`` or ``parameters`` is a sweep file."""
-    return bool(SWEEP_KEYS & set(data))
+    """A mapping that names a sweep's ``base`` or ``parameters`` (and is no fit) is a sweep."""
+    return bool(SWEEP_KEYS & set(data)) and not is_fit(data)
 
 
 #: keys only a virtual-trial file has (simulation/study/trial.py)
@@ -44,10 +53,12 @@ def is_trial(data: dict[str, Any]) -> bool:
 
 
 def file_kind(data: dict[str, Any]) -> str:
-    """What a config file is, from its top-level keys: "trial", "sweep", "study" or
+    """What a config file is, from its top-level keys: "trial", "fit", "sweep", "study" or
     "scenario"."""
     if is_trial(data):
         return "trial"
+    if is_fit(data):
+        return "fit"
     return "sweep" if is_sweep(data) else "study" if is_study(data) else "scenario"
 
 
@@ -56,6 +67,11 @@ def _not_a_sweep(path: Path, data: dict[str, Any]) -> None:
         shown = display_path(path)
         raise ConfigError(f"{shown}: is a trial file; run it with `cartsim trial {shown} --out "
                           "DIR`")
+    if is_fit(data):
+        shown = display_path(path)
+        keys = " and ".join(sorted(FIT_KEYS & set(data)))
+        raise ConfigError(f"{shown}: is a fit file (it has {keys}); run it with `cartsim fit "
+                          f"{shown}`")
     if is_sweep(data):
         shown = display_path(path)
         keys = " and ".join(sorted(SWEEP_KEYS & set(data)))

@@ -2,7 +2,8 @@
 
 The base install runs and plots scenarios. Sweeps need the ``sweep`` extra (pyarrow: one
 Parquet file per run; SALib: Sobol/Morris designs and indices), ``--scheduler`` the
-``cluster`` extra (dask.distributed), ``cartsim app`` the ``viz`` extra (solara). Modules that
+``cluster`` extra (dask.distributed), ``cartsim app`` the ``viz`` extra (solara), ``cartsim
+fit`` the ``fit`` extra (pyABC). Modules that
 use them import them inside ``try`` at the top, and call ``require`` where a command starts,
 so a missing package is one line naming what to install, never a traceback.
 """
@@ -15,7 +16,7 @@ from ..config import ConfigError
 
 #: extra -> the import names it provides
 EXTRAS = {"sweep": ("pyarrow", "SALib"), "cluster": ("distributed",), "viz": ("solara",),
-          "trial": ("lifelines",)}
+          "trial": ("lifelines",), "fit": ("pyabc",)}
 
 
 def missing(extra: str) -> list[str]:

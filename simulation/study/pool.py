@@ -136,6 +136,15 @@ class LocalBackend:
         else:
             os.environ["NUMBA_NUM_THREADS"] = self._saved
 
+    @contextlib.contextmanager
+    def executor(self) -> Iterator[ProcessPoolExecutor]:
+        """The pool as a ``concurrent.futures`` executor, for a library that submits to one
+        itself (pyABC's ``ConcurrentFutureSampler``, ``simulation.study.fit``); the user's
+        script stays out of the workers it starts meanwhile."""
+        assert self._pool is not None
+        with _main_script_hidden():
+            yield self._pool
+
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any],
                       on_error: OnError | None = None) -> Iterator[Any]:
         assert self._pool is not None
