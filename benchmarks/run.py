@@ -70,7 +70,9 @@ def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int)
     numba.set_num_threads(threads)
     scenario = scenario_for(case, size)
     clock = time.perf_counter()
-    model = CarTModel(scenario, seed=1)  # lattice, cells, and the fields' first steady state
+    # lattice, cells, and the fields' first steady state; kernel sweeps and field solves on
+    # ``threads`` threads
+    model = CarTModel(scenario, seed=1, threads=threads)
     setup_s = time.perf_counter() - clock
     model.step()  # first step includes JIT compile or cache load
     first_step_s = time.perf_counter() - clock

@@ -104,10 +104,10 @@ class CarTModel(mesa.Model):
         self.events = np.zeros(N_EVENTS, dtype=np.int64)
         announce_compilation()  # the first kernel call on a machine compiles: say so first
         self._compile_kernel_beside_field_solver()
-        self.microenvironment = Microenvironment(cfg, self.lattice)
-        self.microenvironment.initialise(self.lattice)
-        self.blood = BloodPool(cfg, self.lattice)
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
+        self.microenvironment = Microenvironment(cfg, self.lattice)
+        self.microenvironment.initialise(self.lattice, self.threads)
+        self.blood = BloodPool(cfg, self.lattice)
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.cells["cell_type"] == CANCER))
         self.plan = dosing_plan(cfg)
         self.next_infusion = 0
@@ -154,7 +154,7 @@ class CarTModel(mesa.Model):
         self.blood.memory += int(returned[1])
         self.step_index += 1
         self.time_min = self.step_index * self.dt_min
-        self.microenvironment.update_due(lat, self.time_min)
+        self.microenvironment.update_due(lat, self.time_min, self.threads)
         finished = self.time_min >= self.lattice_end_min - 1e-9
         clinical = self.config.clinical
         stop_when_cleared = self.config.time.stop_when_cleared or (

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
@@ -135,44 +136,58 @@ class Microenvironment:
         return max(present, SCALE_FLOOR)
 
     def solve(self, lattice: Lattice, dt_min: float,
-              relative_tolerance: float = RELATIVE_TOLERANCE) -> None:
+              relative_tolerance: float = RELATIVE_TOLERANCE, threads: int = 1) -> None:
         """Re-solve every enabled field from the cells now, over ``dt_min`` minutes of backward
-        Euler (``math.inf``: steady state; oxygen is always quasi-steady), to a largest change
-        per sweep of ``relative_tolerance`` times ``field_scale``
-        (``STEADY_STATE_RELATIVE_TOLERANCE`` for a field still zero everywhere). Warns
-        (RuntimeWarning) when a field stops at ``MAX_ITERATIONS`` before that."""
-        self._terms(lattice)
-        oxygen = self._cfg.microenvironment.oxygen
-        for index in self.enabled:
-            field = self.configs[index]
-            is_oxygen = index == F_OXYGEN
-            fixed = self.vessels if is_oxygen else self.no_fixed
-            fixed_value = oxygen.vessel_mmhg if is_oxygen else 0.0
-            from_zero = not lattice.fields[index].any()  # its first solve: be strict
-            relative = STEADY_STATE_RELATIVE_TOLERANCE if from_zero else relative_tolerance
-            tolerance = relative * self.field_scale(lattice, index)
-            iterations = solve_field(
-                lattice.fields[index], lattice.shape, lattice.spacing_um,
-                field.diffusion_um2_per_min, field.decay_per_min, self.uptake[index],
-                self.source[index], fixed, fixed_value, self.edge_value[index],
-                math.inf if is_oxygen else dt_min, tolerance, MAX_ITERATIONS, OVER_RELAXATION)
-            if iterations >= MAX_ITERATIONS:  # one text per field: shown once, not every hour
-                warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to {relative:g} of "
-                              f"its scale in {MAX_ITERATIONS} iterations", RuntimeWarning,
-                              stacklevel=2)
+        Euler (``math.inf``: steady state; oxygen is always quasi-steady), to
+        ``relative_tolerance`` times ``field_scale`` (``STEADY_STATE_RELATIVE_TOLERANCE`` for a
+        field still zero everywhere). Warns (RuntimeWarning) when a field stops at
+        ``MAX_ITERATIONS`` before that.
 
-    def initialise(self, lattice: Lattice) -> None:
+        The fields are independent within one update (their sources were fixed above), so with
+        ``threads`` > 1 they are solved side by side (the solver releases the GIL); each solve
+        is the same sequential computation either way, so the fields do not depend on it.
+        """
+        self._terms(lattice)
+        solves = [self._solve_arguments(lattice, index, dt_min, relative_tolerance)
+                  for index in self.enabled]
+        if threads > 1 and len(solves) > 1:
+            with ThreadPoolExecutor(min(threads, len(solves))) as pool:
+                iterations = list(pool.map(lambda arguments: solve_field(*arguments), solves))
+        else:
+            iterations = [solve_field(*arguments) for arguments in solves]
+        for index, used in zip(self.enabled, iterations):
+            if used >= MAX_ITERATIONS:  # one text per field: shown once, not every hour
+                warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to its tolerance in "
+                              f"{MAX_ITERATIONS} iterations", RuntimeWarning, stacklevel=2)
+
+    def _solve_arguments(self, lattice: Lattice, index: int, dt_min: float,
+                         relative_tolerance: float) -> tuple:
+        """The arguments of ``solve_field`` for field ``index`` (its tolerance from the field
+        as it is now)."""
+        field = self.configs[index]
+        oxygen = self._cfg.microenvironment.oxygen
+        is_oxygen = index == F_OXYGEN
+        from_zero = not lattice.fields[index].any()  # its first solve: be strict
+        relative = STEADY_STATE_RELATIVE_TOLERANCE if from_zero else relative_tolerance
+        return (lattice.fields[index], lattice.shape, lattice.spacing_um,
+                field.diffusion_um2_per_min, field.decay_per_min, self.uptake[index],
+                self.source[index], self.vessels if is_oxygen else self.no_fixed,
+                oxygen.vessel_mmhg if is_oxygen else 0.0, self.edge_value[index],
+                math.inf if is_oxygen else dt_min,
+                relative * self.field_scale(lattice, index), MAX_ITERATIONS, OVER_RELAXATION)
+
+    def initialise(self, lattice: Lattice, threads: int = 1) -> None:
         """Fields at t = 0: the steady state of the initial cells (a tumour that has been there
         for a while); the cytokine starts at zero because no CAR-T is activated yet."""
         if self.enabled:
-            self.solve(lattice, math.inf, STEADY_STATE_RELATIVE_TOLERANCE)
+            self.solve(lattice, math.inf, STEADY_STATE_RELATIVE_TOLERANCE, threads)
         self.next_update_min = self.interval_min
 
-    def update_due(self, lattice: Lattice, time_min: float) -> bool:
+    def update_due(self, lattice: Lattice, time_min: float, threads: int = 1) -> bool:
         """Re-solve the fields if ``time_min`` reached the next update time; True if it did."""
         if not self.enabled or time_min < self.next_update_min - 1e-9:
             return False
-        self.solve(lattice, self.interval_min)
+        self.solve(lattice, self.interval_min, threads=threads)
         self.next_update_min += self.interval_min
         return True
 

@@ -40,7 +40,7 @@ from numba import njit
 DEFAULT_OVER_RELAXATION = 1.8
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def solve_field(c, shape, spacing_um, diffusion_um2_per_min, decay_per_min, uptake_per_min,
                 source_per_min, fixed, fixed_value, edge_value, dt_min, tolerance, max_iterations,
                 over_relaxation):
