@@ -302,6 +302,14 @@ IQR; the square is the scenario's dose given as two halves. Right: tumour over t
 (regrowth of >= 20 % and >= 10 cells above the nadir, `simulation.analysis.outcomes.find_relapse`), and
 the day each happened.
 
+## Virtual clinical trials
+
+The two shipped virtual trials beside the published ones (simulated value with its 95 %
+interval; copied from [trials.md](trials.md), which `python docs/make_trials.py` writes with the
+trials' sources, the mechanisms the model lacks where it misses, and the figures):
+
+{trials}
+
 ## Notes for calibration
 
 {notes}
@@ -356,13 +364,32 @@ def notes(results: list[FactResult]) -> str:
     return "\n".join(lines)
 
 
+TRIALS_PAGE = ROOT / "docs" / "trials.md"
+
+
+def trial_tables() -> str:
+    """The comparison table of each shipped trial in docs/trials.md (a section headed by the
+    trial's name, ``configs/trials/<name>.yaml``)."""
+    if not TRIALS_PAGE.exists():
+        return "(not written yet: `python docs/make_trials.py`)"
+    out = []
+    for section in TRIALS_PAGE.read_text().split("\n## ")[1:]:
+        heading, _, body = section.partition("\n")
+        name = heading.split(":")[0].strip()
+        if not (ROOT / "configs" / "trials" / f"{name}.yaml").exists():
+            continue
+        out += [f"**{heading}**", "", *(line for line in body.splitlines()
+                                         if line.startswith("|")), ""]
+    return "\n".join(out).rstrip()
+
+
 def write_page(results: list[FactResult], scale: Scale, elapsed_min: float, cpu_min: float
                ) -> None:
     """docs/validation.md from the results."""
     PAGE.write_text(PAGE_TEXT.format(elapsed=elapsed_min, cpu=cpu_min,
                                      settings=settings_table(scale, Scale()),
                                      facts=facts_table(results), criteria=criteria(results),
-                                     notes=notes(results)))
+                                     trials=trial_tables(), notes=notes(results)))
     print(f"wrote {PAGE.relative_to(ROOT)}")
 
 
