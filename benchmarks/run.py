@@ -105,8 +105,8 @@ def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int)
     }
 
 
-#: whole runs timed as a user runs them (seconds per run -> runs per minute)
-WHOLE_RUNS = {"dish": ("killing_assay", None), "cohort": ("lbcl_node", None)}
+#: whole runs timed as a user runs them (seconds per run -> runs per minute): case -> scenario
+WHOLE_RUNS = {"dish": "killing_assay", "cohort": "lbcl_node"}
 
 
 def measure_run(case: str, days: float | None) -> dict:
@@ -119,9 +119,8 @@ def measure_run(case: str, days: float | None) -> dict:
     from simulation.model import CarTModel
 
     numba.set_num_threads(1)
-    name, _ = WHOLE_RUNS[case]
     overrides = [] if days is None else [f"time.duration_days={days}"]
-    scenario = load_scenario(CONFIGS / f"{name}.yaml", overrides)
+    scenario = load_scenario(CONFIGS / f"{WHOLE_RUNS[case]}.yaml", overrides)
     CarTModel(scenario, seed=2).step()  # load the kernels before the clock starts
     start = time.perf_counter()
     model = CarTModel(scenario, seed=1)

@@ -310,9 +310,10 @@ def _v_cycle(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per
     """One multigrid V-cycle on the fine field ``c``; returns a bound on its largest change.
 
     Red-black smoothing on each grid, the residual averaged onto the next coarser grid (the
-    coarse error equation starts from zero), the coarsest grid relaxed ``COARSEST_SWEEPS``
-    times, each correction added back to the sites of its block (held sites excepted). The
-    bound adds the largest change of every fine sweep and of the fine correction (conc).
+    coarse error equation starts from zero), the coarsest grid solved by SOR rounds
+    (``_solve_coarsest``), each correction interpolated back onto the free sites of the finer
+    grid (``_prolong_add``) and smoothed again. Without a coarse grid: one SOR sweep. The bound
+    adds the largest change of every fine sweep and of the fine correction (conc).
     """
     (shapes, couplings, starts, sink, error, rhs, no_fixed, row_buffer, flags, sweeps,
      _) = hierarchy

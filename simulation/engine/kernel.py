@@ -551,15 +551,15 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
             for i in range(nx):
                 site = row + (nx - 1 - i if backwards else i)
                 cell = cells[site].cell_type
-                if move_p[cell] > 0.0:
-                    row_has_motile = True
+                motile = move_p[cell] > 0.0
+                row_has_motile = row_has_motile or motile
                 # skip sites with nothing to do in this sweep: empty sites, normal cells
                 # (passive) in interaction sweeps, sessile cells in migration sweeps (the
                 # move probability of EMPTY is 0), and cells that already acted in this sweep
                 if interaction:
                     if cell == EMPTY or cell == NORMAL:
                         continue
-                elif move_p[cell] <= 0.0:
+                elif not motile:
                     continue
                 if cells[site].stamp == stamp_now:
                     continue
@@ -576,7 +576,7 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
                                             sweep, row_events, r)
                 else:
                     necrotic_update(site, cells, p, seed, sweep, row_events, r)
-                if moved_to >= 0 and moved_to // nx != row_index and move_p[cell] > 0.0:
+                if motile and moved_to >= 0 and moved_to // nx != row_index:
                     motile_rows[moved_to // nx] = 1
             if interaction:
                 motile_rows[row_index] = row_has_motile
