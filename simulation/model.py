@@ -34,7 +34,7 @@ from .engine.constants import (
     N_EVENTS,
 )
 from .biology.microenvironment import Microenvironment
-from .biology.observables import hypoxic_fraction, infiltration
+from .biology.observables import antigen_columns, antigen_counts, hypoxic_fraction, infiltration
 from .biology.systemic import SystemicRates, SystemicState, advance
 from .biology.scenario import (
     _BLOOD_STREAM,
@@ -51,7 +51,9 @@ from .biology.scenario import (
 from .engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps, probability_per_step
 
 #: version of ``CarTModel.checkpoint_state()``; bump when its content changes
-CHECKPOINT_FORMAT = 3  # 3: Mesa's generators are no longer saved (never drawn from)
+CHECKPOINT_FORMAT = 4  # 4: the ``extra`` cell records (more antigens, priming)
+#: formats ``from_checkpoint`` reads: 3 lacks ``extra``, which its scenarios never needed
+READABLE_CHECKPOINT_FORMATS = (3, 4)
 
 #: lattice sites per kernel thread in the default thread count (see ``default_threads``)
 SITES_PER_THREAD = 100_000
@@ -122,8 +124,10 @@ class CarTModel(mesa.Model):
         self.record_every_steps = minutes_to_steps(cfg.time.record_every_h * MIN_PER_H,
                                                    self.dt_min)
         self.counts: dict[str, float] = {}
+        #: what each census records: REPORTED_COLUMNS, then per-antigen counts (several antigens)
+        self.columns = (*REPORTED_COLUMNS, *antigen_columns(cfg.antigen_names))
         self.datacollector = mesa.DataCollector(
-            model_reporters={name: _reporter(name) for name in REPORTED_COLUMNS}
+            model_reporters={name: _reporter(name) for name in self.columns}
         )
         self._infuse_due()
         self._mark_motile_rows()
@@ -145,8 +149,8 @@ class CarTModel(mesa.Model):
                 car_t_division_rate(self.config, self.time_min), self.dt_min)
         returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]].copy()
         self.sweep = kernel.advance(
-            lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, self.motility.move_p,
-            self.motility.persist_p, self.params, self.seed, self.sweep, 1,
+            lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
+            self.motility.move_p, self.motility.persist_p, self.params, self.seed, self.sweep, 1,
             self.motility.n_substeps, self.events, self.motile_rows,
         )
         returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]] - returned
@@ -177,7 +181,7 @@ class CarTModel(mesa.Model):
         if solver is None:
             return
         lat = self.lattice
-        kernel.advance(lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets,
+        kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
                        self.motility.move_p, self.motility.persist_p, self.params, self.seed,
                        self.sweep, 0, self.motility.n_substeps, self.events, self.motile_rows)
         solver.wait()
@@ -214,8 +218,9 @@ class CarTModel(mesa.Model):
 
     def _census(self) -> None:
         lat = self.lattice
-        values = kernel.census(lat.cells, self.params[0]["antigen_half_max"])
+        values = kernel.census(lat.cells, lat.extra, self.params)
         self.counts = dict(zip(CENSUS_NAMES, (int(v) for v in values)))
+        self.counts.update(antigen_counts(lat, self.config.antigen_names))
         self.counts["time_days"] = self.time_min / MIN_PER_DAY
         self.counts["cumulative_cancer_killed"] = int(self.events[E_CANCER_KILLED])
         self.counts["cumulative_normal_killed"] = int(self.events[E_NORMAL_KILLED])
@@ -276,6 +281,7 @@ class CarTModel(mesa.Model):
                 "car_t_blood_per_ul": blood_share * car_t / self.blood.volume_ul,
                 "crs_index": 0.0, "car_t_infiltration_depth_um": math.nan,
                 "car_t_in_tumor_fraction": math.nan, "tumor_hypoxic_fraction": math.nan,
+                **dict.fromkeys(self.columns[len(REPORTED_COLUMNS):], math.nan),
             })
             self.datacollector.collect(self)
         self.time_min = days * MIN_PER_DAY
@@ -308,6 +314,7 @@ class CarTModel(mesa.Model):
             "config": self.config.model_dump(mode="json"),
             "seed": self.seed,
             "cells": self.lattice.cells.copy(),
+            "extra": self.lattice.extra.copy(),
             "fields": self.lattice.fields.copy(),
             "blood": self.blood.state(),
             "next_field_update_min": self.microenvironment.next_update_min,
@@ -333,15 +340,19 @@ class CarTModel(mesa.Model):
         ``state`` may come from ``checkpoint_state()`` or from a file (lists for tuples);
         ``kwargs`` (e.g. ``threads``) go to the constructor and do not affect results.
         """
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')!r}, expected "
-                             f"{CHECKPOINT_FORMAT}")
+        if state.get("format") not in READABLE_CHECKPOINT_FORMATS:
+            raise ValueError(f"checkpoint format {state.get('format')!r}, expected one of "
+                             f"{READABLE_CHECKPOINT_FORMATS}")
         model = cls(ScenarioConfig.model_validate(state["config"]), seed=int(state["seed"]),
                     **kwargs)
         cells = np.asarray(state["cells"])
         if cells.dtype != model.lattice.cells.dtype or cells.shape != model.lattice.cells.shape:
             raise ValueError("checkpoint lattice does not match its config")
         model.lattice.cells[:] = cells
+        extra = np.asarray(state.get("extra", model.lattice.extra[:0]))
+        if extra.dtype != model.lattice.extra.dtype or extra.shape != model.lattice.extra.shape:
+            raise ValueError("checkpoint lattice does not match its config")
+        model.lattice.extra[:] = extra
         model._mark_motile_rows()
         model.lattice.fields[:] = np.asarray(state["fields"], dtype=np.float64)
         model.blood.restore(state["blood"])
@@ -354,7 +365,7 @@ class CarTModel(mesa.Model):
         model.running = bool(state["running"])
         model.counts = dict(state["counts"])
         model.datacollector.model_vars = {name: list(state["model_vars"][name])
-                                          for name in REPORTED_COLUMNS}
+                                          for name in model.columns}
         return model
 
 

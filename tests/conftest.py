@@ -128,12 +128,13 @@ def lattice_dimensions(request) -> int:
 
 
 def make_lattice(width: int, height: int, neighbourhood: str = "moore",
-                 spacing_um: float = SPACING_UM, depth: int | None = None) -> Lattice:
+                 spacing_um: float = SPACING_UM, depth: int | None = None,
+                 extra: bool = False) -> Lattice:
     """An empty lattice built with ``Lattice.empty``: 2D, or 3D when ``depth`` is given or
-    ``LATTICE`` asks for 3D (then three layers deep)."""
+    ``LATTICE`` asks for 3D (then three layers deep); with ``extra`` records if asked."""
     if depth is None and LATTICE["dimensions"] == 3:
         depth = 3
-    return Lattice.empty(width, height, spacing_um, neighbourhood, depth=depth)
+    return Lattice.empty(width, height, spacing_um, neighbourhood, depth=depth, extra=extra)
 
 
 def site_of(lattice: Lattice, x: int, y: int, z: int | None = None) -> int:

@@ -111,7 +111,7 @@ def test_checkpoint_state_is_a_copy_and_files_need_no_pickle(tmp_path):
     assert not np.array_equal(state["cells"], model.lattice.cells)  # not a view
     checkpoints.save_checkpoint(state, tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz", allow_pickle=False) as data:
-        assert set(data.files) == {"cells", "events", "fields", "meta"}
+        assert set(data.files) == {"cells", "extra", "events", "fields", "meta"}
     with pytest.raises(ValueError, match="format"):
         CarTModel.from_checkpoint({**state, "format": 99})
     other = {**state, "config": {**state["config"], "lattice": {**state["config"]["lattice"],

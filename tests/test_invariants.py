@@ -29,7 +29,7 @@ from simulation.engine.constants import (
     F_CHEMOKINE,
     F_OXYGEN,
     F_SUPPRESSION,
-    KERNEL_PARAMS_DTYPE,
+    neutral_kernel_parameters,
     N_CELL_TYPES,
     MEMORY,
     NECROTIC,
@@ -62,7 +62,7 @@ class Case:
         nz, ny, _ = self.lattice.shape
         motile_rows = np.zeros(nz * ny, dtype=np.uint8)
         kernel.mark_motile_rows(cells, self.lattice.shape, self.move_p, motile_rows)
-        nxt = kernel.advance(cells, self.lattice.tissue, self.lattice.fields, self.lattice.shape,
+        nxt = kernel.advance(cells, self.lattice.extra, self.lattice.tissue, self.lattice.fields, self.lattice.shape,
                              self.lattice.offsets, self.move_p,
                              self.persist_p, self.params, self.seed,
                              self.first_sweep if first_sweep is None else first_sweep,
@@ -79,7 +79,7 @@ def cases(draw):
     lat = make_lattice(width, height, draw(st.sampled_from(["moore", "von_neumann"])),
                        depth=depth)
 
-    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    params = neutral_kernel_parameters()
     record = params[0]  # a view: setting its fields fills ``params``
     record["car_t_kill_rate_per_min"] = draw(st.floats(0.0, 5.0))
     record["exhausted_kill_factor"] = draw(probability)
@@ -166,7 +166,7 @@ def count(cells, kind):
 def test_census_equals_numpy_counts(case):
     cells, _, _ = case.run()
     half_max = case.params[0]["antigen_half_max"]
-    assert np.array_equal(kernel.census(cells, half_max), numpy_census(cells, half_max))
+    assert np.array_equal(kernel.census(cells, case.lattice.extra, case.params), numpy_census(cells, half_max))
 
 
 @SETTINGS

@@ -16,6 +16,8 @@ from simulation.engine.constants import (
     CAR_T,
     EMPTY,
     NORMAL,
+    RNG_ANTIGEN_NOISE,
+    RNG_ANTIGEN_NOISE_2,
     RNG_DEATH,
     RNG_DIVIDE,
     RNG_HEADING_PICK,
@@ -191,7 +193,8 @@ def test_randint_is_uniform_over_its_range_and_in_bounds():
 
 
 def test_standard_normal_has_zero_mean_unit_variance():
-    z = np.array([kernel.standard_normal(4, 5, site) for site in range(40_000)])
+    z = np.array([kernel.standard_normal(4, 5, site, RNG_ANTIGEN_NOISE, RNG_ANTIGEN_NOISE_2)
+                  for site in range(40_000)])
     # sd of the mean 1/sqrt(4e4) = 0.005; of the variance ~ sqrt(2/4e4) = 0.007
     assert abs(z.mean()) < 0.03
     assert abs(z.var() - 1.0) < 0.04

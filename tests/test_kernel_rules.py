@@ -77,13 +77,13 @@ def quiet_params(overrides: dict[str, float] | None = None) -> np.ndarray:
 def interact(lattice, params, sweep=0, events=None, seed=SEED):
     """One interaction sweep; returns the event vector."""
     events = new_events() if events is None else events
-    kernel.interaction_sweep(lattice.cells, lattice.tissue, lattice.fields, lattice.shape, lattice.offsets, params, seed, sweep,
+    kernel.interaction_sweep(lattice.cells, lattice.extra, lattice.tissue, lattice.fields, lattice.shape, lattice.offsets, params, seed, sweep,
                              events)
     return events
 
 
 def migrate(lattice, params, move_p, persist_p, sweep=0, seed=SEED):
-    kernel.migration_sweep(lattice.cells, lattice.tissue, lattice.fields, lattice.shape, lattice.offsets, move_p, persist_p,
+    kernel.migration_sweep(lattice.cells, lattice.extra, lattice.tissue, lattice.fields, lattice.shape, lattice.offsets, move_p, persist_p,
                            params, seed, sweep)
 
 
@@ -194,7 +194,7 @@ def test_best_target_picks_the_neighbour_with_most_antigen():
     best = place(lat, 4, 4, NORMAL, 5000.0)
     place(lat, 3, 2, CANCER, 300.0)
     place(lat, 2, 3, CAR_T)  # CAR-T are not targets
-    picked = {kernel.best_target(t, lat.cells, lat.shape, lat.offsets, SEED, sweep)
+    picked = {kernel.best_target(t, lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep)
               for sweep in range(64)}
     assert picked == {best}
 
@@ -206,7 +206,7 @@ def test_best_target_returns_minus_one_without_antigen_positive_neighbour():
     place(lat, 4, 4, NORMAL, 0.0)
     place(lat, 5, 5, CANCER, 9000.0)  # not a neighbour
     for sweep in range(16):
-        assert kernel.best_target(t, lat.cells, lat.shape, lat.offsets, SEED, sweep) == -1
+        assert kernel.best_target(t, lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep) == -1
 
 
 def test_best_target_breaks_ties_randomly_between_equal_neighbours():
@@ -214,7 +214,7 @@ def test_best_target_breaks_ties_randomly_between_equal_neighbours():
     t = place(lat, 3, 3, CAR_T)
     a = place(lat, 2, 3, CANCER, 3000.0)
     b = place(lat, 4, 3, CANCER, 3000.0)
-    picked = [kernel.best_target(t, lat.cells, lat.shape, lat.offsets, SEED, s) for s in range(200)]
+    picked = [kernel.best_target(t, lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, s) for s in range(200)]
     assert set(picked) == {a, b}
 
 
@@ -618,7 +618,7 @@ def test_census_counts_each_category():
     place(lat, 2, 2, CAR_T, car_t_state=EXHAUSTED)
     place(lat, 3, 2, CAR_T, car_t_state=MEMORY)
     place(lat, 4, 4, NECROTIC)
-    got = kernel.census(lat.cells, HALF_MAX)
+    got = kernel.census(lat.cells, lat.extra, params_with({"antigen_half_max": HALF_MAX}))
     # tumour: total, high (>= half-max), low, negative; normal: total, positive; CAR-T: total,
     # effector, exhausted, memory; necrotic
     assert got.tolist() == [4, 2, 1, 1, 2, 1, 4, 1, 2, 1, 1]
@@ -642,7 +642,7 @@ def test_advance_equals_migration_sweeps_then_interaction_sweep_per_step():
     kernel.mark_motile_rows(lat.cells, lat.shape, move_p, motile_rows)
     # advance skips the rows without motile cells in its migration sweeps; the manual twin
     # below scans every row: the two must agree exactly
-    nxt = kernel.advance(lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, move_p, persist_p, params,
+    nxt = kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets, move_p, persist_p, params,
                          SEED, 7, 5, 3, events, motile_rows)
     assert nxt == 7 + 5 * (3 + 1)
 

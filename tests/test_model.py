@@ -18,6 +18,7 @@ from simulation.engine.constants import (
     CENSUS_NAMES,
     CENSUS_TUMOR_CELLS,
     KERNEL_PARAMS_DTYPE,
+    neutral_kernel_parameters,
     NORMAL,
     mean_step_length,
 )
@@ -253,7 +254,7 @@ def test_empirical_car_t_speed_matches_config_over_five_seeds():
     width = 30
     centre = site_of(make_lattice(width, width), width // 2, width // 2)
     empty_record = make_lattice(3, 3).cells[0].copy()
-    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    params = neutral_kernel_parameters()
     params[0]["antigen_half_max"] = 2000.0
     path_um, minutes = 0.0, 0.0
     for seed in range(5):
@@ -265,7 +266,7 @@ def test_empirical_car_t_speed_matches_config_over_five_seeds():
         for _ in range(STEPS_PER_SEED):
             for _ in range(mot.n_substeps):
                 (before,) = np.flatnonzero(lat.cells["cell_type"] == CAR_T)
-                kernel.migration_sweep(lat.cells, lat.tissue, lat.fields, lat.shape, lat.offsets, mot.move_p,
+                kernel.migration_sweep(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets, mot.move_p,
                                        mot.persist_p, params, seed, sweep)
                 sweep += 1
                 (after,) = np.flatnonzero(lat.cells["cell_type"] == CAR_T)

@@ -47,7 +47,7 @@ def well_condition(scenario: ScenarioConfig) -> dict[str, float | None]:
     doses = scenario.dosing.doses
     targets = scenario.tumor.initial_cells
     ratio = sum(d.effector_to_target if d.cells is None else d.cells / targets for d in doses)
-    return {"antigen_molecules_per_cell": scenario.tumor.antigen.mean_molecules_per_cell,
+    return {"antigen_molecules_per_cell": scenario.tumor.first_antigen.mean_molecules_per_cell,
             "effector_to_target": float(ratio),
             "add_day": min(d.day for d in doses) if doses else None}
 

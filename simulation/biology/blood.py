@@ -63,12 +63,12 @@ class BloodPool:
         leaving_effector = int(rng.binomial(self.effector, self.leave_p))
         leaving_memory = int(rng.binomial(self.memory, self.leave_p))
         lat = lattice
-        self.effector -= kernel.extravasate(lat.cells, lat.tissue, lat.shape, lat.offsets,
-                                            self.vessel_sites, leaving_effector, 0, EFFECTOR,
-                                            seed, sweep, motile_rows)
-        self.memory -= kernel.extravasate(lat.cells, lat.tissue, lat.shape, lat.offsets,
-                                          self.vessel_sites, leaving_memory, leaving_effector,
-                                          MEMORY, seed, sweep, motile_rows)
+        self.effector -= kernel.extravasate(lat.cells, lat.extra, lat.tissue, lat.shape,
+                                            lat.offsets, self.vessel_sites, leaving_effector, 0,
+                                            EFFECTOR, seed, sweep, motile_rows)
+        self.memory -= kernel.extravasate(lat.cells, lat.extra, lat.tissue, lat.shape,
+                                          lat.offsets, self.vessel_sites, leaving_memory,
+                                          leaving_effector, MEMORY, seed, sweep, motile_rows)
 
     def state(self) -> dict[str, int]:
         """The counts, for checkpoints."""

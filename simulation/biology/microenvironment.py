@@ -104,6 +104,11 @@ class Microenvironment:
         self.next_update_min = 0.0
         self.cytokine_scale = (env.cytokine.secretion_per_activated_car_t_per_min
                                / max(env.cytokine.decay_per_min, 1e-300))
+        # an IL-12-armoured product secretes more per activated cell (the index's scale stays
+        # the unarmoured product's, so the CRS index rises with the armour)
+        il12 = cfg.car_t.armour.il12
+        self.cytokine_secretion = env.cytokine.secretion_per_activated_car_t_per_min * (
+            1.0 if il12 is None else il12.cytokine_secretion_factor)
         self._cfg = cfg
 
     def _terms(self, lattice: Lattice) -> None:
@@ -112,8 +117,7 @@ class Microenvironment:
                          env.chemokine.secretion_per_cancer_cell_per_min,
                          env.suppression.secretion_per_cancer_cell_per_min,
                          env.suppression.cytokine_induction,
-                         env.cytokine.secretion_per_activated_car_t_per_min,
-                         self.uptake, self.source)
+                         self.cytokine_secretion, self.uptake, self.source)
 
     def field_scale(self, lattice: Lattice, index: int) -> float:
         """The concentration the solver's tolerance is relative to.

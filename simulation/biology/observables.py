@@ -1,4 +1,5 @@
-"""Per-census measurements that need more than a count: CAR-T infiltration, tumour hypoxia."""
+"""Per-census measurements that need more than a count: CAR-T infiltration, tumour hypoxia,
+the tumour's and healthy cells' antigens one by one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 from scipy.ndimage import binary_closing, binary_fill_holes, distance_transform_edt
 
 from ..engine.constants import CANCER, CAR_T, F_OXYGEN, NECROTIC
+from ..engine.kernel import antigen_phenotypes
 from ..engine.lattice import Lattice
 
 
@@ -43,3 +45,40 @@ def hypoxic_fraction(lattice: Lattice, threshold_mmhg: float) -> float:
     if n == 0:
         return 0.0
     return float(np.count_nonzero(lattice.fields[F_OXYGEN][cancer] < threshold_mmhg)) / n
+
+
+#: how the names of ``antigen_columns`` begin
+ANTIGEN_COLUMN_PREFIXES = ("tumor_antigen_negative_", "normal_antigen_positive_",
+                           "tumor_expressing_")
+
+
+def phenotype_label(names: list[str], mask: int) -> str:
+    """``CD19+CD22`` for the antigens whose slot bits are set in ``mask``, ``none`` for 0."""
+    return "+".join(name for slot, name in enumerate(names) if mask >> slot & 1) or "none"
+
+
+def antigen_columns(names: list[str]) -> list[str]:
+    """Census columns of a scenario with several antigens (none with one): per antigen
+    ``tumor_antigen_negative_<name>`` and ``normal_antigen_positive_<name>``; per set of
+    antigens a cancer cell can carry, ``tumor_expressing_<set>`` (``phenotype_label``)."""
+    if len(names) < 2:
+        return []
+    negative, positive, expressing = ANTIGEN_COLUMN_PREFIXES
+    return ([f"{negative}{name}" for name in names] + [f"{positive}{name}" for name in names]
+            + [f"{expressing}{phenotype_label(names, mask)}" for mask in range(1 << len(names))])
+
+
+def antigen_counts(lattice: Lattice, names: list[str]) -> dict[str, int]:
+    """The values of ``antigen_columns(names)`` on the lattice now."""
+    if len(names) < 2:
+        return {}
+    phenotypes = antigen_phenotypes(lattice.cells, lattice.extra, len(names))
+    masks = np.arange(phenotypes.shape[1])
+    counts = {}
+    for slot, name in enumerate(names):
+        has = (masks >> slot & 1).astype(bool)
+        counts[f"tumor_antigen_negative_{name}"] = int(phenotypes[0, ~has].sum())
+        counts[f"normal_antigen_positive_{name}"] = int(phenotypes[1, has].sum())
+    for mask in masks:
+        counts[f"tumor_expressing_{phenotype_label(names, mask)}"] = int(phenotypes[0, mask])
+    return counts

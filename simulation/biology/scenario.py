@@ -16,14 +16,15 @@ from ..engine.constants import (
     CANCER,
     CAR_T,
     EMPTY,
-    KERNEL_PARAMS_DTYPE,
     N_CELL_TYPES,
+    NO_RECEPTOR,
     NORMAL,
     TIMER_MAX,
     TISSUE_OPEN,
     TISSUE_STROMA,
     TISSUE_VESSEL,
     mean_step_length,
+    neutral_kernel_parameters,
 )
 from ..engine.lattice import Lattice
 from ..engine.units import (
@@ -69,11 +70,10 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
     dt = cfg.time.dt_min
     car_t = cfg.car_t
     tumor = cfg.tumor
-    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    params = neutral_kernel_parameters()
     p = params[0]  # a view: setting its fields fills ``params``
     p["car_t_kill_rate_per_min"] = car_t.kill_rate_per_h / MIN_PER_H
     p["exhausted_kill_factor"] = car_t.exhausted_kill_factor
-    p["antigen_half_max"] = car_t.antigen_half_max_molecules_per_cell
     p["hill_coefficient"] = car_t.hill_coefficient
     p["max_kills"] = car_t.max_kills
     p["max_divisions"] = car_t.max_divisions
@@ -94,8 +94,8 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
     any_event = probability_per_step(birth + death, dt)
     p["cancer_divide_p"] = any_event * birth / (birth + death)
     p["cancer_death_p"] = any_event * death / (birth + death)
-    p["antigen_inheritance_sigma"] = lognormal_sigma(tumor.antigen.inheritance_cv)
-    p["antigen_loss_p"] = tumor.antigen.loss_per_division
+    _antigen_parameters(p, cfg)
+    _receptor_parameters(p, cfg)
     env = cfg.microenvironment
     oxygen = env.oxygen
     p["proliferation_o2_mmhg"] = oxygen.proliferation_threshold_mmhg
@@ -110,6 +110,48 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
     p["intravasation_p"] = probability_per_step(
         cfg.blood.intravasation_rate_per_h / MIN_PER_H, dt)
     return params
+
+
+def _antigen_parameters(p: np.void, cfg: ScenarioConfig) -> None:
+    """How daughters inherit each antigen slot (a tumour's antigens come first, so slots the
+    tumour lacks have nothing to inherit)."""
+    tumor = cfg.tumor
+    p["n_antigens"] = len(cfg.antigen_names)
+    p["linked_antigen_loss_p"] = tumor.linked_antigen_loss_per_division
+    prefixes = ("antigen", "antigen_b", "antigen_c")
+    for prefix, antigen in zip(prefixes, tumor.antigen_distributions.values()):
+        p[f"{prefix}_inheritance_sigma"] = lognormal_sigma(antigen.inheritance_cv)
+        p[f"{prefix}_loss_p"] = antigen.loss_per_division
+
+
+def _receptor_parameters(p: np.void, cfg: ScenarioConfig) -> None:
+    """The product's receptors as antigen slots and half-max densities (``NO_RECEPTOR`` for
+    the unused ones), and its armour as a suppression sensitivity and a kill-rate factor."""
+    car_t = cfg.car_t
+    slot_of = {name: slot for slot, name in enumerate(cfg.antigen_names)}
+    receptors = car_t.receptor_list(cfg.antigen_names[0])
+    kills = [r for r in receptors if r.role == "kill"]
+    slots = ("kill_slot", "second_kill_slot", "third_kill_slot")
+    half_maxes = ("antigen_half_max", "second_half_max", "third_half_max")
+    for i, (slot, half_max) in enumerate(zip(slots, half_maxes)):
+        p[slot] = slot_of[kills[i].antigen] if i < len(kills) else NO_RECEPTOR
+        p[half_max] = kills[i].half_max_molecules_per_cell if i < len(kills) else 0.0
+    for role in ("prime", "veto"):
+        receptor = next((r for r in receptors if r.role == role), None)
+        p[f"{role}_slot"] = NO_RECEPTOR if receptor is None else slot_of[receptor.antigen]
+        p[f"{role}_half_max"] = 0.0 if receptor is None else receptor.half_max_molecules_per_cell
+    p["priming_steps"] = _timer_steps(car_t.priming_duration_h, cfg.time.dt_min,
+                                      "car_t.priming_duration_h")
+    armour = car_t.armour
+    share = cfg.microenvironment.suppression.checkpoint_share
+    sensitivity = 1.0
+    if armour.tgf_beta_resistance > 0 or armour.pd1_knockout:
+        sensitivity -= armour.tgf_beta_resistance * (1.0 - share) + armour.pd1_knockout * share
+    p["armoured_kill_factor"] = 1.0
+    if armour.il12 is not None:
+        sensitivity *= 1.0 - armour.il12.suppression_resistance
+        p["armoured_kill_factor"] = armour.il12.kill_rate_factor
+    p["suppression_sensitivity"] = sensitivity
 
 
 def _half_life_p(half_life_days: float, dt_min: float) -> float:
@@ -206,7 +248,8 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
     check_scenario(cfg)
     lat = cfg.lattice
     lattice = Lattice.empty(lat.width, lat.height, lat.spacing_um, lat.neighbourhood,
-                            depth=lat.shape[0] if lat.dimensions == 3 else None)
+                            depth=lat.shape[0] if lat.dimensions == 3 else None,
+                            extra=cfg.needs_extra_records)
     rng = setup_rng(seed, _LAYOUT_STREAM)
     tissue = lattice.tissue
     n_tumor = cfg.tumor.initial_cells
@@ -221,7 +264,10 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
         tumor_sites = rng.choice(np.flatnonzero(tissue == TISSUE_OPEN), size=n_tumor,
                                  replace=False)
     lattice.cells["cell_type"][tumor_sites] = CANCER
-    lattice.cells["antigen"][tumor_sites] = draw_antigen(cfg.tumor.antigen, n_tumor, rng)
+    names = cfg.antigen_names
+    for name, dist in cfg.tumor.antigen_distributions.items():
+        lattice.antigen(names.index(name))[tumor_sites] = draw_antigen(
+            dist, n_tumor, rng)
     _lay_stroma(lattice, cfg, rng)
 
     free = np.flatnonzero((lattice.cells["cell_type"] == EMPTY) & (tissue == TISSUE_OPEN))
@@ -232,12 +278,14 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
         n = int(round(population.density * free.size))
         sites = free[start:start + n]
         start += n
-        antigen = draw_antigen(population.antigen, n, rng)
+        distributions = population.antigens or {names[0]: population.antigen}
+        antigens = {name: draw_antigen(dist, n, rng) for name, dist in distributions.items()}
         if conditioning is not None and population.name in conditioning.populations:
             kept = int(round(n * (1.0 - conditioning.fraction_removed)))
-            sites, antigen = sites[:kept], antigen[:kept]
+            sites = sites[:kept]
         lattice.cells["cell_type"][sites] = NORMAL
-        lattice.cells["antigen"][sites] = antigen
+        for name, antigen in antigens.items():
+            lattice.antigen(names.index(name))[sites] = antigen[:sites.size]
     return lattice
 
 

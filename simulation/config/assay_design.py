@@ -68,7 +68,7 @@ def expand_assay(assay: AssayConfig, dish: dict[str, Any], dish_source: str,
     problems = _design_problems(assay, base, dish_source)
     if problems:
         raise ConfigError("\n".join(f"{study_source}: {problem}" for problem in problems))
-    levels = assay.antigen_molecules_per_cell or [base.tumor.antigen.mean_molecules_per_cell]
+    levels = assay.antigen_molecules_per_cell or [base.tumor.first_antigen.mean_molecules_per_cell]
     scenarios = []
     for antigen in levels:
         stem = f"{base.name}_ag{_number_text(antigen)}"
@@ -95,6 +95,9 @@ def _design_problems(assay: AssayConfig, base: ScenarioConfig, dish_source: str)
     if assay.add_day >= end_days:
         problems.append(f"assay.add_day: must be before the end of the run ({dish_source}: "
                         f"time.duration_days: {end_days:g}) (got {assay.add_day:g})")
+    if base.tumor.antigens is not None:
+        problems.append(f"assay: needs a dish with one antigen ({dish_source}: tumor.antigen); "
+                        f"this one names {len(base.tumor.antigens)} (tumor.antigens)")
     targets = base.tumor.initial_cells
     free_sites = base.lattice.n_sites - targets
     for i, ratio in enumerate(assay.effector_to_target):

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..engine.constants import CELL_DTYPE, N_FIELDS, TIMER_MAX, mean_step_length, neighbour_offsets
+from ..engine.constants import (CELL_DTYPE, CELL_EXTRA_DTYPE, N_FIELDS, TIMER_MAX,
+                                mean_step_length, neighbour_offsets)
 from ..engine.units import MIN_PER_H, minutes_to_steps
 from .errors import ConfigError, describe_error, problem_line
 from .schema import ScenarioConfig
@@ -59,7 +60,8 @@ def estimate_memory_bytes(cfg: ScenarioConfig, parallel_runs: int = 1) -> int:
     compact = cfg.tumor.layout == "compact" or any(
         (d.route or cfg.dosing.route) == "intratumoral" for d in cfg.dosing.doses)
     setup = SETUP_BYTES_PER_SITE_COMPACT if compact else SETUP_BYTES_PER_SITE_DISPERSED
-    per_run = sites * (STATE_BYTES_PER_SITE + setup) + RUN_OVERHEAD_BYTES
+    extra = CELL_EXTRA_DTYPE.itemsize if cfg.needs_extra_records else 0
+    per_run = sites * (STATE_BYTES_PER_SITE + extra + setup) + RUN_OVERHEAD_BYTES
     return parallel_runs * per_run + (RUN_OVERHEAD_BYTES if parallel_runs > 1 else 0)
 
 

@@ -57,6 +57,15 @@ class AntigenDistribution(StrictModel):
     )
 
 
+#: the most antigens a scenario can name (``engine.constants.MAX_ANTIGENS``, checked in tests)
+MAX_ANTIGENS = 3
+#: the name of the one antigen of a scenario that gives ``tumor.antigen`` (not ``antigens``)
+SINGLE_ANTIGEN = "antigen"
+AntigenName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+NamedAntigens = Annotated[dict[AntigenName, AntigenDistribution],
+                          Field(min_length=1, max_length=MAX_ANTIGENS)]
+
+
 class LatticeConfig(StrictModel):
     """The simulated tissue: a 2D section or a 3D block of a square lattice, one cell per site."""
 
@@ -137,7 +146,34 @@ class TumorConfig(StrictModel):
     speed_um_per_min: NonNegativeFloat = Field(
         0.0, description="Random-walk speed (um/min); 0 = sessile."
     )
-    antigen: AntigenDistribution
+    antigen: AntigenDistribution | None = Field(
+        None, description="The target antigen, for a scenario with one antigen (give this or "
+        "'antigens').")
+    antigens: NamedAntigens | None = Field(
+        None, description="Up to 3 named antigens, each its own distribution, e.g. {CD19: "
+        "{...}, CD22: {...}}; independent draws, so antigen-negative fractions combine into "
+        "subclones (instead of 'antigen').")
+    linked_antigen_loss_per_division: Fraction = Field(
+        0.0, description="Probability that a daughter is born without any antigen at once "
+        "(linked escape, e.g. lineage switch), on top of each antigen's own "
+        "loss_per_division (independent escape).")
+
+    @model_validator(mode="after")
+    def _antigen_or_antigens(self) -> TumorConfig:
+        if (self.antigen is None) == (self.antigens is None):
+            raise Problems([(("antigen",), "give either 'antigen' (one antigen) or 'antigens' "
+                             "(named antigens), not both or neither", None)])
+        return self
+
+    @property
+    def antigen_distributions(self) -> dict[str, AntigenDistribution]:
+        """The tumour's antigens by name, in slot order (one antigen: named ``antigen``)."""
+        return self.antigens if self.antigens is not None else {SINGLE_ANTIGEN: self.antigen}
+
+    @property
+    def first_antigen(self) -> AntigenDistribution:
+        """The distribution of the tumour's first antigen (slot 0)."""
+        return next(iter(self.antigen_distributions.values()))
 
 
 class NormalPopulation(StrictModel):
@@ -148,8 +184,65 @@ class NormalPopulation(StrictModel):
     speed_um_per_min: NonNegativeFloat = Field(0.0, description="Random-walk speed (um/min).")
     antigen: AntigenDistribution = Field(
         default_factory=lambda: AntigenDistribution(mean_molecules_per_cell=0.0),
-        description="Antigen on these healthy cells (on-target, off-tumour toxicity if > 0).",
+        description="Antigen on these healthy cells (on-target, off-tumour toxicity if > 0), "
+        "in a scenario with one antigen.",
     )
+    antigens: NamedAntigens | None = Field(
+        None, description="Named antigens on these cells, in a scenario whose tumour names its "
+        "antigens (tumor.antigens); names the tumour lacks are added as slots (at most 3 in "
+        "all).")
+
+    @model_validator(mode="after")
+    def _antigen_or_antigens(self) -> NormalPopulation:
+        if self.antigens is not None and self.antigen.mean_molecules_per_cell > 0:
+            raise Problems([(("antigen",), "give either 'antigen' or 'antigens', not both",
+                             self.antigen.mean_molecules_per_cell)])
+        return self
+
+
+Role = Literal["kill", "prime", "veto"]
+
+
+class Receptor(StrictModel):
+    """One antigen receptor of the CAR-T product."""
+
+    antigen: AntigenName = Field(description="Name of the antigen it binds (tumor.antigens).")
+    role: Role = Field(
+        "kill", description="kill: a CAR (several: OR logic, a tandem or bicistronic CAR); "
+        "prime: a SynNotch receptor whose engagement induces the CARs for "
+        "car_t.priming_duration_h (AND logic); veto: an inhibitory CAR, a target carrying its "
+        "antigen is spared (NOT logic).")
+    half_max_molecules_per_cell: PositiveFloat | None = Field(
+        None, description="Antigen density of half-maximal signal (molecules/cell); kill: of "
+        "the kill rate, prime / veto: the density at which it engages. Default: "
+        "car_t.antigen_half_max_molecules_per_cell.")
+
+
+class IL12Armour(StrictModel):
+    """A CAR-T that secretes IL-12 when activated (an armoured CAR, 'TRUCK')."""
+
+    kill_rate_factor: Annotated[float, Field(ge=1, le=10)] = Field(
+        1.5, description="Kill rate relative to the unarmoured product (autocrine IL-12 raises "
+        "cytotoxicity and IFN-gamma; Pegram 2012 Blood).")
+    suppression_resistance: Fraction = Field(
+        0.5, description="Share of the suppressive field's effect IL-12 cancels (resistance to "
+        "Treg / TGF-beta suppression; Pegram 2012, Yeku 2017 Sci Rep).")
+    cytokine_secretion_factor: Annotated[float, Field(ge=1, le=100)] = Field(
+        3.0, description="Cytokine secretion per activated CAR-T relative to the unarmoured "
+        "product: raises the CRS index (IL-12 drives IFN-gamma; systemic IL-12 toxicity, "
+        "Zhang 2015 Clin Cancer Res).")
+
+
+class ArmourConfig(StrictModel):
+    """Engineering that makes the product resist suppression or remodel its surroundings."""
+
+    tgf_beta_resistance: Fraction = Field(
+        0.0, description="Share of the TGF-beta part of suppression the CAR-T ignore "
+        "(dominant-negative TGF-beta receptor II: 1 = fully; Kloss 2018 Mol Ther).")
+    pd1_knockout: bool = Field(
+        False, description="PD-1 knocked out: the CAR-T ignore the checkpoint (PD-1/PD-L1) "
+        "part of suppression (Rupp 2017 Sci Rep).")
+    il12: IL12Armour | None = Field(None, description="IL-12 secretion; none if omitted.")
 
 
 class CarTConfig(StrictModel):
@@ -199,6 +292,39 @@ class CarTConfig(StrictModel):
         "enter the memory pool (Stein 2019).")
     memory_half_life_days: PositiveFloat = Field(
         250.0, description="Half-life of a memory CAR-T (days; 200-350, Stein 2019).")
+    receptors: Annotated[list[Receptor], Field(min_length=1, max_length=5)] | None = Field(
+        None, description="The product's antigen receptors and their logic (1-3 kill, at most "
+        "one prime and one veto). Default: one CAR against the tumour's first antigen.")
+    priming_duration_h: PositiveFloat = Field(
+        12.0, description="AND logic: how long a SynNotch-primed CAR-T keeps expressing its CAR "
+        "after its last contact with the priming antigen (h; induced CAR decays within about "
+        "a day, Roybal 2016 Cell; Choe 2021 Sci Transl Med).")
+    armour: ArmourConfig = Field(default_factory=ArmourConfig)
+
+    @field_validator("receptors")
+    @classmethod
+    def _receptor_logic(cls, receptors: list[Receptor] | None) -> list[Receptor] | None:
+        if receptors is None:
+            return None
+        kills = [r.antigen for r in receptors if r.role == "kill"]
+        if not 1 <= len(kills) <= MAX_ANTIGENS:
+            raise ValueError(f"needs 1 to {MAX_ANTIGENS} receptors with role kill, got "
+                             f"{len(kills)}")
+        if len(set(kills)) < len(kills):
+            raise ValueError("two kill receptors bind the same antigen")
+        for role in ("prime", "veto"):
+            if sum(r.role == role for r in receptors) > 1:
+                raise ValueError(f"at most one receptor with role {role}")
+        return receptors
+
+    def receptor_list(self, first_antigen: str) -> list[Receptor]:
+        """The receptors with every half-max filled in (default: one CAR on
+        ``first_antigen``)."""
+        receptors = self.receptors or [Receptor(antigen=first_antigen)]
+        default = self.antigen_half_max_molecules_per_cell
+        return [r.model_copy(update={"half_max_molecules_per_cell":
+                                     r.half_max_molecules_per_cell or default})
+                for r in receptors]
 
 
 class Dose(StrictModel):
@@ -324,6 +450,9 @@ class SuppressionConfig(FieldConfig):
         "(1 + cytokine_induction x cytokine) (IFN-gamma induces PD-L1; O'Rourke 2017).")
     half_effect: PositiveFloat = Field(
         20.0, description="Level that halves CAR-T kill rate and time to exhaustion (a.u.).")
+    checkpoint_share: Fraction = Field(
+        0.5, description="Share of the suppressive effect that acts through PD-1/PD-L1 (the "
+        "rest: TGF-beta); only splits what car_t.armour resists.")
 
 
 class CytokineConfig(FieldConfig):
@@ -495,6 +624,46 @@ class ScenarioConfig(StrictModel):
         if total > 1.0 + 1e-12:
             raise ValueError(f"densities add up to {total:g}, more than 1")
         return populations
+
+    @property
+    def antigen_names(self) -> list[str]:
+        """The scenario's antigens in slot order: the tumour's, then those only healthy cells
+        carry."""
+        names = list(self.tumor.antigen_distributions)
+        for population in self.normal:
+            names += [name for name in population.antigens or {} if name not in names]
+        return names
+
+    @property
+    def needs_extra_records(self) -> bool:
+        """True if cells need ``engine.constants.CELL_EXTRA_DTYPE`` records: several antigens,
+        or a priming receptor (AND logic)."""
+        receptors = self.car_t.receptors or []
+        return len(self.antigen_names) > 1 or any(r.role == "prime" for r in receptors)
+
+    @model_validator(mode="after")
+    def _antigens_named(self) -> ScenarioConfig:
+        problems = []
+        named = self.tumor.antigens is not None
+        for i, population in enumerate(self.normal):
+            if population.antigens is not None and not named:
+                problems.append((("normal", i, "antigens"), "needs named tumour antigens "
+                                 "(tumor.antigens instead of tumor.antigen)", None))
+            if named and population.antigen.mean_molecules_per_cell > 0:
+                problems.append((("normal", i, "antigen"), "the tumour names its antigens: "
+                                 "give this population 'antigens' with names", None))
+        names = self.antigen_names
+        if len(names) > MAX_ANTIGENS:
+            problems.append((("normal",), f"the scenario names {len(names)} antigens "
+                             f"({', '.join(names)}); at most {MAX_ANTIGENS}", None))
+        for i, receptor in enumerate(self.car_t.receptors or []):
+            if receptor.antigen not in names:
+                problems.append((("car_t", "receptors", i, "antigen"),
+                                 f"unknown antigen; the scenario has {', '.join(names)}",
+                                 receptor.antigen))
+        if problems:
+            raise Problems(problems)
+        return self
 
     @model_validator(mode="after")
     def _tumour_fits(self) -> ScenarioConfig:

@@ -35,11 +35,26 @@ CELL_DTYPE = np.dtype(
         ("stamp", np.uint16),  # sweep number (mod 2**16) in which the cell last acted
         ("engaged", np.uint16),  # time steps this CAR-T spent in synapses
         ("activation", np.uint16),  # time steps of activation left (CAR-T)
-        ("antigen", np.float32),  # target antigen, molecules per cell
+        ("antigen", np.float32),  # first antigen (slot 0), molecules per cell
     ],
     align=True,
 )
 assert CELL_DTYPE.itemsize == 16
+#: most antigens a scenario can name; a cell carries one density per antigen slot
+MAX_ANTIGENS = 3
+#: a second, 12-byte record per site for what only some scenarios use: the densities of
+#: antigen slots 1 and 2 and the AND-gate priming timer. Scenarios with one antigen and no
+#: priming receptor keep an empty array, so the sweeps read 16 bytes per site, not 28
+#: (the interaction sweep of a large lattice is bound by memory bandwidth)
+CELL_EXTRA_DTYPE = np.dtype(
+    [
+        ("antigen_b", np.float32),  # second antigen (slot 1), molecules per cell
+        ("antigen_c", np.float32),  # third antigen (slot 2), molecules per cell
+        ("primed", np.uint16),  # time steps a primed (AND-gate) CAR-T still expresses its CAR
+    ],
+    align=True,
+)
+assert CELL_EXTRA_DTYPE.itemsize == 12
 COUNTER_MAX = 255  # largest uint8 counter value
 TIMER_MAX = 65535  # largest uint16 timer value
 
@@ -64,6 +79,15 @@ RNG_CHEMOTAXIS = 16
 RNG_INTRAVASATION = 17
 RNG_EXTRAVASATION = 18
 RNG_EXTRAVASATION_SITE = 19
+# a daughter's second and third antigens (loss, then the two uniforms of the noise), and the
+# linked loss of every antigen at once
+RNG_ANTIGEN_B_LOSS = 20
+RNG_ANTIGEN_B_NOISE = 21
+RNG_ANTIGEN_B_NOISE_2 = 22
+RNG_ANTIGEN_C_LOSS = 23
+RNG_ANTIGEN_C_NOISE = 24
+RNG_ANTIGEN_C_NOISE_2 = 25
+RNG_LINKED_ANTIGEN_LOSS = 26
 
 # ---- diffusing fields (``FieldSet.values`` rows, float64, one value per site) ----------------
 F_OXYGEN = 0  # mmHg
@@ -106,6 +130,26 @@ KERNEL_PARAMS_DTYPE = np.dtype(
         ("car_t_kill_rate_per_min", np.float64),  # maximal kill rate of an effector (1/min)
         ("exhausted_kill_factor", np.float64),  # kill rate of an exhausted CAR-T / an effector's
         ("antigen_half_max", np.float64),  # antigen of half-maximal killing (molecules/cell)
+        # the CAR's antigen slot, and up to two more killing receptors (slot or NO_RECEPTOR,
+        # half-max density in molecules/cell): OR logic (tandem / bicistronic CAR)
+        ("kill_slot", np.int64),
+        ("second_kill_slot", np.int64),
+        ("second_half_max", np.float64),
+        ("third_kill_slot", np.int64),
+        ("third_half_max", np.float64),
+        # AND logic: a priming receptor (SynNotch) on antigen ``prime_slot`` at or above
+        # ``prime_half_max`` makes the CAR expressed for ``priming_steps`` time steps
+        ("prime_slot", np.int64),
+        ("prime_half_max", np.float64),
+        ("priming_steps", np.int64),
+        # NOT logic: an inhibitory CAR; a target with antigen ``veto_slot`` at or above
+        # ``veto_half_max`` is not attacked
+        ("veto_slot", np.int64),
+        ("veto_half_max", np.float64),
+        # share of the suppressive field's effect a CAR-T still feels (1 = all; dnTGFbR and
+        # PD-1 knockout lower it) and the kill-rate factor of an IL-12-armoured effector
+        ("suppression_sensitivity", np.float64),
+        ("armoured_kill_factor", np.float64),
         ("hill_coefficient", np.float64),  # steepness of the antigen response
         ("max_kills", np.int64),  # kills after which an effector becomes exhausted
         ("max_divisions", np.int64),  # divisions a CAR-T lineage can make
@@ -119,6 +163,13 @@ KERNEL_PARAMS_DTYPE = np.dtype(
         ("cancer_death_p", np.float64),  # probability per step a cancer cell dies
         ("antigen_inheritance_sigma", np.float64),  # log-normal sigma of a daughter's antigen
         ("antigen_loss_p", np.float64),  # probability a daughter cell is born antigen-negative
+        ("n_antigens", np.int64),  # antigen slots in use (1-3)
+        ("antigen_b_inheritance_sigma", np.float64),  # the same two numbers for slot 1 ...
+        ("antigen_b_loss_p", np.float64),
+        ("antigen_c_inheritance_sigma", np.float64),  # ... and for slot 2
+        ("antigen_c_loss_p", np.float64),
+        # probability a daughter is born without any antigen (one event for all slots)
+        ("linked_antigen_loss_p", np.float64),
         # below it (mmHg), cancer division slows (linearly to 0 at necrosis O2)
         ("proliferation_o2_mmhg", np.float64),
         ("necrosis_o2_mmhg", np.float64),  # below it, cancer cells become necrotic
@@ -139,6 +190,20 @@ KERNEL_PARAMS_DTYPE = np.dtype(
     ],
     align=True,
 )
+
+
+
+def neutral_kernel_parameters() -> np.ndarray:
+    """A one-element ``KERNEL_PARAMS_DTYPE`` array with nothing switched on: every rate,
+    probability and timer 0, one antigen, a single CAR on it, no other receptor, no armour."""
+    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    for name in ("second_kill_slot", "third_kill_slot", "prime_slot", "veto_slot"):
+        params[0][name] = NO_RECEPTOR
+    params[0]["n_antigens"] = 1
+    params[0]["suppression_sensitivity"] = 1.0
+    params[0]["armoured_kill_factor"] = 1.0
+    return params
+
 
 # ---- event counters returned by the interaction sweep (``events`` array, int64) ------------
 E_CANCER_KILLED = 0
@@ -172,6 +237,7 @@ EVENT_NAMES = (
 )
 
 NO_HEADING = COUNTER_MAX  # a cell that has not picked a direction yet
+NO_RECEPTOR = -1  # a receptor slot of the kernel parameters that is not used
 
 # ---- lattice census (``kernel.census`` output order) -----------------------------------------
 CENSUS_NAMES = (

@@ -3,8 +3,11 @@
 The lattice is a flat structured array ``cells`` of ``nz * ny * nx`` sites (``nz == 1`` in 2D),
 one 16-byte record per site (``constants.CELL_DTYPE``); site index ``s = x + nx * (y + ny * z)``.
 One record array instead of one array per field keeps numba's per-array reference counting out
-of the per-cell helpers (measured: 11 ns vs 51 ns per visited cell). Neighbourhoods are offset tables (``constants.neighbour_offsets``),
-so the same code serves 2D and 3D. Boundaries are closed: a site at the edge has fewer neighbours.
+of the per-cell helpers (measured: 11 ns vs 51 ns per visited cell). What only some scenarios
+use (antigen slots 1-2, the AND-gate priming timer) is in a second record array ``extra``
+(``constants.CELL_EXTRA_DTYPE``), empty otherwise, so the sweeps stream 16 bytes per site.
+Neighbourhoods are offset tables (``constants.neighbour_offsets``), so the same code serves 2D
+and 3D. Boundaries are closed: a site at the edge has fewer neighbours.
 
 Update scheme
 -------------
@@ -172,31 +175,102 @@ def is_target(cell):
     return cell == CANCER or cell == NORMAL
 
 
+@njit(cache=True, inline="always")
+def antigen_at(cells, extra, j, slot):
+    """Density of antigen ``slot`` (0-2) on the cell at site ``j`` (molecules/cell): slot 0 is
+    in ``cells``, slots 1 and 2 in ``extra`` (which a scenario with one antigen leaves empty,
+    and never asks for)."""
+    if slot == 0:
+        return cells[j].antigen
+    if slot == 1:
+        return extra[j].antigen_b
+    return extra[j].antigen_c
+
+
+@njit(cache=True, inline="always")
+def vetoed(cells, extra, j, params):
+    """True if an inhibitory CAR (NOT logic) vetoes attacking the cell at ``j``: its antigen
+    ``params.veto_slot`` is at or above ``params.veto_half_max``."""
+    slot = params.veto_slot
+    return slot != C.NO_RECEPTOR and antigen_at(cells, extra, j, slot) >= params.veto_half_max
+
+
+@njit(cache=True, inline="always")
+def recognised(cells, extra, j, params):
+    """True if a killing receptor binds the cell at ``j`` (its antigen at or above that
+    receptor's half-max density) and no inhibitory CAR vetoes it: a synapse forms."""
+    hit = antigen_at(cells, extra, j, params.kill_slot) >= params.antigen_half_max
+    slot = params.second_kill_slot
+    if not hit and slot != C.NO_RECEPTOR:
+        hit = antigen_at(cells, extra, j, slot) >= params.second_half_max
+    slot = params.third_kill_slot
+    if not hit and slot != C.NO_RECEPTOR:
+        hit = antigen_at(cells, extra, j, slot) >= params.third_half_max
+    return hit and not vetoed(cells, extra, j, params)
+
+
+@njit(cache=True, inline="always")
+def kill_response(cells, extra, j, params):
+    """Fraction of the maximal kill rate against the cell at ``j``.
+
+    One killing receptor: ``antigen_response`` of its antigen. Several (OR logic): each
+    triggers independently, so the response is ``1 - prod(1 - r_k)``. 0 if vetoed.
+    """
+    if vetoed(cells, extra, j, params):
+        return 0.0
+    hill = params.hill_coefficient
+    response = antigen_response(antigen_at(cells, extra, j, params.kill_slot),
+                                params.antigen_half_max, hill)
+    slot = params.second_kill_slot
+    if slot != C.NO_RECEPTOR:
+        miss = (1.0 - response) * (1.0 - antigen_response(
+            antigen_at(cells, extra, j, slot), params.second_half_max, hill))
+        slot = params.third_kill_slot
+        if slot != C.NO_RECEPTOR:
+            miss *= 1.0 - antigen_response(antigen_at(cells, extra, j, slot), params.third_half_max,
+                                           hill)
+        response = 1.0 - miss
+    return response
+
+
+@njit(cache=True, inline="always")
+def target_score(cells, extra, j, params):
+    """How strongly a CAR-T is drawn to the neighbour at ``j`` (0: not a target).
+
+    A CAR with one killing receptor and no inhibitory CAR ranks targets by the density of its
+    antigen (molecules/cell); with several receptors or a veto, by ``kill_response``.
+    """
+    if params.second_kill_slot == C.NO_RECEPTOR and params.veto_slot == C.NO_RECEPTOR:
+        return antigen_at(cells, extra, j, params.kill_slot)
+    return kill_response(cells, extra, j, params)
+
+
 @njit(cache=True)
-def best_target(site, cells, shape, offsets, seed, sweep):
-    """The neighbour with the most antigen, or -1 if none carries antigen.
+def best_target(site, cells, extra, shape, offsets, params, seed, sweep):
+    """The neighbour with the highest ``target_score``, or -1 if none scores above 0.
 
     CAR-T bind the target that gives the strongest signal; ties are broken uniformly at random.
     """
     x, y, z = site_position(site, shape)
     n_off = offsets.shape[0]
-    best_antigen = 0.0
+    best_score = 0.0
     n_best = 0
     for k in range(n_off):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type):
-            a = cells[j].antigen
-            if a > best_antigen:
-                best_antigen = a
+            score = target_score(cells, extra, j, params)
+            if score > best_score:
+                best_score = score
                 n_best = 1
-            elif a == best_antigen and a > 0.0:
+            elif score == best_score and score > 0.0:
                 n_best += 1
     if n_best == 0:
         return -1
     chosen = randint(seed, sweep, site, C.RNG_TARGET, n_best) if n_best > 1 else 0
     for k in range(n_off):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
-        if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen == best_antigen:
+        if (j >= 0 and is_target(cells[j].cell_type)
+                and target_score(cells, extra, j, params) == best_score):
             if chosen == 0:
                 return j
             chosen -= 1
@@ -204,22 +278,72 @@ def best_target(site, cells, shape, offsets, seed, sweep):
 
 
 @njit(cache=True)
-def has_recognised_neighbour(site, cells, shape, offsets, half_max):
-    """True if a neighbour carries antigen at or above the CAR's half-maximal density (a synapse)."""
+def has_recognised_neighbour(site, cells, extra, shape, offsets, params):
+    """True if a neighbour is ``recognised`` by the CAR-T at ``site`` (a synapse)."""
     x, y, z = site_position(site, shape)
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
-        if j >= 0 and is_target(cells[j].cell_type) and cells[j].antigen >= half_max:
+        if j >= 0 and is_target(cells[j].cell_type) and recognised(cells, extra, j, params):
             return True
     return False
 
 
 @njit(cache=True)
-def standard_normal(seed, sweep, site):
-    """A N(0, 1) draw by Box-Muller from two counter-based uniforms."""
-    u1 = 1.0 - uniform(seed, sweep, site, C.RNG_ANTIGEN_NOISE)  # in (0, 1]
-    u2 = uniform(seed, sweep, site, C.RNG_ANTIGEN_NOISE_2)
+def has_priming_neighbour(site, cells, extra, shape, offsets, params):
+    """True if a neighbour carries the priming antigen (``params.prime_slot``) at or above
+    ``params.prime_half_max``: a SynNotch receptor is engaged."""
+    x, y, z = site_position(site, shape)
+    slot = params.prime_slot
+    for k in range(offsets.shape[0]):
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
+        if (j >= 0 and is_target(cells[j].cell_type)
+                and antigen_at(cells, extra, j, slot) >= params.prime_half_max):
+            return True
+    return False
+
+
+@njit(cache=True, inline="always")
+def car_expressed(site, cells, extra, shape, offsets, params):
+    """Update the AND-gate priming timer of the CAR-T at ``site``; True if its CAR is expressed.
+
+    A CAR without a priming receptor is always expressed. With one (AND logic), contact with
+    the priming antigen (re)sets ``primed`` to ``params.priming_steps``; away from it the timer
+    runs down one per time step and the CAR is expressed while it is above 0.
+    """
+    if params.prime_slot == C.NO_RECEPTOR:
+        return True
+    if has_priming_neighbour(site, cells, extra, shape, offsets, params):
+        extra[site].primed = params.priming_steps
+    elif extra[site].primed > 0:
+        extra[site].primed -= 1
+    return extra[site].primed > 0
+
+
+@njit(cache=True)
+def standard_normal(seed, sweep, site, purpose, purpose_2):
+    """A N(0, 1) draw by Box-Muller from the counter-based uniforms of two purposes."""
+    u1 = 1.0 - uniform(seed, sweep, site, purpose)  # in (0, 1]
+    u2 = uniform(seed, sweep, site, purpose_2)
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@njit(cache=True, inline="always")
+def inherited_antigen(mother, loss_p, sigma, seed, sweep, site, loss_purpose, noise_purpose,
+                      noise_purpose_2):
+    """A daughter's density of one antigen given its mother's (molecules/cell).
+
+    Lost (0) with probability ``loss_p``; else the mother's times a log-normal factor of mean 1
+    and log-sd ``sigma``, so the population mean is kept. Negative mothers have negative
+    daughters. Each antigen slot draws with its own purposes.
+    """
+    if mother <= 0.0:
+        return 0.0
+    if uniform(seed, sweep, site, loss_purpose) < loss_p:
+        return 0.0
+    if sigma > 0.0:
+        normal = standard_normal(seed, sweep, site, noise_purpose, noise_purpose_2)
+        return mother * math.exp(sigma * normal - 0.5 * sigma * sigma)
+    return mother
 
 
 @njit(cache=True, inline="always")
@@ -258,15 +382,17 @@ def uphill_direction(site, field, shape, offsets):
 # cell bookkeeping
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def move_cell(src, dst, cells, stamp_now):
+def move_cell(src, dst, cells, extra, stamp_now):
     """Move every per-cell value from ``src`` to the empty site ``dst``; ``src`` becomes empty."""
     cells[dst] = cells[src]
+    if extra.shape[0] > 0:
+        extra[dst] = extra[src]
     cells[dst].stamp = stamp_now
-    clear_site(src, cells)
+    clear_site(src, cells, extra)
 
 
 @njit(cache=True, inline="always")
-def clear_site(site, cells):
+def clear_site(site, cells, extra):
     """Make ``site`` empty and zero its per-cell values."""
     cells[site].cell_type = EMPTY
     cells[site].antigen = 0.0
@@ -276,14 +402,18 @@ def clear_site(site, cells):
     cells[site].heading = NO_HEADING
     cells[site].engaged = 0
     cells[site].activation = 0
+    if extra.shape[0] > 0:
+        extra[site].antigen_b = 0.0
+        extra[site].antigen_c = 0.0
+        extra[site].primed = 0
 
 
 # ---------------------------------------------------------------------------------------------
 # migration sweep
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                 sweep):
+def migrate_cell(site, cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params,
+                 seed, sweep):
     """One migration attempt of the cell at ``site``; returns its site afterwards.
 
     A motile cell moves with probability ``move_p[type]`` per sweep to the neighbour along its
@@ -299,9 +429,8 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
     # the cheap draw first: the outcome is the same in either order (no side effects)
     if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
         return site
-    if cell == CAR_T and has_recognised_neighbour(
-        site, cells, shape, offsets, params.antigen_half_max
-    ):
+    if cell == CAR_T and (params.prime_slot == C.NO_RECEPTOR or extra[site].primed > 0) and (
+            has_recognised_neighbour(site, cells, extra, shape, offsets, params)):
         return site
     n_off = offsets.shape[0]
     direction = cells[site].heading
@@ -319,7 +448,7 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
         cells[site].heading = NO_HEADING  # blocked: turn at the next attempt
         return site
     cells[site].heading = direction
-    move_cell(site, dst, cells, sweep & 0xFFFF)
+    move_cell(site, dst, cells, extra, sweep & 0xFFFF)
     return dst
 
 
@@ -327,8 +456,8 @@ def migrate_cell(site, cells, tissue, fields, shape, offsets, move_p, persist_p,
 # interaction sweep: death, killing, exhaustion, division
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed, sweep, events,
-                       row):
+def cancer_cell_update(site, cells, extra, tissue, fields, shape, offsets, params, seed, sweep,
+                       events, row):
     """Necrosis, apoptosis or division into a free neighbour (contact inhibition); returns the
     daughter's site, or -1.
 
@@ -346,7 +475,7 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
         severity = 1.0 - ramp(oxygen, params.necrosis_max_o2_mmhg, necrosis_o2)
         necrosis_p = 1.0 - math.exp(-severity * params.necrosis_max_rate_per_min * params.dt_min)
         if uniform(seed, sweep, site, C.RNG_NECROSIS) < necrosis_p:
-            clear_site(site, cells)
+            clear_site(site, cells, extra)
             cells[site].cell_type = NECROTIC
             cells[site].stamp = sweep & 0xFFFF
             events[row, C.E_CANCER_NECROSED] += 1
@@ -354,7 +483,7 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
     u = uniform(seed, sweep, site, C.RNG_DEATH)
     death_p = params.cancer_death_p
     if u < death_p:
-        clear_site(site, cells)
+        clear_site(site, cells, extra)
         events[row, C.E_CANCER_DIED] += 1
         return -1
     divide_p = params.cancer_divide_p * ramp(oxygen, necrosis_o2, params.proliferation_o2_mmhg)
@@ -365,15 +494,30 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
     if daughter < 0:
         return -1  # contact inhibition: no room, no division
     cells[daughter].cell_type = CANCER
-    sigma = params.antigen_inheritance_sigma
-    inherited = cells[site].antigen
-    if (inherited > 0.0
-            and uniform(seed, sweep, site, C.RNG_ANTIGEN_LOSS) < params.antigen_loss_p):
-        inherited = 0.0
-    elif sigma > 0.0 and inherited > 0.0:
-        # log-normal noise with mean 1, so the population mean is kept
-        inherited *= math.exp(sigma * standard_normal(seed, sweep, site) - 0.5 * sigma * sigma)
-    cells[daughter].antigen = inherited
+    linked_loss_p = params.linked_antigen_loss_p
+    if linked_loss_p > 0.0 and uniform(seed, sweep, site, C.RNG_LINKED_ANTIGEN_LOSS) < (
+            linked_loss_p):
+        return daughter_born(daughter, cells, sweep, events, row)  # born without any antigen
+    cells[daughter].antigen = inherited_antigen(
+        cells[site].antigen, params.antigen_loss_p, params.antigen_inheritance_sigma, seed, sweep,
+        site, C.RNG_ANTIGEN_LOSS, C.RNG_ANTIGEN_NOISE, C.RNG_ANTIGEN_NOISE_2)
+    if params.n_antigens > 1:
+        extra[daughter].antigen_b = inherited_antigen(
+            extra[site].antigen_b, params.antigen_b_loss_p, params.antigen_b_inheritance_sigma,
+            seed, sweep, site, C.RNG_ANTIGEN_B_LOSS, C.RNG_ANTIGEN_B_NOISE,
+            C.RNG_ANTIGEN_B_NOISE_2)
+    if params.n_antigens > 2:
+        extra[daughter].antigen_c = inherited_antigen(
+            extra[site].antigen_c, params.antigen_c_loss_p, params.antigen_c_inheritance_sigma,
+            seed, sweep, site, C.RNG_ANTIGEN_C_LOSS, C.RNG_ANTIGEN_C_NOISE,
+            C.RNG_ANTIGEN_C_NOISE_2)
+    return daughter_born(daughter, cells, sweep, events, row)
+
+
+@njit(cache=True, inline="always")
+def daughter_born(daughter, cells, sweep, events, row):
+    """Finish a cancer daughter at ``daughter`` (its antigens set): no heading, acted in this
+    sweep, counted; returns its site."""
     cells[daughter].heading = NO_HEADING
     cells[daughter].stamp = sweep & 0xFFFF
     events[row, C.E_CANCER_BORN] += 1
@@ -381,16 +525,20 @@ def cancer_cell_update(site, cells, tissue, fields, shape, offsets, params, seed
 
 
 @njit(cache=True)
-def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, sweep, events, row):
+def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, seed, sweep, events,
+                 row):
     """One time step of a CAR-T: death, memory, kill attempt, exhaustion, division, exit to blood.
 
-    Memory cells do not kill; meeting a recognised target (antigen >= half-max) makes them
-    activated effectors with a fresh division budget. An effector bound to nothing and not
-    activated becomes memory with probability ``params.car_t_memory_p``. The kill rate falls with
-    hypoxia (to ``params.car_t_hypoxic_kill_factor`` at the necrosis threshold) and with the
-    suppressive factor (``suppression_factor``), which also shortens the engagement time to
-    exhaustion. An unbound effector or memory cell next to a vessel enters the blood with
-    probability ``params.intravasation_p`` (the caller adds it to the blood pool). Counts go to
+    The CAR-T attacks its ``best_target`` if its CAR is expressed (``car_expressed``: always,
+    unless an AND-gate waits for priming). Memory cells do not kill; meeting a ``recognised``
+    target makes them activated effectors with a fresh division budget. An effector bound to
+    nothing and not activated becomes memory with probability ``params.car_t_memory_p``. The
+    kill rate falls with hypoxia (to ``params.car_t_hypoxic_kill_factor`` at the necrosis
+    threshold) and with the suppressive factor (``suppression_factor`` of the level times
+    ``params.suppression_sensitivity``), which also shortens the engagement time to exhaustion;
+    an armoured product kills ``params.armoured_kill_factor`` times faster. An unbound effector
+    or memory cell next to a vessel enters the blood with probability
+    ``params.intravasation_p`` (the caller adds it to the blood pool). Counts go to
     ``events[row]``. Returns the site of a daughter born now, or -1.
     """
     state = cells[site].car_t_state
@@ -401,16 +549,17 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
     else:
         death_p = params.car_t_effector_death_p
     if uniform(seed, sweep, site, C.RNG_DEATH) < death_p:
-        clear_site(site, cells)
+        clear_site(site, cells, extra)
         events[row, C.E_CAR_T_DIED] += 1
         return -1
 
-    half_max = params.antigen_half_max
-    target = best_target(site, cells, shape, offsets, seed, sweep)
-    bound = target >= 0 and cells[target].antigen >= half_max
+    target = -1
+    if car_expressed(site, cells, extra, shape, offsets, params):
+        target = best_target(site, cells, extra, shape, offsets, params, seed, sweep)
+    bound = target >= 0 and recognised(cells, extra, target, params)
     if state == MEMORY:
         if not bound:
-            leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events,
+            leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events,
                             row, C.E_MEMORY_TO_BLOOD)
             return -1
         state = EFFECTOR
@@ -422,22 +571,22 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
         events[row, C.E_MEMORY_REACTIVATED] += 1
 
     exhausted = state == EXHAUSTED
-    suppression = suppression_factor(fields[F_SUPPRESSION, site], params.suppression_half_effect)
+    suppression = suppression_factor(fields[F_SUPPRESSION, site] * params.suppression_sensitivity,
+                                     params.suppression_half_effect)
     if target >= 0:
         if bound and cells[site].engaged < TIMER_MAX:
             cells[site].engaged += 1
         hypoxic = params.car_t_hypoxic_kill_factor
         oxygen_factor = hypoxic + (1.0 - hypoxic) * ramp(
             fields[F_OXYGEN, site], params.necrosis_o2_mmhg, params.proliferation_o2_mmhg)
-        rate = params.car_t_kill_rate_per_min * oxygen_factor * suppression * antigen_response(
-            cells[target].antigen, half_max, params.hill_coefficient
-        )
+        rate = (params.car_t_kill_rate_per_min * oxygen_factor * suppression
+                * kill_response(cells, extra, target, params) * params.armoured_kill_factor)
         if exhausted:
             rate *= params.exhausted_kill_factor
         if uniform(seed, sweep, site, C.RNG_KILL) < 1.0 - math.exp(-rate * params.dt_min):
             killed = C.E_CANCER_KILLED if cells[target].cell_type == CANCER else C.E_NORMAL_KILLED
             events[row, killed] += 1
-            clear_site(target, cells)
+            clear_site(target, cells, extra)
             cells[target].stamp = sweep & 0xFFFF
             if cells[site].kills < 255:
                 cells[site].kills += 1
@@ -457,8 +606,8 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
             cells[site].car_t_state = MEMORY
             events[row, C.E_CAR_T_BECAME_MEMORY] += 1
             return -1
-        leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events, row,
-                        C.E_EFFECTOR_TO_BLOOD)
+        leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events,
+                        row, C.E_EFFECTOR_TO_BLOOD)
         return -1
     cells[site].activation -= 1
     if exhausted or cells[site].divisions >= params.max_divisions:
@@ -477,13 +626,15 @@ def car_t_update(site, cells, tissue, fields, shape, offsets, params, seed, swee
     cells[daughter].heading = NO_HEADING
     cells[daughter].engaged = 0
     cells[daughter].activation = cells[site].activation
+    if extra.shape[0] > 0:
+        extra[daughter].primed = extra[site].primed
     cells[daughter].stamp = sweep & 0xFFFF
     events[row, C.E_CAR_T_BORN] += 1
     return daughter
 
 
 @njit(cache=True, inline="always")
-def leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, events, row,
+def leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events, row,
                     event):
     """Remove the CAR-T at ``site`` into the blood with probability ``params.intravasation_p`` if a
     vessel is next to it; ``events[row, event]`` counts it for the blood pool."""
@@ -491,23 +642,23 @@ def leave_for_blood(site, cells, tissue, shape, offsets, params, seed, sweep, ev
     if exit_p <= 0.0 or not next_to_vessel(site, tissue, shape, offsets):
         return
     if uniform(seed, sweep, site, C.RNG_INTRAVASATION) < exit_p:
-        clear_site(site, cells)
+        clear_site(site, cells, extra)
         cells[site].stamp = sweep & 0xFFFF
         events[row, event] += 1
 
 
 @njit(cache=True, inline="always")
-def necrotic_update(site, cells, params, seed, sweep, events, row):
+def necrotic_update(site, cells, extra, params, seed, sweep, events, row):
     """Necrotic debris is cleared (the site becomes empty) with ``params.necrotic_clearance_p``."""
     if uniform(seed, sweep, site, C.RNG_DEATH) < params.necrotic_clearance_p:
-        clear_site(site, cells)
+        clear_site(site, cells, extra)
         cells[site].stamp = sweep & 0xFFFF
         events[row, C.E_NECROTIC_CLEARED] += 1
 
 
 @njit(cache=True, parallel=True)
-def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep,
-                  events, interaction, motile_rows):
+def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+                  sweep, events, interaction, motile_rows):
     """Visit every cell once, row class by row class, rows of a class in parallel.
 
     ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
@@ -566,16 +717,16 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
                 cells[site].stamp = stamp_now
                 moved_to = -1  # the site a motile cell moved to or was born on
                 if not interaction:
-                    moved_to = migrate_cell(site, cells, tissue, fields, shape, offsets, move_p,
-                                            persist_p, p, seed, sweep)
+                    moved_to = migrate_cell(site, cells, extra, tissue, fields, shape, offsets,
+                                            move_p, persist_p, p, seed, sweep)
                 elif cell == CANCER:
-                    moved_to = cancer_cell_update(site, cells, tissue, fields, shape, offsets, p,
-                                                  seed, sweep, row_events, r)
+                    moved_to = cancer_cell_update(site, cells, extra, tissue, fields, shape,
+                                                  offsets, p, seed, sweep, row_events, r)
                 elif cell == CAR_T:
-                    moved_to = car_t_update(site, cells, tissue, fields, shape, offsets, p, seed,
-                                            sweep, row_events, r)
+                    moved_to = car_t_update(site, cells, extra, tissue, fields, shape, offsets, p,
+                                            seed, sweep, row_events, r)
                 else:
-                    necrotic_update(site, cells, p, seed, sweep, row_events, r)
+                    necrotic_update(site, cells, extra, p, seed, sweep, row_events, r)
                 if motile and moved_to >= 0 and moved_to // nx != row_index:
                     motile_rows[moved_to // nx] = 1
             if interaction:
@@ -584,19 +735,20 @@ def sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, para
 
 
 @njit(cache=True)
-def migration_sweep(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep):
+def migration_sweep(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params,
+                    seed, sweep):
     """Give every motile cell one migration attempt (every row scanned)."""
-    sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, sweep,
-                  np.zeros(N_EVENTS, dtype=np.int64), False,
+    sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+                  sweep, np.zeros(N_EVENTS, dtype=np.int64), False,
                   np.ones(shape[0] * shape[1], dtype=np.uint8))
 
 
 @njit(cache=True)
-def interaction_sweep(cells, tissue, fields, shape, offsets, params, seed, sweep, events):
+def interaction_sweep(cells, extra, tissue, fields, shape, offsets, params, seed, sweep, events):
     """Death, killing, exhaustion and division for every cell; counts go to ``events``."""
     no_motion = np.zeros(N_CELL_TYPES)
-    sweep_lattice(cells, tissue, fields, shape, offsets, no_motion, no_motion, params, seed,
-                  sweep, events, True, np.zeros(shape[0] * shape[1], dtype=np.uint8))
+    sweep_lattice(cells, extra, tissue, fields, shape, offsets, no_motion, no_motion, params,
+                  seed, sweep, events, True, np.zeros(shape[0] * shape[1], dtype=np.uint8))
 
 
 @njit(cache=True)
@@ -616,8 +768,8 @@ def mark_motile_rows(cells, shape, move_p, motile_rows):
 
 
 @njit(cache=True)
-def advance(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed, first_sweep,
-            n_steps, n_move_substeps, events, motile_rows):
+def advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+            first_sweep, n_steps, n_move_substeps, events, motile_rows):
     """Advance the lattice ``n_steps`` time steps; returns the next free sweep number.
 
     Each step is ``n_move_substeps`` migration sweeps and one interaction sweep; sweep numbers
@@ -628,18 +780,18 @@ def advance(cells, tissue, fields, shape, offsets, move_p, persist_p, params, se
     sweep = first_sweep
     for _ in range(n_steps):
         for _sub in range(n_move_substeps):
-            sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                          sweep, events, False, motile_rows)
+            sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p,
+                          params, seed, sweep, events, False, motile_rows)
             sweep += 1
-        sweep_lattice(cells, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                      sweep, events, True, motile_rows)
+        sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params,
+                      seed, sweep, events, True, motile_rows)
         sweep += 1
     return sweep
 
 
 @njit(cache=True)
-def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell, state, seed,
-                sweep, motile_rows):
+def extravasate(cells, extra, tissue, shape, offsets, vessel_sites, n_cells, first_cell, state,
+                seed, sweep, motile_rows):
     """Place up to ``n_cells`` CAR-T of ``state`` from the blood next to random vessel sites.
 
     Cell ``i`` (numbered from ``first_cell``, so several calls in one step draw independently)
@@ -664,7 +816,7 @@ def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell
             j = neighbour_from(vessel, vx, vy, vz, k, shape, offsets)
             if j >= 0 and is_free(j, cells, tissue):
                 if chosen == 0:
-                    clear_site(j, cells)
+                    clear_site(j, cells, extra)
                     cells[j].cell_type = CAR_T
                     cells[j].car_t_state = state
                     cells[j].stamp = (sweep - 1) & 0xFFFF
@@ -676,24 +828,29 @@ def extravasate(cells, tissue, shape, offsets, vessel_sites, n_cells, first_cell
 
 
 @njit(cache=True)
-def census(cells, antigen_half_max):
+def census(cells, extra, params):
     """Counts of the lattice content, in the order of ``constants.CENSUS_NAMES`` (slots
-    ``constants.CENSUS_*``); ``antigen_half_max`` in molecules/cell splits high from low."""
+    ``constants.CENSUS_*``).
+
+    A cancer cell is antigen-high if the CAR ``recognised`` it (``params[0]``), antigen-negative
+    if it carries none of the antigens the CAR's killing receptors bind, else antigen-low. A
+    normal cell is antigen-positive if it carries any of those antigens.
+    """
+    p = params[0]
     counts = np.zeros(N_CENSUS, dtype=np.int64)
     for site in range(cells.shape[0]):
         cell = cells[site].cell_type
         if cell == CANCER:
             counts[C.CENSUS_TUMOR_CELLS] += 1
-            a = cells[site].antigen
-            if a <= 0.0:
+            if not carries_car_antigen(cells, extra, site, p):
                 counts[C.CENSUS_TUMOR_ANTIGEN_NEGATIVE] += 1
-            elif a < antigen_half_max:
-                counts[C.CENSUS_TUMOR_ANTIGEN_LOW] += 1
-            else:
+            elif recognised(cells, extra, site, p):
                 counts[C.CENSUS_TUMOR_ANTIGEN_HIGH] += 1
+            else:
+                counts[C.CENSUS_TUMOR_ANTIGEN_LOW] += 1
         elif cell == NORMAL:
             counts[C.CENSUS_NORMAL_CELLS] += 1
-            if cells[site].antigen > 0.0:
+            if carries_car_antigen(cells, extra, site, p):
                 counts[C.CENSUS_NORMAL_ANTIGEN_POSITIVE] += 1
         elif cell == CAR_T:
             counts[C.CENSUS_CAR_T_CELLS] += 1
@@ -707,3 +864,45 @@ def census(cells, antigen_half_max):
         elif cell == NECROTIC:
             counts[C.CENSUS_NECROTIC_CELLS] += 1
     return counts
+
+
+@njit(cache=True, inline="always")
+def carries_car_antigen(cells, extra, j, params):
+    """True if the cell at ``j`` carries any antigen a killing receptor of the CAR binds."""
+    if antigen_at(cells, extra, j, params.kill_slot) > 0.0:
+        return True
+    slot = params.second_kill_slot
+    if slot != C.NO_RECEPTOR and antigen_at(cells, extra, j, slot) > 0.0:
+        return True
+    slot = params.third_kill_slot
+    return slot != C.NO_RECEPTOR and antigen_at(cells, extra, j, slot) > 0.0
+
+
+@njit(cache=True)
+def antigen_phenotypes(cells, extra, n_antigens):
+    """Cancer (row 0) and normal (row 1) cells by the set of antigens they carry: column
+    ``mask`` counts cells carrying exactly the slots whose bits are set in ``mask``
+    (bit k: antigen slot k > 0), for the first ``n_antigens`` slots."""
+    counts = np.zeros((2, 1 << n_antigens), dtype=np.int64)
+    for site in range(cells.shape[0]):
+        cell = cells[site].cell_type
+        if cell != CANCER and cell != NORMAL:
+            continue
+        mask = 0
+        for slot in range(n_antigens):
+            if antigen_at(cells, extra, site, slot) > 0.0:
+                mask |= 1 << slot
+        counts[0 if cell == CANCER else 1, mask] += 1
+    return counts
+
+
+@njit(cache=True)
+def antigen_classes(cells, extra, params):
+    """Per site, the antigen as the CAR sees it (``params[0]``), as uint8: 0 none of its
+    killing receptors' antigens, 2 ``recognised``, 1 in between (low); 0 on empty sites."""
+    p = params[0]
+    classes = np.zeros(cells.shape[0], dtype=np.uint8)
+    for site in range(cells.shape[0]):
+        if carries_car_antigen(cells, extra, site, p):
+            classes[site] = 2 if recognised(cells, extra, site, p) else 1
+    return classes

@@ -8,6 +8,7 @@ import numpy as np
 
 from .constants import (
     CELL_DTYPE,
+    CELL_EXTRA_DTYPE,
     F_OXYGEN,
     FIELD_NAMES,
     N_FIELDS,
@@ -26,7 +27,9 @@ class Lattice:
     """Per-site records of a lattice of ``shape = (nz, ny, nx)`` sites (``nz = 1`` in 2D).
 
     ``cells`` is flat (site ``x + nx * (y + ny * z)``) and contiguous, ready for the kernels;
-    ``lattice.cells["antigen"]`` is a writable numpy view of one record field. ``tissue`` is
+    ``lattice.cells["antigen"]`` is a writable numpy view of one record field. ``extra`` holds
+    the per-site data only some scenarios use (``CELL_EXTRA_DTYPE``: more antigens, priming):
+    one record per site, or none at all (length 0). ``tissue`` is
     the fixed structure under the cells (``TISSUE_*`` codes: open, stroma, vessel) and
     ``fields`` the diffusing concentrations the cells sense, one row per ``FIELD_NAMES`` entry
     (oxygen in mmHg, the others in arbitrary units); oxygen starts at ``NORMOXIA_MMHG``.
@@ -38,12 +41,14 @@ class Lattice:
     cells: np.ndarray  # (n_sites,) CELL_DTYPE
     tissue: np.ndarray  # (n_sites,) uint8 TISSUE_* codes
     fields: np.ndarray  # (N_FIELDS, n_sites) float64 concentrations
+    extra: np.ndarray  # (n_sites,) or (0,) CELL_EXTRA_DTYPE
 
     @classmethod
     def empty(cls, width: int, height: int, spacing_um: float, neighbourhood: str,
-              depth: int | None = None) -> Lattice:
+              depth: int | None = None, extra: bool = False) -> Lattice:
         """An empty lattice of ``width x height`` sites (2D) or ``width x height x depth``
-        sites (3D, when ``depth`` is given) spaced ``spacing_um`` um apart."""
+        sites (3D, when ``depth`` is given) spaced ``spacing_um`` um apart; with ``extra``
+        records if asked (several antigens, a priming receptor)."""
         dimensions = 2 if depth is None else 3
         shape = (1 if depth is None else int(depth), int(height), int(width))
         table = neighbour_offsets(dimensions, neighbourhood)
@@ -55,7 +60,8 @@ class Lattice:
         fields = np.zeros((N_FIELDS, cells.shape[0]), dtype=np.float64)
         fields[F_OXYGEN] = NORMOXIA_MMHG
         return cls(shape=shape, spacing_um=float(spacing_um), offsets=offsets, cells=cells,
-                   tissue=np.zeros(cells.shape[0], dtype=np.uint8), fields=fields)
+                   tissue=np.zeros(cells.shape[0], dtype=np.uint8), fields=fields,
+                   extra=np.zeros(cells.shape[0] if extra else 0, dtype=CELL_EXTRA_DTYPE))
 
     @property
     def dimensions(self) -> int:
@@ -71,7 +77,15 @@ class Lattice:
     def bytes_per_site(self) -> int:
         """Memory of the per-site state (cell record, tissue code, fields), bytes per site."""
         fields = self.fields.shape[0] * self.fields.itemsize
-        return self.cells.itemsize + self.tissue.itemsize + fields
+        extra = self.extra.itemsize if self.extra.size else 0
+        return self.cells.itemsize + extra + self.tissue.itemsize + fields
+
+    def antigen(self, slot: int) -> np.ndarray:
+        """Writable view of the densities of antigen ``slot`` (0-2; molecules/cell) per site:
+        slot 0 in ``cells``, slots 1 and 2 in ``extra``."""
+        if slot == 0:
+            return self.cells["antigen"]
+        return self.extra[("antigen_b", "antigen_c")[slot - 1]]
 
     def grid(self, name: str) -> np.ndarray:
         """A record field, ``"tissue"`` or a diffusing field (``FIELD_NAMES``) shaped (ny, nx)
@@ -92,7 +106,8 @@ class Lattice:
     def copy(self) -> Lattice:
         """A deep copy."""
         return replace(self, offsets=self.offsets.copy(), cells=self.cells.copy(),
-                       tissue=self.tissue.copy(), fields=self.fields.copy())
+                       tissue=self.tissue.copy(), fields=self.fields.copy(),
+                       extra=self.extra.copy())
 
     def site_coordinates(self, sites: np.ndarray) -> np.ndarray:
         """(n, 2) array of (x, y) coordinates of ``sites`` in 2D, (n, 3) of (x, y, z) in 3D,

@@ -13,8 +13,9 @@ import numpy as np
 
 from .files import atomic_write
 
-#: checkpoint entries stored as arrays in the .npz (the rest goes to its JSON ``meta``)
-CHECKPOINT_ARRAYS = ("cells", "events", "fields")
+#: checkpoint entries stored as arrays in the .npz (the rest goes to its JSON ``meta``);
+#: ``extra`` is absent from checkpoints written before it existed (format 3)
+CHECKPOINT_ARRAYS = ("cells", "events", "fields", "extra")
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
@@ -23,7 +24,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as stream:
-            np.savez(stream, **{name: state[name] for name in CHECKPOINT_ARRAYS},
+            np.savez(stream, **{name: state[name] for name in CHECKPOINT_ARRAYS if name in state},
                      meta=np.array(json.dumps(meta)))
 
     atomic_write(path, write)
@@ -35,7 +36,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as data:
             state = json.loads(str(data["meta"][()]))
             for name in CHECKPOINT_ARRAYS:
-                state[name] = data[name].copy()
+                if name in data.files:
+                    state[name] = data[name].copy()
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a readable checkpoint ({err})") from None
     return state

@@ -41,6 +41,7 @@ import pandas as pd
 import yaml
 
 from ..config import ConfigError, ScenarioConfig, Study, validate
+from ..biology.observables import ANTIGEN_COLUMN_PREFIXES
 from ..engine.constants import CENSUS_NAMES
 from .files import WORK_FOLDERS, atomic_write, clean_temporaries, write_text
 from .provenance import code_fingerprint, resolved_config, versions
@@ -278,8 +279,12 @@ def read_timeseries(path: Path) -> pd.DataFrame:
     """Census rows written with ``to_csv`` (a run's, or a folder's ``timeseries.csv``), read
     back exactly: integer columns as int64, floats parsed by Python's ``float()``, which reads
     the repr that ``to_csv`` wrote exactly on any pandas version."""
-    return pd.read_csv(path, dtype=SERIES_DTYPES, keep_default_na=False,
-                       converters={column: float for column in SERIES_FLOATS})
+    table = pd.read_csv(path, dtype=SERIES_DTYPES, keep_default_na=False,
+                        converters={column: float for column in SERIES_FLOATS})
+    for column in table.columns:  # per-antigen counts: blank where a scenario lacks them
+        if column.startswith(ANTIGEN_COLUMN_PREFIXES) and table[column].dtype == object:
+            table[column] = pd.to_numeric(table[column].replace("", np.nan))
+    return table
 
 
 def remove_leftovers(rundir: RunDir) -> None:

@@ -47,6 +47,7 @@ from ..engine.constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
+from ..engine.kernel import antigen_classes
 from ..engine.lattice import NORMOXIA_MMHG
 from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
 
@@ -115,24 +116,16 @@ def site_classes(cell_type: np.ndarray, antigen_class: np.ndarray, car_t_state: 
                         np.minimum(np.asarray(car_t_state), _N_CAR_T_STATES - 1)]
 
 
-def antigen_classes(antigen: np.ndarray, half_max: float) -> np.ndarray:
-    """0 (no antigen), 1 (below ``half_max``) or 2 (at or above it), as uint8."""
-    classes = np.zeros(antigen.shape, dtype=np.uint8)
-    classes[antigen > 0] = ANTIGEN_LOW
-    classes[antigen >= half_max] = ANTIGEN_HIGH
-    return classes
-
-
 def lattice_site_arrays(model) -> dict[str, np.ndarray]:
     """The inputs of ``site_classes`` for a ``CarTModel``'s lattice now, as new uint8 arrays
     (``cell_type, antigen_class, car_t_state, tissue``), shaped like ``lattice.grid``."""
     lattice = model.lattice
     cell_type = lattice.grid("cell_type").copy()
-    half_max = model.config.car_t.antigen_half_max_molecules_per_cell
     car_t_state = np.where(cell_type == CAR_T, lattice.grid("car_t_state"), 0).astype(np.uint8)
     return {
         "cell_type": cell_type,
-        "antigen_class": antigen_classes(lattice.grid("antigen"), half_max),
+        "antigen_class": antigen_classes(lattice.cells, lattice.extra, model.params).reshape(
+            cell_type.shape),
         "car_t_state": car_t_state,
         "tissue": lattice.grid("tissue").copy(),
     }

@@ -35,7 +35,7 @@ from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, fin
                          new_manifest, read_manifest, read_timeseries)
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
-from ..viz import plotting
+from ..viz import antigen_plots, plotting
 from .publish import finish, infusion_days
 from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
@@ -108,6 +108,12 @@ class Result:
         """CAR-T per uL of blood, the curve the clinic measures."""
         return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
                                             path, infusions=self._infusions())
+
+    def plot_antigen_composition(self, path: str | Path | None = None) -> plt.Figure:
+        """Cancer cells by the antigens they carry over time (scenarios naming several
+        antigens), as antigen_composition.png of the folder."""
+        return antigen_plots.plot_antigen_composition(self._series("plot_antigen_composition"),
+                                                      path, infusions=self._infusions())
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""

@@ -27,7 +27,7 @@ from ..io.checkpoints import load_checkpoint, save_checkpoint
 from ..io.files import atomic_write
 from ..io.rundir import RunDir, run_name
 from ..io.snapshots import lattice_snapshot, save_snapshot, snapshot_file_name
-from ..model import REPORTED_COLUMNS, CarTModel
+from ..model import CarTModel
 from .pool import make_backend
 from .progress import REPORT_EVERY_DAYS, StudyProgress, report
 
@@ -100,7 +100,7 @@ def step_to_end(model: CarTModel, run: str, checkpoint: Path | None = None,
 def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:
     """The time series and summary row of a finished run of ``spec`` (``model``)."""
     series = model.datacollector.get_model_vars_dataframe().reset_index(drop=True)
-    series = series[list(REPORTED_COLUMNS)]
+    series = series[list(model.columns)]
     ids = {
         "scenario": spec.scenario.name,
         "tumor_type": spec.scenario.tumor_type,

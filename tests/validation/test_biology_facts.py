@@ -13,7 +13,7 @@ the measured numbers).
 
 import pytest
 
-from simulation.study import literature
+from simulation.study import design_facts, literature
 from simulation.study.literature import FactResult, Scale
 
 pytestmark = pytest.mark.validation
@@ -92,3 +92,53 @@ def test_antigen_positive_healthy_cells_are_depleted_and_antigen_negative_ones_s
     unchanged in every run; no brain cell killed in the glioblastoma runs of fact 2.
     """
     assert_holds(literature.fact_off_tumor(SMALL))
+
+
+# ---------------------------------------------------------------------------------------------
+# the CAR design space (simulation/study/design_facts.py, configs/car_design/)
+# ---------------------------------------------------------------------------------------------
+def test_or_gate_prevents_cd19_negative_relapse_and_leaves_double_negative_disease():
+    """Fact 8 (Spiegel 2021 Nat Med; Cordoba 2021 Nat Med; Fry 2018 Nat Med).
+
+    B-ALL with 3 % CD19-negative blasts (5 seeds, 42 days): the CD19 CAR relapses
+    CD19-negative in 5/5 runs, the CD19/CD22 OR CAR in 1/5; what the OR CAR leaves is 100 %
+    double-negative or CD22-low.
+    """
+    assert_holds(design_facts.fact_or_gate(SMALL))
+
+
+def test_bivalent_car_shrinks_heterogeneous_gbm_more_than_either_single_car():
+    """Fact 9 (Bagley 2024 Nat Med; Hegde 2016 J Clin Invest).
+
+    GBM with 30 %-negative IL13Ra2 and EGFR (3 seeds): burden 1.60 / 1.59 (single CARs) vs
+    1.40 (bivalent); cancer cells killed 880 / 1051 vs 2879 (medians); bivalent best in 3/3.
+    """
+    assert_holds(design_facts.fact_bivalent(SMALL))
+
+
+def test_and_gate_spares_healthy_single_antigen_tissue_that_an_unprimed_car_kills():
+    """Fact 10 (Choe 2021 Sci Transl Med; Hyrenius-Wittsten 2021; Roybal 2016 Cell).
+
+    EphA2+ brain around a GBM (3 seeds): healthy EphA2+ cells left 0.05 % (unprimed) vs
+    87 % (AND-gate); tumour 1 % vs 228 % of baseline at day 42; double-positive share under
+    the AND-gate 60 -> 13 %.
+    """
+    assert_holds(design_facts.fact_and_gate(SMALL))
+
+
+def test_dntgfbr_and_pd1_knockout_infiltrate_deeper_and_delay_progression():
+    """Fact 11 (Kloss 2018 Mol Ther; Narayan 2022 Nat Med; Rupp 2017 Sci Rep).
+
+    gbm_solid (3 seeds): infiltration index 0.51 (unmodified), 0.78 (dnTGFbR), 0.58 (PD-1
+    KO); progression on day 11.0, 13.5, 12.0 (medians).
+    """
+    assert_holds(design_facts.fact_resistant_car_t(SMALL))
+
+
+def test_il12_armour_kills_more_and_raises_the_crs_index():
+    """Fact 12 (Pegram 2012 Blood; Yeku 2017 Sci Rep; Zhang 2015 Clin Cancer Res).
+
+    gbm_solid (3 seeds, the runs of fact 11): cancer cells killed 1188 -> 1832, progression
+    day 11.0 -> 13.5, CRS index peak 93 -> 373 (medians).
+    """
+    assert_holds(design_facts.fact_il12_armour(SMALL))

@@ -1,0 +1,352 @@
+"""Literature facts of the CAR design space: multi-antigen logic and armoured products.
+
+Facts 8-12 continue ``simulation.study.literature`` (same ``Scale``, same ``FactResult``, same
+run cache): each compares products on one shipped tumour from ``configs/car_design/`` with the
+same seeds, so the arms of a replicate start from the same lattice and differ only in the
+product. The criteria and their tolerances live here; the tests (``tests/validation/``) and
+``docs/make_validation.py`` only choose the scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from ..analysis.outcomes import progression_day
+from ..config import load_scenario
+from .literature import (
+    FactResult,
+    Scale,
+    _median,
+    infiltration_index,
+    iter_runs,
+    patient_size,
+    run_arms,
+    solid_size,
+    tumor_burden,
+)
+
+DESIGN = "car_design"
+#: B-ALL with a CD19-negative/CD22-positive subclone: the CD19 CAR and the CD19/CD22 OR CAR
+OR_GATE_ARMS = {"cd19_car": "b_all_cd22_subclone.yaml", "cd19_or_cd22": "b_all_or_cd19_cd22.yaml"}
+#: GBM with heterogeneous IL13Ra2 and EGFR: two single-target CARs and the bivalent one
+BIVALENT_ARMS = {"il13ra2_car": "gbm_il13ra2_egfr.yaml", "egfr_car": "gbm_egfr_car.yaml",
+                 "bivalent_car": "gbm_bivalent_car.yaml"}
+#: GBM in EphA2-positive brain: the unprimed EphA2 CAR and the EGFRvIII-primed AND-gate
+AND_GATE_ARMS = {"epha2_car": "gbm_epha2_car.yaml", "and_gate": "gbm_synnotch_and.yaml"}
+#: the suppressive GBM of gbm_solid.yaml and the engineered products
+ARMOUR_ARMS = {"unmodified": "../gbm_solid.yaml", "dntgfbr": "gbm_dntgfbr.yaml",
+               "pd1_knockout": "gbm_pd1_ko.yaml", "il12": "gbm_il12.yaml"}
+#: B-ALL runs last long enough for a CD19-negative subclone to regrow (days)
+OR_GATE_DAYS = 42.0
+#: residual disease below this many cells is not read as a composition (a handful of cells)
+RESIDUAL_MIN_CELLS = 10
+
+
+def run_products(scale: Scale, arms: dict[str, str], overrides: Sequence[str], seeds: int
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(time series, summary) of each product arm (name -> scenario file in
+    ``configs/car_design/``) with the same ``overrides`` and seeds. Arms read different files,
+    so each is its own cached call; the tables are concatenated in the order of ``arms``."""
+    tables = [run_arms(scale, f"{DESIGN}/{path}", {name: overrides}, seeds)
+              for name, path in arms.items()]
+    # an arm's all-empty summary columns (e.g. no relapse, no relapse day) are left out before
+    # concatenating, and come back empty
+    return (pd.concat([t for t, _ in tables], ignore_index=True),
+            pd.concat([s.dropna(axis=1, how="all") for _, s in tables], ignore_index=True))
+
+
+def _last(run: pd.DataFrame, column: str) -> float:
+    return float(run[column].iloc[-1])
+
+
+def _first(run: pd.DataFrame, column: str) -> float:
+    return float(run[column].iloc[0])
+
+
+def per_run_table(timeseries: pd.DataFrame, summary: pd.DataFrame,
+                  measure: Callable[[pd.DataFrame, pd.Series], dict]) -> pd.DataFrame:
+    """One row per run: ``scenario``, ``replicate`` and what ``measure(run, summary row)``
+    returns."""
+    return pd.DataFrame([{"scenario": row["scenario"], "replicate": row["replicate"],
+                          **measure(run, row)} for run, row in iter_runs(timeseries, summary)])
+
+
+def by_arm(per_run: pd.DataFrame, column: str) -> dict[str, float]:
+    """Median of ``column`` per arm (``scenario``)."""
+    return {arm: _median(values) for arm, values in per_run.groupby("scenario", sort=False)
+            [column]}
+
+
+def paired_fraction(per_run: pd.DataFrame, column: str, better: str, others: Sequence[str],
+                    lower: bool = True) -> float:
+    """Fraction of replicates in which arm ``better`` has a lower (``lower``) or higher
+    ``column`` than every arm of ``others`` (same seed: same starting lattice)."""
+    table = per_run.pivot(index="replicate", columns="scenario", values=column)
+    best = table[others].min(axis=1) if lower else table[others].max(axis=1)
+    wins = table[better] < best if lower else table[better] > best
+    return float(wins.mean())
+
+
+def _share(part: float, whole: float) -> float:
+    return part / whole if whole else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# the facts
+# ---------------------------------------------------------------------------------------------
+def fact_or_gate(scale: Scale) -> FactResult:
+    """Fact 8: in B-ALL with a CD19-negative/CD22-positive subclone, a CD19/CD22 OR product
+    gives fewer CD19-negative relapses than the CD19 CAR; what relapses remain is
+    double-negative or CD22-low."""
+    overrides = patient_size(scale, max(scale.days, OR_GATE_DAYS), stop_when_cleared=True)
+    timeseries, summary = run_products(scale, OR_GATE_ARMS, overrides, scale.seeds)
+
+    def measure(run: pd.DataFrame, row: pd.Series) -> dict:
+        final = _last(run, "tumor_cells")
+        residual = final >= RESIDUAL_MIN_CELLS
+        cd19_negative = _share(_last(run, "tumor_antigen_negative_CD19"), final)
+        # escape variants: no antigen a killing receptor binds, or all of them below half-max
+        escaped = _share(_last(run, "tumor_antigen_negative") + _last(run, "tumor_antigen_low"),
+                         final)
+        return {"residual": residual, "relapse": bool(row["relapse"]),
+                "cd19_negative_relapse": residual and cd19_negative >= 0.5,
+                "cd19_negative_share": cd19_negative if residual else math.nan,
+                "escape_share": escaped if residual else math.nan,
+                "final_fraction": final / _first(run, "tumor_cells")}
+
+    per_run = per_run_table(timeseries, summary, measure)
+    arms = dict(list(per_run.groupby("scenario", sort=False)))
+    single, dual = arms["cd19_car"], arms["cd19_or_cd22"]
+    measured = {
+        "runs_per_arm": len(single),
+        "cd19_car_cd19_negative_relapses": int(single["cd19_negative_relapse"].sum()),
+        "or_cd19_negative_relapses": int(dual["cd19_negative_relapse"].sum()),
+        "cd19_car_residual_runs": int(single["residual"].sum()),
+        "or_residual_runs": int(dual["residual"].sum()),
+        "cd19_car_final_fraction_median": _median(single["final_fraction"]),
+        "or_final_fraction_median": _median(dual["final_fraction"]),
+        "cd19_car_cd19_negative_share_median": _median(single["cd19_negative_share"]),
+        "or_escape_share_median": _median(dual["escape_share"]),
+        "or_escape_share_min": float(dual["escape_share"].min()),
+    }
+    checks = {
+        # the premise: a pre-existing CD19-negative subclone makes the CD19 CAR fail in most
+        # runs (more than half), by CD19-negative disease
+        "CD19 CAR: most runs relapse CD19-negative":
+            measured["cd19_car_cd19_negative_relapses"] > measured["runs_per_arm"] / 2,
+        # fewer: strictly, over the same seeds
+        "OR product: fewer CD19-negative relapses": measured["or_cd19_negative_relapses"]
+        < measured["cd19_car_cd19_negative_relapses"],
+        # what remains escapes both receptors: every residual disease under the OR product is
+        # mostly double-negative or CD22-low (no residual at all also passes)
+        "OR residual disease is double-negative or CD22-low (>= 50 % each)":
+            not measured["or_residual_runs"] or measured["or_escape_share_min"] >= 0.5,
+    }
+    gives = (f"CD19-negative relapse in {measured['cd19_car_cd19_negative_relapses']}/"
+             f"{len(single)} runs with the CD19 CAR vs {measured['or_cd19_negative_relapses']}/"
+             f"{len(dual)} with the CD19/CD22 OR CAR; tumour on day "
+             f"{max(scale.days, OR_GATE_DAYS):g} "
+             f"{100 * measured['cd19_car_final_fraction_median']:.0f} vs "
+             f"{100 * measured['or_final_fraction_median']:.1f} % of baseline (median); OR "
+             f"residual disease (in {measured['or_residual_runs']} runs) "
+             f"{_percent(measured['or_escape_share_median'])} double-negative or CD22-low")
+    return FactResult(8, "OR-gate (CD19/CD22) against a CD19-negative subclone",
+                      "Spiegel 2021 Nat Med; Cordoba 2021 Nat Med; Fry 2018 Nat Med", gives,
+                      measured, checks, {"timeseries": timeseries, "summary": summary,
+                                         "per_run": per_run})
+
+
+def _percent(value: float) -> str:
+    return "-" if math.isnan(value) else f"{100 * value:.0f} %"
+
+
+def _solid_measures(run: pd.DataFrame, row: pd.Series, spacing_um: float) -> dict:
+    """Burden, kills, infiltration, progression day and CRS peak of one solid-tumour run."""
+    days = float(run["time_days"].iloc[-1])
+    burden = tumor_burden(run, days)["burden"].iloc[0]
+    progressed = progression_day(run, row)
+    return {"burden": burden,
+            "killed": _last(run, "cumulative_cancer_killed"),
+            "infiltration_index": infiltration_index(run, spacing_um),
+            "progression_day": days if progressed is None else progressed,
+            "crs_index_peak": float(run["crs_index"].max())}
+
+
+def solid_products(scale: Scale, arms: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame,
+                                                                 pd.DataFrame]:
+    """(time series, summary, per-run measures) of solid-tumour product arms on the scale's
+    solid-tumour size."""
+    timeseries, summary = run_products(scale, arms, solid_size(scale), scale.solid_seeds)
+    spacing_um = load_scenario(scale.config_dir / DESIGN / next(iter(arms.values()))
+                               ).lattice.spacing_um
+    per_run = per_run_table(timeseries, summary,
+                            lambda run, row: _solid_measures(run, row, spacing_um))
+    return timeseries, summary, per_run
+
+
+def fact_bivalent(scale: Scale) -> FactResult:
+    """Fact 9: in GBM with heterogeneous IL13Ra2 and EGFR a bivalent CAR shrinks more tumour
+    than either single-target CAR."""
+    timeseries, summary, per_run = solid_products(scale, BIVALENT_ARMS)
+    burden = by_arm(per_run, "burden")
+    killed = by_arm(per_run, "killed")
+    singles = ["il13ra2_car", "egfr_car"]
+    measured = {
+        **{f"{arm}_burden_median": value for arm, value in burden.items()},
+        **{f"{arm}_killed_median": value for arm, value in killed.items()},
+        "bivalent_lower_burden_paired": paired_fraction(per_run, "burden", "bivalent_car",
+                                                        singles),
+        "bivalent_more_kills_paired": paired_fraction(per_run, "killed", "bivalent_car",
+                                                      singles, lower=False),
+    }
+    checks = {
+        # more shrinkage = a lower tumour burden over the run than each single CAR, in at least
+        # 80 % of the seeds (same seed, same tumour: a paired comparison; 80 % leaves room for
+        # one replicate in which chance favours a single CAR)
+        "bivalent: lower tumour burden than either single CAR (>= 80 % of seeds)":
+            measured["bivalent_lower_burden_paired"] >= 0.8,
+        "bivalent: more cancer cells killed than either single CAR (>= 80 % of seeds)":
+            measured["bivalent_more_kills_paired"] >= 0.8,
+    }
+    gives = (f"tumour burden (mean over {scale.solid_days:g} days, 1 = baseline) IL13Ra2 CAR "
+             f"{burden['il13ra2_car']:.2f}, EGFR CAR {burden['egfr_car']:.2f}, bivalent "
+             f"{burden['bivalent_car']:.2f}; cancer cells killed {killed['il13ra2_car']:.0f}, "
+             f"{killed['egfr_car']:.0f}, {killed['bivalent_car']:.0f} (medians); bivalent lowest "
+             f"in {100 * measured['bivalent_lower_burden_paired']:.0f} % of seeds")
+    return FactResult(9, "bivalent CAR in antigen-heterogeneous GBM",
+                      "Bagley 2024 Nat Med (bivalent EGFR/IL13Ra2 CAR: shrinkage in 6/6); "
+                      "Hegde 2016 J Clin Invest", gives, measured, checks,
+                      {"timeseries": timeseries, "summary": summary, "per_run": per_run})
+
+
+def fact_and_gate(scale: Scale) -> FactResult:
+    """Fact 10: an EGFRvIII-primed (SynNotch AND-gate) EphA2 CAR kills the double-positive
+    tumour and spares healthy cells carrying only EphA2; an unprimed EphA2 CAR kills both."""
+    overrides = solid_size(scale)
+    timeseries, summary = run_products(scale, AND_GATE_ARMS, overrides, scale.solid_seeds)
+
+    def measure(run: pd.DataFrame, row: pd.Series) -> dict:
+        tumour_start, tumour_end = _first(run, "tumor_cells"), _last(run, "tumor_cells")
+        column = "tumor_expressing_EGFRvIII+EphA2"
+        return {"healthy_left": _share(_last(run, "normal_antigen_positive_EphA2"),
+                                       _first(run, "normal_antigen_positive_EphA2")),
+                "tumour_final_fraction": tumour_end / tumour_start,
+                "double_positive_start": _share(_first(run, column), tumour_start),
+                "double_positive_end": _share(_last(run, column), tumour_end)}
+
+    per_run = per_run_table(timeseries, summary, measure)
+    healthy = by_arm(per_run, "healthy_left")
+    tumour = by_arm(per_run, "tumour_final_fraction")
+    gate = per_run[per_run["scenario"] == "and_gate"]
+    drop = gate["double_positive_start"] - gate["double_positive_end"]
+    measured = {
+        "epha2_car_healthy_left_median": healthy["epha2_car"],
+        "and_gate_healthy_left_median": healthy["and_gate"],
+        "epha2_car_tumour_final_fraction_median": tumour["epha2_car"],
+        "and_gate_tumour_final_fraction_median": tumour["and_gate"],
+        "and_gate_double_positive_start_median": _median(gate["double_positive_start"]),
+        "and_gate_double_positive_end_median": _median(gate["double_positive_end"]),
+        "and_gate_double_positive_drop_min": float(drop.min()),
+    }
+    checks = {
+        # kills both: the unprimed CAR halves the tumour and removes >= 80 % of the EphA2+
+        # healthy cells
+        "unprimed EphA2 CAR kills the tumour (<= 50 % left)":
+            measured["epha2_car_tumour_final_fraction_median"] <= 0.5,
+        "unprimed EphA2 CAR kills healthy EphA2+ cells (<= 20 % left)":
+            measured["epha2_car_healthy_left_median"] <= 0.2,
+        # spares: >= 80 % of them survive the AND-gate (priming lasts hours, so CAR-T that
+        # leave the tumour still kill near its edge)
+        "AND-gate spares healthy EphA2+ cells (>= 80 % left)":
+            measured["and_gate_healthy_left_median"] >= 0.8,
+        # kills the double-positive tumour: its share of the tumour falls by >= 20 points in
+        # every replicate (selective killing where priming happens)
+        "AND-gate kills double-positive cells (share falls >= 20 points)":
+            measured["and_gate_double_positive_drop_min"] >= 0.2,
+    }
+    gives = (f"healthy EphA2+ cells left: {100 * healthy['epha2_car']:.0f} % (unprimed) vs "
+             f"{100 * healthy['and_gate']:.0f} % (AND-gate); tumour at the end "
+             f"{100 * tumour['epha2_car']:.0f} % vs {100 * tumour['and_gate']:.0f} % of baseline; "
+             f"under the AND-gate the double-positive share falls "
+             f"{100 * measured['and_gate_double_positive_start_median']:.0f} -> "
+             f"{100 * measured['and_gate_double_positive_end_median']:.0f} % and EGFRvIII-"
+             "negative cells take over")
+    return FactResult(10, "AND-gate (SynNotch) spares single-antigen healthy tissue",
+                      "Choe 2021 Sci Transl Med; Hyrenius-Wittsten 2021 Sci Transl Med; "
+                      "Roybal 2016 Cell", gives, measured, checks,
+                      {"timeseries": timeseries, "summary": summary, "per_run": per_run})
+
+
+def fact_resistant_car_t(scale: Scale) -> FactResult:
+    """Fact 11: dnTGFbR and PD-1-knockout CAR-T infiltrate a suppressive solid tumour deeper
+    and control it longer than the unmodified product."""
+    timeseries, summary, per_run = solid_products(scale, ARMOUR_ARMS)
+    depth = by_arm(per_run, "infiltration_index")
+    progression = by_arm(per_run, "progression_day")
+    burden = by_arm(per_run, "burden")
+    measured = {
+        **{f"{arm}_infiltration_index_median": depth[arm] for arm in ARMOUR_ARMS},
+        **{f"{arm}_progression_day_median": progression[arm] for arm in ARMOUR_ARMS},
+        **{f"{arm}_burden_median": burden[arm] for arm in ARMOUR_ARMS},
+    }
+    checks = {}
+    for arm, label in (("dntgfbr", "dnTGFbR"), ("pd1_knockout", "PD-1 KO")):
+        # deeper: a higher median infiltration index; longer: a later median progression
+        # (tumour >= 120 % of baseline)
+        checks[f"{label}: deeper infiltration"] = depth[arm] > depth["unmodified"]
+        checks[f"{label}: later progression"] = progression[arm] > progression["unmodified"]
+    gives = ("infiltration index " + ", ".join(
+        f"{arm} {depth[arm]:.2f}" for arm in ("unmodified", "dntgfbr", "pd1_knockout"))
+        + "; progression on day " + ", ".join(
+        f"{progression[arm]:.1f}" for arm in ("unmodified", "dntgfbr", "pd1_knockout"))
+        + " (medians)")
+    return FactResult(11, "suppression-resistant CAR-T (dnTGFbR, PD-1 knockout)",
+                      "Kloss 2018 Mol Ther; Narayan 2022 Nat Med; Rupp 2017 Sci Rep", gives,
+                      measured, checks, {"timeseries": timeseries, "summary": summary,
+                                         "per_run": per_run})
+
+
+def fact_il12_armour(scale: Scale) -> FactResult:
+    """Fact 12: IL-12-armoured CAR-T improve solid-tumour control and raise the CRS index."""
+    timeseries, summary, per_run = solid_products(scale, ARMOUR_ARMS)
+    pair = per_run[per_run["scenario"].isin(["unmodified", "il12"])]
+    burden = by_arm(pair, "burden")
+    killed = by_arm(pair, "killed")
+    crs = by_arm(pair, "crs_index_peak")
+    progression = by_arm(pair, "progression_day")
+    measured = {
+        "unmodified_progression_day_median": progression["unmodified"],
+        "il12_progression_day_median": progression["il12"],
+        "unmodified_burden_median": burden["unmodified"], "il12_burden_median": burden["il12"],
+        "unmodified_killed_median": killed["unmodified"], "il12_killed_median": killed["il12"],
+        "unmodified_crs_peak_median": crs["unmodified"], "il12_crs_peak_median": crs["il12"],
+        "il12_more_kills_paired": paired_fraction(pair, "killed", "il12", ["unmodified"],
+                                                  lower=False),
+        "il12_higher_crs_paired": paired_fraction(pair, "crs_index_peak", "il12",
+                                                  ["unmodified"], lower=False),
+    }
+    checks = {
+        # better control: more cancer cells killed in >= 80 % of the seeds (paired)
+        "IL-12: more cancer cells killed (>= 80 % of seeds)":
+            measured["il12_more_kills_paired"] >= 0.8,
+        # and a later median progression (tumour >= 120 % of baseline), as in fact 11
+        "IL-12: later progression (median)": progression["il12"] > progression["unmodified"],
+        # the cost: a higher CRS index peak in every seed
+        "IL-12: higher CRS index peak (every seed)": measured["il12_higher_crs_paired"] == 1.0,
+    }
+    gives = (f"cancer cells killed {killed['unmodified']:.0f} -> {killed['il12']:.0f}, "
+             f"progression on day {progression['unmodified']:.1f} -> {progression['il12']:.1f}, "
+             f"tumour burden {burden['unmodified']:.2f} -> {burden['il12']:.2f}, CRS index peak "
+             f"{crs['unmodified']:.0f} -> {crs['il12']:.0f} (medians, unmodified -> IL-12)")
+    return FactResult(12, "IL-12-armoured CAR-T: more control, more CRS",
+                      "Pegram 2012 Blood; Yeku 2017 Sci Rep; Zhang 2015 Clin Cancer Res", gives,
+                      measured, checks, {"timeseries": timeseries, "summary": summary,
+                                         "per_run": per_run})
+
+
+#: the CAR design-space facts, after ``literature.FACTS``
+FACTS: tuple[Callable[[Scale], FactResult], ...] = (
+    fact_or_gate, fact_bivalent, fact_and_gate, fact_resistant_car_t, fact_il12_armour)

@@ -1,0 +1,106 @@
+"""The tumour's antigen composition over time, for scenarios that name several antigens.
+
+Reads the ``tumor_expressing_<set>`` census columns (``biology.observables.antigen_columns``):
+cancer cells by the exact set of antigens they carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..biology.observables import ANTIGEN_COLUMN_PREFIXES
+from .plotting import (
+    PALETTE,
+    TIME_LABEL,
+    _finish,
+    _mark_infusions,
+    _relative_to_infusion,
+    _styled,
+    replicate_bands,
+)
+
+EXPRESSING = ANTIGEN_COLUMN_PREFIXES[2]
+#: colour of the cells carrying none of the antigens (antigen escape)
+NONE_COLOUR = "0.35"
+#: most scenarios drawn, one panel each
+MAX_PANELS = 6
+
+
+def phenotype_columns(timeseries: pd.DataFrame, scenario: str) -> list[str]:
+    """The ``tumor_expressing_*`` columns ``scenario`` has values in (empty: one antigen)."""
+    rows = timeseries[timeseries["scenario"] == scenario]
+    return [c for c in timeseries.columns
+            if c.startswith(EXPRESSING) and rows[c].notna().any()]
+
+
+def has_antigen_composition(timeseries: pd.DataFrame) -> bool:
+    """True if some scenario of the table names several antigens."""
+    return any(phenotype_columns(timeseries, s) for s in timeseries["scenario"].unique())
+
+
+def _mean_layers(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Per census time, the mean over replicates of each column (runs that stopped early
+    keep their last census, as ``replicate_bands`` does, so the layers still add up)."""
+    layers = {}
+    for column in columns:
+        wide = runs.pivot_table(index="time_days", columns="replicate", values=column)
+        layers[column] = wide.sort_index().ffill().mean(axis=1)
+    return pd.DataFrame(layers)
+
+
+@_styled
+def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None = None,
+                             infusions: Mapping[str, Sequence[float]] | None = None
+                             ) -> plt.Figure:
+    """Cancer cells by the set of antigens they carry vs days after the first infusion, one
+    column per scenario with several antigens (at most ``MAX_PANELS``).
+
+    Top: the layers are stacked means over the replicates, so they add up to the mean
+    tumour; the grey band is the interquartile range of the tumour across replicates, the
+    line its median. Bottom: the same layers as % of the mean tumour (the composition, also
+    of residual disease too small to see above; blank once no run has a cancer cell left).
+    ``none``: cells carrying no antigen at all. ValueError if no scenario has several
+    antigens.
+    """
+    relative, infused = _relative_to_infusion(timeseries, infusions)
+    scenarios = [s for s in dict.fromkeys(relative["scenario"])
+                 if phenotype_columns(relative, s)][:MAX_PANELS]
+    if not scenarios:
+        raise ValueError("plot_antigen_composition: no scenario names several antigens "
+                         "(tumor.antigens)")
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(4.8 * len(scenarios), 7.4),
+                             layout="constrained", squeeze=False, sharex="col")
+    for (ax_cells, ax_share), scenario in zip(axes.T, scenarios):
+        runs = relative[relative["scenario"] == scenario]
+        columns = phenotype_columns(relative, scenario)
+        layers = _mean_layers(runs, columns)
+        labels = [c[len(EXPRESSING):] for c in columns]
+        colours = [NONE_COLOUR if label == "none" else PALETTE[(i - 1) % len(PALETTE)]
+                   for i, label in enumerate(labels)]
+        ax_cells.stackplot(layers.index, *(layers[c] for c in columns), labels=labels,
+                           colors=colours, alpha=0.85, lw=0)
+        band = replicate_bands(runs, "tumor_cells")
+        ax_cells.fill_between(band["time_days"], band["q25"], band["q75"], color="k",
+                              alpha=0.12, lw=0, label="tumour: IQR over runs")
+        ax_cells.plot(band["time_days"], band["median"], color="k", lw=1.2,
+                      label="tumour: median over runs")
+        _mark_infusions(ax_cells, infused, [scenario])
+        ax_cells.set_title(f"{scenario} (n = {runs['replicate'].nunique()} runs)")
+        ax_cells.set_ylabel("cancer cells (mean over runs, stacked)")
+        ax_cells.set_ylim(bottom=0)
+        total = layers.sum(axis=1)
+        shares = 100.0 * layers.div(total.where(total > 0), axis=0)
+        ax_share.stackplot(shares.index, *(shares[c] for c in columns), colors=colours,
+                           alpha=0.85, lw=0)
+        ax_share.set_ylim(0, 100)
+        ax_share.set_ylabel("% of the tumour (of the mean)")
+        ax_share.set_xlabel(TIME_LABEL)
+        handles, texts = ax_cells.get_legend_handles_labels()
+        ax_share.legend(handles, texts, title="cancer cells carrying", loc="upper center",
+                        bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8)
+    fig.suptitle("Tumour antigen composition: cancer cells by the antigens they carry")
+    return _finish(fig, path)
