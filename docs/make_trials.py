@@ -97,9 +97,58 @@ patients took 18 min of wall time; the LBCL trial was cut to 80 patients (11 s p
 is `configs/trials/b_all_patient.yaml` gives every run the trial endpoints as summary columns
 (`best_response`, `progression_day`, `relapse_antigen`, `crs_grade`, `car_t_auc_0_28`, ...;
 tests/test_trial.py runs one). A trial is itself a `zip` sweep with one point per patient and
-a `seed` parameter (`study.sweep.plan_sweep`), so a calibration can draw a cohort per candidate
-set of distribution parameters and score its readouts (`simulation.study.trial.run_trial`
-returns them).
+a `seed` parameter (`study.sweep.plan_sweep`).
+
+## Sweeping and fitting a trial: every point a cohort
+
+A sweep or a fit whose model is a **trial file** varies the trial itself, and reads each
+cohort's readouts (`simulation/study/trial_sweep.py`; `study.fit.CohortSimulator`):
+
+```bash
+cartsim sweep SWEEP.yaml --out results/cohorts     # base: a trial file; rerun to resume
+cartsim fit configs/fits/lbcl_zuma1_cohort.yaml     # model: a trial file, data: readouts
+```
+
+```yaml
+name: lbcl_zuma1_divisions                        # configs/sweeps/lbcl_zuma1_divisions.yaml
+base: ../trials/lbcl_zuma1.yaml                  # the one base: a trial file
+overrides: {patients: 40}                         # every point: 40 patients
+parameters:
+  properties.car_t.max_divisions.median: [4, 8, 16]   # a field of a property's distribution
+  car_t.kill_rate_per_h: [0.025, 0.05]                # a scenario key: set for every patient
+design: {method: grid}
+```
+
+`cartsim sweep configs/sweeps/lbcl_zuma1_divisions.yaml` runs its 6 cohorts (230 distinct
+patients: clipped draws coincide) in ~8 min on 2 free cores (LBCL patients take 3-4 s each).
+
+* **Keys.** A trial's own keys (`patients`, `seed`, `readout_months`, a field of a property's
+  distribution, `properties.<scenario key>.<field>`, or `overrides.<scenario key>`); any other
+  key is a key of the patient scenario, set for every patient (it joins the trial's
+  `overrides`). A property's own key is refused as a scenario key (its value varies between
+  patients: set its distribution); a key the trial does not have, a property it does not have
+  or a value it refuses is one line naming the file and the key path
+  (`sweep.yaml: parameters.properties.car_t.max_division.median: the trial has no property
+  car_t.max_division (its properties: ...)`), exit code 2, nothing written.
+* **A sweep point** is the trial with its values, drawn into patients exactly as `cartsim
+  trial` draws them (the same seeds and run ids). The patients of all points are one sweep
+  plan on one worker pool (a point never starts a pool of its own): one Parquet file per
+  patient in `DIR/runs/`, so a rerun skips finished patients and finished points, and points
+  that share patients (`patients: [20, 40]`: the first 20 are the same) run them once.
+  `DIR/readouts.csv` has one row per point: its parameter values, `patients`,
+  `patients_done`, `patients_failed`, and every readout (`orr`, `cr_rate`,
+  `mrd_negative_rate`, `pfs`, `efs`, `rfs`, `dor_median`, `relapse_positive`,
+  `relapse_negative`, `crs_any`, `crs_grade3`, `b_cell_aplasia_6m`, `cmax_responders`,
+  `auc_responders`) with `_low`, `_high` (95 % interval, NaN where there is none) and `_n`;
+  rates are fractions, `dor_median` months. `index.parquet` (via `load_sweep_table`) keeps one
+  row per patient and point. Several cohorts per point: vary `seed` (`replicates` is refused).
+* **A fit particle** is one cohort of the trial at the particle's values (and the fit's
+  `set`, e.g. `set: {patients: 16}`), with a trial seed from the fit's seed and those values;
+  its patients run one after the other in the worker that simulates the particle. The data are
+  readouts: a CSV with columns `readout` (a name above), `value` and optionally `sd`; other
+  columns (`source`) are for the reader. `fitted.yaml` is the trial at the posterior medians
+  (`cartsim trial DIR/fitted.yaml`). `scale` and `replicates_per_particle` are refused (raise
+  `patients` instead). See [calibration.md](calibration.md).
 """
 
 

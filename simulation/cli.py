@@ -40,9 +40,12 @@ from .study.runner import run_into_folder, run_specs, study_progress
 from .study.extras import require
 from .study.sweep import failure_summary, plan_sweep, resolve, run_sweep, sweep_json_schema
 from .study.trial import format_interval, format_value, read_trial_file, run_trial
+from .study.trial_sweep import READOUTS_FILE, resolve_trial_sweep, write_readouts
 from .viz.animation import animate, ffmpeg_available
 
 EXIT_CONFIG_ERROR = 2
+#: the readouts `cartsim sweep` prints per point of a sweep over a trial (all: readouts.csv)
+TRIAL_SWEEP_SHOWN = ("orr", "cr_rate", "pfs", "crs_grade3")
 EXIT_INTERRUPTED = 130
 #: the start of the warning Solara gives for a page not served as localhost (``_command_app``)
 SOLARA_COOKIE_WARNING = "Cookies with samesite=none require https"
@@ -332,8 +335,10 @@ def _command_validate(args: argparse.Namespace) -> int:
                               "in its own `set` and `scale`")
         spec = load_fit(args.config)
         obs = spec.observations
-        print(f"{args.config}: ok: fit {spec.fit.name}: {len(obs.table)} observations of "
-              f"{obs.column} in {obs.table['scenario'].nunique()} scenario(s), "
+        observed = (f"readouts {', '.join(obs.table['scenario'])} of a cohort per particle"
+                    if spec.is_trial else f"observations of {obs.column} in "
+                    f"{obs.table['scenario'].nunique()} scenario(s)")
+        print(f"{args.config}: ok: fit {spec.fit.name}: {len(obs.table)} {observed}, "
               f"{len(spec.keys)} parameter(s) ({', '.join(spec.keys)}), "
               f"{spec.fit.population_size} particles x up to {spec.fit.generations} "
               "generations")
@@ -342,6 +347,13 @@ def _command_validate(args: argparse.Namespace) -> int:
         if args.overrides or args.scale is not None:
             raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a sweep sets "
                               "values in its own `overrides`")
+        cohorts = resolve_trial_sweep(args.config)
+        if cohorts is not None:
+            print(f"{args.config}: ok: sweep {cohorts.sweep.name} over the trial "
+                  f"{cohorts.cohorts[0].name}: {len(cohorts.points)} design points, each a "
+                  f"cohort ({len(cohorts.plan.unique_runs)} distinct patients in all, "
+                  f"{cohorts.sweep.design.method} design)")
+            return 0
         plan = resolve(args.config)
         sweep = plan.sweep
         points = len({run.point_id for run in plan.runs})
@@ -373,8 +385,11 @@ def _command_schema(args: argparse.Namespace) -> int:
 
 def _command_sweep(args: argparse.Namespace) -> int:
     _check_workers(args.workers)
-    plan = resolve(args.sweep, args.overrides, replicates=args.replicates,
-                   days=args.days)  # every run validated before any starts
+    # every run (a sweep over a trial: every patient of every point) validated before any starts
+    cohorts = resolve_trial_sweep(args.sweep, args.overrides, replicates=args.replicates,
+                                  days=args.days)
+    plan = cohorts.plan if cohorts is not None else resolve(
+        args.sweep, args.overrides, replicates=args.replicates, days=args.days)
     out = args.out if args.out is not None else Path("results") / plan.sweep.name
     announce_compilation()  # before the progress bar, not inside it
     try:
@@ -388,6 +403,11 @@ def _command_sweep(args: argparse.Namespace) -> int:
     print(f"{outcome.total} runs ({outcome.skipped} already done, {outcome.done} done now, "
           f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s"
           + (f", {outcome.runs_per_minute:.0f} runs/min" if ran else "") + f" -> {out}")
+    if cohorts is not None:
+        table = write_readouts(out, cohorts)
+        shown = ["point_id", *cohorts.sweep.parameters, "patients_done", *TRIAL_SWEEP_SHOWN]
+        print(f"readouts per point ({READOUTS_FILE}; rates as fractions):")
+        print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     summary = failure_summary(outcome)
     if summary:
         print(summary, file=sys.stderr)

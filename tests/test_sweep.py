@@ -19,6 +19,7 @@ import yaml
 
 from simulation.study import runner
 from simulation.study import sweep
+from simulation.study.trial_sweep import resolve_trial_sweep
 from simulation.cli import main
 from simulation.config import ConfigError
 from simulation.study import report
@@ -390,7 +391,9 @@ SHIPPED_SWEEPS = sorted((Path(__file__).parent.parent / "configs" / "sweeps").gl
 
 @pytest.mark.parametrize("path", SHIPPED_SWEEPS, ids=lambda p: p.stem)
 def test_every_shipped_sweep_resolves_to_valid_runs(path):
-    plan = sweep.resolve(path)  # validates the scenario of every run
+    # validates the scenario of every run (a sweep over a trial: of every point's patients)
+    cohorts = resolve_trial_sweep(path)
+    plan = cohorts.plan if cohorts is not None else sweep.resolve(path)
     assert plan.sweep.name == path.stem
     assert len(plan.unique_runs) >= 32
 

@@ -33,6 +33,7 @@ import pandas as pd
 from ..config import ConfigError, ScenarioConfig
 from ..model import REPORTED_COLUMNS
 from .assay import TABLE_COLUMNS, well_condition
+from .trial import READOUT_NAMES, Readout
 
 HOURS_PER_DAY = 24.0
 #: time columns and their factor to hours
@@ -43,6 +44,9 @@ SD_COLUMN = "sd"
 #: where a simulated quantity is read: a killing assay's table (``assay.csv``), the time series
 #: (``timeseries.csv``) or one value per run (``summary.csv``)
 ASSAY, TIMESERIES, SUMMARY = "assay", "timeseries", "summary"
+#: where a cohort's readout is read (a trial model: ``analysis.trial.trial_readouts``), and the
+#: two columns of its data table: the readout's name and its observed value
+READOUT, READOUT_COLUMN, VALUE_COLUMN = "readout", "readout", "value"
 _ASSAY_OUTPUTS = tuple(c for c in TABLE_COLUMNS if c not in
                        ("scenario", "antigen_molecules_per_cell", "effector_to_target",
                         "replicate", "seed", "time_h"))
@@ -112,12 +116,7 @@ def read_observations(path: Path, shown: str, scenarios: Sequence[ScenarioConfig
                       is_assay: bool) -> Observations:
     """The data file ``path`` (shown as ``shown`` in messages) checked against the simulated
     ``scenarios``; ConfigError with one line per problem otherwise."""
-    try:
-        data = pd.read_csv(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{shown}: not a CSV table ({str(err).splitlines()[0]})") from None
+    data = _read_table(path, shown)
     known = outputs(is_assay)
     observed = [c for c in data.columns if c in known]
     problems = _column_problems(data, observed, known)
@@ -132,15 +131,7 @@ def read_observations(path: Path, shown: str, scenarios: Sequence[ScenarioConfig
     time_column = next((c for c in TIME_COLUMNS if c in data.columns), None)
     if time_column:
         numbers.append(time_column)
-    problems = []
-    for name in numbers:
-        values = pd.to_numeric(data[name], errors="coerce")
-        bad = lines[~np.isfinite(values.to_numpy(float))]
-        if bad.size:
-            problems.append(f"column {name}: not a finite number on line(s) {_lines(bad)}")
-        data[name] = values
-    if problems:
-        raise ConfigError("\n".join(f"{shown}: {p}" for p in problems))
+    _numbers(data, numbers, lines, shown)
     time_h = (data[time_column] * TIME_COLUMNS[time_column] if time_column
               else pd.Series(math.nan, index=data.index))
     for name, bad in ((time_column, time_h < 0),
@@ -164,6 +155,30 @@ def read_observations(path: Path, shown: str, scenarios: Sequence[ScenarioConfig
             table[name] = data[name].to_numpy(float)
     return Observations(table=table, column=column, source=source, conditions=conditions,
                         time_column=time_column)
+
+
+def _read_table(path: Path, shown: str) -> pd.DataFrame:
+    """The CSV file ``path``; ConfigError if it is missing or no table."""
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{shown}: not a CSV table ({str(err).splitlines()[0]})") from None
+
+
+def _numbers(data: pd.DataFrame, names: Sequence[str], lines: np.ndarray, shown: str) -> None:
+    """Columns ``names`` of ``data`` as numbers (in place); ConfigError listing the lines that
+    hold no finite number."""
+    problems = []
+    for name in names:
+        values = pd.to_numeric(data[name], errors="coerce")
+        bad = lines[~np.isfinite(values.to_numpy(float))]
+        if bad.size:
+            problems.append(f"column {name}: not a finite number on line(s) {_lines(bad)}")
+        data[name] = values
+    if problems:
+        raise ConfigError("\n".join(f"{shown}: {p}" for p in problems))
 
 
 def _column_problems(data: pd.DataFrame, observed: list[str], known: dict[str, str]
@@ -300,3 +315,43 @@ def weighted_quantiles(values: Sequence[float], weights: Sequence[float], qs: Se
     order = np.argsort(x, kind="stable")
     cumulative = (np.cumsum(w[order]) - 0.5 * w[order]) / w.sum()
     return [float(np.interp(q, cumulative, x[order])) for q in qs]
+
+
+def read_readouts(path: Path, shown: str) -> Observations:
+    """A table of observed cohort readouts (a trial model), checked: one row per observation
+    with the ``readout`` (a name of ``analysis.trial.READOUT_NAMES``: ``cr_rate``, ``orr``,
+    ``pfs``, ...), its ``value`` (a fraction for rates, months for durations) and optionally its
+    ``sd``; other columns (a ``source``) are for the reader. In the ``Observations`` the
+    readout's name stands in the ``scenario`` column."""
+    data = _read_table(path, shown)
+    problems = [] if not data.empty else ["no observations (the table has no rows)"]
+    problems += [f"needs a column {name} (columns given: {', '.join(map(str, data.columns))})"
+                 for name in (READOUT_COLUMN, VALUE_COLUMN) if name not in data.columns]
+    if problems:
+        raise ConfigError("\n".join(f"{shown}: {p}" for p in problems))
+    lines = np.arange(len(data)) + 2  # the header is line 1
+    _numbers(data, [VALUE_COLUMN, *([SD_COLUMN] if SD_COLUMN in data.columns else [])], lines,
+             shown)
+    names = data[READOUT_COLUMN].astype(str).str.strip()
+    unknown = ~names.isin(READOUT_NAMES)
+    if unknown.any():
+        problems.append(f"column {READOUT_COLUMN}: unknown readout(s) "
+                        f"{', '.join(dict.fromkeys(names[unknown]))} on line(s) "
+                        f"{_lines(lines[unknown.to_numpy()])}; known: {', '.join(READOUT_NAMES)}")
+    if SD_COLUMN in data.columns and (data[SD_COLUMN] <= 0).any():
+        problems.append(f"column {SD_COLUMN}: must be > 0 (line(s) "
+                        f"{_lines(lines[(data[SD_COLUMN] <= 0).to_numpy()])})")
+    if problems:
+        raise ConfigError("\n".join(f"{shown}: {p}" for p in problems))
+    table = pd.DataFrame({"line": lines, "scenario": names.to_numpy(),
+                          "time_h": np.full(len(data), math.nan),
+                          "value": data[VALUE_COLUMN].to_numpy(float),
+                          "sd": (data[SD_COLUMN].to_numpy(float) if SD_COLUMN in data.columns
+                                 else np.full(len(data), math.nan))})
+    return Observations(table=table, column=READOUT_COLUMN, source=READOUT, conditions=())
+
+
+def readout_values(observations: Observations, readouts: Sequence[Readout]) -> np.ndarray:
+    """The simulated cohort's value of the readout of every observation (in table order)."""
+    by_name = {r.name: r.value for r in readouts}
+    return np.array([by_name[name] for name in observations.table["scenario"]], dtype=float)

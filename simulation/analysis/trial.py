@@ -28,6 +28,12 @@ DAYS_PER_MONTH = 365.25 / 12
 CONFIDENCE = 0.95
 #: CRS grades 0-4
 CRS_GRADES = (0, 1, 2, 3, 4)
+#: the readouts of ``trial_readouts``, in its order
+READOUT_NAMES = ("orr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs", "dor_median",
+                 "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
+                 "b_cell_aplasia_6m", "cmax_responders", "auc_responders")
+#: the columns of one readout in ``readout_columns``, after its name
+READOUT_COLUMN_SUFFIXES = ("", "_low", "_high", "_n")
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,21 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
         ratio_of_geometric_means("auc_responders", "CAR-T AUC0-28, responders vs not "
                                  "(% higher)", p["car_t_auc_0_28"], responders),
     ]
+
+
+def readout_columns(readouts: list[Readout] | None) -> dict[str, float]:
+    """Readouts as one flat row (a point of a trial sweep): ``<name>`` (the value: a fraction
+    for rates, months for durations, 0.74 for 74 % higher), ``<name>_low`` and ``<name>_high``
+    (its 95 % interval; NaN where it has none) and ``<name>_n`` (the patients it counts).
+    ``None`` (no patient finished): every column NaN."""
+    if readouts is None:
+        return {f"{name}{suffix}": math.nan for name in READOUT_NAMES
+                for suffix in READOUT_COLUMN_SUFFIXES}
+    row: dict[str, float] = {}
+    for r in readouts:
+        row.update({r.name: r.value, f"{r.name}_low": r.low, f"{r.name}_high": r.high,
+                    f"{r.name}_n": r.n})
+    return row
 
 
 def readout_table(readouts: list[Readout]) -> pd.DataFrame:

@@ -51,16 +51,21 @@ import yaml
 from pydantic import Field, model_validator
 
 from ..analysis.assay import assay_table, is_assay
-from ..analysis.calibration import (Observations, read_observations, simulated_values,
-                                    time_courses, weighted_quantiles)
+from ..analysis.calibration import (Observations, read_observations, read_readouts,
+                                    readout_values, simulated_values, time_courses,
+                                    weighted_quantiles)
+from ..analysis.trial import trial_readouts
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
-                      display_path, is_study, load_study, read_yaml, validate, yaml_value)
+                      display_path, is_study, is_trial, load_study, parse_override, read_yaml,
+                      validate, yaml_value)
 from ..io.files import atomic_write, write_text
 from ..io.provenance import versions
 from ..viz.calibration import plot_fit, plot_posterior
 from .extras import require
 from .pool import make_backend
 from .runner import run_study
+from .sweep import plan_sweep
+from .trial import TrialFile, read_trial_data, run_cohort, set_trial_values, trial_with_values
 
 #: the output files of a fit
 HISTORY, FIT_RECORD, POSTERIOR, FITTED, REPORT = ("history.db", "fit.json", "posterior.csv",
@@ -112,7 +117,8 @@ class FitFile(StrictModel):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     description: str = ""
     model: Annotated[str, Field(min_length=1)] = Field(
-        description="Scenario, study or killing-assay file to simulate, relative to this file.")
+        description="Scenario, study, killing-assay or trial file to simulate, relative to "
+        "this file (a trial: each particle is a whole cohort, the data its readouts).")
     data: Annotated[str, Field(min_length=1)] = Field(
         description="CSV table of the observations, relative to this file.")
     parameters: Annotated[dict[str, Prior], Field(min_length=1)] = Field(
@@ -155,6 +161,7 @@ class FitSpec:
     observations: Observations
     is_assay: bool
     data_sha256: str
+    is_trial: bool = False  # the model is a trial file: a particle is a cohort
 
     @property
     def keys(self) -> list[str]:
@@ -178,6 +185,10 @@ def load_fit(path: str | Path) -> FitSpec:
     if not model.is_file():
         raise ConfigError(f"{shown}: model: file not found: {display_path(model)}")
     data = path.parent / fit.data
+    if fit.distance not in DISTANCES:
+        user_distance(fit.distance, shown)
+    if is_trial(read_yaml(model, display_path(model))):
+        return _load_trial_fit(fit, shown, model, data)
     fixed = [f"{key}={yaml_value(value)}" for key, value in fit.set.items()]
     study = _checked_study(model, fixed, shown, "set", fit.scale)
     for key, prior in fit.parameters.items():
@@ -185,14 +196,45 @@ def load_fit(path: str | Path) -> FitSpec:
             value = yaml_value(prior.natural(prior.to_fit(bound)))
             _checked_study(model, [*fixed, f"{key}={value}"], shown, f"parameters.{key}",
                            fit.scale)
-    if fit.distance not in DISTANCES:
-        user_distance(fit.distance, shown)
     assay = is_assay(study.scenarios)
     observations = read_observations(data, display_path(data), study.scenarios, assay)
+    return _spec(fit, shown, model, data, observations, assay)
+
+
+def _spec(fit: FitFile, shown: str, model: Path, data: Path, observations: Observations,
+          assay: bool, trial: bool = False) -> FitSpec:
     if fit.distance == "sd" and not observations.has_sd:
         raise ConfigError(f"{shown}: distance: sd needs an sd column in {display_path(data)}")
     return FitSpec(fit=fit, source=shown, model=model, observations=observations,
-                   is_assay=assay, data_sha256=hashlib.sha256(data.read_bytes()).hexdigest())
+                   is_assay=assay, data_sha256=hashlib.sha256(data.read_bytes()).hexdigest(),
+                   is_trial=trial)
+
+
+def _load_trial_fit(fit: FitFile, shown: str, model: Path, data: Path) -> FitSpec:
+    """A fit whose model is a trial file: every parameter (a key of the trial or of its
+    patient scenario, ``study.trial.set_trial_values``) checked at both prior bounds, every
+    patient of those cohorts validated; the data are cohort readouts."""
+    refused = [f"{shown}: {key}: {problem}" for key, problem in (
+        ("scale", "a trial's patients run on the lattice of their scenario; set lattice keys "
+         "in `set` instead" if fit.scale is not None else ""),
+        ("replicates_per_particle", "a particle of a trial is a whole cohort; raise the "
+         "trial's patients (set: {patients: N}) instead" if fit.replicates_per_particle != 1
+         else "")) if problem]
+    if refused:
+        raise ConfigError("\n".join(refused))
+    trial = read_trial_data(model)
+    trial_with_values(trial, {"set": fit.set}, shown)  # `set` alone: its own key paths
+    for key, prior in fit.parameters.items():
+        for bound in (prior.low, prior.high):
+            cohort = trial_with_values(trial, {"set": fit.set, "parameters": {
+                key: _trial_value(prior, prior.natural(prior.to_fit(bound)))}}, shown)
+            try:
+                plan_sweep(model, cohort.sweep())
+            except ConfigError as err:
+                raise ConfigError(f"{shown}: parameters.{key}: {str(err).splitlines()[0]}"
+                                  ) from None
+    observations = read_readouts(data, display_path(data))
+    return _spec(fit, shown, model, data, observations, False, trial=True)
 
 
 def _checked_study(model: Path, overrides: list[str], shown: str, key: str,
@@ -268,6 +310,44 @@ class Simulator:
                                                            summary, assay)})
         curves = time_courses(self.observations, timeseries, assay)
         return curves.groupby(["scenario", "time_h"], as_index=False, sort=True)["value"].mean()
+
+
+@dataclass(frozen=True)
+class CohortSimulator(Simulator):
+    """A trial as the model (``model`` a trial file): each particle is a whole cohort, drawn
+    from the trial with the particle's values and ``fixed`` set (``study.trial
+    .trial_with_values``) and the trial seed ``seed_for(values)``; its patients run one after
+    the other in the worker that simulates the particle. Its summary statistics are the
+    cohort's readouts (``analysis.trial.trial_readouts``) the data name."""
+
+    def cohort(self, values: dict[str, float]) -> TrialFile:
+        """The trial at config ``values`` (an integer prior's as int: a trial's counts are),
+        seeded for them."""
+        values = {key: _trial_value(self.priors[key], value) for key, value in values.items()}
+        fixed = dict((".".join(parts), value) for parts, value in map(parse_override,
+                                                                         self.fixed))
+        trial = trial_with_values(read_trial_data(self.model),
+                                  {"set": fixed, "parameters": values}, self.model)
+        return trial.model_copy(update={"seed": self.seed_for(values)})
+
+    def readouts(self, values: dict[str, float]) -> np.ndarray:
+        """The observed readouts of the cohort at config ``values``, in data order."""
+        trial = self.cohort(values)
+        patients = run_cohort(Path(self.model), trial)
+        return readout_values(self.observations,
+                              trial_readouts(patients, trial.readout_months))
+
+    def __call__(self, parameter: dict[str, float]) -> dict[str, float]:
+        return statistics(self.observations, self.readouts(self.natural(parameter)))
+
+    def prediction(self, values: dict[str, float]) -> pd.DataFrame:
+        """The observed readouts at ``values`` (``line``, ``value``)."""
+        return pd.DataFrame({"line": self.observations.table["line"],
+                             "value": self.readouts(values)})
+
+
+def _trial_value(prior: Prior, value: float) -> float | int:
+    return int(value) if prior.integer else value
 
 
 def statistics(observations: Observations, values: np.ndarray) -> dict[str, float]:
@@ -401,7 +481,8 @@ def _quiet_pyabc(quiet: bool) -> None:
 def simulator(spec: FitSpec) -> Simulator:
     """The model of ``spec`` as pyABC calls it."""
     fit_ = spec.fit
-    return Simulator(model=str(spec.model.resolve()),
+    kind = CohortSimulator if spec.is_trial else Simulator
+    return kind(model=str(spec.model.resolve()),
                      fixed=tuple(f"{k}={yaml_value(v)}" for k, v in fit_.set.items()),
                      priors=dict(fit_.parameters), replicates=fit_.replicates_per_particle,
                      seed=fit_.seed, observations=spec.observations, scale=fit_.scale)
@@ -541,7 +622,11 @@ def write_fitted(spec: FitSpec, medians: dict[str, float], intervals: pd.DataFra
         return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
 
     files: dict[str, dict[str, Any]] = {}
-    if not is_study(data):
+    if spec.is_trial:  # the trial with the values set; its patients' base found from here
+        trial, _ = set_trial_values(data, values)
+        files[FITTED] = {**trial, "name": f"{trial['name']}_fitted",
+                         "base": relative(model.parent / trial["base"])}
+    elif not is_study(data):
         files[FITTED] = apply_overrides({"extends": relative(model)}, overrides)
     else:
         study = {k: v for k, v in data.items() if k != "extends"}
@@ -570,9 +655,12 @@ def report_text(result: FitResult) -> str:
     spec, fit_ = result.spec, result.spec.fit
     obs = spec.observations
     pops = result.populations
+    observed = (f"{len(obs.table)} observed readouts ({', '.join(obs.table['scenario'])}) of "
+                "a cohort per particle" if spec.is_trial else
+                f"{len(obs.table)} observations of `{obs.column}` ({obs.source}) in "
+                f"{obs.table['scenario'].nunique()} scenario(s)")
     lines = [f"# Fit {fit_.name}", "",
-             f"Model `{display_path(spec.model)}`, {len(obs.table)} observations of "
-             f"`{obs.column}` ({obs.source}) in {obs.table['scenario'].nunique()} scenario(s); "
+             f"Model `{display_path(spec.model)}`, {observed}; "
              f"{len(fit_.parameters)} parameter(s); pyABC ABC-SMC, {fit_.population_size} "
              f"particles per generation, {fit_.replicates_per_particle} simulation(s) per "
              f"particle, distance `{fit_.distance}`; {int(pops['simulations'].sum())} "

@@ -32,6 +32,7 @@ from ..analysis.outcomes import wilson_interval
 from ..config import ConfigError
 from .extras import require
 from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem
+from .trial_sweep import PATIENT_COLUMN, READOUTS_FILE
 
 try:  # the sweep extra; write_report calls require("sweep", ...) first
     from SALib.analyze import morris as morris_analyze
@@ -353,6 +354,10 @@ def write_report(folder: str | Path, out: str | Path | None = None) -> list[Path
     sweep = _sweep_spec(folder)
     parameters = list(sweep.parameters)
     table = load_sweep_table(folder)
+    if PATIENT_COLUMN in table.columns:
+        raise ConfigError(f"{folder}: a sweep over a trial: its readouts per design point are "
+                          f"in {folder / READOUTS_FILE} (written by cartsim sweep); cartsim "
+                          "report reads sweeps over scenarios")
     written = []
     prob = response_probability(table, parameters)
     prob.to_csv(out / "response_probability.csv", index=False)

@@ -418,7 +418,7 @@ def resolve(path: str | Path, overrides: Overrides = None, replicates: int | Non
     """
     require("sweep", "a sweep")
     path = Path(path)
-    sweep = _with_options(read_sweep_file(path), display_path(path), overrides, replicates,
+    sweep = with_options(read_sweep_file(path), display_path(path), overrides, replicates,
                           days)
     return plan_sweep(path, sweep)
 
@@ -444,6 +444,10 @@ def plan_sweep(path: Path, sweep: SweepFile) -> Plan:
             continue
         if is_study(data):
             problems.add(f"base: {base_shown} is a study; list its scenario files instead")
+            continue
+        if is_trial(data):
+            problems.add(f"base: {base_shown} is a trial file: a sweep over a trial is the one "
+                         "base of its sweep (`cartsim sweep`; study.trial_sweep)")
             continue
         for key, text in override_texts.items():
             try:
@@ -484,7 +488,7 @@ def plan_sweep(path: Path, sweep: SweepFile) -> Plan:
     return Plan(path, sweep, runs, bases)
 
 
-def _with_options(sweep: SweepFile, shown: str, overrides: Overrides, replicates: int | None,
+def with_options(sweep: SweepFile, shown: str, overrides: Overrides, replicates: int | None,
                   days: float | None) -> SweepFile:
     """The sweep with the command line's ``--set``, ``--days`` and ``--replicates``."""
     extra = {".".join(parts): value

@@ -13,8 +13,10 @@ the file's ``published:``), ``trial.png``, ``waterfall.png`` and ``patients.csv`
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,13 +25,15 @@ import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
-from ..analysis.trial import Readout, expansion_by_response, readout_table, trial_readouts
-from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, describe_error,
-                      display_path, file_kind, is_trial, read_yaml)
+from ..analysis.trial import (READOUT_NAMES, Readout, expansion_by_response, readout_table,
+                              trial_readouts)
+from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
+                      describe_error, display_path, file_kind, is_trial, read_yaml, yaml_value)
 from ..io.files import write_text
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
 from .extras import require
-from .sweep import Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_sweep
+from .sweep import (Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_point,
+                    run_sweep)
 
 
 class PropertyDistribution(StrictModel):
@@ -97,9 +101,6 @@ class PublishedValue(StrictModel):
 
 
 PositiveMonths = Annotated[float, Field(gt=0, le=120)]
-READOUT_NAMES = ("orr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs", "dor_median",
-                 "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
-                 "b_cell_aplasia_6m", "cmax_responders", "auc_responders")
 
 
 class TrialFile(StrictModel):
@@ -143,14 +144,21 @@ def _plain(value: float) -> int | float:
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
 
 
-def read_trial_file(path: str | Path, patients: int | None = None) -> TrialFile:
-    """Read and validate a trial file; errors name the file and key path."""
+def read_trial_data(path: str | Path) -> dict[str, Any]:
+    """The mapping of a trial file, not yet validated; ConfigError if it is no trial."""
     path = Path(path)
     shown = display_path(path)
     data = read_yaml(path, shown)
     if not is_trial(data):
         raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a trial (a trial names "
                           "`patients`, `properties` or `published`)")
+    return data
+
+
+def read_trial_file(path: str | Path, patients: int | None = None) -> TrialFile:
+    """Read and validate a trial file; errors name the file and key path."""
+    shown = display_path(Path(path))
+    data = read_trial_data(path)
     if patients is not None:
         data = {**data, "patients": patients}
     try:
@@ -159,6 +167,88 @@ def read_trial_file(path: str | Path, patients: int | None = None) -> TrialFile:
         lines = [f"{shown}: {line}" for e in err.errors(include_url=False)
                  for line in describe_error(e, TrialFile)]
         raise ConfigError("\n".join(lines)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# a trial as a model: its keys set from a sweep point or a fit particle
+# ---------------------------------------------------------------------------------------------
+def set_trial_values(data: dict[str, Any], values: Mapping[str, Any]
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
+    """The trial file's mapping ``data`` with dotted ``values`` set, and a problem for each key
+    that names nothing settable.
+
+    A key of the trial file itself is set there: ``patients``, ``seed``, ``readout_months``,
+    ``overrides.<scenario key>`` or one field of a property's distribution,
+    ``properties.<scenario key>.<field>`` (``properties.car_t.max_divisions.median``). Any
+    other key is a key of the patient scenario, set for every patient: it joins ``overrides``
+    (a property's key is refused there: its value varies between patients).
+    """
+    data = copy.deepcopy(data)
+    problems: dict[str, str] = {}
+    for key, value in values.items():
+        properties = data.get("properties") or {}  # afresh: apply_overrides makes a new one
+        head, _, rest = key.partition(".")
+        if head == "properties":
+            name = next((p for p in properties if rest.startswith(f"{p}.")), None)
+            if name is None:
+                problems[key] = (f"names the whole property {rest}: set one field of its "
+                                 f"distribution, e.g. properties.{rest}.median"
+                                 if rest in properties else
+                                 f"the trial has no property {rest.rpartition('.')[0] or rest}"
+                                 f" (its properties: {', '.join(properties) or 'none'})")
+            else:
+                properties[name] = {**properties[name], rest[len(name) + 1:]: value}
+        elif head == "overrides" and rest or head not in TrialFile.model_fields:
+            scenario_key = rest if head == "overrides" else key
+            if scenario_key in properties:
+                problems[key] = (f"varies between the trial's patients (properties."
+                                 f"{scenario_key}): set its distribution instead, e.g. "
+                                 f"properties.{scenario_key}.median")
+            data["overrides"] = {**(data.get("overrides") or {}), scenario_key: value}
+        else:
+            try:
+                data = apply_overrides(data, [f"{key}={yaml_value(value)}"])
+            except ConfigError as err:
+                problems[key] = str(err).partition(": ")[2]
+    return data, problems
+
+
+def trial_with_values(data: dict[str, Any], sections: Mapping[str, Mapping[str, Any]],
+                      shown: str, context: str = "") -> TrialFile:
+    """The trial of the mapping ``data`` with the values of each section set in turn
+    (``set_trial_values``; ``{"overrides": {...}, "parameters": {...}}``), validated. Every
+    problem is one line naming the file ``shown`` and the section's key path
+    (``sweep.yaml: parameters.properties.car_t.max_divisions.median: must be > 0 (got -1)``),
+    followed by ``context`` (`` [point 3]``)."""
+    lines: list[str] = []
+    for section, values in sections.items():
+        data, problems = set_trial_values(data, values)
+        lines += [f"{section}.{key}: {problem}" for key, problem in problems.items()]
+    if not lines:
+        try:
+            return TrialFile.model_validate(data)
+        except ValidationError as err:
+            found = [line for e in err.errors(include_url=False)
+                     for line in describe_error(e, TrialFile)]
+        for line in found:
+            section = next((name for name, values in reversed(sections.items())  # the last wins
+                            if any(line.startswith(f"{key}:") or line.startswith(f"{key}.")
+                                   for key in values)), None)
+            lines.append(f"{section}.{line}" if section else f"the trial then has {line}")
+    raise ConfigError("\n".join(f"{shown}: {line}{context}" for line in dict.fromkeys(lines)))
+
+
+def run_cohort(path: Path, trial: TrialFile) -> pd.DataFrame:
+    """Every patient of ``trial`` (read from ``path``: its base is relative to it) simulated in
+    this process, one after the other: one summary row per patient, endpoints included (a fit's
+    particle: a whole cohort in one worker, no folder, no pool of its own)."""
+    plan = plan_sweep(path, trial.sweep())
+    results = [run_point(run) for run in plan.unique_runs]
+    failed = [result["error"] for result in results if result["status"] != "done"]
+    if failed:
+        raise RuntimeError(f"{display_path(path)}: {len(failed)} of {len(results)} patients "
+                           f"failed; the first: {failed[0]}")
+    return pd.DataFrame([result["summary"] for result in results])
 
 
 @dataclass
