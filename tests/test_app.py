@@ -29,6 +29,7 @@ from simulation.viz.app import (  # noqa: E402
     shown_fields,
 )
 from simulation.viz.plotting import SITE_CLASSES  # noqa: E402
+from simulation.config import ConfigError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -51,6 +52,31 @@ def test_controls_build_the_model():
     default = ViewModel(scenario="gbm_solid", negative_fraction=SCENARIO_DEFAULT,
                         lattice__width=40, lattice__height=40, tumor__initial_cells=300)
     assert default.config.tumor.antigen.negative_fraction == 0.3
+
+
+@pytest.mark.parametrize("product, roles", [
+    ("single: first antigen", [("CD19", "kill")]),
+    ("OR: every tumour antigen", [("CD19", "kill"), ("CD22", "kill")]),
+    ("AND: first antigen primes, second kills", [("CD19", "prime"), ("CD22", "kill")]),
+    ("NOT: second antigen vetoes", [("CD19", "kill"), ("CD22", "veto")]),
+])
+def test_product_control_sets_the_receptor_logic(product, roles):
+    model = ViewModel(scenario="car_design/b_all_cd22_subclone", product=product,
+                      armour="IL-12", antigen_scale=2.0, lattice__width=30,
+                      lattice__height=30, tumor__initial_cells=200)
+    cfg = model.config
+    assert [(r.antigen, r.role) for r in cfg.car_t.receptors] == roles
+    assert cfg.car_t.armour.il12 is not None
+    assert cfg.tumor.antigens["CD22"].mean_molecules_per_cell == pytest.approx(6000.0)
+    assert model.lattice.extra.size == 30 * 30 * model.lattice.shape[0]
+
+
+def test_two_antigen_logic_on_a_one_antigen_tumour_is_refused():
+    with pytest.raises(ConfigError, match="needs a tumour with two antigens"):
+        ViewModel(scenario="b_all_cd19", product="AND: first antigen primes, second kills")
+    model = ViewModel(scenario="gbm_solid", armour="dnTGFbR", lattice__width=30,
+                      lattice__height=30, tumor__initial_cells=200)
+    assert model.params[0]["suppression_sensitivity"] == pytest.approx(0.3)
 
 
 def test_every_control_is_a_model_argument():

@@ -6,9 +6,11 @@ fields, and live burden and CAR-T curves.
     from simulation.viz.app import page
     page
 
-Controls: scenario (b_all_cd19 / gbm_solid), dose (E:T at day 0), antigen density (x the
-scenario's mean), antigen-negative fraction, suppressive-factor secretion (x the scenario's;
-solid tumours), CAR-T kills before exhaustion, seed. Press Reset after changing them. The
+Controls: scenario (b_all_cd19 / gbm_solid, and two tumours with two antigens from
+configs/car_design/), dose (E:T at day 0), antigen density (x the scenario's mean),
+antigen-negative fraction, suppressive-factor secretion (x the scenario's; solid tumours),
+CAR-T kills before exhaustion, the product's receptor logic (single, OR, AND, NOT) and armour
+(dnTGFbR, PD-1 knockout, IL-12), seed. Press Reset after changing them. The
 lattice is drawn as one matplotlib image of site-class colours (``plotting.SITE_CLASSES``), not
 one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
 (shown when the scenario solves it, else marked off): a 200x200 lattice redraws in ~25 ms, its
@@ -47,8 +49,17 @@ from .plotting import (FIELD_STYLES, PALETTE, SITE_CLASSES, SITE_RGB, slice_labe
                        tumour_slice_z)
 from ..io.snapshots import FIELD_NEUTRAL, SNAPSHOT_FIELDS, lattice_site_arrays, site_classes
 
-#: scenarios offered in the view, by name (files in the configs folder)
-SCENARIOS = ("b_all_cd19", "gbm_solid")
+#: scenarios offered in the view, by name (files in the configs folder); the last two name
+#: two antigens each, for the product logic
+SCENARIOS = ("b_all_cd19", "gbm_solid", "car_design/b_all_cd22_subclone",
+             "car_design/gbm_epha2_car")
+#: the product logic control: the scenario's own receptors, or one built from its tumour's
+#: antigens (``product_receptors``)
+PRODUCTS = ("as in the scenario", "single: first antigen", "OR: every tumour antigen",
+            "AND: first antigen primes, second kills", "NOT: second antigen vetoes")
+#: the armour control: none, or one ``car_t.armour`` switch at its documented effect size
+ARMOURS = {"none": {}, "dnTGFbR": {"tgf_beta_resistance": 1.0},
+           "PD-1 knockout": {"pd1_knockout": True}, "IL-12": {"il12": {}}}
 #: model steps (dt_min each) between two redraws; 10 steps of 6 min = 1 simulated hour
 STEPS_PER_FRAME = 10
 #: the antigen-negative fraction control's "keep the scenario's value" choice
@@ -67,33 +78,64 @@ def config_dir() -> Path:
                       "from the repository folder or set CARTSIM_CONFIG_DIR")
 
 
+def product_receptors(product: str, antigens: list[str]) -> list[dict] | None:
+    """``car_t.receptors`` for a ``PRODUCTS`` choice on a tumour carrying ``antigens`` (None:
+    keep the scenario's). ConfigError if the logic needs two antigens and there is one."""
+    if product == PRODUCTS[0]:
+        return None
+    if product == PRODUCTS[1]:
+        return [{"antigen": antigens[0]}]
+    if product == PRODUCTS[2]:
+        return [{"antigen": name} for name in antigens]
+    if len(antigens) < 2:
+        raise ConfigError(f"product {product!r} needs a tumour with two antigens; pick a "
+                          "car_design scenario")
+    if product == PRODUCTS[3]:
+        return [{"antigen": antigens[0], "role": "prime"}, {"antigen": antigens[1]}]
+    if product == PRODUCTS[4]:
+        return [{"antigen": antigens[0]}, {"antigen": antigens[1], "role": "veto"}]
+    raise ConfigError(f"product must be one of {PRODUCTS}, not {product!r}")
+
+
 class ViewModel(CarTModel):
     """A CarTModel built from the view's controls (keyword arguments only, as SolaraViz needs).
 
-    ``antigen_scale`` multiplies the scenario's mean tumour antigen density,
-    ``suppression_scale`` its suppressive-factor secretion per cancer cell (no effect where the
-    field is off); ``record_every_h`` is short so the live curves update often. Further
-    ``a__b=value`` overrides pass through.
+    ``antigen_scale`` multiplies the scenario's mean tumour antigen densities (every antigen),
+    ``negative_fraction`` sets its first antigen's, ``suppression_scale`` its
+    suppressive-factor secretion per cancer cell (no effect where the field is off);
+    ``product`` picks the receptor logic (``PRODUCTS``), ``armour`` one ``ARMOURS`` switch;
+    ``record_every_h`` is short so the live curves update often. Further ``a__b=value``
+    overrides pass through.
     """
 
     def __init__(self, scenario: str = "b_all_cd19", seed: int = 1,
                  effector_to_target: float = 0.01, antigen_scale: float = 1.0,
                  negative_fraction: float | str | None = None, max_kills: int = 10,
-                 suppression_scale: float = 1.0, record_every_h: float = 2.0,
+                 suppression_scale: float = 1.0, product: str = PRODUCTS[0],
+                 armour: str = "none", record_every_h: float = 2.0,
                  threads: int | None = None, **kwargs) -> None:
         if scenario not in SCENARIOS:
             raise ConfigError(f"scenario must be one of {SCENARIOS}, not {scenario!r}")
+        if armour not in ARMOURS:
+            raise ConfigError(f"armour must be one of {tuple(ARMOURS)}, not {armour!r}")
         path = config_dir() / f"{scenario}.yaml"
         base = load_scenario(path)
-        antigen = base.tumor.antigen
         suppression = base.microenvironment.suppression
+        tumor = base.tumor
+        # one antigen: tumor.antigen; several: tumor.antigens.<name>
+        keys = ({"antigen": tumor.antigen} if tumor.antigens is None else
+                {f"antigens__{name}": dist for name, dist in tumor.antigens.items()})
+        first_key = next(iter(keys))
+        receptors = product_receptors(product, list(tumor.antigen_distributions))
         settings = {
             "dosing__doses": [{"day": 0.0, "effector_to_target": float(effector_to_target)}],
-            "tumor__antigen__mean_molecules_per_cell":
-                float(antigen.mean_molecules_per_cell * antigen_scale),
-            "tumor__antigen__negative_fraction": (
-                antigen.negative_fraction if negative_fraction in (None, SCENARIO_DEFAULT)
-                else float(negative_fraction)),
+            **{f"tumor__{key}__mean_molecules_per_cell":
+               float(dist.mean_molecules_per_cell * antigen_scale) for key, dist in keys.items()},
+            f"tumor__{first_key}__negative_fraction": (
+                keys[first_key].negative_fraction
+                if negative_fraction in (None, SCENARIO_DEFAULT) else float(negative_fraction)),
+            **({} if receptors is None else {"car_t__receptors": receptors}),
+            **{f"car_t__armour__{key}": value for key, value in ARMOURS[armour].items()},
             "car_t__max_kills": int(max_kills),
             "microenvironment__suppression__secretion_per_cancer_cell_per_min":
                 float(suppression.secretion_per_cancer_cell_per_min * suppression_scale),
@@ -354,6 +396,10 @@ MODEL_PARAMS = {
                           "solid tumours)"},
     "max_kills": {"type": "SliderInt", "value": 10, "min": 1, "max": 30, "step": 1,
                   "label": "kills before exhaustion (car_t.max_kills)"},
+    "product": {"type": "Select", "value": PRODUCTS[0], "values": list(PRODUCTS),
+                "label": "product logic (two-antigen logic: car_design scenarios)"},
+    "armour": {"type": "Select", "value": "none", "values": list(ARMOURS),
+               "label": "armour (car_t.armour)"},
     "seed": {"type": "SliderInt", "value": 1, "min": 0, "max": 50, "step": 1, "label": "seed"},
 }
 
@@ -398,5 +444,5 @@ def measure_frame_rate(model: CarTModel, frames: int = 20,
             1000 * step_s / frames, "render_ms_per_frame": 1000 * render_s / frames}
 
 
-__all__ = ["MODEL_PARAMS", "SCENARIOS", "FieldRenderer", "LatticeRenderer", "ViewModel",
+__all__ = ["ARMOURS", "MODEL_PARAMS", "PRODUCTS", "SCENARIOS", "FieldRenderer", "LatticeRenderer", "ViewModel",
            "field_pngs", "lattice_png", "make_page", "measure_frame_rate", "page", "shown_fields"]
