@@ -318,6 +318,13 @@ def _check_parallel_memory(study, workers: int | None, source: str) -> None:
         check_memory(scenario, study.sources[i] if i < len(study.sources) else source, parallel)
 
 
+def _refuse_command_line_values(args: argparse.Namespace, reason: str) -> None:
+    """ConfigError naming the option (``--set`` or ``--scale``) if either was given: the file
+    sets its own values (``reason``)."""
+    if args.overrides or args.scale is not None:
+        raise ConfigError(f"{'--set' if args.overrides else '--scale'}: {reason}")
+
+
 def _command_validate(args: argparse.Namespace) -> int:
     """Check a file as what it is: a trial or a sweep (every run resolved), a fit, a study or
     scenario, or a base file that other configs extend (only the keys it leaves to them may be
@@ -330,9 +337,7 @@ def _command_validate(args: argparse.Namespace) -> int:
               f"{plan.sweep.bases[0]}, {len(trial.properties)} varying properties")
         return 0
     if kind == "fit":
-        if args.overrides or args.scale is not None:
-            raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a fit sets values "
-                              "in its own `set` and `scale`")
+        _refuse_command_line_values(args, "a fit sets values in its own `set` and `scale`")
         spec = load_fit(args.config)
         obs = spec.observations
         observed = (f"readouts {', '.join(obs.table['scenario'])} of a cohort per particle"
@@ -344,9 +349,7 @@ def _command_validate(args: argparse.Namespace) -> int:
               "generations")
         return 0
     if kind == "sweep":
-        if args.overrides or args.scale is not None:
-            raise ConfigError(f"{'--set' if args.overrides else '--scale'}: a sweep sets "
-                              "values in its own `overrides`")
+        _refuse_command_line_values(args, "a sweep sets values in its own `overrides`")
         cohorts = resolve_trial_sweep(args.config)
         if cohorts is not None:
             print(f"{args.config}: ok: sweep {cohorts.sweep.name} over the trial "

@@ -832,9 +832,9 @@ def census(cells, extra, params):
     """Counts of the lattice content, in the order of ``constants.CENSUS_NAMES`` (slots
     ``constants.CENSUS_*``).
 
-    A cancer cell is antigen-high if the CAR ``recognised`` it (``params[0]``), antigen-negative
-    if it carries none of the antigens the CAR's killing receptors bind, else antigen-low. A
-    normal cell is antigen-positive if it carries any of those antigens.
+    A cancer cell is antigen-high, -low or -negative by ``car_antigen_class`` (``params[0]``);
+    a normal cell is antigen-positive if it carries any antigen the CAR's killing receptors
+    bind.
     """
     p = params[0]
     counts = np.zeros(N_CENSUS, dtype=np.int64)
@@ -842,9 +842,10 @@ def census(cells, extra, params):
         cell = cells[site].cell_type
         if cell == CANCER:
             counts[C.CENSUS_TUMOR_CELLS] += 1
-            if not carries_car_antigen(cells, extra, site, p):
+            antigen_class = car_antigen_class(cells, extra, site, p)
+            if antigen_class == C.ANTIGEN_NEGATIVE:
                 counts[C.CENSUS_TUMOR_ANTIGEN_NEGATIVE] += 1
-            elif recognised(cells, extra, site, p):
+            elif antigen_class == C.ANTIGEN_HIGH:
                 counts[C.CENSUS_TUMOR_ANTIGEN_HIGH] += 1
             else:
                 counts[C.CENSUS_TUMOR_ANTIGEN_LOW] += 1
@@ -864,6 +865,16 @@ def census(cells, extra, params):
         elif cell == NECROTIC:
             counts[C.CENSUS_NECROTIC_CELLS] += 1
     return counts
+
+
+@njit(cache=True, inline="always")
+def car_antigen_class(cells, extra, j, params):
+    """The antigen of the cell at ``j`` as the CAR sees it: ``constants.ANTIGEN_NEGATIVE``
+    (none of its killing receptors' antigens), ``ANTIGEN_HIGH`` (``recognised``) or
+    ``ANTIGEN_LOW`` (in between)."""
+    if not carries_car_antigen(cells, extra, j, params):
+        return C.ANTIGEN_NEGATIVE
+    return C.ANTIGEN_HIGH if recognised(cells, extra, j, params) else C.ANTIGEN_LOW
 
 
 @njit(cache=True, inline="always")
@@ -898,11 +909,10 @@ def antigen_phenotypes(cells, extra, n_antigens):
 
 @njit(cache=True)
 def antigen_classes(cells, extra, params):
-    """Per site, the antigen as the CAR sees it (``params[0]``), as uint8: 0 none of its
-    killing receptors' antigens, 2 ``recognised``, 1 in between (low); 0 on empty sites."""
+    """Per site, ``car_antigen_class`` (``params[0]``) as uint8; ``ANTIGEN_NEGATIVE`` on empty
+    sites."""
     p = params[0]
     classes = np.zeros(cells.shape[0], dtype=np.uint8)
     for site in range(cells.shape[0]):
-        if carries_car_antigen(cells, extra, site, p):
-            classes[site] = 2 if recognised(cells, extra, site, p) else 1
+        classes[site] = car_antigen_class(cells, extra, site, p)
     return classes

@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.constants import (
+    ANTIGEN_HIGH,
+    ANTIGEN_LOW,
+    ANTIGEN_NEGATIVE,
     CANCER,
     CAR_T,
     EFFECTOR,
@@ -51,9 +54,6 @@ from ..engine.kernel import antigen_classes
 from ..engine.lattice import NORMOXIA_MMHG
 from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
 
-ANTIGEN_NEGATIVE = 0
-ANTIGEN_LOW = 1
-ANTIGEN_HIGH = 2
 SNAPSHOT_PATTERN = "snapshot_*.npz"
 
 # ---- site classes: the codes of lattice pictures (``plotting.SITE_CLASSES`` gives each its
