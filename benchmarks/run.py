@@ -36,7 +36,11 @@ sys.path.insert(0, str(ROOT))  # measure the simulation package of this checkout
 
 
 #: benchmark cases: shipped scenario, dimensions
-CASES = {"solid": ("gbm_solid", 2), "blood": ("b_all_cd19", 2), "solid3d": ("gbm_spheroid_3d", 3)}
+CASES = {"solid": ("gbm_solid", 2), "blood": ("b_all_cd19", 2), "solid3d": ("gbm_spheroid_3d", 3),
+         # the blood case with a 1:1 CD4:CD8, half memory-like product (per-class records and
+         # the CD4-help check), and with two pooled products on two antigens
+         "blood_mix": ("car_design/b_all_memory_enriched", 2),
+         "blood_pooled": ("car_design/b_all_pooled_cd19_cd22", 2)}
 
 
 def scenario_for(case: str, size: int):

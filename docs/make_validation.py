@@ -250,6 +250,35 @@ def plot_design(design: list[FactResult], path: Path) -> None:
         plt.close(fig)
 
 
+def plot_products(composition: FactResult, several: FactResult, path: Path) -> None:
+    """Facts 13-14: CAR-T per product composition, CD4 share; tumour and CD19-negative
+    blasts under one, pooled and sequential products; median and IQR over replicates."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 4, figsize=(19.0, 4.6), layout="constrained")
+        series = composition.data["timeseries"]
+        series = series.assign(car_t_patient=series["car_t_cells"] + series["car_t_blood"])
+        series = series.assign(cd4_percent=100.0 * series["car_t_cd4"]
+                               / series["car_t_patient"].where(series["car_t_patient"] > 0))
+        n = series.groupby("scenario")["replicate"].nunique()
+        for (arm, runs), colour in zip(series.groupby("scenario", sort=False), PALETTE):
+            _band(axes[0], runs, "car_t_patient", f"{arm} (n = {n[arm]})", colour)
+            if arm != "cd8_only":
+                _band(axes[1], runs, "cd4_percent", f"{arm} (n = {n[arm]})", colour)
+        axes[0].set(title="fact 13: CAR-T by product composition", xlabel="day",
+                    ylabel="CAR-T in tissue and blood (cells)", yscale="log")
+        axes[1].set(title="fact 13: CD4 share of the CAR-T", xlabel="day",
+                    ylabel="CD4 CAR-T (% of CAR-T)", ylim=(0, 100))
+        for ax in axes[:2]:
+            ax.legend(fontsize=8)
+        _tumour_panel(axes[2], several, "B-ALL, CD19-negative subclone: tumour")
+        _tumour_panel(axes[3], several, "CD19-negative blasts", "tumor_antigen_negative_CD19",
+                      "CD19-negative blasts (% of day 0)")
+        fig.suptitle("Product composition and several products: median and IQR over replicate "
+                     "seeds (same seeds in every arm)")
+        fig.savefig(path)
+        plt.close(fig)
+
+
 def settings_table(scale: Scale, tests: Scale) -> str:
     """Markdown table of this page's settings beside the tests' (``Scale()`` defaults)."""
     lines = ["| runs | this page | tests |", "|---|---|---|"]
@@ -293,9 +322,10 @@ replicate seeds. Each fact is one function in `simulation/study/literature.py` h
 and the reasons for their tolerances; `tests/validation/` runs the same functions on small
 settings (`pytest -m validation tests/validation`, ~3-4 min of CPU) and this page on larger
 ones. Only sizes, seeds, doses (fact 5), antigen levels (facts 3-4) and, for the relapse arm,
-the antigen-loss rate are overridden; no scenario is special-cased. Facts 8-12 (the CAR design
+the antigen-loss rate are overridden; no scenario is special-cased. Facts 8-14 (the CAR design
 space, `simulation/study/design_facts.py`) compare products on the scenarios of
-`configs/car_design/`, every arm with the same seeds.
+`configs/car_design/`, every arm with the same seeds (fact 14's sequential arm gets its second
+dose scaled to the tumour size, as the first).
 
 Regenerate (never edit by hand): `python docs/make_validation.py` (this page: {cpu:.0f} min of
 CPU, {elapsed:.0f} min on a shared 2-core machine).
@@ -343,6 +373,14 @@ heterogeneous IL13Ra2 and EGFR under either single CAR or the bivalent one; the 
 EphA2-positive brain cells under an unprimed EphA2 CAR or the EGFRvIII-primed AND-gate.
 Bottom: the AND-gate's tumour; the suppressive GBM with uniform antigen (gbm_uniform) under the
 unmodified, dnTGFbR, PD-1-knockout and IL-12-armoured products, and their CRS index.
+
+![Product composition and several products](img/validation_products.png)
+
+*Facts 13-14.* Left: CAR-T in tissue and blood after the same dose of CD8 cells alone, a 1:1
+CD4:CD8 product, and a 1:1 product half of whose cells are memory-like (B-ALL as shipped); the
+CD4 share of the two products with CD4 cells. Right: B-ALL with a CD19-negative/CD22-positive
+subclone under the CD19 product alone, CD19 and CD22 products pooled (half the dose each, day
+0), and CD22 CAR-T given on day 14; the CD19-negative blasts of the same runs.
 
 ![Cures and progressions](img/validation_outcomes.png)
 
@@ -418,7 +456,7 @@ def design_notes(results: list[FactResult]) -> str:
     """The CAR design facts: the sizes of the effects and what they rest on."""
     m = {r.number: r.measured for r in results}
     return "\n".join([
-        "**CAR design space (facts 8-12).**",
+        "**CAR design space (facts 8-14).**",
         "",
         f"- **AND-gate.** It spares the healthy EphA2+ brain "
         f"({100 * m[10]['and_gate_healthy_left_median']:.0f} % left vs "
@@ -444,6 +482,34 @@ def design_notes(results: list[FactResult]) -> str:
         f"{m[12]['il12_crs_peak_median'] / m[12]['unmodified_crs_peak_median']:.1f}-fold"
         " with the default effect sizes (`car_t.armour.il12`, docs/parameters.md), which are "
         "assumptions sized to the direction Pegram 2012 and Yeku 2017 report.",
+        f"- **Composition.** CAR-T on day 28: {m[13]['cd8_only_persisting_median']:.0f} (CD8 "
+        f"alone), {m[13]['cd4_cd8_persisting_median']:.0f} (1:1), "
+        f"{m[13]['memory_enriched_persisting_median']:.0f} (memory-enriched). The direction is "
+        "what Sommermeyer 2016 and Fraietta 2018 report; the sizes follow the effect sizes of "
+        "`car_t.composition` (CD4 kill rate x0.5, CD4 and memory-like half-life x2, unhelped "
+        "CD8 division x0.5, 3 more divisions per memory-like lineage), which are estimates, "
+        "not fits. Help needs a CD4 CAR-T next to the dividing CD8 cell, so it acts where the "
+        "products' cells meet (in clusters around targets), not product-wide; most CD8 cells "
+        "of the dispersed B-ALL go unhelped, and the CD4 share of the 1:1 product rises from "
+        f"50 % to {100 * m[13]['cd4_cd8_cd4_share_end_median']:.0f} % by day 28. Whether CD4 "
+        "cells should come to dominate this much is not checked against data here (no CD4:CD8 "
+        "kinetics in the project's biology reference); the reach and strength of help are the "
+        "levers to calibrate against a product's measured CD4:CD8 ratio in blood.",
+        f"- **Pooled vs tandem.** Two pooled products, half the dose each, relapse "
+        f"CD19-negative in {m[14]['pooled_cd19_negative_relapses']}/{m[14]['runs_per_arm']} runs "
+        f"against {m[8]['or_cd19_negative_relapses']}/{m[8]['runs_per_arm']} for one tandem "
+        "CD19/CD22 CAR at the full dose (fact 8): each pooled CAR-T expands only on the blasts "
+        "its one receptor binds.",
+        f"- **Sequential products.** CD22 CAR-T given on day 14 (as many cells as the first "
+        f"dose) peak at {m[14]['sequential_cd22_product_peak_median']:.0f} cells vs "
+        f"{m[14]['pooled_cd22_product_peak_median']:.0f} when co-infused: given into residual "
+        "disease they meet few targets to expand on, and the conditioning boost "
+        "(`dosing.lymphodepletion`, once, at t = 0) has faded. They leave less tumour than the "
+        f"CD19 product alone ({100 * m[14]['sequential_final_fraction_median']:.1f} vs "
+        f"{100 * m[14]['cd19_car_final_fraction_median']:.1f} % on day 42) but do not prevent "
+        f"CD19-negative relapse ({m[14]['sequential_cd19_negative_relapses']}/"
+        f"{m[14]['runs_per_arm']} runs). Clinical sequential protocols condition again before "
+        "the second product (Pan 2019); conditioning per dose is not modelled.",
     ])
 
 
@@ -498,7 +564,8 @@ def main() -> None:
               "assay": lambda p: plot_assay(results[2], results[3], p),
               "dose": lambda p: plot_dose(results[4], p),
               "outcomes": lambda p: plot_outcomes(results[5], p),
-              "design": lambda p: plot_design(results[7:12], p)}
+              "design": lambda p: plot_design(results[7:12], p),
+              "products": lambda p: plot_products(results[12], results[13], p)}
     for name, draw in images.items():
         path = IMAGES / f"validation_{name}.png"
         draw(path)

@@ -27,33 +27,41 @@ from .engine.constants import (
     E_CANCER_DIED,
     E_CANCER_KILLED,
     E_CANCER_NECROSED,
-    E_EFFECTOR_TO_BLOOD,
-    E_MEMORY_TO_BLOOD,
+    E_CLASS_TO_BLOOD,
     E_NORMAL_KILLED,
     EVENT_NAMES,
+    N_EVENT_SLOTS,
     N_EVENTS,
 )
 from .biology.microenvironment import Microenvironment
-from .biology.observables import antigen_columns, antigen_counts, hypoxic_fraction, infiltration
+from .biology.observables import (
+    antigen_columns,
+    antigen_counts,
+    hypoxic_fraction,
+    infiltration,
+    product_columns,
+    product_counts,
+)
 from .biology.systemic import SystemicRates, SystemicState, advance
 from .biology.scenario import (
     _BLOOD_STREAM,
     _INFUSION_STREAM,
     arrival_sites,
     build_lattice,
-    car_t_division_rate,
     dosing_plan,
     infuse,
     kernel_parameters,
     motility,
+    set_division_probabilities,
     setup_rng,
 )
-from .engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps, probability_per_step
+from .engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
 
 #: version of ``CarTModel.checkpoint_state()``; bump when its content changes
-CHECKPOINT_FORMAT = 4  # 4: the ``extra`` cell records (more antigens, priming)
-#: formats ``from_checkpoint`` reads: 3 lacks ``extra``, which its scenarios never needed
-READABLE_CHECKPOINT_FORMATS = (3, 4)
+CHECKPOINT_FORMAT = 5  # 5: blood counts per CAR-T class; 4: the ``extra`` cell records
+#: formats ``from_checkpoint`` reads: 3 lacks ``extra``, which its scenarios never needed; 3
+#: and 4 have one blood count per state and 13 event counters (their runs had one class)
+READABLE_CHECKPOINT_FORMATS = (3, 4, 5)
 
 #: lattice sites per kernel thread in the default thread count (see ``default_threads``)
 SITES_PER_THREAD = 100_000
@@ -103,13 +111,14 @@ class CarTModel(mesa.Model):
         # rows that may hold a motile cell: migration sweeps skip the rest (kernel.sweep_lattice)
         self.motile_rows = np.zeros(self.lattice.shape[0] * self.lattice.shape[1], dtype=np.uint8)
         self.sweep = 0
-        self.events = np.zeros(N_EVENTS, dtype=np.int64)
+        # the named events, then CAR-T entering the blood per class (constants.E_CLASS_TO_BLOOD)
+        self.events = np.zeros(N_EVENT_SLOTS, dtype=np.int64)
         announce_compilation()  # the first kernel call on a machine compiles: say so first
         self._compile_kernel_beside_field_solver()
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.microenvironment = Microenvironment(cfg, self.lattice)
         self.microenvironment.initialise(self.lattice, self.threads)
-        self.blood = BloodPool(cfg, self.lattice)
+        self.blood = BloodPool(cfg, self.lattice, self.params)
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.cells["cell_type"] == CANCER))
         self.plan = dosing_plan(cfg)
         self.next_infusion = 0
@@ -124,8 +133,10 @@ class CarTModel(mesa.Model):
         self.record_every_steps = minutes_to_steps(cfg.time.record_every_h * MIN_PER_H,
                                                    self.dt_min)
         self.counts: dict[str, float] = {}
-        #: what each census records: REPORTED_COLUMNS, then per-antigen counts (several antigens)
-        self.columns = (*REPORTED_COLUMNS, *antigen_columns(cfg.antigen_names))
+        #: what each census records: REPORTED_COLUMNS, then per-antigen counts (several
+        #: antigens) and per-product and per-subset CAR-T (several products, a composition)
+        self.columns = (*REPORTED_COLUMNS, *antigen_columns(cfg.antigen_names),
+                        *product_columns(cfg))
         self.datacollector = mesa.DataCollector(
             model_reporters={name: _reporter(name) for name in self.columns}
         )
@@ -145,17 +156,17 @@ class CarTModel(mesa.Model):
         self.blood.step(lat, setup_rng(self.seed, _BLOOD_STREAM, self.step_index), self.seed,
                         self.sweep, self.motile_rows)
         if self.config.dosing.lymphodepletion is not None:
-            self.params[0]["car_t_divide_p"] = probability_per_step(
-                car_t_division_rate(self.config, self.time_min), self.dt_min)
-        returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]].copy()
+            set_division_probabilities(self.params, self.config, self.time_min)
+        returned = self.events[E_CLASS_TO_BLOOD:].copy()
         self.sweep = kernel.advance(
             lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
             self.motility.move_p, self.motility.persist_p, self.params, self.seed, self.sweep, 1,
             self.motility.n_substeps, self.events, self.motile_rows,
         )
-        returned = self.events[[E_EFFECTOR_TO_BLOOD, E_MEMORY_TO_BLOOD]] - returned
-        self.blood.effector += int(returned[0])
-        self.blood.memory += int(returned[1])
+        returned = (self.events[E_CLASS_TO_BLOOD:] - returned).reshape(-1, 2)
+        n_classes = self.params.shape[0]
+        self.blood.effector += returned[:n_classes, 0]
+        self.blood.memory += returned[:n_classes, 1]
         self.step_index += 1
         self.time_min = self.step_index * self.dt_min
         self.microenvironment.update_due(lat, self.time_min, self.threads)
@@ -198,13 +209,14 @@ class CarTModel(mesa.Model):
                and self.plan[self.next_infusion].time_min <= self.time_min + 1e-9):
             infusion = self.plan[self.next_infusion]
             wanted = infusion.n_cells(self.tumor_cells)
+            counts = infusion.class_counts(wanted)
             if infusion.route == "intravenous":
-                self.blood.effector += wanted
+                self.blood.effector[infusion.car_classes()] += counts
                 placed = wanted
             else:
                 sites = arrival_sites(self.lattice, self.config, infusion.route)
                 rng = setup_rng(self.seed, _INFUSION_STREAM, self.next_infusion)
-                placed = infuse(self.lattice, sites, wanted, rng,
+                placed = infuse(self.lattice, sites, counts, infusion.car_classes(), rng,
                                 stamp=(self.sweep - 1) & 0xFFFF)
                 self._mark_motile_rows()
             self.car_t_infused += placed
@@ -221,6 +233,8 @@ class CarTModel(mesa.Model):
         values = kernel.census(lat.cells, lat.extra, self.params)
         self.counts = dict(zip(CENSUS_NAMES, (int(v) for v in values)))
         self.counts.update(antigen_counts(lat, self.config.antigen_names))
+        self.counts.update(product_counts(lat, self.config,
+                                          self.blood.effector + self.blood.memory))
         self.counts["time_days"] = self.time_min / MIN_PER_DAY
         self.counts["cumulative_cancer_killed"] = int(self.events[E_CANCER_KILLED])
         self.counts["cumulative_normal_killed"] = int(self.events[E_NORMAL_KILLED])
@@ -256,8 +270,8 @@ class CarTModel(mesa.Model):
             negative=negative / baseline + min(
                 rates.capacity, clinical.antigen_negative_fraction
                 * math.exp(rates.growth_per_day * days)),
-            effector=(counts["car_t_effector"] + self.blood.effector) / baseline,
-            memory=(counts["car_t_memory"] + self.blood.memory) / baseline,
+            effector=(counts["car_t_effector"] + int(self.blood.effector.sum())) / baseline,
+            memory=(counts["car_t_memory"] + int(self.blood.memory.sum())) / baseline,
             b_cells=counts["normal_antigen_positive"] / b_cells_before if b_cells_before else 1.0)
         car_t_total = counts["car_t_cells"] + self.blood.cells
         blood_share = self.blood.cells / car_t_total if car_t_total else 0.0
@@ -346,6 +360,8 @@ class CarTModel(mesa.Model):
         model = cls(ScenarioConfig.model_validate(state["config"]), seed=int(state["seed"]),
                     **kwargs)
         cells = np.asarray(state["cells"])
+        if "spare" in (cells.dtype.names or ()):  # formats 3-4: car_class was "spare" (all 0)
+            cells = cells.view(model.lattice.cells.dtype)
         if cells.dtype != model.lattice.cells.dtype or cells.shape != model.lattice.cells.shape:
             raise ValueError("checkpoint lattice does not match its config")
         model.lattice.cells[:] = cells
@@ -357,7 +373,9 @@ class CarTModel(mesa.Model):
         model.lattice.fields[:] = np.asarray(state["fields"], dtype=np.float64)
         model.blood.restore(state["blood"])
         model.microenvironment.next_update_min = float(state["next_field_update_min"])
-        model.events[:] = np.asarray(state["events"], dtype=np.int64)
+        events = np.asarray(state["events"], dtype=np.int64)  # formats 3-4: 13 counters
+        model.events[:] = 0
+        model.events[:events.size] = events
         for name in ("step_index", "sweep", "next_infusion", "car_t_infused", "car_t_not_placed",
                      "initial_tumor_cells", "steps"):
             setattr(model, name, int(state[name]))

@@ -79,6 +79,20 @@ def test_two_antigen_logic_on_a_one_antigen_tumour_is_refused():
     assert model.params[0]["suppression_sensitivity"] == pytest.approx(0.3)
 
 
+@pytest.mark.parametrize("composition, cd4, memory_like", [
+    ("CD8 only", 0.0, 0.0), ("1:1 CD4:CD8", 0.5, 0.0), ("1:1, 50 % memory-like", 0.5, 0.5)])
+def test_composition_control_sets_the_products_subsets(composition, cd4, memory_like):
+    model = ViewModel(scenario="b_all_cd19", composition=composition, lattice__width=30,
+                      lattice__height=30, tumor__initial_cells=200)
+    mix = model.config.car_t.composition
+    assert (mix.cd4_fraction, mix.memory_like_fraction) == (cd4, memory_like)
+    assert "car_t_cd4" in model.columns
+    assert ViewModel(scenario="b_all_cd19", lattice__width=30, lattice__height=30,
+                     tumor__initial_cells=200).config.car_t.composition is None
+    with pytest.raises(ConfigError, match="composition must be one of"):
+        ViewModel(scenario="b_all_cd19", composition="2:1")
+
+
 def test_every_control_is_a_model_argument():
     import inspect
 

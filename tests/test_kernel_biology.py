@@ -265,10 +265,10 @@ def test_extravasation_places_cells_next_to_vessels_only_and_reproducibly():
     first = lat.copy()
     motile_rows = np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8)
     placed = kernel.extravasate(first.cells, first.extra, first.tissue, first.shape, first.offsets, vessels,
-                                12, 0, MEMORY, SEED, 7, motile_rows)
+                                12, 0, MEMORY, 0, SEED, 7, motile_rows)
     second = lat.copy()
     kernel.extravasate(second.cells, second.extra, second.tissue, second.shape, second.offsets, vessels, 12, 0,
-                       MEMORY, SEED, 7, np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8))
+                       MEMORY, 0, SEED, 7, np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8))
     assert np.array_equal(first.cells, second.cells)
     car_t = np.flatnonzero(first.cells["cell_type"] == CAR_T)
     assert placed == car_t.size == 12
@@ -288,7 +288,7 @@ def test_extravasation_turns_cells_back_at_a_vessel_with_no_free_neighbour():
     lat.tissue[vessel] = TISSUE_VESSEL
     lat.cells["cell_type"][np.arange(lat.n_sites) != vessel] = NORMAL
     placed = kernel.extravasate(lat.cells, lat.extra, lat.tissue, lat.shape, lat.offsets,
-                                np.array([vessel]), 5, 0, EFFECTOR, SEED, 0,
+                                np.array([vessel]), 5, 0, EFFECTOR, 0, SEED, 0,
                                 np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8))
     assert placed == 0
     assert np.count_nonzero(lat.cells["cell_type"] == CAR_T) == 0

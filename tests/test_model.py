@@ -18,6 +18,7 @@ from simulation.engine.constants import (
     CENSUS_NAMES,
     CENSUS_TUMOR_CELLS,
     KERNEL_PARAMS_DTYPE,
+    N_SUBSETS,
     neutral_kernel_parameters,
     NORMAL,
     mean_step_length,
@@ -213,7 +214,7 @@ def test_kernel_parameters_convert_physical_units_once():
                      "max_kills": 7}
     cfg = ScenarioConfig.model_validate(data)
     params = kernel_parameters(cfg)
-    assert params.dtype == KERNEL_PARAMS_DTYPE and params.shape == (1,)
+    assert params.dtype == KERNEL_PARAMS_DTYPE and params.shape == (N_SUBSETS,)  # one product
     p = params[0]
     assert p["car_t_kill_rate_per_min"] == pytest.approx(3.0 / 60.0)
     assert p["activation_steps"] == 150  # 10 h / 4 min

@@ -1,13 +1,22 @@
 """Per-census measurements that need more than a count: CAR-T infiltration, tumour hypoxia,
-the tumour's and healthy cells' antigens one by one."""
+the tumour's and healthy cells' antigens one by one, CAR-T per product and subset."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import binary_closing, binary_fill_holes, distance_transform_edt
 
-from ..engine.constants import CANCER, CAR_T, F_OXYGEN, NECROTIC
-from ..engine.kernel import antigen_phenotypes
+from ..config import ScenarioConfig
+from ..engine.constants import (
+    CANCER,
+    CAR_T,
+    F_OXYGEN,
+    N_SUBSETS,
+    NECROTIC,
+    SUBSET_CD4,
+    SUBSET_MEMORY_LIKE,
+)
+from ..engine.kernel import antigen_phenotypes, car_t_by_class
 from ..engine.lattice import Lattice
 
 
@@ -81,4 +90,42 @@ def antigen_counts(lattice: Lattice, names: list[str]) -> dict[str, int]:
         counts[f"normal_antigen_positive_{name}"] = int(phenotypes[1, has].sum())
     for mask in masks:
         counts[f"tumor_expressing_{phenotype_label(names, mask)}"] = int(phenotypes[0, mask])
+    return counts
+
+
+#: CAR-T columns of a scenario whose products have a composition (lattice and blood)
+SUBSET_COLUMNS = ("car_t_cd4", "car_t_cd8", "car_t_memory_like")
+
+
+def product_columns(cfg: ScenarioConfig) -> list[str]:
+    """Census columns of CAR-T (lattice and blood) per product, ``product_<name>_car_t``, when
+    a scenario has several products, and ``SUBSET_COLUMNS`` when a product has a composition
+    (none otherwise)."""
+    products = cfg.product_configs
+    columns = [f"product_{name}_car_t" for name in products] if len(products) > 1 else []
+    if any(car_t.composition is not None for car_t in products.values()):
+        columns += SUBSET_COLUMNS
+    return columns
+
+
+def product_counts(lattice: Lattice, cfg: ScenarioConfig, blood_counts: np.ndarray
+                   ) -> dict[str, int]:
+    """The values of ``product_columns(cfg)``: CAR-T on the lattice plus ``blood_counts``
+    (CAR-T in the blood per class)."""
+    columns = product_columns(cfg)
+    if not columns:
+        return {}
+    per_class = car_t_by_class(lattice.cells, blood_counts.size) + blood_counts
+    subsets = np.arange(per_class.size) % N_SUBSETS
+    counts = {}
+    for product, name in enumerate(cfg.product_configs):
+        column = f"product_{name}_car_t"
+        if column in columns:
+            counts[column] = int(per_class[product * N_SUBSETS:(product + 1) * N_SUBSETS].sum())
+    if SUBSET_COLUMNS[0] in columns:
+        cd4 = (subsets & SUBSET_CD4).astype(bool)
+        counts["car_t_cd4"] = int(per_class[cd4].sum())
+        counts["car_t_cd8"] = int(per_class[~cd4].sum())
+        counts["car_t_memory_like"] = int(
+            per_class[(subsets & SUBSET_MEMORY_LIKE).astype(bool)].sum())
     return counts

@@ -11,14 +11,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
-from ..config import AntigenDistribution, ConfigError, ScenarioConfig, check_scenario
+from ..config import AntigenDistribution, CarTConfig, ConfigError, ScenarioConfig, check_scenario
 from ..engine.constants import (
     CANCER,
     CAR_T,
+    COUNTER_MAX,
     EMPTY,
     N_CELL_TYPES,
+    N_SUBSETS,
     NO_RECEPTOR,
     NORMAL,
+    SUBSET_CD4,
+    SUBSET_MEMORY_LIKE,
     TIMER_MAX,
     TISSUE_OPEN,
     TISSUE_STROMA,
@@ -61,29 +65,44 @@ def _timer_steps(hours: float, dt_min: float, key: str) -> int:
 
 
 def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
-    """The parameters the kernels read: a one-element array of ``constants.KERNEL_PARAMS_DTYPE``
-    (per-step probabilities, rates per minute, time steps; units in the dtype's comments).
+    """The parameters the kernels read: an array of ``constants.KERNEL_PARAMS_DTYPE`` records
+    (per-step probabilities, rates per minute, time steps; units in the dtype's comments), one
+    per CAR-T class: ``constants.N_SUBSETS`` per product, products in
+    ``cfg.product_configs`` order. A CAR-T reads the record of its class; cancer, normal and
+    necrotic cells read record 0 (the main product's), whose CAR-T fields are the main
+    product's CD8 effector-derived cells (or all its cells, without a composition).
 
-    Kernels read the fields of its record ``params[0]``; Python code reads and sets them as
-    ``params[0]["dt_min"]``.
+    Python code reads and sets the fields as ``params[0]["dt_min"]``.
     """
+    records = [_class_parameters(cfg, car_t, subset)
+               for car_t in cfg.product_configs.values() for subset in range(N_SUBSETS)]
+    params = np.concatenate(records)
+    set_division_probabilities(params, cfg)
+    return params
+
+
+def _class_parameters(cfg: ScenarioConfig, car_t: CarTConfig, subset: int) -> np.ndarray:
+    """The one-element parameter array of the CAR-T of product ``car_t`` and ``subset``
+    (subset bits ``constants.SUBSET_*``; a product without a composition has one kind of
+    cell, so its four subsets get the same record)."""
     dt = cfg.time.dt_min
-    car_t = cfg.car_t
     tumor = cfg.tumor
     params = neutral_kernel_parameters()
     p = params[0]  # a view: setting its fields fills ``params``
-    p["car_t_kill_rate_per_min"] = car_t.kill_rate_per_h / MIN_PER_H
+    traits = _subset_traits(car_t, subset)
+    p["car_t_kill_rate_per_min"] = car_t.kill_rate_per_h / MIN_PER_H * traits.kill_rate_factor
     p["exhausted_kill_factor"] = car_t.exhausted_kill_factor
     p["hill_coefficient"] = car_t.hill_coefficient
     p["max_kills"] = car_t.max_kills
-    p["max_divisions"] = car_t.max_divisions
+    p["max_divisions"] = min(COUNTER_MAX, car_t.max_divisions + traits.extra_divisions)
     p["exhaustion_engaged_steps"] = _timer_steps(
         car_t.exhaustion_after_engaged_h, dt, "car_t.exhaustion_after_engaged_h")
     p["activation_steps"] = _timer_steps(
         car_t.activation_duration_h, dt, "car_t.activation_duration_h")
     p["dt_min"] = dt
-    p["car_t_divide_p"] = probability_per_step(car_t_division_rate(cfg), dt)
-    p["car_t_effector_death_p"] = _half_life_p(car_t.effector_half_life_days, dt)
+    p["needs_help"] = traits.needs_help
+    p["car_t_effector_death_p"] = _half_life_p(
+        car_t.effector_half_life_days * traits.half_life_factor, dt)
     p["car_t_exhausted_death_p"] = _half_life_p(car_t.exhausted_half_life_days, dt)
     p["car_t_memory_death_p"] = _half_life_p(car_t.memory_half_life_days, dt)
     p["car_t_memory_p"] = probability_per_step(
@@ -95,7 +114,7 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
     p["cancer_divide_p"] = any_event * birth / (birth + death)
     p["cancer_death_p"] = any_event * death / (birth + death)
     _antigen_parameters(p, cfg)
-    _receptor_parameters(p, cfg)
+    _receptor_parameters(p, cfg, car_t)
     env = cfg.microenvironment
     oxygen = env.oxygen
     p["proliferation_o2_mmhg"] = oxygen.proliferation_threshold_mmhg
@@ -124,10 +143,53 @@ def _antigen_parameters(p: np.void, cfg: ScenarioConfig) -> None:
         p[f"{prefix}_loss_p"] = antigen.loss_per_division
 
 
-def _receptor_parameters(p: np.void, cfg: ScenarioConfig) -> None:
-    """The product's receptors as antigen slots and half-max densities (``NO_RECEPTOR`` for
-    the unused ones), and its armour as a suppression sensitivity and a kill-rate factor."""
-    car_t = cfg.car_t
+@dataclass(frozen=True)
+class SubsetTraits:
+    """How a subset of a product differs from the product's parameters (``car_t``)."""
+
+    kill_rate_factor: float = 1.0
+    half_life_factor: float = 1.0  # on the effector half-life
+    extra_divisions: int = 0
+    needs_help: int = 0  # 1: a CD8 cell of a composed product (divides slower without CD4 help)
+    unhelped_division_factor: float = 1.0
+
+
+def _subset_traits(car_t: CarTConfig, subset: int) -> SubsetTraits:
+    """The traits of ``subset`` (bits ``constants.SUBSET_*``) of product ``car_t``: CD4 cells
+    kill slower and persist longer, CD8 cells divide slower without CD4 help, memory-like
+    cells divide more and persist longer (``car_t.composition``)."""
+    mix = car_t.composition
+    if mix is None:
+        return SubsetTraits()
+    cd4 = bool(subset & SUBSET_CD4)
+    memory_like = bool(subset & SUBSET_MEMORY_LIKE)
+    return SubsetTraits(
+        kill_rate_factor=mix.cd4_kill_rate_factor if cd4 else 1.0,
+        half_life_factor=((mix.cd4_half_life_factor if cd4 else 1.0)
+                          * (mix.memory_like_half_life_factor if memory_like else 1.0)),
+        extra_divisions=mix.memory_like_extra_divisions if memory_like else 0,
+        needs_help=0 if cd4 else 1,
+        unhelped_division_factor=1.0 if cd4 else mix.unhelped_cd8_division_factor)
+
+
+def set_division_probabilities(params: np.ndarray, cfg: ScenarioConfig,
+                               time_min: float = math.inf) -> None:
+    """Set every class's CAR-T division probabilities per step (helped and unhelped) for
+    ``time_min`` (``car_t_division_rate``: the lymphodepletion boost fades)."""
+    dt = cfg.time.dt_min
+    for product, car_t in enumerate(cfg.product_configs.values()):
+        rate = car_t_division_rate(cfg, time_min, car_t)
+        for subset in range(N_SUBSETS):
+            p = params[product * N_SUBSETS + subset]
+            p["car_t_divide_p"] = probability_per_step(rate, dt)
+            p["unhelped_divide_p"] = probability_per_step(
+                rate * _subset_traits(car_t, subset).unhelped_division_factor, dt)
+
+
+def _receptor_parameters(p: np.void, cfg: ScenarioConfig, car_t: CarTConfig) -> None:
+    """The receptors of product ``car_t`` as antigen slots and half-max densities
+    (``NO_RECEPTOR`` for the unused ones), and its armour as a suppression sensitivity and a
+    kill-rate factor."""
     slot_of = {name: slot for slot, name in enumerate(cfg.antigen_names)}
     receptors = car_t.receptor_list(cfg.antigen_names[0])
     kills = [r for r in receptors if r.role == "kill"]
@@ -159,14 +221,16 @@ def _half_life_p(half_life_days: float, dt_min: float) -> float:
     return probability_per_step(rate_from_half_life(half_life_days * MIN_PER_DAY), dt_min)
 
 
-def car_t_division_rate(cfg: ScenarioConfig, time_min: float = math.inf) -> float:
-    """Division rate of an activated CAR-T (1/min) at ``time_min``.
+def car_t_division_rate(cfg: ScenarioConfig, time_min: float = math.inf,
+                        car_t: CarTConfig | None = None) -> float:
+    """Division rate of an activated CAR-T of product ``car_t`` (default ``cfg.car_t``; 1/min)
+    at ``time_min``.
 
     ``ln2 / division_time``, raised after lymphodepletion by ``car_t_expansion_boost`` times a
     factor that halves every ``recovery_half_life_days`` (homeostatic cytokines fade as
     lymphocytes recover).
     """
-    rate = rate_from_half_life(cfg.car_t.division_time_h * MIN_PER_H)
+    rate = rate_from_half_life((car_t or cfg.car_t).division_time_h * MIN_PER_H)
     conditioning = cfg.dosing.lymphodepletion
     if conditioning is None or not math.isfinite(time_min):
         return rate
@@ -354,6 +418,9 @@ class Infusion:
     cells: int | None
     effector_to_target: float | None
     route: str  # "intravenous", "intratumoral" or "anywhere"
+    product: int = 0  # index in ``ScenarioConfig.product_configs``
+    #: share of the infused cells per subset (``constants.SUBSET_*`` bits; sums to 1)
+    subset_shares: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0)
 
     def n_cells(self, tumor_cells: int) -> int:
         """CAR-T to infuse given the cancer cells present now."""
@@ -361,11 +428,41 @@ class Infusion:
             return self.cells
         return max(1, round(self.effector_to_target * tumor_cells))
 
+    def class_counts(self, n_cells: int) -> np.ndarray:
+        """How many of ``n_cells`` infused cells fall in each CAR-T class of this product
+        (``constants.N_SUBSETS`` counts, largest remainders: no random draws)."""
+        shares = np.asarray(self.subset_shares)
+        counts = np.floor(shares * n_cells).astype(np.int64)
+        short = n_cells - int(counts.sum())
+        counts[np.argsort(-(shares * n_cells - counts), kind="stable")[:short]] += 1
+        return counts
+
+    def car_classes(self) -> np.ndarray:
+        """The CAR-T classes of this product (``product * N_SUBSETS + subset``)."""
+        return self.product * N_SUBSETS + np.arange(N_SUBSETS)
+
+
+def subset_shares(car_t: CarTConfig) -> tuple[float, ...]:
+    """Share of a product's infused cells per subset (index = ``constants.SUBSET_*`` bits):
+    all in subset 0 without a composition."""
+    mix = car_t.composition
+    if mix is None:
+        return (1.0, 0.0, 0.0, 0.0)
+    shares = [0.0] * N_SUBSETS
+    for subset in range(N_SUBSETS):
+        cd4 = mix.cd4_fraction if subset & SUBSET_CD4 else 1.0 - mix.cd4_fraction
+        memory = (mix.memory_like_fraction if subset & SUBSET_MEMORY_LIKE
+                  else 1.0 - mix.memory_like_fraction)
+        shares[subset] = cd4 * memory
+    return tuple(shares)
+
 
 def dosing_plan(cfg: ScenarioConfig) -> list[Infusion]:
     """The infusions of a scenario, sorted by time."""
+    products = list(cfg.product_configs)
     plan = [Infusion(d.day * MIN_PER_DAY, d.cells, d.effector_to_target,
-                     d.route or cfg.dosing.route) for d in cfg.dosing.doses]
+                     d.route or cfg.dosing.route, products.index(d.product),
+                     subset_shares(cfg.product_configs[d.product])) for d in cfg.dosing.doses]
     return sorted(plan, key=lambda inf: inf.time_min)
 
 
@@ -382,11 +479,18 @@ def arrival_sites(lattice: Lattice, cfg: ScenarioConfig, route: str) -> np.ndarr
     return np.flatnonzero(free & (distance_um <= cfg.dosing.margin_width_um))
 
 
-def infuse(lattice: Lattice, sites: np.ndarray, n_cells: int, rng: np.random.Generator,
-           stamp: int) -> int:
-    """Place up to ``n_cells`` fresh effector CAR-T on distinct ``sites``; returns how many fit."""
+def infuse(lattice: Lattice, sites: np.ndarray, class_counts: np.ndarray,
+           car_classes: np.ndarray, rng: np.random.Generator, stamp: int) -> int:
+    """Place fresh effector CAR-T on distinct ``sites``: ``class_counts[i]`` of class
+    ``car_classes[i]``; returns how many fit. When not all fit, the placed cells keep the
+    classes' shares (the class order is shuffled)."""
+    n_cells = int(class_counts.sum())
     n_placed = min(n_cells, sites.size)
     chosen = rng.choice(sites, size=n_placed, replace=False)
     lattice.cells["cell_type"][chosen] = CAR_T
     lattice.cells["stamp"][chosen] = stamp
+    classes = np.repeat(car_classes, class_counts).astype(np.uint8)
+    if np.count_nonzero(class_counts) > 1:
+        classes = rng.permutation(classes)
+    lattice.cells["car_class"][chosen] = classes[:n_placed]
     return n_placed

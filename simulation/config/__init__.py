@@ -11,6 +11,7 @@ Unknown keys, wrong types and out-of-range values are errors that name the file 
 Modules, each importing only those above it:
 
 * ``errors``: ``ConfigError``, ``Problems`` and the ``file: key.path: problem`` messages;
+* ``mappings``: deep merging of mappings (``extends``, products starting from ``car_t``);
 * ``schema``: the pydantic models (``ScenarioConfig``, ``StudyConfig``, ...) and their limits;
 * ``yaml_reader``: the safe YAML reader, ``extends`` merging, paths as messages show them;
 * ``overrides``: ``--set key.path=value`` overrides;
@@ -27,8 +28,10 @@ from .loading import (base_file_gaps, file_kind, is_study, is_sweep, is_trial, j
                       load_study, whole_number)
 from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
 from .schema import (
+    MAIN_PRODUCT,
     SEED_MAX,
     AntigenDistribution,
+    CarTConfig,
     AssayConfig,
     FieldConfig,
     ScenarioConfig,
@@ -39,7 +42,7 @@ from .schema import (
 from .yaml_reader import display_path, load_with_extends, read_yaml
 
 __all__ = [
-    "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "ConfigError", "FieldConfig",
+    "MAIN_PRODUCT", "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "CarTConfig", "ConfigError", "FieldConfig",
     "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
     "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
     "display_path", "et_label", "expand_assay", "file_kind", "is_study", "is_sweep", "is_trial",

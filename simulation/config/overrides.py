@@ -62,7 +62,10 @@ def override_list(overrides: Overrides) -> list[str]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Return ``data`` with each ``key.path=value`` set (list items by index: ``doses.0.day``)."""
+    """Return ``data`` with each ``key.path=value`` set (list items by index: ``doses.0.day``).
+
+    A key path through an optional block that is missing or null (``car_t.composition``,
+    ``car_t.armour.il12`` of a resolved config) starts that block as a new mapping."""
     data = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
@@ -92,6 +95,6 @@ def _child(node: Any, part: str, text: str, create: bool) -> Any:
         return node
     if not isinstance(node, dict):
         raise ConfigError(f"--set {_set_text(text)}: cannot descend into {part!r}")
-    if part not in node and create:
+    if create and node.get(part) is None:  # a missing or omitted (null) optional block
         node[part] = {}
     return node[part]

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import Problems
+from .mappings import merge_mappings
 
 SEED_MAX = 2**63 - 1
 #: largest lattice side the schema accepts; what fits in memory is checked separately
@@ -245,6 +246,36 @@ class ArmourConfig(StrictModel):
     il12: IL12Armour | None = Field(None, description="IL-12 secretion; none if omitted.")
 
 
+class Composition(StrictModel):
+    """The product's T-cell subsets at infusion and how they differ, CD8 effector-derived cells
+    being the reference (the rest of ``car_t``). Daughters keep their mother's subset."""
+
+    cd4_fraction: Fraction = Field(
+        0.5, description="Share of CD4 cells among the infused CAR-T (0.5: the defined 1:1 "
+        "CD4:CD8 product of Turtle 2016 J Clin Invest).")
+    memory_like_fraction: Fraction = Field(
+        0.0, description="Share of memory-like (stem-cell / central-memory-derived, Tscm/Tcm) "
+        "cells among the infused CAR-T, in CD4 and CD8 alike.")
+    cd4_kill_rate_factor: Annotated[float, Field(gt=0, le=1)] = Field(
+        0.5, description="Kill rate of a CD4 CAR-T relative to a CD8 one (CD4 CAR-T kill, but "
+        "later and slower: Liadi 2015 Cancer Immunol Res; Boulch 2021 Sci Immunol).")
+    cd4_half_life_factor: Annotated[float, Field(ge=1, le=10)] = Field(
+        2.0, description="Effector half-life of a CD4 CAR-T relative to a CD8 one (CD4 CAR-T "
+        "persist longer and dominate years after infusion: Melenhorst 2022 Nature).")
+    unhelped_cd8_division_factor: Fraction = Field(
+        0.5, description="Division rate of an activated CD8 CAR-T with no CD4 CAR-T next to it, "
+        "relative to a helped one (CD4 help drives CD8 CAR-T expansion: Sommermeyer 2016 "
+        "Leukemia).")
+    memory_like_extra_divisions: Annotated[int, Field(ge=0, le=20)] = Field(
+        3, description="Divisions a memory-like lineage can make beyond car_t.max_divisions "
+        "(Tscm/Tcm-derived CAR-T expand more: Xu 2014 Blood; Sommermeyer 2016; Fraietta 2018 "
+        "Nat Med).")
+    memory_like_half_life_factor: Annotated[float, Field(ge=1, le=10)] = Field(
+        2.0, description="Effector half-life of a memory-like CAR-T relative to an "
+        "effector-derived one (Tcm-derived CAR-T persist longer: Sommermeyer 2016; Biasco 2021 "
+        "Nat Cancer).")
+
+
 class CarTConfig(StrictModel):
     """The CAR-T product: how its cells move, recognise, kill, divide, exhaust and die."""
 
@@ -300,6 +331,9 @@ class CarTConfig(StrictModel):
         "after its last contact with the priming antigen (h; induced CAR decays within about "
         "a day, Roybal 2016 Cell; Choe 2021 Sci Transl Med).")
     armour: ArmourConfig = Field(default_factory=ArmourConfig)
+    composition: Composition | None = Field(
+        None, description="CD4:CD8 and memory-like shares at infusion; none: a product of "
+        "one kind of cell with the parameters above (the calibrated default).")
 
     @field_validator("receptors")
     @classmethod
@@ -327,6 +361,14 @@ class CarTConfig(StrictModel):
                 for r in receptors]
 
 
+ProductName = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")]
+#: the name doses give the product described by ``car_t``
+MAIN_PRODUCT = "main"
+#: most CAR-T products one scenario can infuse (``engine.constants.MAX_PRODUCTS``, checked in
+#: tests): ``car_t`` and up to three in ``products``
+MAX_PRODUCTS = 4
+
+
 class Dose(StrictModel):
     """One infusion: a number of CAR-T, or an effector-to-target ratio at infusion time."""
 
@@ -338,6 +380,9 @@ class Dose(StrictModel):
         None, description="CAR-T per cancer cell present at infusion (dimensionless)."
     )
     route: Route | None = Field(None, description="Route of this dose; default dosing.route.")
+    product: ProductName = Field(
+        MAIN_PRODUCT, description="Which CAR-T product this dose infuses: 'main' (car_t) or "
+        "a name in products.")
 
     @model_validator(mode="after")
     def _one_amount(self) -> Dose:
@@ -609,6 +654,10 @@ class ScenarioConfig(StrictModel):
     tumor: TumorConfig
     normal: list[NormalPopulation] = Field(default_factory=list)
     car_t: CarTConfig = Field(default_factory=CarTConfig)
+    products: dict[ProductName, CarTConfig] = Field(
+        default_factory=dict, description="Further CAR-T products by name, for pooled "
+        "(co-infused) or sequential products; each starts from car_t and changes what it "
+        "gives (e.g. its receptors). Doses pick one with 'product'.")
     microenvironment: MicroenvironmentConfig = Field(default_factory=MicroenvironmentConfig)
     tissue: TissueConfig = Field(default_factory=TissueConfig)
     blood: BloodConfig = Field(default_factory=BloodConfig)
@@ -616,6 +665,20 @@ class ScenarioConfig(StrictModel):
     clinical: ClinicalConfig | None = Field(
         None, description="Clinical course after the lattice (systemic follow-up, CRS grade, "
         "trial endpoints); off if omitted.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _products_start_from_car_t(cls, data: object) -> object:
+        """Each further product is car_t with the product's keys merged over it."""
+        if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
+            return data
+        base = data.get("car_t", {})
+        base = base.model_dump() if isinstance(base, BaseModel) else base
+        if not isinstance(base, dict):
+            return data
+        products = {name: merge_mappings(base, product) if isinstance(product, dict) else product
+                    for name, product in data["products"].items()}
+        return {**data, "products": products}
 
     @field_validator("normal")
     @classmethod
@@ -635,11 +698,18 @@ class ScenarioConfig(StrictModel):
         return names
 
     @property
+    def product_configs(self) -> dict[str, CarTConfig]:
+        """Every CAR-T product by name, ``MAIN_PRODUCT`` (car_t) first: product ``i`` of this
+        order is product index ``i`` of the kernel's CAR-T classes."""
+        return {MAIN_PRODUCT: self.car_t, **self.products}
+
+    @property
     def needs_extra_records(self) -> bool:
         """True if cells need ``engine.constants.CELL_EXTRA_DTYPE`` records: several antigens,
-        or a priming receptor (AND logic)."""
-        receptors = self.car_t.receptors or []
-        return len(self.antigen_names) > 1 or any(r.role == "prime" for r in receptors)
+        or a priming receptor (AND logic) in any product."""
+        return len(self.antigen_names) > 1 or any(
+            r.role == "prime" for product in self.product_configs.values()
+            for r in product.receptors or [])
 
     @model_validator(mode="after")
     def _antigens_named(self) -> ScenarioConfig:
@@ -656,11 +726,40 @@ class ScenarioConfig(StrictModel):
         if len(names) > MAX_ANTIGENS:
             problems.append((("normal",), f"the scenario names {len(names)} antigens "
                              f"({', '.join(names)}); at most {MAX_ANTIGENS}", None))
-        for i, receptor in enumerate(self.car_t.receptors or []):
-            if receptor.antigen not in names:
-                problems.append((("car_t", "receptors", i, "antigen"),
-                                 f"unknown antigen; the scenario has {', '.join(names)}",
-                                 receptor.antigen))
+        for product_name, product in self.product_configs.items():
+            where = ("car_t",) if product_name == MAIN_PRODUCT else ("products", product_name)
+            for i, receptor in enumerate(product.receptors or []):
+                if receptor.antigen not in names:
+                    problems.append(((*where, "receptors", i, "antigen"),
+                                     f"unknown antigen; the scenario has {', '.join(names)}",
+                                     receptor.antigen))
+        if problems:
+            raise Problems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _products_known(self) -> ScenarioConfig:
+        problems = []
+        if MAIN_PRODUCT in self.products:
+            problems.append((("products", MAIN_PRODUCT), f"'{MAIN_PRODUCT}' names car_t; give "
+                             "this product another name", None))
+        if len(self.product_configs) > MAX_PRODUCTS:
+            problems.append((("products",), f"at most {MAX_PRODUCTS - 1} products besides "
+                             f"car_t, got {len(self.products)}", None))
+        for name, product in self.products.items():
+            for key in ("speed_um_per_min", "persistence_time_min"):
+                if getattr(product, key) != getattr(self.car_t, key):
+                    problems.append((("products", name, key), "all products move alike (the "
+                                     f"lattice has one CAR-T cell type): give car_t's value, "
+                                     f"{getattr(self.car_t, key):g}", getattr(product, key)))
+            if product.armour.il12 != self.car_t.armour.il12:
+                problems.append((("products", name, "armour", "il12"), "all products secrete "
+                                 "cytokine alike: give car_t's il12 block", None))
+        for i, dose in enumerate(self.dosing.doses):
+            if dose.product not in self.product_configs:
+                known = ", ".join(self.product_configs)
+                problems.append((("dosing", "doses", i, "product"),
+                                 f"unknown product; the scenario has {known}", dose.product))
         if problems:
             raise Problems(problems)
         return self

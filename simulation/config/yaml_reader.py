@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, format_location, printable, short_repr
+from .mappings import merge_mappings
 
 #: config files are hand-written and small; anything larger is the wrong file
 MAX_CONFIG_BYTES = 10 * 2**20
@@ -165,17 +166,6 @@ def _tag_text(tag: str) -> str:
     return short_repr(text) if not text.isprintable() or len(text) > 60 else text
 
 
-def _merge(base: dict, override: dict) -> dict:
-    """Deep-merge ``override`` onto ``base``: mappings merge, anything else replaces."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_with_extends(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A file's mapping with its ``extends:`` chain merged in (base first)."""
     shown = display_path(path)
@@ -194,7 +184,7 @@ def load_with_extends(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any
         raise ConfigError(f"{shown}: extends: file not found: {display_path(parent_path)}")
     if not parent_path.is_file():
         raise ConfigError(f"{shown}: extends: not a file: {display_path(parent_path)}")
-    return _merge(load_with_extends(parent_path, (*chain, resolved)), data)
+    return merge_mappings(load_with_extends(parent_path, (*chain, resolved)), data)
 
 
 def display_path(path: Path) -> str:

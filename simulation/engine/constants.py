@@ -31,7 +31,7 @@ CELL_DTYPE = np.dtype(
         ("kills", np.uint8),  # targets this CAR-T has killed
         ("divisions", np.uint8),  # divisions in this CAR-T's lineage
         ("heading", np.uint8),  # index into the neighbour offsets, or NO_HEADING
-        ("spare", np.uint8),  # padding, free for a future per-cell flag
+        ("car_class", np.uint8),  # CAR-T: its product and subset (``car_class``), else 0
         ("stamp", np.uint16),  # sweep number (mod 2**16) in which the cell last acted
         ("engaged", np.uint16),  # time steps this CAR-T spent in synapses
         ("activation", np.uint16),  # time steps of activation left (CAR-T)
@@ -56,6 +56,17 @@ CELL_EXTRA_DTYPE = np.dtype(
 )
 assert CELL_EXTRA_DTYPE.itemsize == 12
 COUNTER_MAX = 255  # largest uint8 counter value
+
+# ---- CAR-T classes: product and subset of a CAR-T (``car_class`` field, uint8) ---------------
+# A CAR-T's class indexes the kernel-parameter records (``params[car_class]``): class
+# ``product * N_SUBSETS + subset``, where the subset bits say CD4 (else CD8) and memory-like
+# (Tscm/Tcm-derived, else effector-derived). Daughters inherit their mother's class. A product
+# without a composition is all subset 0, and a scenario with one product has classes 0-3 only.
+SUBSET_CD4 = 1
+SUBSET_MEMORY_LIKE = 2
+N_SUBSETS = 4
+MAX_PRODUCTS = 4  # CAR-T products one scenario can infuse
+MAX_CAR_CLASSES = MAX_PRODUCTS * N_SUBSETS
 TIMER_MAX = 65535  # largest uint16 timer value
 
 # ---- random-number purposes: one stream per decision, keyed with (seed, sweep, site) ---------
@@ -123,8 +134,9 @@ def mean_step_length(offsets: np.ndarray) -> float:
     return float(np.mean(np.sqrt((offsets.astype(np.float64) ** 2).sum(axis=1))))
 
 # ---- kernel parameters: physical rates converted once to per-step numbers -------------------
-# (built by simulation.biology.scenario.kernel_parameters as a one-element array of this dtype;
-# the kernels read the fields of its record ``params[0]`` by name)
+# (built by simulation.biology.scenario.kernel_parameters as an array of this dtype, one record
+# per CAR-T class; the kernels read a CAR-T's fields from ``params[car_class]``, every other
+# cell's from ``params[0]``, by name)
 KERNEL_PARAMS_DTYPE = np.dtype(
     [
         ("car_t_kill_rate_per_min", np.float64),  # maximal kill rate of an effector (1/min)
@@ -157,6 +169,10 @@ KERNEL_PARAMS_DTYPE = np.dtype(
         ("activation_steps", np.int64),  # time steps an effector stays activated after a kill
         ("dt_min", np.float64),  # length of a time step (min)
         ("car_t_divide_p", np.float64),  # probability per step an activated CAR-T divides
+        # a CD8 CAR-T of a product with a composition needs CD4 help: with no CD4 CAR-T next
+        # to it, it divides with ``unhelped_divide_p`` instead (``needs_help`` 0: no such rule)
+        ("needs_help", np.int64),
+        ("unhelped_divide_p", np.float64),
         ("car_t_effector_death_p", np.float64),  # probability per step an effector dies
         ("car_t_exhausted_death_p", np.float64),  # probability per step an exhausted CAR-T dies
         ("cancer_divide_p", np.float64),  # probability per step a cancer cell divides
@@ -220,6 +236,10 @@ E_MEMORY_REACTIVATED = 10
 E_EFFECTOR_TO_BLOOD = 11
 E_MEMORY_TO_BLOOD = 12
 N_EVENTS = 13
+#: slots after the named events: CAR-T entering the blood per class, effector at
+#: ``E_CLASS_TO_BLOOD + 2 * car_class``, memory one after (kept if the events array has them)
+E_CLASS_TO_BLOOD = N_EVENTS
+N_EVENT_SLOTS = N_EVENTS + 2 * MAX_CAR_CLASSES
 EVENT_NAMES = (
     "cancer_killed",
     "normal_killed",

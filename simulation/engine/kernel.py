@@ -289,6 +289,17 @@ def has_recognised_neighbour(site, cells, extra, shape, offsets, params):
 
 
 @njit(cache=True)
+def has_helper_neighbour(site, cells, shape, offsets):
+    """True if a CD4 CAR-T (class bit ``constants.SUBSET_CD4``) is next to ``site``: help."""
+    x, y, z = site_position(site, shape)
+    for k in range(offsets.shape[0]):
+        j = neighbour_from(site, x, y, z, k, shape, offsets)
+        if j >= 0 and cells[j].cell_type == CAR_T and cells[j].car_class & C.SUBSET_CD4:
+            return True
+    return False
+
+
+@njit(cache=True)
 def has_priming_neighbour(site, cells, extra, shape, offsets, params):
     """True if a neighbour carries the priming antigen (``params.prime_slot``) at or above
     ``params.prime_half_max``: a SynNotch receptor is engaged."""
@@ -402,6 +413,7 @@ def clear_site(site, cells, extra):
     cells[site].heading = NO_HEADING
     cells[site].engaged = 0
     cells[site].activation = 0
+    cells[site].car_class = 0
     if extra.shape[0] > 0:
         extra[site].antigen_b = 0.0
         extra[site].antigen_c = 0.0
@@ -538,8 +550,10 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
     ``params.suppression_sensitivity``), which also shortens the engagement time to exhaustion;
     an armoured product kills ``params.armoured_kill_factor`` times faster. An unbound effector
     or memory cell next to a vessel enters the blood with probability
-    ``params.intravasation_p`` (the caller adds it to the blood pool). Counts go to
-    ``events[row]``. Returns the site of a daughter born now, or -1.
+    ``params.intravasation_p`` (the caller adds it to the blood pool). An activated CD8 CAR-T
+    that needs help (``params.needs_help``) divides with ``params.unhelped_divide_p`` unless a
+    CD4 CAR-T is next to it. Counts go to ``events[row]``. Returns the site of a daughter born
+    now, or -1.
     """
     state = cells[site].car_t_state
     if state == EXHAUSTED:
@@ -612,7 +626,10 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
     cells[site].activation -= 1
     if exhausted or cells[site].divisions >= params.max_divisions:
         return -1
-    if uniform(seed, sweep, site, C.RNG_DIVIDE) >= params.car_t_divide_p:
+    divide_p = params.car_t_divide_p
+    if params.needs_help and not has_helper_neighbour(site, cells, shape, offsets):
+        divide_p = params.unhelped_divide_p
+    if uniform(seed, sweep, site, C.RNG_DIVIDE) >= divide_p:
         return -1
     daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
                                    C.RNG_DIVIDE_SITE)
@@ -626,6 +643,7 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
     cells[daughter].heading = NO_HEADING
     cells[daughter].engaged = 0
     cells[daughter].activation = cells[site].activation
+    cells[daughter].car_class = cells[site].car_class
     if extra.shape[0] > 0:
         extra[daughter].primed = extra[site].primed
     cells[daughter].stamp = sweep & 0xFFFF
@@ -637,11 +655,15 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
 def leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events, row,
                     event):
     """Remove the CAR-T at ``site`` into the blood with probability ``params.intravasation_p`` if a
-    vessel is next to it; ``events[row, event]`` counts it for the blood pool."""
+    vessel is next to it; ``events[row, event]`` counts it for the blood pool, and so does the
+    per-class slot (``constants.E_CLASS_TO_BLOOD``) if ``events`` has those slots."""
     exit_p = params.intravasation_p
     if exit_p <= 0.0 or not next_to_vessel(site, tissue, shape, offsets):
         return
     if uniform(seed, sweep, site, C.RNG_INTRAVASATION) < exit_p:
+        if events.shape[1] > N_EVENTS:
+            memory = 1 if event == C.E_MEMORY_TO_BLOOD else 0
+            events[row, C.E_CLASS_TO_BLOOD + 2 * cells[site].car_class + memory] += 1
         clear_site(site, cells, extra)
         cells[site].stamp = sweep & 0xFFFF
         events[row, event] += 1
@@ -666,8 +688,9 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
     divide, turn memory or leave for the blood; necrotic debris is cleared; normal cells are
     passive targets (no turnover within the simulated weeks). ``tissue`` is the fixed site
     structure (``TISSUE_*``), ``fields`` the (N_FIELDS, n_sites) field values the cells sense,
-    ``params`` the one-element array of ``constants.KERNEL_PARAMS_DTYPE`` whose record the
-    per-cell helpers read by field name. Event counts are kept per row, then summed, so they too
+    ``params`` the array of ``constants.KERNEL_PARAMS_DTYPE`` records the per-cell helpers read
+    by field name: a CAR-T reads ``params[car_class]`` (its product and subset), every other
+    cell ``params[0]``. Event counts are kept per row, then summed, so they too
     are independent of threads.
 
     ``motile_rows`` (uint8 per row ``y + ny * z``) is nonzero for every row that may hold a
@@ -684,7 +707,7 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
     step_y = 3 if ny > 1 else 1
     rows_y_max = (ny + step_y - 1) // step_y
     rows_z_max = (nz + step_z - 1) // step_z
-    row_events = np.zeros((rows_z_max * rows_y_max, N_EVENTS), dtype=np.int64)
+    row_events = np.zeros((rows_z_max * rows_y_max, events.shape[0]), dtype=np.int64)
     for c in range(n_classes):
         cz, cy = class_origin(order[c], shape)
         rows_y = (ny - cy + step_y - 1) // step_y
@@ -717,14 +740,17 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                 cells[site].stamp = stamp_now
                 moved_to = -1  # the site a motile cell moved to or was born on
                 if not interaction:
+                    # a CAR-T reads its class's record (its receptors); other cells have class 0
                     moved_to = migrate_cell(site, cells, extra, tissue, fields, shape, offsets,
-                                            move_p, persist_p, p, seed, sweep)
+                                            move_p, persist_p, params[cells[site].car_class],
+                                            seed, sweep)
                 elif cell == CANCER:
                     moved_to = cancer_cell_update(site, cells, extra, tissue, fields, shape,
                                                   offsets, p, seed, sweep, row_events, r)
                 elif cell == CAR_T:
-                    moved_to = car_t_update(site, cells, extra, tissue, fields, shape, offsets, p,
-                                            seed, sweep, row_events, r)
+                    moved_to = car_t_update(site, cells, extra, tissue, fields, shape, offsets,
+                                            params[cells[site].car_class], seed, sweep,
+                                            row_events, r)
                 else:
                     necrotic_update(site, cells, extra, p, seed, sweep, row_events, r)
                 if motile and moved_to >= 0 and moved_to // nx != row_index:
@@ -791,8 +817,9 @@ def advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, par
 
 @njit(cache=True)
 def extravasate(cells, extra, tissue, shape, offsets, vessel_sites, n_cells, first_cell, state,
-                seed, sweep, motile_rows):
-    """Place up to ``n_cells`` CAR-T of ``state`` from the blood next to random vessel sites.
+                car_class, seed, sweep, motile_rows):
+    """Place up to ``n_cells`` CAR-T of ``state`` and ``car_class`` from the blood next to
+    random vessel sites.
 
     Cell ``i`` (numbered from ``first_cell``, so several calls in one step draw independently)
     picks a vessel uniformly from ``vessel_sites`` and a free neighbour of it; a vessel with no
@@ -819,6 +846,7 @@ def extravasate(cells, extra, tissue, shape, offsets, vessel_sites, n_cells, fir
                     clear_site(j, cells, extra)
                     cells[j].cell_type = CAR_T
                     cells[j].car_t_state = state
+                    cells[j].car_class = car_class
                     cells[j].stamp = (sweep - 1) & 0xFFFF
                     motile_rows[j // shape[2]] = 1
                     placed += 1
@@ -904,6 +932,16 @@ def antigen_phenotypes(cells, extra, n_antigens):
             if antigen_at(cells, extra, site, slot) > 0.0:
                 mask |= 1 << slot
         counts[0 if cell == CANCER else 1, mask] += 1
+    return counts
+
+
+@njit(cache=True)
+def car_t_by_class(cells, n_classes):
+    """CAR-T on the lattice per class (``car_class``, 0 to ``n_classes - 1``)."""
+    counts = np.zeros(n_classes, dtype=np.int64)
+    for site in range(cells.shape[0]):
+        if cells[site].cell_type == CAR_T:
+            counts[cells[site].car_class] += 1
     return counts
 
 

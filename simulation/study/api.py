@@ -35,7 +35,7 @@ from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, fin
                          new_manifest, read_manifest, read_timeseries)
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
-from ..viz import antigen_plots, plotting
+from ..viz import antigen_plots, plotting, product_plots
 from .publish import finish, infusion_days
 from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
@@ -114,6 +114,12 @@ class Result:
         antigens), as antigen_composition.png of the folder."""
         return antigen_plots.plot_antigen_composition(self._series("plot_antigen_composition"),
                                                       path, infusions=self._infusions())
+
+    def plot_car_t_products(self, path: str | Path | None = None) -> plt.Figure:
+        """CAR-T per product and per subset over time (several products, or a product
+        composition), as car_t_products.png of the folder."""
+        return product_plots.plot_car_t_products(self._series("plot_car_t_products"), path,
+                                                 infusions=self._infusions())
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""

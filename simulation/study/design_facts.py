@@ -1,6 +1,7 @@
-"""Literature facts of the CAR design space: multi-antigen logic and armoured products.
+"""Literature facts of the CAR design space: multi-antigen logic, armoured products, product
+composition and several products per patient.
 
-Facts 8-12 continue ``simulation.study.literature`` (same ``Scale``, same ``FactResult``, same
+Facts 8-14 continue ``simulation.study.literature`` (same ``Scale``, same ``FactResult``, same
 run cache): each compares products on one shipped tumour from ``configs/car_design/`` with the
 same seeds, so the arms of a replicate start from the same lattice and differ only in the
 product. The criteria and their tolerances live here; the tests (``tests/validation/``) and
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 
 from ..analysis.outcomes import progression_day
-from ..config import load_scenario
+from ..config import load_scenario, yaml_value
 from .literature import (
     FactResult,
     Scale,
@@ -41,18 +42,32 @@ AND_GATE_ARMS = {"epha2_car": "gbm_epha2_car.yaml", "and_gate": "gbm_synnotch_an
 #: the pace, and no product can control the tumour longer
 ARMOUR_ARMS = {"unmodified": "gbm_uniform.yaml", "dntgfbr": "gbm_dntgfbr.yaml",
                "pd1_knockout": "gbm_pd1_ko.yaml", "il12": "gbm_il12.yaml"}
+#: the same B-ALL with a pooled CD19 + CD22 product (co-infused) and with the two given in
+#: sequence (CD22 on day 14)
+SEVERAL_PRODUCT_ARMS = {"cd19_car": "b_all_cd22_subclone.yaml",
+                        "pooled": "b_all_pooled_cd19_cd22.yaml",
+                        "sequential": "b_all_sequential_cd19_cd22.yaml"}
+#: B-ALL (b_all_cd19) with CD8 cells alone, a 1:1 CD4:CD8 product, and one half memory-like
+COMPOSITION_ARMS = {"cd8_only": "b_all_cd8_only.yaml", "cd4_cd8": "b_all_cd4_cd8.yaml",
+                    "memory_enriched": "b_all_memory_enriched.yaml"}
+#: persistence is read this long after infusion (days): past the expansion peak (~day 7-14)
+PERSISTENCE_DAYS = 28.0
 #: B-ALL runs last long enough for a CD19-negative subclone to regrow (days)
 OR_GATE_DAYS = 42.0
 #: residual disease below this many cells is not read as a composition (a handful of cells)
 RESIDUAL_MIN_CELLS = 10
 
 
-def run_products(scale: Scale, arms: dict[str, str], overrides: Sequence[str], seeds: int
+def run_products(scale: Scale, arms: dict[str, str], overrides: Sequence[str], seeds: int,
+                 arm_overrides: dict[str, Sequence[str]] | None = None
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(time series, summary) of each product arm (name -> scenario file in
-    ``configs/car_design/``) with the same ``overrides`` and seeds. Arms read different files,
-    so each is its own cached call; the tables are concatenated in the order of ``arms``."""
-    tables = [run_arms(scale, f"{DESIGN}/{path}", {name: overrides}, seeds)
+    ``configs/car_design/``) with the same ``overrides`` (plus an arm's own
+    ``arm_overrides[name]``) and seeds. Arms read different files, so each is its own cached
+    call; the tables are concatenated in the order of ``arms``."""
+    extra = arm_overrides or {}
+    tables = [run_arms(scale, f"{DESIGN}/{path}", {name: (*overrides, *extra.get(name, ()))},
+                       seeds)
               for name, path in arms.items()]
     # an arm's all-empty summary columns (e.g. no relapse, no relapse day) are left out before
     # concatenating, and come back empty
@@ -103,23 +118,7 @@ def fact_or_gate(scale: Scale) -> FactResult:
     """Fact 8: in B-ALL with a CD19-negative/CD22-positive subclone, a CD19/CD22 OR product
     gives fewer CD19-negative relapses than the CD19 CAR; what relapses remain is
     double-negative or CD22-low."""
-    overrides = patient_size(scale, max(scale.days, OR_GATE_DAYS), stop_when_cleared=True)
-    timeseries, summary = run_products(scale, OR_GATE_ARMS, overrides, scale.seeds)
-
-    def measure(run: pd.DataFrame, row: pd.Series) -> dict:
-        final = _last(run, "tumor_cells")
-        residual = final >= RESIDUAL_MIN_CELLS
-        cd19_negative = _share(_last(run, "tumor_antigen_negative_CD19"), final)
-        # escape variants: no antigen a killing receptor binds, or all of them below half-max
-        escaped = _share(_last(run, "tumor_antigen_negative") + _last(run, "tumor_antigen_low"),
-                         final)
-        return {"residual": residual, "relapse": bool(row["relapse"]),
-                "cd19_negative_relapse": residual and cd19_negative >= 0.5,
-                "cd19_negative_share": cd19_negative if residual else math.nan,
-                "escape_share": escaped if residual else math.nan,
-                "final_fraction": final / _first(run, "tumor_cells")}
-
-    per_run = per_run_table(timeseries, summary, measure)
+    timeseries, summary, per_run = relapse_runs(scale, OR_GATE_ARMS)
     arms = dict(list(per_run.groupby("scenario", sort=False)))
     single, dual = arms["cd19_car"], arms["cd19_or_cd22"]
     measured = {
@@ -159,6 +158,31 @@ def fact_or_gate(scale: Scale) -> FactResult:
                       "Spiegel 2021 Nat Med; Cordoba 2021 Nat Med; Fry 2018 Nat Med", gives,
                       measured, checks, {"timeseries": timeseries, "summary": summary,
                                          "per_run": per_run})
+
+
+def relapse_runs(scale: Scale, arms: dict[str, str],
+                 arm_overrides: dict[str, Sequence[str]] | None = None
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(time series, summary, per-run measures) of B-ALL product arms run until
+    ``OR_GATE_DAYS``: residual disease, whether it is CD19-negative, how much of it escapes
+    the main product's receptors, and the final tumour."""
+    overrides = patient_size(scale, max(scale.days, OR_GATE_DAYS), stop_when_cleared=True)
+    timeseries, summary = run_products(scale, arms, overrides, scale.seeds, arm_overrides)
+
+    def measure(run: pd.DataFrame, row: pd.Series) -> dict:
+        final = _last(run, "tumor_cells")
+        residual = final >= RESIDUAL_MIN_CELLS
+        cd19_negative = _share(_last(run, "tumor_antigen_negative_CD19"), final)
+        # escape variants: no antigen a killing receptor binds, or all of them below half-max
+        escaped = _share(_last(run, "tumor_antigen_negative") + _last(run, "tumor_antigen_low"),
+                         final)
+        return {"residual": residual, "relapse": bool(row["relapse"]),
+                "cd19_negative_relapse": residual and cd19_negative >= 0.5,
+                "cd19_negative_share": cd19_negative if residual else math.nan,
+                "escape_share": escaped if residual else math.nan,
+                "final_fraction": final / _first(run, "tumor_cells")}
+
+    return timeseries, summary, per_run_table(timeseries, summary, measure)
 
 
 def _percent(value: float) -> str:
@@ -356,6 +380,116 @@ def fact_il12_armour(scale: Scale) -> FactResult:
                                          "per_run": per_run})
 
 
+def fact_composition(scale: Scale) -> FactResult:
+    """Fact 13: the product's composition sets expansion and persistence: a defined 1:1
+    CD4:CD8 product expands and persists more than CD8 cells alone, and a memory-enriched one
+    more still."""
+    overrides = patient_size(scale, max(scale.days, PERSISTENCE_DAYS))
+    timeseries, summary = run_products(scale, COMPOSITION_ARMS, overrides, scale.seeds)
+
+    def measure(run: pd.DataFrame, _row: pd.Series) -> dict:
+        car_t = run["car_t_cells"] + run["car_t_blood"]  # the whole patient
+        return {"peak": float(car_t.max()), "persisting": float(car_t.iloc[-1]),
+                "cd4_share_end": _share(_last(run, "car_t_cd4"), float(car_t.iloc[-1])),
+                "final_fraction": _last(run, "tumor_cells") / _first(run, "tumor_cells")}
+
+    per_run = per_run_table(timeseries, summary, measure)
+    peak, persisting = by_arm(per_run, "peak"), by_arm(per_run, "persisting")
+    cd4_share = by_arm(per_run, "cd4_share_end")
+    order = list(COMPOSITION_ARMS)
+    measured = {
+        "runs_per_arm": int((per_run["scenario"] == order[0]).sum()),
+        **{f"{arm}_peak_median": peak[arm] for arm in order},
+        **{f"{arm}_persisting_median": persisting[arm] for arm in order},
+        "cd4_cd8_cd4_share_end_median": cd4_share["cd4_cd8"],
+        "cd4_cd8_more_persisting_paired": paired_fraction(
+            per_run, "persisting", "cd4_cd8", ["cd8_only"], lower=False),
+        "memory_enriched_more_persisting_paired": paired_fraction(
+            per_run, "persisting", "memory_enriched", ["cd4_cd8"], lower=False),
+    }
+    checks = {
+        # expansion: the medians of the peak rise along the three products
+        "peak expansion: CD8 alone < 1:1 CD4:CD8 < memory-enriched (medians)":
+            peak["cd8_only"] < peak["cd4_cd8"] < peak["memory_enriched"],
+        # persistence: CAR-T left on day 28 rise along the three products, in >= 80 % of the
+        # seeds for each step (same seed, same patient: paired)
+        "persistence: 1:1 CD4:CD8 above CD8 alone (>= 80 % of seeds)":
+            measured["cd4_cd8_more_persisting_paired"] >= 0.8,
+        "persistence: memory-enriched above 1:1 (>= 80 % of seeds)":
+            measured["memory_enriched_more_persisting_paired"] >= 0.8,
+        # CD4 cells outlast CD8 cells: their share of the 1:1 product rises above half
+        "CD4 share of the 1:1 product above 50 % at the end": cd4_share["cd4_cd8"] > 0.5,
+    }
+    days = max(scale.days, PERSISTENCE_DAYS)
+    gives = ("CAR-T at the peak " + ", ".join(f"{peak[arm]:.0f}" for arm in order)
+             + f" and on day {days:g} " + ", ".join(f"{persisting[arm]:.0f}" for arm in order)
+             + " (CD8 alone, 1:1 CD4:CD8, 1:1 with 50 % memory-like; medians, lattice and "
+             f"blood); CD4 share of the 1:1 product on day {days:g} "
+             f"{_percent(cd4_share['cd4_cd8'])}")
+    return FactResult(13, "product composition: CD4:CD8 and memory-like cells",
+                      "Sommermeyer 2016 Leukemia; Turtle 2016 J Clin Invest; Fraietta 2018 "
+                      "Nat Med; Melenhorst 2022 Nature", gives, measured, checks,
+                      {"timeseries": timeseries, "summary": summary, "per_run": per_run})
+
+
+def sequential_doses(scale: Scale) -> str:
+    """The doses of the sequential arm on the scale's tumour: the shipped file gives the CD22
+    product as many cells as the first dose of the full-size patient; on a smaller tumour it
+    gets as many as the first dose there (the same cells per baseline cancer cell)."""
+    path = scale.config_dir / DESIGN / SEVERAL_PRODUCT_ARMS["sequential"]
+    first, second = load_scenario(path).dosing.doses
+    second_cells = max(1, round(first.effector_to_target * scale.tumor_cells))
+    return "dosing.doses=" + yaml_value([
+        {"day": first.day, "effector_to_target": first.effector_to_target},
+        {"day": second.day, "cells": second_cells, "product": second.product}])
+
+
+def fact_several_products(scale: Scale) -> FactResult:
+    """Fact 14: in B-ALL with a CD19-negative/CD22-positive subclone, CD19 and CD22 CAR-T
+    products given together (pooled) give fewer CD19-negative relapses than the CD19 product
+    alone; given one after the other (CD22 on day 14, no new conditioning) they leave less
+    tumour."""
+    timeseries, summary, per_run = relapse_runs(
+        scale, SEVERAL_PRODUCT_ARMS, {"sequential": (sequential_doses(scale),)})
+    cd22_peak = {arm: _median(timeseries[timeseries["scenario"] == arm]
+                              .groupby("replicate")["product_cd22_car_t"].max())
+                 for arm in ("pooled", "sequential")}
+    arms = dict(list(per_run.groupby("scenario", sort=False)))
+    relapses = {arm: int(table["cd19_negative_relapse"].sum()) for arm, table in arms.items()}
+    final = {arm: _median(table["final_fraction"]) for arm, table in arms.items()}
+    measured = {"runs_per_arm": len(arms["cd19_car"]),
+                **{f"{arm}_cd19_negative_relapses": n for arm, n in relapses.items()},
+                **{f"{arm}_final_fraction_median": f for arm, f in final.items()},
+                **{f"{arm}_cd22_product_peak_median": peak for arm, peak in cd22_peak.items()},
+                "sequential_less_tumour_paired": paired_fraction(
+                    per_run, "final_fraction", "sequential", ["cd19_car"])}
+    checks = {
+        # the premise, as in fact 8: the CD19 product alone relapses CD19-negative in most runs
+        "CD19 product: most runs relapse CD19-negative":
+            relapses["cd19_car"] > measured["runs_per_arm"] / 2,
+        # fewer: strictly, over the same seeds
+        "pooled CD19 + CD22: fewer CD19-negative relapses":
+            relapses["pooled"] < relapses["cd19_car"],
+        # less tumour on day 42 than the CD19 product alone in >= 80 % of the seeds (paired);
+        # the CD22 product given into residual disease expands on few targets and without
+        # conditioning, so it need not prevent the relapse
+        "CD19 then CD22 (day 14): less tumour on day 42 (>= 80 % of seeds)":
+            measured["sequential_less_tumour_paired"] >= 0.8,
+    }
+    n = measured["runs_per_arm"]
+    gives = (f"CD19-negative relapse in {relapses['cd19_car']}/{n} runs with the CD19 product, "
+             f"{relapses['pooled']}/{n} pooled with a CD22 product, {relapses['sequential']}/{n} "
+             f"with CD22 CAR-T on day 14; tumour on day {max(scale.days, OR_GATE_DAYS):g} "
+             + ", ".join(f"{100 * final[arm]:.1f}" for arm in SEVERAL_PRODUCT_ARMS)
+             + f" % of baseline; CD22 CAR-T at their peak {cd22_peak['pooled']:.0f} pooled vs "
+             f"{cd22_peak['sequential']:.0f} sequential (medians)")
+    return FactResult(14, "several products: pooled and sequential CD19 + CD22 CAR-T",
+                      "Wang N 2020 Blood (CAR19/22 cocktail); Pan 2019 Leukemia (sequential "
+                      "CD19 then CD22)", gives, measured, checks,
+                      {"timeseries": timeseries, "summary": summary, "per_run": per_run})
+
+
 #: the CAR design-space facts, after ``literature.FACTS``
 FACTS: tuple[Callable[[Scale], FactResult], ...] = (
-    fact_or_gate, fact_bivalent, fact_and_gate, fact_resistant_car_t, fact_il12_armour)
+    fact_or_gate, fact_bivalent, fact_and_gate, fact_resistant_car_t, fact_il12_armour,
+    fact_composition, fact_several_products)

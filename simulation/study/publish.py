@@ -23,6 +23,7 @@ from ..io.rundir import MANIFEST_FILE, RunDir, read_tables, remove_leftovers, ru
 from ..io.snapshots import load_snapshot
 from ..io.volume import write_vti
 from ..viz.antigen_plots import has_antigen_composition, plot_antigen_composition
+from ..viz.product_plots import has_product_series, plot_car_t_products
 from ..viz.plotting import (plot_assay_wells, plot_blood_kinetics, plot_burden,
                             plot_killing_assay, plot_max_projection, plot_orthogonal_slices)
 from .runner import RunSpec
@@ -40,7 +41,9 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     Every folder gets ``timeseries.csv``, ``summary.csv`` and ``burden.png`` (infusions marked at
     their configured days; for a killing assay the wells' target counts); runs whose CAR-T
     went through the blood also ``blood_kinetics.png`` (CAR-T per uL); scenarios naming several
-    antigens ``antigen_composition.png`` (the tumour by the antigens its cells carry). A 3D scenario run into
+    antigens ``antigen_composition.png`` (the tumour by the antigens its cells carry);
+    scenarios with several products or a product composition ``car_t_products.png`` (CAR-T
+    per product and subset). A 3D scenario run into
     the folder also gets its first replicate's final lattice (``volume_outputs``; runs kept only
     in memory, as ``run_study`` makes them, have none). A killing assay (in-vitro wells
     beside untreated controls, ``simulation.analysis.assay``) also gets ``assay.csv`` (% of
@@ -69,6 +72,9 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     if has_antigen_composition(timeseries):  # a scenario names several antigens
         atomic_write(rundir.path / "antigen_composition.png", lambda tmp: figures.append(
             plot_antigen_composition(timeseries, tmp, infusions=infusions)))
+    if has_product_series(timeseries):  # several products, or a CD4:CD8 / memory-like mix
+        atomic_write(rundir.path / "car_t_products.png", lambda tmp: figures.append(
+            plot_car_t_products(timeseries, tmp, infusions=infusions)))
     if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
         atomic_write(rundir.path / "blood_kinetics.png", lambda tmp: figures.append(
             plot_blood_kinetics(timeseries, summary, tmp, infusions=infusions)))

@@ -9,8 +9,8 @@ fields, and live burden and CAR-T curves.
 Controls: scenario (b_all_cd19 / gbm_solid, and two tumours with two antigens from
 configs/car_design/), dose (E:T at day 0), antigen density (x the scenario's mean),
 antigen-negative fraction, suppressive-factor secretion (x the scenario's; solid tumours),
-CAR-T kills before exhaustion, the product's receptor logic (single, OR, AND, NOT) and armour
-(dnTGFbR, PD-1 knockout, IL-12), seed. Press Reset after changing them. The
+CAR-T kills before exhaustion, the product's receptor logic (single, OR, AND, NOT), armour
+(dnTGFbR, PD-1 knockout, IL-12) and composition (CD4:CD8, memory-like cells), seed. Press Reset after changing them. The
 lattice is drawn as one matplotlib image of site-class colours (``plotting.SITE_CLASSES``), not
 one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
 (shown when the scenario solves it, else marked off): a 200x200 lattice redraws in ~25 ms, its
@@ -60,6 +60,11 @@ PRODUCTS = ("as in the scenario", "single: first antigen", "OR: every tumour ant
 #: the armour control: none, or one ``car_t.armour`` switch at its documented effect size
 ARMOURS = {"none": {}, "dnTGFbR": {"tgf_beta_resistance": 1.0},
            "PD-1 knockout": {"pd1_knockout": True}, "IL-12": {"il12": {}}}
+#: the product composition control: the scenario's own, or one ``car_t.composition``
+COMPOSITIONS = {"as in the scenario": None,
+                "CD8 only": {"cd4_fraction": 0.0, "memory_like_fraction": 0.0},
+                "1:1 CD4:CD8": {"cd4_fraction": 0.5, "memory_like_fraction": 0.0},
+                "1:1, 50 % memory-like": {"cd4_fraction": 0.5, "memory_like_fraction": 0.5}}
 #: model steps (dt_min each) between two redraws; 10 steps of 6 min = 1 simulated hour
 STEPS_PER_FRAME = 10
 #: the antigen-negative fraction control's "keep the scenario's value" choice
@@ -103,7 +108,8 @@ class ViewModel(CarTModel):
     ``antigen_scale`` multiplies the scenario's mean tumour antigen densities (every antigen),
     ``negative_fraction`` sets its first antigen's, ``suppression_scale`` its
     suppressive-factor secretion per cancer cell (no effect where the field is off);
-    ``product`` picks the receptor logic (``PRODUCTS``), ``armour`` one ``ARMOURS`` switch;
+    ``product`` picks the receptor logic (``PRODUCTS``), ``armour`` one ``ARMOURS`` switch,
+    ``composition`` one ``COMPOSITIONS`` entry;
     ``record_every_h`` is short so the live curves update often. Further ``a__b=value``
     overrides pass through.
     """
@@ -112,12 +118,17 @@ class ViewModel(CarTModel):
                  effector_to_target: float = 0.01, antigen_scale: float = 1.0,
                  negative_fraction: float | str | None = None, max_kills: int = 10,
                  suppression_scale: float = 1.0, product: str = PRODUCTS[0],
-                 armour: str = "none", record_every_h: float = 2.0,
+                 armour: str = "none", composition: str = "as in the scenario",
+                 record_every_h: float = 2.0,
                  threads: int | None = None, **kwargs) -> None:
         if scenario not in SCENARIOS:
             raise ConfigError(f"scenario must be one of {SCENARIOS}, not {scenario!r}")
         if armour not in ARMOURS:
             raise ConfigError(f"armour must be one of {tuple(ARMOURS)}, not {armour!r}")
+        if composition not in COMPOSITIONS:
+            raise ConfigError(f"composition must be one of {tuple(COMPOSITIONS)}, not "
+                              f"{composition!r}")
+        mix = COMPOSITIONS[composition]
         path = config_dir() / f"{scenario}.yaml"
         base = load_scenario(path)
         suppression = base.microenvironment.suppression
@@ -136,6 +147,7 @@ class ViewModel(CarTModel):
                 if negative_fraction in (None, SCENARIO_DEFAULT) else float(negative_fraction)),
             **({} if receptors is None else {"car_t__receptors": receptors}),
             **{f"car_t__armour__{key}": value for key, value in ARMOURS[armour].items()},
+            **{f"car_t__composition__{key}": value for key, value in (mix or {}).items()},
             "car_t__max_kills": int(max_kills),
             "microenvironment__suppression__secretion_per_cancer_cell_per_min":
                 float(suppression.secretion_per_cancer_cell_per_min * suppression_scale),
@@ -400,6 +412,9 @@ MODEL_PARAMS = {
                 "label": "product logic (two-antigen logic: car_design scenarios)"},
     "armour": {"type": "Select", "value": "none", "values": list(ARMOURS),
                "label": "armour (car_t.armour)"},
+    "composition": {"type": "Select", "value": "as in the scenario",
+                    "values": list(COMPOSITIONS),
+                    "label": "product composition (car_t.composition)"},
     "seed": {"type": "SliderInt", "value": 1, "min": 0, "max": 50, "step": 1, "label": "seed"},
 }
 
