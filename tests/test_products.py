@@ -143,6 +143,27 @@ def test_car_t_leaving_for_the_blood_are_counted_per_class_and_the_site_is_clear
     assert lat.cells["car_class"][[effector, memory]].tolist() == [0, 0]
 
 
+def test_census_reads_a_cell_as_the_product_that_sees_it_best():
+    """A blast carrying only CD22 (slot 1) is antigen-negative to a CD19 product alone and
+    recognised once a CD22 product is in the scenario; a healthy cell carrying only CD22 is
+    antigen-positive only then."""
+    lat = make_lattice(5, 5, extra=True)
+    blast = place(lat, 1, 1, CANCER)
+    healthy = place(lat, 3, 3, C.NORMAL)
+    lat.extra["antigen_b"][[blast, healthy]] = HIGH
+    one = quiet(n_antigens=2)
+    two = quiet(2 * N_SUBSETS, n_antigens=2)
+    two[N_SUBSETS:]["kill_slot"] = 1
+    counts = {name: dict(zip(C.CENSUS_NAMES, kernel.census(lat.cells, lat.extra, params)))
+              for name, params in (("cd19", one), ("pooled", two))}
+    assert counts["cd19"]["tumor_antigen_negative"] == 1
+    assert counts["pooled"]["tumor_antigen_high"] == 1
+    assert counts["cd19"]["normal_antigen_positive"] == 0
+    assert counts["pooled"]["normal_antigen_positive"] == 1
+    classes = kernel.antigen_classes(lat.cells, lat.extra, two)
+    assert classes[blast] == C.ANTIGEN_HIGH and classes[0] == C.ANTIGEN_NEGATIVE
+
+
 def test_cells_entering_from_the_blood_carry_their_class():
     lat = make_lattice(9, 9)
     vessel = 4 + 9 * 4

@@ -259,7 +259,8 @@ EVENT_NAMES = (
 NO_HEADING = COUNTER_MAX  # a cell that has not picked a direction yet
 NO_RECEPTOR = -1  # a receptor slot of the kernel parameters that is not used
 
-# ---- a target's antigen as the product's CARs see it (``kernel.car_antigen_class``) ---------
+# ---- a target's antigen as the products' CARs see it (``kernel.products_antigen_class``) -----
+# ordered: a cell is what the product that sees it best makes of it (the largest code)
 ANTIGEN_NEGATIVE = 0  # none of the antigens its killing receptors bind
 ANTIGEN_LOW = 1  # some of them, but not ``recognised`` (below every half-max, or vetoed)
 ANTIGEN_HIGH = 2  # recognised: a synapse forms

@@ -860,17 +860,16 @@ def census(cells, extra, params):
     """Counts of the lattice content, in the order of ``constants.CENSUS_NAMES`` (slots
     ``constants.CENSUS_*``).
 
-    A cancer cell is antigen-high, -low or -negative by ``car_antigen_class`` (``params[0]``);
-    a normal cell is antigen-positive if it carries any antigen the CAR's killing receptors
-    bind.
+    A cancer cell is antigen-high, -low or -negative by ``products_antigen_class`` (as the
+    scenario's products see it); a normal cell is antigen-positive if it carries any antigen a
+    product's killing receptors bind.
     """
-    p = params[0]
     counts = np.zeros(N_CENSUS, dtype=np.int64)
     for site in range(cells.shape[0]):
         cell = cells[site].cell_type
         if cell == CANCER:
             counts[C.CENSUS_TUMOR_CELLS] += 1
-            antigen_class = car_antigen_class(cells, extra, site, p)
+            antigen_class = products_antigen_class(cells, extra, site, params)
             if antigen_class == C.ANTIGEN_NEGATIVE:
                 counts[C.CENSUS_TUMOR_ANTIGEN_NEGATIVE] += 1
             elif antigen_class == C.ANTIGEN_HIGH:
@@ -879,7 +878,7 @@ def census(cells, extra, params):
                 counts[C.CENSUS_TUMOR_ANTIGEN_LOW] += 1
         elif cell == NORMAL:
             counts[C.CENSUS_NORMAL_CELLS] += 1
-            if carries_car_antigen(cells, extra, site, p):
+            if products_antigen_class(cells, extra, site, params) != C.ANTIGEN_NEGATIVE:
                 counts[C.CENSUS_NORMAL_ANTIGEN_POSITIVE] += 1
         elif cell == CAR_T:
             counts[C.CENSUS_CAR_T_CELLS] += 1
@@ -893,6 +892,18 @@ def census(cells, extra, params):
         elif cell == NECROTIC:
             counts[C.CENSUS_NECROTIC_CELLS] += 1
     return counts
+
+
+@njit(cache=True, inline="always")
+def products_antigen_class(cells, extra, j, params):
+    """The antigen of the cell at ``j`` as the scenario's products see it: the highest
+    ``car_antigen_class`` over the products' records (``params[0]``, ``params[N_SUBSETS]``,
+    ...; a product's subsets share its receptors). High if some product recognises it,
+    negative if it carries no antigen any product binds."""
+    best = C.ANTIGEN_NEGATIVE
+    for k in range(0, params.shape[0], C.N_SUBSETS):
+        best = max(best, car_antigen_class(cells, extra, j, params[k]))
+    return best
 
 
 @njit(cache=True, inline="always")
@@ -947,10 +958,8 @@ def car_t_by_class(cells, n_classes):
 
 @njit(cache=True)
 def antigen_classes(cells, extra, params):
-    """Per site, ``car_antigen_class`` (``params[0]``) as uint8; ``ANTIGEN_NEGATIVE`` on empty
-    sites."""
-    p = params[0]
+    """Per site, ``products_antigen_class`` as uint8; ``ANTIGEN_NEGATIVE`` on empty sites."""
     classes = np.zeros(cells.shape[0], dtype=np.uint8)
     for site in range(cells.shape[0]):
-        classes[site] = car_antigen_class(cells, extra, site, p)
+        classes[site] = products_antigen_class(cells, extra, site, params)
     return classes

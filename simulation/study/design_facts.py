@@ -165,7 +165,7 @@ def relapse_runs(scale: Scale, arms: dict[str, str],
                  ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(time series, summary, per-run measures) of B-ALL product arms run until
     ``OR_GATE_DAYS``: residual disease, whether it is CD19-negative, how much of it escapes
-    the main product's receptors, and the final tumour."""
+    every product's receptors, and the final tumour."""
     overrides = patient_size(scale, max(scale.days, OR_GATE_DAYS), stop_when_cleared=True)
     timeseries, summary = run_products(scale, arms, overrides, scale.seeds, arm_overrides)
 
