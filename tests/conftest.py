@@ -35,6 +35,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
 
@@ -209,6 +210,18 @@ def motility_arrays(car_t: float = 0.0, cancer: float = 0.0, normal: float = 0.0
     move_p[NORMAL] = normal
     persist_p[CAR_T] = persist_car_t
     return move_p, persist_p
+
+
+def finish_identically(original, restored) -> None:
+    """Run two models (a run and its copy restored from a checkpoint) to their end and assert
+    the same cell and extra records, blood pool and census rows."""
+    original.run()
+    restored.run()
+    assert np.array_equal(restored.lattice.cells, original.lattice.cells)
+    assert np.array_equal(restored.lattice.extra, original.lattice.extra)
+    assert restored.blood.state() == original.blood.state()
+    pd.testing.assert_frame_equal(restored.datacollector.get_model_vars_dataframe(),
+                                  original.datacollector.get_model_vars_dataframe())
 
 
 def new_events() -> np.ndarray:

@@ -14,7 +14,8 @@ import copy
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import CONFIG_DIR, TINY_SCENARIO, make_lattice, new_events, params_with, place
+from conftest import (CONFIG_DIR, TINY_SCENARIO, finish_identically, make_lattice, new_events,
+                      params_with, place)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -366,12 +367,7 @@ def test_sequential_product_run_restored_from_a_checkpoint_finishes_identically(
     assert original.blood.cells > 0 and cd22 > 0  # both products are part of the state
     checkpoints.save_checkpoint(original.checkpoint_state(), tmp_path / "c.npz")
     restored = CarTModel.from_checkpoint(checkpoints.load_checkpoint(tmp_path / "c.npz"))
-    original.run()
-    restored.run()
-    assert np.array_equal(restored.lattice.cells, original.lattice.cells)
-    assert np.array_equal(restored.blood.effector, original.blood.effector)
-    pd.testing.assert_frame_equal(restored.datacollector.get_model_vars_dataframe(),
-                                  original.datacollector.get_model_vars_dataframe())
+    finish_identically(original, restored)
 
 
 def test_a_format_4_checkpoint_still_restores_and_finishes_identically():
@@ -391,12 +387,7 @@ def test_a_format_4_checkpoint_still_restores_and_finishes_identically():
                                       for n in state["cells"].dtype.names],
                           "itemsize": state["cells"].dtype.itemsize})
     state["cells"] = state["cells"].view(old_dtype)
-    restored = CarTModel.from_checkpoint(state)
-    model.run()
-    restored.run()
-    assert np.array_equal(restored.lattice.cells, model.lattice.cells)
-    pd.testing.assert_frame_equal(restored.datacollector.get_model_vars_dataframe(),
-                                  model.datacollector.get_model_vars_dataframe())
+    finish_identically(model, CarTModel.from_checkpoint(state))
 
 
 def test_shipped_product_scenarios_load(config_dir):

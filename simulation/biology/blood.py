@@ -67,17 +67,16 @@ class BloodPool:
             converted = int(rng.binomial(effector, self.memory_p[k]))
             effector -= converted
             memory += converted
-            leaving = (int(rng.binomial(effector, self.leave_p)),
-                       int(rng.binomial(memory, self.leave_p)))
-            for state, n_leaving in zip((EFFECTOR, MEMORY), leaving):
-                placed = kernel.extravasate(lat.cells, lat.extra, lat.tissue, lat.shape,
-                                            lat.offsets, self.vessel_sites, n_leaving,
-                                            first_cell, state, k, seed, sweep, motile_rows)
-                first_cell += n_leaving
-                if state == EFFECTOR:
-                    effector -= placed
-                else:
-                    memory -= placed
+            leaving_effector = int(rng.binomial(effector, self.leave_p))
+            leaving_memory = int(rng.binomial(memory, self.leave_p))
+            effector -= kernel.extravasate(lat.cells, lat.extra, lat.tissue, lat.shape,
+                                           lat.offsets, self.vessel_sites, leaving_effector,
+                                           first_cell, EFFECTOR, k, seed, sweep, motile_rows)
+            memory -= kernel.extravasate(lat.cells, lat.extra, lat.tissue, lat.shape,
+                                         lat.offsets, self.vessel_sites, leaving_memory,
+                                         first_cell + leaving_effector, MEMORY, k, seed, sweep,
+                                         motile_rows)
+            first_cell += leaving_effector + leaving_memory
             self.effector[k], self.memory[k] = effector, memory
 
     def state(self) -> dict[str, list[int]]:

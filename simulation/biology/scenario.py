@@ -151,7 +151,6 @@ class SubsetTraits:
     half_life_factor: float = 1.0  # on the effector half-life
     extra_divisions: int = 0
     needs_help: int = 0  # 1: a CD8 cell of a composed product (divides slower without CD4 help)
-    unhelped_division_factor: float = 1.0
 
 
 def _subset_traits(car_t: CarTConfig, subset: int) -> SubsetTraits:
@@ -168,22 +167,25 @@ def _subset_traits(car_t: CarTConfig, subset: int) -> SubsetTraits:
         half_life_factor=((mix.cd4_half_life_factor if cd4 else 1.0)
                           * (mix.memory_like_half_life_factor if memory_like else 1.0)),
         extra_divisions=mix.memory_like_extra_divisions if memory_like else 0,
-        needs_help=0 if cd4 else 1,
-        unhelped_division_factor=1.0 if cd4 else mix.unhelped_cd8_division_factor)
+        needs_help=0 if cd4 else 1)
 
 
 def set_division_probabilities(params: np.ndarray, cfg: ScenarioConfig,
                                time_min: float = math.inf) -> None:
     """Set every class's CAR-T division probabilities per step (helped and unhelped) for
-    ``time_min`` (``car_t_division_rate``: the lymphodepletion boost fades)."""
+    ``time_min`` (``car_t_division_rate``: the lymphodepletion boost fades). Runs every time
+    step of a conditioned scenario: two probabilities per product, copied to its classes; a
+    class that needs no help (``needs_help`` 0) divides at the helped rate either way."""
     dt = cfg.time.dt_min
     for product, car_t in enumerate(cfg.product_configs.values()):
         rate = car_t_division_rate(cfg, time_min, car_t)
-        for subset in range(N_SUBSETS):
-            p = params[product * N_SUBSETS + subset]
-            p["car_t_divide_p"] = probability_per_step(rate, dt)
-            p["unhelped_divide_p"] = probability_per_step(
-                rate * _subset_traits(car_t, subset).unhelped_division_factor, dt)
+        helped = probability_per_step(rate, dt)
+        mix = car_t.composition
+        unhelped = (helped if mix is None
+                    else probability_per_step(rate * mix.unhelped_cd8_division_factor, dt))
+        for p in params[product * N_SUBSETS:(product + 1) * N_SUBSETS]:
+            p["car_t_divide_p"] = helped
+            p["unhelped_divide_p"] = unhelped if p["needs_help"] else helped
 
 
 def _receptor_parameters(p: np.void, cfg: ScenarioConfig, car_t: CarTConfig) -> None:
