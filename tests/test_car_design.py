@@ -116,7 +116,7 @@ def test_or_car_binds_the_target_with_the_strongest_combined_signal():
     target_with(lat, 1, 2, a=HIGH)  # one antigen high
     both = target_with(lat, 3, 2, a=HIGH, b=HIGH)  # both high: a stronger OR signal
     params = quiet(second_kill_slot=1, second_half_max=HALF_MAX)[0]
-    picked = {kernel.best_target(car_t, lat.cells, lat.extra, lat.shape, lat.offsets, params,
+    picked = {kernel.best_target(car_t, kernel.site_position(car_t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, params,
                                  SEED, sweep) for sweep in range(32)}
     assert picked == {both}
 

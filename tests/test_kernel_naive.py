@@ -124,7 +124,7 @@ def test_count_free_neighbours_matches_reference(neighbourhood, fill):
                                                            lat.n_sites), EMPTY)
     kinds = lat.cells["cell_type"].tolist()
     for site in range(lat.n_sites):
-        assert kernel.count_free_neighbours(site, lat.cells, lat.tissue, lat.shape, lat.offsets) == (
+        assert kernel.count_free_neighbours(site, kernel.site_position(site, lat.shape), lat.cells, lat.tissue, lat.shape, lat.offsets) == (
             ref_count_free(site, kinds, width, height, lat.offsets)), site
 
 

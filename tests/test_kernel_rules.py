@@ -194,7 +194,7 @@ def test_best_target_picks_the_neighbour_with_most_antigen():
     best = place(lat, 4, 4, NORMAL, 5000.0)
     place(lat, 3, 2, CANCER, 300.0)
     place(lat, 2, 3, CAR_T)  # CAR-T are not targets
-    picked = {kernel.best_target(t, lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep)
+    picked = {kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep)
               for sweep in range(64)}
     assert picked == {best}
 
@@ -206,7 +206,7 @@ def test_best_target_returns_minus_one_without_antigen_positive_neighbour():
     place(lat, 4, 4, NORMAL, 0.0)
     place(lat, 5, 5, CANCER, 9000.0)  # not a neighbour
     for sweep in range(16):
-        assert kernel.best_target(t, lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep) == -1
+        assert kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep) == -1
 
 
 def test_best_target_breaks_ties_randomly_between_equal_neighbours():
@@ -214,7 +214,7 @@ def test_best_target_breaks_ties_randomly_between_equal_neighbours():
     t = place(lat, 3, 3, CAR_T)
     a = place(lat, 2, 3, CANCER, 3000.0)
     b = place(lat, 4, 3, CANCER, 3000.0)
-    picked = [kernel.best_target(t, lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, s) for s in range(200)]
+    picked = [kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, s) for s in range(200)]
     assert set(picked) == {a, b}
 
 
@@ -595,11 +595,11 @@ def test_pick_free_neighbour_chooses_only_free_sites_and_all_of_them():
     surround(lat, 2, 2, skip=skip)
     z = lat.shape[0] // 2  # in 3D the skipped (dx, dy) are free in the layers above and below too
     free = {site_of(lat, 2 + dx, 2 + dy, z + dz) for dx, dy, dz in lat.offsets if (dx, dy) in skip}
-    picks = [kernel.pick_free_neighbour(centre, lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, s, 4)
+    picks = [kernel.pick_free_neighbour(centre, kernel.site_position(centre, lat.shape), lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, s, 4)
              for s in range(200)]
     assert set(picks) == free
     surround(lat, 2, 2)
-    assert kernel.pick_free_neighbour(centre, lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, 0, 4) == -1
+    assert kernel.pick_free_neighbour(centre, kernel.site_position(centre, lat.shape), lat.cells, lat.tissue, lat.shape, lat.offsets, SEED, 0, 4) == -1
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,9 +90,9 @@ def is_free(j, cells, tissue):
 
 
 @njit(cache=True)
-def count_free_neighbours(site, cells, tissue, shape, offsets):
-    """Number of free sites (``is_free``) around ``site``."""
-    x, y, z = site_position(site, shape)
+def count_free_neighbours(site, position, cells, tissue, shape, offsets):
+    """Number of free sites (``is_free``) around ``site`` at ``position`` (x, y, z)."""
+    x, y, z = position
     n_free = 0
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
@@ -102,10 +102,10 @@ def count_free_neighbours(site, cells, tissue, shape, offsets):
 
 
 @njit(cache=True)
-def pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep, purpose):
-    """A uniformly chosen free neighbour of ``site``, or -1 when it has none."""
-    x, y, z = site_position(site, shape)
-    n_free = count_free_neighbours(site, cells, tissue, shape, offsets)
+def pick_free_neighbour(site, position, cells, tissue, shape, offsets, seed, sweep, purpose):
+    """A uniformly chosen free neighbour of ``site`` at ``position``, or -1 when it has none."""
+    x, y, z = position
+    n_free = count_free_neighbours(site, position, cells, tissue, shape, offsets)
     if n_free == 0:
         return -1
     chosen = randint(seed, sweep, site, purpose, n_free)
@@ -119,9 +119,9 @@ def pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep, purpos
 
 
 @njit(cache=True)
-def next_to_vessel(site, tissue, shape, offsets):
-    """True if a neighbour of ``site`` is a vessel site."""
-    x, y, z = site_position(site, shape)
+def next_to_vessel(site, position, tissue, shape, offsets):
+    """True if a neighbour of ``site`` at ``position`` is a vessel site."""
+    x, y, z = position
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and tissue[j] == TISSUE_VESSEL:
@@ -246,12 +246,12 @@ def target_score(cells, extra, j, params):
 
 
 @njit(cache=True)
-def best_target(site, cells, extra, shape, offsets, params, seed, sweep):
+def best_target(site, position, cells, extra, shape, offsets, params, seed, sweep):
     """The neighbour with the highest ``target_score``, or -1 if none scores above 0.
 
     CAR-T bind the target that gives the strongest signal; ties are broken uniformly at random.
     """
-    x, y, z = site_position(site, shape)
+    x, y, z = position
     n_off = offsets.shape[0]
     best_score = 0.0
     n_best = 0
@@ -278,9 +278,9 @@ def best_target(site, cells, extra, shape, offsets, params, seed, sweep):
 
 
 @njit(cache=True)
-def has_recognised_neighbour(site, cells, extra, shape, offsets, params):
+def has_recognised_neighbour(site, position, cells, extra, shape, offsets, params):
     """True if a neighbour is ``recognised`` by the CAR-T at ``site`` (a synapse)."""
-    x, y, z = site_position(site, shape)
+    x, y, z = position
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type) and recognised(cells, extra, j, params):
@@ -289,9 +289,9 @@ def has_recognised_neighbour(site, cells, extra, shape, offsets, params):
 
 
 @njit(cache=True)
-def has_helper_neighbour(site, cells, shape, offsets):
+def has_helper_neighbour(site, position, cells, shape, offsets):
     """True if a CD4 CAR-T (class bit ``constants.SUBSET_CD4``) is next to ``site``: help."""
-    x, y, z = site_position(site, shape)
+    x, y, z = position
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and cells[j].cell_type == CAR_T and cells[j].car_class & C.SUBSET_CD4:
@@ -300,10 +300,10 @@ def has_helper_neighbour(site, cells, shape, offsets):
 
 
 @njit(cache=True)
-def has_priming_neighbour(site, cells, extra, shape, offsets, params):
+def has_priming_neighbour(site, position, cells, extra, shape, offsets, params):
     """True if a neighbour carries the priming antigen (``params.prime_slot``) at or above
     ``params.prime_half_max``: a SynNotch receptor is engaged."""
-    x, y, z = site_position(site, shape)
+    x, y, z = position
     slot = params.prime_slot
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
@@ -314,7 +314,7 @@ def has_priming_neighbour(site, cells, extra, shape, offsets, params):
 
 
 @njit(cache=True, inline="always")
-def car_expressed(site, cells, extra, shape, offsets, params):
+def car_expressed(site, position, cells, extra, shape, offsets, params):
     """Update the AND-gate priming timer of the CAR-T at ``site``; True if its CAR is expressed.
 
     A CAR without a priming receptor is always expressed. With one (AND logic), contact with
@@ -323,7 +323,7 @@ def car_expressed(site, cells, extra, shape, offsets, params):
     """
     if params.prime_slot == C.NO_RECEPTOR:
         return True
-    if has_priming_neighbour(site, cells, extra, shape, offsets, params):
+    if has_priming_neighbour(site, position, cells, extra, shape, offsets, params):
         extra[site].primed = params.priming_steps
     elif extra[site].primed > 0:
         extra[site].primed -= 1
@@ -376,9 +376,9 @@ def suppression_factor(level, half_effect):
 
 
 @njit(cache=True)
-def uphill_direction(site, field, shape, offsets):
+def uphill_direction(site, position, field, shape, offsets):
     """Index of the neighbour with the highest field value above the site's own, or -1."""
-    x, y, z = site_position(site, shape)
+    x, y, z = position
     best = -1
     best_value = field[site]
     for k in range(offsets.shape[0]):
@@ -424,9 +424,10 @@ def clear_site(site, cells, extra):
 # migration sweep
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def migrate_cell(site, cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params,
-                 seed, sweep):
-    """One migration attempt of the cell at ``site``; returns its site afterwards.
+def migrate_cell(site, position, cells, extra, tissue, fields, shape, offsets, move_p, persist_p,
+                 params, seed, sweep):
+    """One migration attempt of the cell at ``site`` (at ``position``, its (x, y, z), which the
+    sweep knows without dividing); returns its site afterwards.
 
     A motile cell moves with probability ``move_p[type]`` per sweep to the neighbour along its
     heading (kept with probability ``persist_p[type]``, else redrawn; a CAR-T redraws up the
@@ -442,18 +443,18 @@ def migrate_cell(site, cells, extra, tissue, fields, shape, offsets, move_p, per
     if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
         return site
     if cell == CAR_T and (params.prime_slot == C.NO_RECEPTOR or extra[site].primed > 0) and (
-            has_recognised_neighbour(site, cells, extra, shape, offsets, params)):
+            has_recognised_neighbour(site, position, cells, extra, shape, offsets, params)):
         return site
     n_off = offsets.shape[0]
     direction = cells[site].heading
     if direction == NO_HEADING or uniform(seed, sweep, site, C.RNG_HEADING) >= persist_p[cell]:
         direction = -1
-        if (cell == CAR_T
+        if (cell == CAR_T and params.chemotaxis_bias > 0.0  # (no draw spent on a zero bias)
                 and uniform(seed, sweep, site, C.RNG_CHEMOTAXIS) < params.chemotaxis_bias):
-            direction = uphill_direction(site, fields[F_CHEMOKINE], shape, offsets)
+            direction = uphill_direction(site, position, fields[F_CHEMOKINE], shape, offsets)
         if direction < 0:
             direction = randint(seed, sweep, site, C.RNG_HEADING_PICK, n_off)
-    dst = neighbour_site(site, direction, shape, offsets)
+    dst = neighbour_from(site, position[0], position[1], position[2], direction, shape, offsets)
     if dst < 0 or not is_free(dst, cells, tissue) or (
             tissue[dst] == TISSUE_STROMA
             and uniform(seed, sweep, site, C.RNG_STROMA) >= params.stroma_crossing_p):
@@ -468,8 +469,8 @@ def migrate_cell(site, cells, extra, tissue, fields, shape, offsets, move_p, per
 # interaction sweep: death, killing, exhaustion, division
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
-def cancer_cell_update(site, cells, extra, tissue, fields, shape, offsets, params, seed, sweep,
-                       events, row):
+def cancer_cell_update(site, position, cells, extra, tissue, fields, shape, offsets, params, seed,
+                       sweep, events, row):
     """Necrosis, apoptosis or division into a free neighbour (contact inhibition); returns the
     daughter's site, or -1.
 
@@ -501,7 +502,7 @@ def cancer_cell_update(site, cells, extra, tissue, fields, shape, offsets, param
     divide_p = params.cancer_divide_p * ramp(oxygen, necrosis_o2, params.proliferation_o2_mmhg)
     if u >= death_p + divide_p:
         return -1
-    daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
+    daughter = pick_free_neighbour(site, position, cells, tissue, shape, offsets, seed, sweep,
                                    C.RNG_DIVIDE_SITE)
     if daughter < 0:
         return -1  # contact inhibition: no room, no division
@@ -537,8 +538,8 @@ def daughter_born(daughter, cells, sweep, events, row):
 
 
 @njit(cache=True)
-def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, seed, sweep, events,
-                 row):
+def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, params, seed, sweep,
+                 events, row):
     """One time step of a CAR-T: death, memory, kill attempt, exhaustion, division, exit to blood.
 
     The CAR-T attacks its ``best_target`` if its CAR is expressed (``car_expressed``: always,
@@ -568,13 +569,13 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
         return -1
 
     target = -1
-    if car_expressed(site, cells, extra, shape, offsets, params):
-        target = best_target(site, cells, extra, shape, offsets, params, seed, sweep)
+    if car_expressed(site, position, cells, extra, shape, offsets, params):
+        target = best_target(site, position, cells, extra, shape, offsets, params, seed, sweep)
     bound = target >= 0 and recognised(cells, extra, target, params)
     if state == MEMORY:
         if not bound:
-            leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events,
-                            row, C.E_MEMORY_TO_BLOOD)
+            leave_for_blood(site, position, cells, extra, tissue, shape, offsets, params, seed,
+                            sweep, events, row, C.E_MEMORY_TO_BLOOD)
             return -1
         state = EFFECTOR
         cells[site].car_t_state = EFFECTOR
@@ -620,18 +621,18 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
             cells[site].car_t_state = MEMORY
             events[row, C.E_CAR_T_BECAME_MEMORY] += 1
             return -1
-        leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events,
-                        row, C.E_EFFECTOR_TO_BLOOD)
+        leave_for_blood(site, position, cells, extra, tissue, shape, offsets, params, seed,
+                        sweep, events, row, C.E_EFFECTOR_TO_BLOOD)
         return -1
     cells[site].activation -= 1
     if exhausted or cells[site].divisions >= params.max_divisions:
         return -1
     divide_p = params.car_t_divide_p
-    if params.needs_help and not has_helper_neighbour(site, cells, shape, offsets):
+    if params.needs_help and not has_helper_neighbour(site, position, cells, shape, offsets):
         divide_p = params.unhelped_divide_p
     if uniform(seed, sweep, site, C.RNG_DIVIDE) >= divide_p:
         return -1
-    daughter = pick_free_neighbour(site, cells, tissue, shape, offsets, seed, sweep,
+    daughter = pick_free_neighbour(site, position, cells, tissue, shape, offsets, seed, sweep,
                                    C.RNG_DIVIDE_SITE)
     if daughter < 0:
         return -1
@@ -652,13 +653,13 @@ def car_t_update(site, cells, extra, tissue, fields, shape, offsets, params, see
 
 
 @njit(cache=True, inline="always")
-def leave_for_blood(site, cells, extra, tissue, shape, offsets, params, seed, sweep, events, row,
-                    event):
+def leave_for_blood(site, position, cells, extra, tissue, shape, offsets, params, seed, sweep,
+                    events, row, event):
     """Remove the CAR-T at ``site`` into the blood with probability ``params.intravasation_p`` if a
     vessel is next to it; ``events[row, event]`` counts it for the blood pool, and so does the
     per-class slot (``constants.E_CLASS_TO_BLOOD``) if ``events`` has those slots."""
     exit_p = params.intravasation_p
-    if exit_p <= 0.0 or not next_to_vessel(site, tissue, shape, offsets):
+    if exit_p <= 0.0 or not next_to_vessel(site, position, tissue, shape, offsets):
         return
     if uniform(seed, sweep, site, C.RNG_INTRAVASATION) < exit_p:
         if events.shape[1] > N_EVENTS:
@@ -723,7 +724,9 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
             p = params[0]  # bound in the row: a parallel loop cannot capture a record
             row_has_motile = False
             for i in range(nx):
-                site = row + (nx - 1 - i if backwards else i)
+                x = nx - 1 - i if backwards else i
+                site = row + x
+                position = (x, y, z)
                 cell = cells[site].cell_type
                 motile = move_p[cell] > 0.0
                 row_has_motile = row_has_motile or motile
@@ -741,20 +744,20 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                 moved_to = -1  # the site a motile cell moved to or was born on
                 if not interaction:
                     # a CAR-T reads its class's record (its receptors); other cells have class 0
-                    moved_to = migrate_cell(site, cells, extra, tissue, fields, shape, offsets,
-                                            move_p, persist_p, params[cells[site].car_class],
-                                            seed, sweep)
+                    moved_to = migrate_cell(site, position, cells, extra, tissue, fields, shape,
+                                            offsets, move_p, persist_p,
+                                            params[cells[site].car_class], seed, sweep)
                 elif cell == CANCER:
-                    moved_to = cancer_cell_update(site, cells, extra, tissue, fields, shape,
-                                                  offsets, p, seed, sweep, row_events, r)
+                    moved_to = cancer_cell_update(site, position, cells, extra, tissue, fields,
+                                                  shape, offsets, p, seed, sweep, row_events, r)
                 elif cell == CAR_T:
-                    moved_to = car_t_update(site, cells, extra, tissue, fields, shape, offsets,
-                                            params[cells[site].car_class], seed, sweep,
+                    moved_to = car_t_update(site, position, cells, extra, tissue, fields, shape,
+                                            offsets, params[cells[site].car_class], seed, sweep,
                                             row_events, r)
                 else:
                     necrotic_update(site, cells, extra, p, seed, sweep, row_events, r)
-                if motile and moved_to >= 0 and moved_to // nx != row_index:
-                    motile_rows[moved_to // nx] = 1
+                if motile and moved_to >= 0 and not row <= moved_to < row + nx:
+                    motile_rows[moved_to // nx] = 1  # it left the row
             if interaction:
                 motile_rows[row_index] = row_has_motile
     events += row_events.sum(axis=0)
@@ -834,10 +837,10 @@ def extravasate(cells, extra, tissue, shape, offsets, vessel_sites, n_cells, fir
         return 0
     for i in range(first_cell, first_cell + n_cells):
         vessel = vessel_sites[randint(seed, sweep, i, C.RNG_EXTRAVASATION, n_vessels)]
-        n_free = count_free_neighbours(vessel, cells, tissue, shape, offsets)
+        vx, vy, vz = site_position(vessel, shape)
+        n_free = count_free_neighbours(vessel, (vx, vy, vz), cells, tissue, shape, offsets)
         if n_free == 0:
             continue
-        vx, vy, vz = site_position(vessel, shape)
         chosen = randint(seed, sweep, i, C.RNG_EXTRAVASATION_SITE, n_free)
         for k in range(offsets.shape[0]):
             j = neighbour_from(vessel, vx, vy, vz, k, shape, offsets)
