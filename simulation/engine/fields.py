@@ -527,8 +527,17 @@ def _prolong_add(coarse, coarse_shape, fine, fine_shape, fixed, edge_weight):
                 term_start[n_terms] = cx * ((y_next if ky else y_own) + cy * zz)
                 term_weight[n_terms] = weight_zy
                 n_terms += 1
-        for x in range(nx):
-            s = x + nx * row
+        row_start = np.uint64(nx * row)
+        x_step = 1
+        if n_terms == 2 and nx > 2:  # two coarse rows (2D off the y edges): the hot loop
+            first, second = int(term_start[0]), int(term_start[1])
+            _prolong_row_inside(coarse[first:first + cx], coarse[second:second + cx],
+                                term_weight[0],
+                                term_weight[1], fine[nx * row:nx * row + nx],
+                                fixed[nx * row:nx * row + nx])
+            x_step = nx - 1  # the two edge sites are left
+        for x in range(0, nx, x_step):
+            s = row_start + np.uint64(x)
             if fixed[s]:
                 continue
             x_own, x_next, x_own_weight, x_next_weight = _coarse_neighbours(x, nx, edge_weight)
@@ -540,6 +549,22 @@ def _prolong_add(coarse, coarse_shape, fine, fine_shape, fixed, edge_weight):
                 value += term_weight[term] * (x_own_weight * coarse[start + own]
                                               + x_next_weight * coarse[start + other])
             fine[s] += value
+
+
+@njit(cache=True)
+def _prolong_row_inside(below, above, weight_below, weight_above, line, held):
+    """``_prolong_add`` for the sites 1 <= x < nx - 1 of a 2D fine row ``line`` off the y edges
+    (``held``: its ``fixed``), from the coarse rows ``below`` and ``above`` with their weights:
+    the same sums in the same order, indexed by unsigned integers (``_relax_inside``)."""
+    for x in range(1, line.shape[0] - 1):
+        if held[x]:
+            continue
+        own = np.uint64(x >> 1)
+        other = own + np.uint64(1) if x & 1 else own - np.uint64(1)
+        value = 0.0
+        value += weight_below * (0.75 * below[own] + 0.25 * below[other])
+        value += weight_above * (0.75 * above[own] + 0.25 * above[other])
+        line[x] += value
 
 
 @njit(cache=True, inline="always")
