@@ -653,7 +653,7 @@ def _inside_neighbour_sum(c, s, row_step, layer, three_d):
     return neighbour_sum
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _relax_inside(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per_min,
                   fixed, row, x_first, over_relaxation, has_uptake, has_fixed):
     """SOR-update the free sites ``x_first, x_first + 2, ... < nx - 1`` (x_first >= 1) of a
@@ -684,7 +684,7 @@ def _relax_inside(c, known_per_min, shape, coupling_per_min, loss_per_min, uptak
     return largest_change
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _residual_inside(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per_min,
                      fixed, row, has_uptake, has_fixed, residual):
     """``residual[x]`` for the sites ``1 <= x < nx - 1`` of a row with lattice rows on every
@@ -705,7 +705,7 @@ def _residual_inside(c, known_per_min, shape, coupling_per_min, loss_per_min, up
                 residual[x] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _edge_sites(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per_min, fixed,
                 edge_value, row, x_first, x_end, x_step, over_relaxation, has_uptake, has_fixed,
                 residual):
@@ -782,8 +782,10 @@ def _balance(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per
     nz, ny, nx = shape
     residual_sum = 0.0  # conc/min
     for row in range(ny * nz):
+        # (first_x is not read for a residual; a computed value, since numba compiles a
+        # callee once more for a literal argument)
         _row_pass(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per_min, fixed,
-                  edge_value, row, 0, 1.0, has_uptake, has_fixed, row_buffer)
+                  edge_value, row, row % 2, 1.0, has_uptake, has_fixed, row_buffer)
         for x in range(nx):
             residual_sum += row_buffer[x]
     shift = residual_sum / stiffness_per_min
