@@ -529,12 +529,9 @@ def _prolong_add(coarse, coarse_shape, fine, fine_shape, fixed, edge_weight):
                 n_terms += 1
         row_start = np.uint64(nx * row)
         x_step = 1
-        if n_terms == 2 and nx > 2:  # two coarse rows (2D off the y edges): the hot loop
-            first, second = int(term_start[0]), int(term_start[1])
-            _prolong_row_inside(coarse[first:first + cx], coarse[second:second + cx],
-                                term_weight[0],
-                                term_weight[1], fine[nx * row:nx * row + nx],
-                                fixed[nx * row:nx * row + nx])
+        if nx > 2 and (n_terms == 2 or n_terms == 4):  # 2D/3D off the y (and z) edges
+            _prolong_row_inside(coarse, term_start, term_weight, n_terms == 4,
+                                fine[nx * row:nx * row + nx], fixed[nx * row:nx * row + nx])
             x_step = nx - 1  # the two edge sites are left
         for x in range(0, nx, x_step):
             s = row_start + np.uint64(x)
@@ -552,18 +549,25 @@ def _prolong_add(coarse, coarse_shape, fine, fine_shape, fixed, edge_weight):
 
 
 @njit(cache=True)
-def _prolong_row_inside(below, above, weight_below, weight_above, line, held):
-    """``_prolong_add`` for the sites 1 <= x < nx - 1 of a 2D fine row ``line`` off the y edges
-    (``held``: its ``fixed``), from the coarse rows ``below`` and ``above`` with their weights:
-    the same sums in the same order, indexed by unsigned integers (``_relax_inside``)."""
+def _prolong_row_inside(coarse, term_start, term_weight, four_rows, line, held):
+    """``_prolong_add`` for the sites 1 <= x < nx - 1 of the fine row ``line`` (``held``: its
+    ``fixed``) from two coarse rows (2D) or four (3D) starting at ``term_start`` (uint64)
+    with weights ``term_weight``: the same sums in the same order, written out and indexed by
+    unsigned integers (``_relax_inside``)."""
+    first, second, third, fourth = term_start[0], term_start[1], term_start[2], term_start[3]
+    weight_1, weight_2, weight_3, weight_4 = (term_weight[0], term_weight[1], term_weight[2],
+                                              term_weight[3])
     for x in range(1, line.shape[0] - 1):
         if held[x]:
             continue
         own = np.uint64(x >> 1)
         other = own + np.uint64(1) if x & 1 else own - np.uint64(1)
         value = 0.0
-        value += weight_below * (0.75 * below[own] + 0.25 * below[other])
-        value += weight_above * (0.75 * above[own] + 0.25 * above[other])
+        value += weight_1 * (0.75 * coarse[first + own] + 0.25 * coarse[first + other])
+        value += weight_2 * (0.75 * coarse[second + own] + 0.25 * coarse[second + other])
+        if four_rows:
+            value += weight_3 * (0.75 * coarse[third + own] + 0.25 * coarse[third + other])
+            value += weight_4 * (0.75 * coarse[fourth + own] + 0.25 * coarse[fourth + other])
         line[x] += value
 
 
