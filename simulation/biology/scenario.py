@@ -126,8 +126,10 @@ def _class_parameters(cfg: ScenarioConfig, car_t: CarTConfig, subset: int) -> np
     p["suppression_half_effect"] = env.suppression.half_effect
     p["chemotaxis_bias"] = env.chemokine.chemotaxis_bias if env.chemokine.enabled else 0.0
     p["stroma_crossing_p"] = cfg.tissue.stroma.crossing_probability
+    # without vessels no CAR-T can re-enter the blood: 0 spares the kernel the neighbour scan
+    # for a vessel (same outcome: the draw happens only next to a vessel)
     p["intravasation_p"] = probability_per_step(
-        cfg.blood.intravasation_rate_per_h / MIN_PER_H, dt)
+        cfg.blood.intravasation_rate_per_h / MIN_PER_H, dt) if cfg.tissue.has_vessels else 0.0
     return params
 
 

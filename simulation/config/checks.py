@@ -115,10 +115,9 @@ def scenario_problems(cfg: ScenarioConfig) -> list[tuple[tuple, str, Any]]:
             problems.append((loc, f"{speed:g} um/min is {moves:.3g} moves per {dt:g}-min time "
                              f"step on a {cfg.lattice.spacing_um:g}-um lattice, more than "
                              f"{MAX_MOVES_PER_STEP}; check the unit (um per minute)", None))
-    no_vessels = cfg.tissue.vessel_density == 0 and cfg.tissue.tumor_vessel_density == 0
     for i, dose in enumerate(cfg.dosing.doses):
         route = dose.route or cfg.dosing.route
-        if route == "intravenous" and no_vessels:
+        if route == "intravenous" and not cfg.tissue.has_vessels:
             loc = ("dosing", "doses", i, "route") if dose.route else ("dosing", "route")
             problems.append((loc, "intravenous doses enter the tissue at vessels, and "
                              "tissue.vessel_density is 0; add vessels or choose 'intratumoral' "

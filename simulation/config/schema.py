@@ -544,6 +544,11 @@ class TissueConfig(StrictModel):
         "tumours).")
     stroma: StromaConfig = Field(default_factory=StromaConfig)
 
+    @property
+    def has_vessels(self) -> bool:
+        """False if neither normal tissue nor tumour holds vessel sites (an in-vitro dish)."""
+        return self.vessel_density > 0 or self.tumor_vessel_density > 0
+
 
 class BloodConfig(StrictModel):
     """The well-mixed blood pool that intravenous doses enter."""
