@@ -658,3 +658,46 @@ def test_advance_equals_migration_sweeps_then_interaction_sweep_per_step():
     assert np.array_equal(lat.cells, manual.cells)
     assert np.array_equal(events, manual_events)
     assert events.sum() > 0  # something happened, so the comparison is not vacuous
+
+
+def test_holds_target_sees_any_cancer_or_normal_cell_and_nothing_else():
+    lat = make_lattice(6, 6)
+    assert not kernel.holds_target(lat.cells)
+    place(lat, 2, 2, CAR_T)
+    assert not kernel.holds_target(lat.cells)  # CAR-T are not targets
+    place(lat, 5, 5, NORMAL, 0.0)  # the last site: found, whatever its antigen
+    assert kernel.holds_target(lat.cells)
+    lat.cells["cell_type"][-1] = EMPTY
+    place(lat, 0, 0, CANCER, 0.0)
+    assert kernel.holds_target(lat.cells)
+
+
+def test_target_scans_skipped_on_a_lattice_without_targets_change_nothing():
+    # a cleared dish: only CAR-T, effectors and memory cells; advance skips their target scans
+    # (holds_target is False); sweeps forced to scan must give the same lattice, bit for bit
+    lat = make_lattice(16, 16)
+    rng = np.random.default_rng(5)
+    kinds = rng.choice([EMPTY, CAR_T], size=lat.n_sites, p=[0.5, 0.5])
+    lat.cells["cell_type"] = kinds
+    lat.cells["car_t_state"] = np.where(kinds == CAR_T, rng.choice([EFFECTOR, MEMORY],
+                                                                   size=lat.n_sites), EFFECTOR)
+    lat.cells["activation"] = np.where(kinds == CAR_T, rng.integers(0, 3, size=lat.n_sites), 0)
+    params = quiet_params({"car_t_divide_p": 0.3, "car_t_effector_death_p": 0.02,
+                           "car_t_memory_p": 0.2})
+    move_p, persist_p = motility_arrays(car_t=0.8, persist_car_t=0.5)
+    forced = lat.copy()
+    rows = np.ones(lat.shape[0] * lat.shape[1], dtype=np.uint8)
+    events, forced_events = new_events(), new_events()
+    assert not kernel.holds_target(lat.cells)
+    kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets, move_p,
+                   persist_p, params, SEED, 0, 6, 2, events, rows.copy())
+    sweep = 0
+    for _ in range(6):
+        for substep in range(3):
+            kernel.sweep_lattice(forced.cells, forced.extra, forced.tissue, forced.fields,
+                                 forced.shape, forced.offsets, move_p, persist_p, params, SEED,
+                                 sweep, forced_events, substep == 2, rows.copy(), True)
+            sweep += 1
+    assert np.array_equal(lat.cells, forced.cells)
+    assert np.array_equal(events, forced_events)
+    assert events[E_CAR_T_BORN] > 0 and (lat.cells["cell_type"] == CAR_T).sum() > 0

@@ -425,7 +425,7 @@ def clear_site(site, cells, extra):
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def migrate_cell(site, position, cells, extra, tissue, fields, shape, offsets, move_p, persist_p,
-                 params, seed, sweep):
+                 params, seed, sweep, targets_left):
     """One migration attempt of the cell at ``site`` (at ``position``, its (x, y, z), which the
     sweep knows without dividing); returns its site afterwards.
 
@@ -442,7 +442,8 @@ def migrate_cell(site, position, cells, extra, tissue, fields, shape, offsets, m
     # the cheap draw first: the outcome is the same in either order (no side effects)
     if uniform(seed, sweep, site, C.RNG_MOVE) >= move_p[cell]:
         return site
-    if cell == CAR_T and (params.prime_slot == C.NO_RECEPTOR or extra[site].primed > 0) and (
+    if cell == CAR_T and targets_left and (
+            params.prime_slot == C.NO_RECEPTOR or extra[site].primed > 0) and (
             has_recognised_neighbour(site, position, cells, extra, shape, offsets, params)):
         return site
     n_off = offsets.shape[0]
@@ -539,7 +540,7 @@ def daughter_born(daughter, cells, sweep, events, row):
 
 @njit(cache=True)
 def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, params, seed, sweep,
-                 events, row):
+                 events, row, targets_left):
     """One time step of a CAR-T: death, memory, kill attempt, exhaustion, division, exit to blood.
 
     The CAR-T attacks its ``best_target`` if its CAR is expressed (``car_expressed``: always,
@@ -569,7 +570,8 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
         return -1
 
     target = -1
-    if car_expressed(site, position, cells, extra, shape, offsets, params):
+    # (the priming timer runs down even with no target left: car_expressed first)
+    if car_expressed(site, position, cells, extra, shape, offsets, params) and targets_left:
         target = best_target(site, position, cells, extra, shape, offsets, params, seed, sweep)
     bound = target >= 0 and recognised(cells, extra, target, params)
     if state == MEMORY:
@@ -681,7 +683,7 @@ def necrotic_update(site, cells, extra, params, seed, sweep, events, row):
 
 @njit(cache=True, parallel=True)
 def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                  sweep, events, interaction, motile_rows):
+                  sweep, events, interaction, motile_rows, targets_left):
     """Visit every cell once, row class by row class, rows of a class in parallel.
 
     ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
@@ -739,7 +741,8 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                     # a CAR-T reads its class's record (its receptors); other cells have class 0
                     moved_to = migrate_cell(site, (x, y, z), cells, extra, tissue, fields, shape,
                                             offsets, move_p, persist_p,
-                                            params[cells[site].car_class], seed, sweep)
+                                            params[cells[site].car_class], seed, sweep,
+                                            targets_left)
                     if not row <= moved_to < row + nx:
                         motile_rows[moved_to // nx] = 1  # it left the row
                 continue
@@ -763,7 +766,7 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                 elif cell == CAR_T:
                     moved_to = car_t_update(site, position, cells, extra, tissue, fields, shape,
                                             offsets, params[cells[site].car_class], seed, sweep,
-                                            row_events, slot)
+                                            row_events, slot, targets_left)
                 else:
                     necrotic_update(site, cells, extra, p, seed, sweep, row_events, slot)
                 if motile and moved_to >= 0 and not row <= moved_to < row + nx:
@@ -778,7 +781,7 @@ def migration_sweep(cells, extra, tissue, fields, shape, offsets, move_p, persis
     """Give every motile cell one migration attempt (every row scanned)."""
     sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
                   sweep, np.zeros(N_EVENTS, dtype=np.int64), False,
-                  np.ones(shape[0] * shape[1], dtype=np.uint8))
+                  np.ones(shape[0] * shape[1], dtype=np.uint8), holds_target(cells))
 
 
 @njit(cache=True)
@@ -786,7 +789,18 @@ def interaction_sweep(cells, extra, tissue, fields, shape, offsets, params, seed
     """Death, killing, exhaustion and division for every cell; counts go to ``events``."""
     no_motion = np.zeros(N_CELL_TYPES)
     sweep_lattice(cells, extra, tissue, fields, shape, offsets, no_motion, no_motion, params,
-                  seed, sweep, events, True, np.zeros(shape[0] * shape[1], dtype=np.uint8))
+                  seed, sweep, events, True, np.zeros(shape[0] * shape[1], dtype=np.uint8),
+                  holds_target(cells))
+
+
+@njit(cache=True)
+def holds_target(cells):
+    """True if any site holds a cancer or normal cell (a potential CAR-T target); stops at the
+    first, so a lattice with tissue in it costs a few sites, a cleared dish one pass."""
+    for site in range(cells.shape[0]):
+        if is_target(cells[site].cell_type):
+            return True
+    return False
 
 
 @njit(cache=True)
@@ -817,12 +831,15 @@ def advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, par
     """
     sweep = first_sweep
     for _ in range(n_steps):
+        # no cancer or normal cell anywhere (a cleared dish): CAR-T skip their target scans,
+        # which would find nothing (no draw is spent in them); none can appear within a step
+        targets_left = holds_target(cells)
         for substep in range(n_move_substeps + 1):
             # one call site with a computed flag: numba compiles a function once per distinct
             # literal argument, and this one (parallel, everything inlined) takes ~10 s
             interaction = substep == n_move_substeps
             sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p,
-                          params, seed, sweep, events, interaction, motile_rows)
+                          params, seed, sweep, events, interaction, motile_rows, targets_left)
             sweep += 1
     return sweep
 
