@@ -53,6 +53,7 @@ from simulation.engine.constants import (  # noqa: E402
     N_EVENTS,
     NORMAL,
 )
+from simulation.engine import kernel  # noqa: E402
 from simulation.engine.lattice import Lattice  # noqa: E402
 from simulation.biology.scenario import Motility, kernel_parameters, motility  # noqa: E402
 
@@ -178,6 +179,13 @@ def place(lattice: Lattice, x: int, y: int, cell_type: int, antigen: float = 0.0
 def sites_of_type(lattice: Lattice, cell_type: int) -> np.ndarray:
     """Flat indices of the sites holding ``cell_type``."""
     return np.flatnonzero(lattice.cells["cell_type"] == cell_type)
+
+
+def neighbour_of(lattice: Lattice, site: int, k: int) -> int:
+    """``kernel.neighbour_from`` for ``site`` (its position worked out): neighbour ``k``, or -1
+    off the lattice."""
+    return kernel.neighbour_from(site, *kernel.site_position(site, lattice.shape), k,
+                                 lattice.shape, lattice.offsets)
 
 
 def default_kernel_setup(lattice: Lattice | None = None,

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import make_lattice
+from conftest import make_lattice, neighbour_of
 from simulation.engine import kernel
 from simulation.engine import rng
 from simulation.engine.constants import (
@@ -86,16 +86,16 @@ def test_antigen_response_saturates_to_one_without_overflow():
 
 
 # ---------------------------------------------------------------------------------------------
-# neighbour_site / count_free_neighbours
+# neighbour_from / count_free_neighbours
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("neighbourhood,n_neighbours", [("moore", 8), ("von_neumann", 4)])
-def test_neighbour_site_matches_reference_everywhere(neighbourhood, n_neighbours):
+def test_neighbour_matches_reference_everywhere(neighbourhood, n_neighbours):
     width, height = 5, 4
     lat = make_lattice(width, height, neighbourhood)
     assert lat.offsets.shape == (n_neighbours, 3)
     assert np.all(lat.offsets[:, 2] == 0)
     for site, k in itertools.product(range(lat.n_sites), range(n_neighbours)):
-        assert kernel.neighbour_site(site, k, lat.shape, lat.offsets) == ref_neighbour_site(
+        assert neighbour_of(lat, site, k) == ref_neighbour_site(
             site, k, width, height, lat.offsets), (site, k)
 
 
@@ -104,7 +104,7 @@ def test_in_lattice_neighbour_counts_follow_closed_boundaries(neighbourhood):
     lat = make_lattice(6, 5, neighbourhood)
     n = lat.offsets.shape[0]
     counts = np.array([
-        sum(kernel.neighbour_site(s, k, lat.shape, lat.offsets) >= 0 for k in range(n))
+        sum(neighbour_of(lat, s, k) >= 0 for k in range(n))
         for s in range(lat.n_sites)
     ]).reshape(5, 6)
     expected_corner, expected_edge = (3, 5) if neighbourhood == "moore" else (2, 3)

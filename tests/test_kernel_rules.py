@@ -12,6 +12,7 @@ import pytest
 from conftest import (
     make_lattice,
     motility_arrays,
+    neighbour_of,
     new_events,
     numpy_census,
     params_with,
@@ -548,18 +549,18 @@ def test_cells_with_zero_move_probability_do_not_move():
 # ---------------------------------------------------------------------------------------------
 # geometry and boundaries
 # ---------------------------------------------------------------------------------------------
-def test_neighbour_site_is_minus_one_off_lattice():
+def test_neighbour_is_minus_one_off_lattice():
     lat = make_lattice(5, 4)
     corner = site_of(lat, 0, 0)
     far = site_of(lat, 4, 3)
     z = lat.shape[0] // 2  # the middle layer: in 3D, the layers above and below exist
     for k, (dx, dy, dz) in enumerate(lat.offsets):
-        got = kernel.neighbour_site(corner, k, lat.shape, lat.offsets)
+        got = neighbour_of(lat, corner, k)
         if dx < 0 or dy < 0:
             assert got == -1
         else:
             assert got == site_of(lat, dx, dy, z + dz)
-        got = kernel.neighbour_site(far, k, lat.shape, lat.offsets)
+        got = neighbour_of(lat, far, k)
         if dx > 0 or dy > 0:
             assert got == -1
         else:
@@ -570,7 +571,7 @@ def test_row_end_neighbour_does_not_wrap_to_next_row():
     lat = make_lattice(5, 4)
     end_of_row = site_of(lat, 4, 1)
     right = [k for k, (dx, dy, dz) in enumerate(lat.offsets) if (dx, dy, dz) == (1, 0, 0)][0]
-    assert kernel.neighbour_site(end_of_row, right, lat.shape, lat.offsets) == -1
+    assert neighbour_of(lat, end_of_row, right) == -1
 
 
 def test_cells_never_leave_closed_lattice():

@@ -77,13 +77,6 @@ def neighbour_from(site, x, y, z, k, shape, offsets):
 
 
 @njit(cache=True, inline="always")
-def neighbour_site(site, k, shape, offsets):
-    """Index of neighbour ``k`` of ``site``, or -1 when it lies outside the lattice."""
-    x, y, z = site_position(site, shape)
-    return neighbour_from(site, x, y, z, k, shape, offsets)
-
-
-@njit(cache=True, inline="always")
 def is_free(j, cells, tissue):
     """True if a cell may be placed on site ``j``: empty, and not a vessel."""
     return cells[j].cell_type == EMPTY and tissue[j] != TISSUE_VESSEL
