@@ -30,7 +30,7 @@ from simulation.engine.fields import solve_field
 from simulation.biology.microenvironment import Microenvironment
 from simulation.model import CarTModel
 from simulation.biology.observables import hypoxic_fraction, infiltration
-from simulation.biology.scenario import build_lattice, car_t_division_rate
+from simulation.biology.scenario import build_lattice, car_t_division_rate, kernel_parameters
 
 FIELDS_ON = {name: {"enabled": True} for name in ("oxygen", "chemokine", "suppression",
                                                     "cytokine")}
@@ -109,6 +109,18 @@ def test_intravenous_dose_enters_the_blood_then_the_tissue_next_to_vessels():
     assert model.blood.cells < 200 * math.exp(-6) * 3 + 5
     on_lattice = np.count_nonzero(model.lattice.cells["cell_type"] == CAR_T)
     assert model.blood.cells + on_lattice <= 200 + model.events[E_CAR_T_BORN]
+
+
+@pytest.mark.parametrize("tissue,has_vessels", [
+    ({}, False), ({"vessel_density": 0.05}, True), ({"tumor_vessel_density": 0.01}, True)])
+def test_intravasation_is_zero_exactly_when_no_vessel_can_exist(tissue, has_vessels):
+    # no vessel site can be laid without a vessel density, so no CAR-T can re-enter the blood;
+    # 0 spares the kernel its neighbour scan for a vessel
+    cfg = scenario(tissue=tissue, blood={"intravasation_rate_per_h": 0.1})
+    assert cfg.tissue.has_vessels is has_vessels
+    exit_p = kernel_parameters(cfg)["intravasation_p"]
+    assert (exit_p > 0).all() if has_vessels else (exit_p == 0).all()
+    assert (build_lattice(cfg, seed=3).tissue == TISSUE_VESSEL).any() == has_vessels
 
 
 def test_intravenous_route_without_vessels_is_a_config_error():
