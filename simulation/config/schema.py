@@ -284,7 +284,9 @@ class CarTConfig(StrictModel):
         10.0, description="Time over which a CAR-T keeps its direction (min)."
     )
     kill_rate_per_h: PositiveFloat = Field(
-        4.0, description="Kill rate of an effector bound to a target at saturating antigen (1/h)."
+        0.05, description="Kill rate of an effector bound to a target at saturating antigen (1/h; "
+        "the in-vivo population killing rate 1.15/day of Kimmel et al. 2021 Proc R Soc B, "
+        "docs/parameters.md calibration note 1)."
     )
     antigen_half_max_molecules_per_cell: PositiveFloat = Field(
         2000.0, description="Antigen density giving half the maximal kill rate (molecules/cell); "
@@ -306,7 +308,9 @@ class CarTConfig(StrictModel):
         24.0, description="How long a kill keeps a CAR-T activated (proliferating) (h)."
     )
     exhaustion_after_engaged_h: PositiveFloat = Field(
-        20.0, description="Cumulative time in synapses after which a CAR-T is exhausted (h)."
+        240.0, description="Cumulative time in synapses after which a CAR-T is exhausted (h; "
+        "chronic stimulation in vivo, a model assumption: docs/parameters.md calibration note 2; "
+        "~20 h in vitro, Davenport et al. 2015)."
     )
     exhausted_kill_factor: Fraction = Field(
         0.2, description="Kill rate of an exhausted CAR-T relative to an effector."
