@@ -234,3 +234,16 @@ def test_each_command_names_the_one_that_runs_a_trial_file(tmp_path, capsys):
         assert main([command, str(trial), "--out", str(tmp_path / command)]) == 2
         err = capsys.readouterr().err
         assert "is a trial file" in err and "`cartsim trial " in err, err
+
+
+def test_a_trial_patient_runs_as_a_plain_scenario(tmp_path):
+    """`cartsim run` on a patient file (configs/trials/*_patient.yaml): the systemic follow-up
+    counts cells in fractions, and the folder's tables still read back (it once failed on
+    reading its own runs/ back as whole numbers)."""
+    out = tmp_path / "patient"
+    assert main(["run", str(PATIENT), "--out", str(out), "--quiet"]) == 0
+    table = pd.read_csv(out / "timeseries.csv")
+    follow_up = table[table["time_days"] > 8.0]
+    assert len(follow_up) > 10 and follow_up["time_days"].max() == 120.0
+    assert (follow_up["tumor_cells"] % 1 != 0).any()  # fractions of a cell: systemic model
+    assert not (out / "INCOMPLETE").exists()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -279,12 +280,24 @@ def read_timeseries(path: Path) -> pd.DataFrame:
     """Census rows written with ``to_csv`` (a run's, or a folder's ``timeseries.csv``), read
     back exactly: integer columns as int64, floats parsed by Python's ``float()``, which reads
     the repr that ``to_csv`` wrote exactly on any pandas version."""
-    table = pd.read_csv(path, dtype=SERIES_DTYPES, keep_default_na=False,
-                        converters={column: float for column in SERIES_FLOATS})
+    try:
+        table = pd.read_csv(path, dtype=SERIES_DTYPES, keep_default_na=False,
+                            converters={column: float for column in SERIES_FLOATS})
+    except ValueError:  # a trial patient's systemic follow-up: fractions of cells, blanks
+        labels = {column: kind for column, kind in SERIES_DTYPES.items() if kind is str}
+        numbers = [column for column in SERIES_DTYPES if column not in labels]
+        table = pd.read_csv(path, dtype=labels, keep_default_na=False,
+                            converters={column: _float_or_nan
+                                        for column in (*SERIES_FLOATS, *numbers)})
     for column in table.columns:  # per-antigen counts: blank where a scenario lacks them
         if column.startswith(ANTIGEN_COLUMN_PREFIXES) and table[column].dtype == object:
             table[column] = pd.to_numeric(table[column].replace("", np.nan))
     return table
+
+
+def _float_or_nan(text: str) -> float:
+    """A number ``to_csv`` wrote (its repr, read back exactly), NaN where it wrote a blank."""
+    return float(text) if text else math.nan
 
 
 def remove_leftovers(rundir: RunDir) -> None:
