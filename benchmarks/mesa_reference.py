@@ -99,12 +99,15 @@ class CarTCell(CellAgent):
             rate = p["car_t_kill_rate_per_min"] / (1.0 + ratio)
             if self.exhausted:
                 rate *= p["exhausted_kill_factor"]
+            if self.engaged_steps < p["arming_steps"]:
+                rate *= p["resting_kill_factor"]
             if self.random.random() < 1.0 - math.exp(-rate * p["dt_min"]):
                 target.remove()
                 self.kills += 1
                 self.activation_steps = p["activation_steps"]
         if not self.exhausted and (self.kills >= p["max_kills"]
-                                   or self.engaged_steps >= p["exhaustion_engaged_steps"]):
+                                   or self.engaged_steps >= p["exhaustion_engaged_steps"]
+                                   + p["arming_steps"]):
             self.exhausted = True
         if self.activation_steps == 0:
             return
@@ -118,6 +121,7 @@ class CarTCell(CellAgent):
                 daughter = CarTCell(self.model)
                 daughter.divisions = self.divisions
                 daughter.activation_steps = self.activation_steps
+                daughter.engaged_steps = min(self.engaged_steps, p["arming_steps"])
                 daughter.cell = self.random.choice(free)
 
 

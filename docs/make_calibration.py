@@ -1,8 +1,11 @@
-"""Regenerate the synthetic data and the shipped fits of docs/calibration.md.
+"""Regenerate the synthetic data, the shipped fits and the dish's first day of
+docs/calibration.md.
 
     python docs/make_calibration.py data     # configs/data/killing_assay_synthetic.csv
     python docs/make_calibration.py fits     # every configs/fits/*.yaml fit -> results/fits/,
                                              # its figures -> docs/img/calibration/
+    python docs/make_calibration.py dish     # the killing assay with and without its first-day
+                                             # arming against real assays -> dish_first_day.png
 
 The synthetic killing-assay data are the mean and sd of ``REPLICATES`` simulations of
 configs/fits/cd19_killing_assay.yaml at ``TRUTH`` (the fit's own scale and duration), read every
@@ -16,9 +19,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import simulation
-from simulation.config import read_yaml
-from simulation.study.fit import FIT_PNG, POSTERIOR_PNG, FitFile
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+import simulation  # noqa: E402
+from simulation.config import read_yaml  # noqa: E402
+from simulation.study.fit import FIT_PNG, POSTERIOR_PNG, FitFile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FITS = ROOT / "configs" / "fits"
@@ -28,6 +37,12 @@ REPLICATES = 8
 SEED = 1000
 EVERY_H = 12.0
 IMAGES = ROOT / "docs" / "img" / "calibration"
+#: the dish's first day: the shipped E:T study, high-antigen wells, replicates per arm
+DISH_STUDY = ROOT / "configs" / "killing_assay_et.yaml"
+DISH_DATA = ROOT / "configs" / "data" / "brummer_gbm_xcelligence_killing.csv"
+DISH_REPLICATES = 4
+#: model E:T -> the real assay's nominal E:T beside it
+DISH_PAIRS = ((0.25, "1:5"), (0.125, "1:10"), (0.05, "1:25"))
 
 
 def make_data() -> Path:
@@ -63,9 +78,62 @@ def make_fits() -> None:
         print(result.intervals().to_string(index=False))
 
 
+def make_dish_first_day() -> Path:
+    """The killing assay's % of control over its first 4 days with its first-day arming (as
+    shipped) and without it (``car_t.arming_time_h=0``), median and interquartile range over
+    ``DISH_REPLICATES`` seeds, beside the real xCELLigence assays of ``DISH_DATA`` (median over
+    three lines, range over lines and wells)."""
+    arms = {}
+    for label, overrides in (("as shipped: 12 h arming", {}),
+                             ("without arming", {"car_t.arming_time_h": 0.0})):
+        assay = simulation.run(DISH_STUDY, replicates=DISH_REPLICATES, set=overrides,
+                               progress=False).assay
+        arms[label] = assay[assay["antigen_molecules_per_cell"] == assay[
+            "antigen_molecules_per_cell"].max()]
+    data = pd.read_csv(DISH_DATA)
+    fig, axes = plt.subplots(1, len(DISH_PAIRS), figsize=(13, 4.2), sharey=True)
+    for ax, (ratio, nominal) in zip(axes, DISH_PAIRS):
+        for (label, assay), color in zip(arms.items(), ("tab:blue", "tab:grey")):
+            well = assay[(assay["effector_to_target"] - ratio).abs() < 0.01 * ratio]
+            stats = well.groupby("time_h")["percent_of_control"].quantile([0.25, 0.5, 0.75])
+            stats = stats.unstack()
+            ax.plot(stats.index, stats[0.5], color=color,
+                    label=f"model, {label} (median, IQR; n = {DISH_REPLICATES} seeds)")
+            ax.fill_between(stats.index, stats[0.25], stats[0.75], color=color, alpha=0.25)
+        real = data[data["nominal_effector_to_target"] == nominal]
+        by_time = real.groupby("time_h")
+        lines = real["line"].nunique()
+        ax.plot(by_time["percent_of_control_mean"].median(), color="black",
+                label=f"real assay, nominal {nominal} (median of {lines} lines)")
+        ax.fill_between(by_time.groups.keys(), by_time["percent_of_control_min"].min(),
+                        by_time["percent_of_control_max"].max(), color="black", alpha=0.12,
+                        label=f"real assay: range over {lines} lines x 2 wells")
+        ax.axvspan(0, 12, color="orange", alpha=0.08)
+        ax.set(title=f"model E:T 1:{1 / ratio:g}  |  real nominal {nominal}",
+               xlabel="hours after CAR-T were added", xlim=(0, 96), ylim=(-5, 125))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("target cells, % of untreated control")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("The dish's first day: CD19 dish (model, 10,000 CD19/cell) vs IL13Ra2 CAR-T on "
+                 "patient-derived GBM lines (xCELLigence, Brummer et al.; shaded: first 12 h)",
+                 fontsize=9)
+    fig.tight_layout()
+    path = IMAGES / "dish_first_day.png"
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    for label, assay in arms.items():
+        medians = assay.groupby(["effector_to_target", "time_h"])["percent_of_control"].median()
+        print(label)
+        print(medians.unstack(0).loc[[4, 8, 12, 16, 24, 36, 48, 72]].round(0).to_string())
+    return path
+
+
 if __name__ == "__main__":
-    steps = sys.argv[1:] or ["data", "fits"]
+    steps = sys.argv[1:] or ["data", "fits", "dish"]
     if "data" in steps:
         print(make_data())
     if "fits" in steps:
         make_fits()
+    if "dish" in steps:
+        print(make_dish_first_day())

@@ -292,3 +292,46 @@ def test_extravasation_turns_cells_back_at_a_vessel_with_no_free_neighbour():
                                 np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8))
     assert placed == 0
     assert np.count_nonzero(lat.cells["cell_type"] == CAR_T) == 0
+
+
+# ---- arming: time in synapses before full killing ------------------------------------------
+@pytest.mark.parametrize("engaged, expected", [(0, 1 - np.exp(-0.25)), (9, 1 - np.exp(-1.0))])
+def test_a_car_t_kills_at_the_resting_factor_until_armed(engaged, expected):
+    """Kill probability per step is 1 - exp(-k f dt): f = 0.25 while the CAR-T has spent fewer
+    than ``arming_steps`` (10) steps in synapses (this step counts: 0 -> 1, 9 -> 10 = armed),
+    1 once armed. ~1600 isolated pairs, sd ~0.012, tolerance 0.05 (0.22 and 0.63 are > 30 sd
+    apart)."""
+    lat = make_lattice(120, 120)
+    pairs = [(place(lat, x, y, CAR_T), place(lat, x + 1, y, CANCER, 1e9))
+             for x, y in isolated_sites(lat) if x + 1 < 119]
+    lat.cells["engaged"][[car_t for car_t, _ in pairs]] = engaged
+    params = quiet_params({"car_t_kill_rate_per_min": 1.0 / 6.0, "dt_min": 6.0,
+                           "arming_steps": 10, "resting_kill_factor": 0.25})
+    events = interact(lat, params)
+    assert events[C.E_CANCER_KILLED] / len(pairs) == pytest.approx(expected, abs=0.05)
+
+
+def test_exhaustion_counts_from_arming():
+    """With 5 steps of arming and 3 to exhaustion, a bound CAR-T that cannot kill is exhausted
+    after its 8th step in synapse, not its 3rd."""
+    lat = make_lattice(9, 9)
+    t = place(lat, 4, 4, CAR_T)
+    place(lat, 5, 4, CANCER, HIGH_ANTIGEN)
+    params = quiet_params({"car_t_kill_rate_per_min": 0.0, "arming_steps": 5,
+                           "exhaustion_engaged_steps": 3})
+    states = []
+    for sweep in range(8):
+        interact(lat, params, sweep=sweep)
+        states.append(int(lat.cells["car_t_state"][t]))
+    assert states == [EFFECTOR] * 7 + [EXHAUSTED]
+
+
+def test_a_daughter_inherits_arming_but_not_exhaustion_progress():
+    lat = make_lattice(9, 9)
+    t = place(lat, 4, 4, CAR_T)
+    lat.cells["engaged"][t] = 50
+    lat.cells["activation"][t] = 10
+    params = quiet_params({"car_t_divide_p": 1.0, "arming_steps": 20})
+    events = interact(lat, params)
+    daughters = np.flatnonzero((lat.cells["cell_type"] == CAR_T) & (np.arange(lat.cells.size) != t))
+    assert events[C.E_CAR_T_BORN] == 1 and lat.cells["engaged"][daughters].tolist() == [20]

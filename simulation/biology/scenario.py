@@ -92,6 +92,7 @@ def _class_parameters(cfg: ScenarioConfig, car_t: CarTConfig, subset: int) -> np
     traits = _subset_traits(car_t, subset)
     p["car_t_kill_rate_per_min"] = car_t.kill_rate_per_h / MIN_PER_H * traits.kill_rate_factor
     p["exhausted_kill_factor"] = car_t.exhausted_kill_factor
+    p["resting_kill_factor"] = car_t.resting_kill_factor
     p["hill_coefficient"] = car_t.hill_coefficient
     p["max_kills"] = car_t.max_kills
     p["max_divisions"] = min(COUNTER_MAX, car_t.max_divisions + traits.extra_divisions)
@@ -99,6 +100,9 @@ def _class_parameters(cfg: ScenarioConfig, car_t: CarTConfig, subset: int) -> np
         car_t.exhaustion_after_engaged_h, dt, "car_t.exhaustion_after_engaged_h")
     p["activation_steps"] = _timer_steps(
         car_t.activation_duration_h, dt, "car_t.activation_duration_h")
+    # 0 h: armed from the first contact (a timer would round up to one step)
+    p["arming_steps"] = (_timer_steps(car_t.arming_time_h, dt, "car_t.arming_time_h")
+                         if car_t.arming_time_h > 0 else 0)
     p["dt_min"] = dt
     p["needs_help"] = traits.needs_help
     p["car_t_effector_death_p"] = _half_life_p(

@@ -98,7 +98,9 @@ def scenario_problems(cfg: ScenarioConfig) -> list[tuple[tuple, str, Any]]:
     problems: list[tuple[tuple, str, Any]] = []
     dt = cfg.time.dt_min
     for key in ("activation_duration_h", "exhaustion_after_engaged_h"):
-        hours = getattr(cfg.car_t, key)
+        # a CAR-T's synapse timer runs through its arming time, then to exhaustion
+        hours = getattr(cfg.car_t, key) + (
+            cfg.car_t.arming_time_h if key == "exhaustion_after_engaged_h" else 0.0)
         steps = minutes_to_steps(hours * MIN_PER_H, dt)
         if steps > TIMER_MAX:
             problems.append((("car_t", key), f"{hours:g} h is {steps} time steps of {dt:g} min, "

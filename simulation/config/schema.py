@@ -315,6 +315,15 @@ class CarTConfig(StrictModel):
     exhausted_kill_factor: Fraction = Field(
         0.2, description="Kill rate of an exhausted CAR-T relative to an effector."
     )
+    arming_time_h: NonNegativeFloat = Field(
+        0.0, description="Time a CAR-T must spend bound to targets (antigen at or above the "
+        "CAR's half-max) before it kills at its full rate (h); its time to exhaustion counts "
+        "from then, and daughters inherit it. 0: armed from the first contact, as the in-vivo "
+        "population kill rate already averages over arming (docs/parameters.md calibration "
+        "note 4).")
+    resting_kill_factor: Fraction = Field(
+        0.0, description="Kill rate of a CAR-T not yet armed, relative to an armed one (only "
+        "with arming_time_h > 0).")
     effector_half_life_days: PositiveFloat = Field(
         4.5, description="Half-life of an effector CAR-T (days)."
     )

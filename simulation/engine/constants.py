@@ -141,6 +141,8 @@ KERNEL_PARAMS_DTYPE = np.dtype(
     [
         ("car_t_kill_rate_per_min", np.float64),  # maximal kill rate of an effector (1/min)
         ("exhausted_kill_factor", np.float64),  # kill rate of an exhausted CAR-T / an effector's
+        # kill rate of a CAR-T not yet armed (``engaged`` below ``arming_steps``) / an armed one's
+        ("resting_kill_factor", np.float64),
         ("antigen_half_max", np.float64),  # antigen of half-maximal killing (molecules/cell)
         # the CAR's antigen slot, and up to two more killing receptors (slot or NO_RECEPTOR,
         # half-max density in molecules/cell): OR logic (tandem / bicistronic CAR)
@@ -167,6 +169,7 @@ KERNEL_PARAMS_DTYPE = np.dtype(
         ("max_divisions", np.int64),  # divisions a CAR-T lineage can make
         ("exhaustion_engaged_steps", np.int64),  # time steps in synapses until exhaustion
         ("activation_steps", np.int64),  # time steps an effector stays activated after a kill
+        ("arming_steps", np.int64),  # time steps in synapses before a CAR-T kills at full rate
         ("dt_min", np.float64),  # length of a time step (min)
         ("car_t_divide_p", np.float64),  # probability per step an activated CAR-T divides
         # a CD8 CAR-T of a product with a composition needs CD4 help: with no CD4 CAR-T next
@@ -218,6 +221,7 @@ def neutral_kernel_parameters() -> np.ndarray:
     params[0]["n_antigens"] = 1
     params[0]["suppression_sensitivity"] = 1.0
     params[0]["armoured_kill_factor"] = 1.0
+    params[0]["resting_kill_factor"] = 1.0
     return params
 
 

@@ -539,7 +539,10 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     The CAR-T attacks its ``best_target`` if its CAR is expressed (``car_expressed``: always,
     unless an AND-gate waits for priming). Memory cells do not kill; meeting a ``recognised``
     target makes them activated effectors with a fresh division budget. An effector bound to
-    nothing and not activated becomes memory with probability ``params.car_t_memory_p``. The
+    nothing and not activated becomes memory with probability ``params.car_t_memory_p``. A
+    CAR-T arms in synapses: until it has spent ``params.arming_steps`` bound to targets it kills
+    at ``params.resting_kill_factor`` of its rate, and its time to exhaustion counts from then;
+    a daughter inherits its mother's arming, not her exhaustion. The
     kill rate falls with hypoxia (to ``params.car_t_hypoxic_kill_factor`` at the necrosis
     threshold) and with the suppressive factor (``suppression_factor`` of the level times
     ``params.suppression_sensitivity``), which also shortens the engagement time to exhaustion;
@@ -593,6 +596,8 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
                 * kill_response(cells, extra, target, params) * params.armoured_kill_factor)
         if exhausted:
             rate *= params.exhausted_kill_factor
+        if cells[site].engaged < params.arming_steps:  # not armed yet
+            rate *= params.resting_kill_factor
         if uniform(seed, sweep, site, C.RNG_KILL) < 1.0 - math.exp(-rate * params.dt_min):
             killed = C.E_CANCER_KILLED if cells[target].cell_type == CANCER else C.E_NORMAL_KILLED
             events[row, killed] += 1
@@ -604,6 +609,7 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     if not exhausted and (
         cells[site].kills >= params.max_kills
         or cells[site].engaged >= params.exhaustion_engaged_steps * suppression
+        + params.arming_steps
     ):
         cells[site].car_t_state = EXHAUSTED
         events[row, C.E_CAR_T_EXHAUSTED] += 1
@@ -637,7 +643,7 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     cells[daughter].kills = 0
     cells[daughter].divisions = cells[site].divisions
     cells[daughter].heading = NO_HEADING
-    cells[daughter].engaged = 0
+    cells[daughter].engaged = min(cells[site].engaged, params.arming_steps)
     cells[daughter].activation = cells[site].activation
     cells[daughter].car_class = cells[site].car_class
     if extra.shape[0] > 0:

@@ -84,6 +84,7 @@ SPECIAL_LABELS = {
     "cv": "antigen CV",
     "hill_coefficient": "Hill coefficient",
     "exhausted_kill_factor": "exhausted kill factor",
+    "resting_kill_factor": "resting kill factor",
 }
 
 
