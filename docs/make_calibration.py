@@ -91,7 +91,7 @@ def make_dish_first_day() -> Path:
         arms[label] = assay[assay["antigen_molecules_per_cell"] == assay[
             "antigen_molecules_per_cell"].max()]
     data = pd.read_csv(DISH_DATA)
-    fig, axes = plt.subplots(1, len(DISH_PAIRS), figsize=(13, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, len(DISH_PAIRS), figsize=(13, 4.6), sharey=True)
     for ax, (ratio, nominal) in zip(axes, DISH_PAIRS):
         for (label, assay), color in zip(arms.items(), ("tab:blue", "tab:grey")):
             well = assay[(assay["effector_to_target"] - ratio).abs() < 0.01 * ratio]
@@ -113,11 +113,12 @@ def make_dish_first_day() -> Path:
                xlabel="hours after CAR-T were added", xlim=(0, 96), ylim=(-5, 125))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("target cells, % of untreated control")
-    axes[0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=len(labels))
     fig.suptitle("The dish's first day: CD19 dish (model, 10,000 CD19/cell) vs IL13Ra2 CAR-T on "
                  "patient-derived GBM lines (xCELLigence, Brummer et al.; shaded: first 12 h)",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = IMAGES / "dish_first_day.png"
     IMAGES.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

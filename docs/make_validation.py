@@ -432,9 +432,13 @@ def notes(results: list[FactResult]) -> str:
         "tisagenlecleucel peaks around day 10 (Stein 2019). The activated cycle (first division "
         "after a ~10 h lag and ~16 h, then ~6 h; Mishima 2014, Yoon 2010) is the lever.",
         f"- **Antigen threshold.** Half-maximal killing at "
-        f"{m[4]['threshold_molecules_per_cell']:.0f} molecules/cell in the dish: below the CAR "
-        "half-max of 2000, because 72 h of serial killing integrates a small per-contact rate. "
-        "Majzner 2020 place the threshold near 2000.",
+        f"{m[4]['threshold_molecules_per_cell']:.0f} molecules/cell in the dish (CAR half-max "
+        "2000). Near 2000 CD19/cell CD19-CD28z CAR-T lose cytokine production and kill less "
+        "(Majzner 2018 Blood 132 suppl. 963; Majzner 2020), while lysis alone has a threshold "
+        "~10x lower (~200/cell, Watanabe 2015 J Immunol). The dish's CAR-T arm only in synapses "
+        "(antigen at or above the half-max; `car_t.arming_time_h`, docs/parameters.md note 4): "
+        "before arming, 72 h of serial killing at a small per-contact rate put the half-max at "
+        "~750/cell.",
         f"- **Low E:T.** At 1:20 the well is controlled only partly "
         f"({m[3]['percent_of_control_72h_1:20']:.0f} % of control at 72 h); it escapes control "
         "again (% of control rising >= 5 points from its minimum by the end of the run) in "

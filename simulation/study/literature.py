@@ -516,7 +516,9 @@ def fact_antigen_threshold(scale: Scale) -> FactResult:
         "killing collapses within an 8-fold fall in antigen": width <= 8.0,
         # the curve rises with antigen, allowing 5 points of replicate noise on the plateau
         "killing rises with antigen": bool(np.all(np.diff(killing) >= -5.0)),
-        # near the ~2000/cell measured for CD28-zeta CD19 CARs (Majzner 2020): within 4x
+        # near the ~2000/cell below which CD19-CD28-zeta CAR-T lose cytokine production and
+        # kill less (Majzner 2018 abstract, 2020): within 4x (lysis alone: ~200/cell,
+        # Watanabe 2015; the dish's CAR-T arm only in synapses, at or above the half-max)
         "threshold within 4x of 2000/cell": 500.0 <= threshold <= 8000.0,
         # 4x weaker binding must move the threshold up clearly (at least 2x)
         "lower affinity raises the threshold >= 2x": measured["threshold_shift_fold"] >= 2.0,
