@@ -180,7 +180,7 @@ def app_server(tmp_path):
     # Compile (or load) the kernels first, for the same installed package the server imports
     # (run outside the repository so the installed copy, not the source tree, is found): a
     # cold numba compile on a fresh machine takes longer than the page is given to appear.
-    subprocess.run([sys.executable, "-c", "from simulation.study.pool import warm_up; warm_up()"],
+    subprocess.run([sys.executable, "-c", "from simulation.execution.pool import warm_up; warm_up()"],
                    cwd=tmp_path, check=True, timeout=600)
     server = subprocess.Popen(
         [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host", "127.0.0.1",

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from simulation import load_scenario
-from simulation.study.runner import RunSpec, run_one
+from simulation.execution.runner import RunSpec, run_one
 
 CONFIG = Path(__file__).parent.parent / "configs" / "b_all_cd19.yaml"
 SEEDS = range(1, 6)

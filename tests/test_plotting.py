@@ -48,7 +48,7 @@ from simulation.viz.plotting import (
     save_figure,
     tumour_slice_z,
 )
-from simulation.study.runner import run_study
+from simulation.execution.runner import run_study
 from simulation.viz.animation import animate
 from simulation.io.snapshots import (
     SITE_EMPTY,

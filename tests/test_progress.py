@@ -1,4 +1,4 @@
-"""Progress in simulated days (``simulation.study.progress``): one bar for the study, one per
+"""Progress in simulated days (``simulation.execution.progress``): one bar for the study, one per
 run in flight, fed by the processes that step the runs."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from simulation.config import load_study
-from simulation.study.pool import make_backend
-from simulation.study.progress import StudyProgress, report
-from simulation.study.runner import run_one, run_specs, run_study, study_progress
+from simulation.execution.pool import make_backend
+from simulation.execution.progress import StudyProgress, report
+from simulation.execution.runner import run_one, run_specs, run_study, study_progress
 
 STUDY = Path(__file__).parent / "data" / "small_study.yaml"
 

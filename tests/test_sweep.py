@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulation.study import runner
+from simulation.execution import runner
 from simulation.study import sweep
 from simulation.study.trial_sweep import resolve_trial_sweep
 from simulation.cli import main
@@ -373,7 +373,7 @@ def test_a_lost_worker_fails_its_run_not_the_sweep():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from simulation.study.pool import _result
+    from simulation.execution.pool import _result
 
     plan = sweep.resolve(GRID)
     future = Future()

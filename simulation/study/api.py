@@ -31,13 +31,14 @@ import xarray as xr
 from ..analysis.assay import assay_table, is_assay
 from ..analysis.outcomes import response_counts
 from ..config import ConfigError, Overrides, Study, load_study, override_list
+from ..execution.folder_run import complete
+from ..execution.publish import infusion_days
+from ..execution.runner import run_specs, run_study, store_snapshot
 from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, finished_manifest,
                          new_manifest, read_manifest, read_timeseries)
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
 from ..viz import antigen_plots, plotting, product_plots
-from .publish import finish, infusion_days
-from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
 from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., patients=...)
 
@@ -171,7 +172,8 @@ class Result:
         rundir, _ = create(Path(folder), self.study, {"checkpoint_every_h": None},
                            self.manifest, force=force)
         specs = run_specs(self.study)
-        with rundir.lock():
+
+        def store_runs() -> None:  # the runs/ files run_into_folder would have written
             for spec in specs:
                 mine = ((self.timeseries["scenario"] == spec.scenario.name)
                         & (self.timeseries["replicate"] == spec.replicate))
@@ -182,7 +184,8 @@ class Result:
                 if spec.name in self.snapshot_sources:
                     for picture in self._snapshot_dicts(spec.name):
                         store_snapshot(rundir.snapshot_folder(spec.name), picture)
-            finish(rundir, specs, self.manifest)
+
+        complete(rundir, specs, self.manifest, store_runs)
         self.folder = rundir.path
         return rundir.path
 

@@ -3,7 +3,7 @@
 One function per fact (``FACTS``, in the reference's order). Each runs real scenario files from
 ``configs/`` with size overrides only (lattice, tumour cells, days, seeds; a dose or an antigen
 level where the fact is about doses or antigen), summarises the runs with
-``simulation.study.runner``, ``simulation.analysis.outcomes`` or ``simulation.analysis.assay`` and
+``simulation.execution.runner``, ``simulation.analysis.outcomes`` or ``simulation.analysis.assay`` and
 returns a ``FactResult``: the measured numbers, one pass/fail per criterion and a one-line "what
 the model gives". The criteria and their tolerances live here, once; the tests
 (``tests/validation/``, small ``Scale``) and ``docs/make_validation.py`` (larger ``Scale``) only
@@ -27,7 +27,7 @@ import pandas as pd
 from ..analysis.assay import assay_endpoints, assay_table
 from ..config import AssayConfig, Study, et_label, expand_assay, load_scenario, yaml_value
 from ..analysis.outcomes import PROGRESSION_FRACTION, progression_day
-from .runner import run_study
+from ..execution.runner import run_study
 
 #: the shipped scenario files
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"

@@ -30,7 +30,7 @@ import yaml
 
 from ..analysis.outcomes import wilson_interval
 from ..config import ConfigError
-from .extras import require
+from ..execution.extras import require
 from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem
 from .trial_sweep import PATIENT_COLUMN, READOUTS_FILE
 

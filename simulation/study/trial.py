@@ -29,9 +29,9 @@ from ..analysis.trial import (READOUT_NAMES, Readout, expansion_by_response, rea
                               trial_readouts)
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
                       describe_error, display_path, file_kind, is_trial, read_yaml, yaml_value)
+from ..execution.extras import require
 from ..io.files import write_text
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
-from .extras import require
 from .sweep import (Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_point,
                     run_sweep)
 

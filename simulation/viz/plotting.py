@@ -211,7 +211,7 @@ def infusion_days(timeseries: pd.DataFrame) -> dict[str, list[float]]:
     dose time is taken before the dose (``CarTModel``), so a later dose is placed at the
     last census before the one that counts it: exact for doses on census times (the usual
     case), up to one census interval early otherwise. Pass the configured days instead where
-    they are known (``study/publish.py`` does). Scenarios never dosed map to []."""
+    they are known (``execution/publish.py`` does). Scenarios never dosed map to []."""
     days: dict[str, list[float]] = {}
     for scenario, runs in timeseries.groupby("scenario", sort=False):
         found: set[float] = set()
@@ -1132,7 +1132,7 @@ def _site_image(ax: plt.Axes, classes: np.ndarray, extent: tuple[float, float, f
 
 def _snapshot_title(meta) -> str | None:
     """"scenario, day 4.0" and, when the snapshot says which run it is (``replicate`` and
-    ``seed``, as ``study/publish.py`` adds them), ", replicate 0 (seed 1)"."""
+    ``seed``, as ``execution/publish.py`` adds them), ", replicate 0 (seed 1)"."""
     if "time_days" not in meta:
         return None
     title = f"day {float(np.asarray(meta['time_days'])):.1f}"

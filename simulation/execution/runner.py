@@ -3,8 +3,8 @@
 ``run_study`` runs every (scenario, replicate) of a study and returns the two tables, ordered
 by scenario and replicate; ``run_into_folder`` runs the unfinished runs of an output folder
 (``simulation.io.rundir``), each continuing from its checkpoint when it has one, and stores each
-run's files as it finishes (``simulation.study.publish`` reads them back in order). Both hand
-the runs to ``simulation.study.pool`` (this process or local worker processes; sweeps also use
+run's files as it finishes (``simulation.execution.publish`` reads them back in order). Both hand
+the runs to ``simulation.execution.pool`` (this process or local worker processes; sweeps also use
 its Dask backend), so the output does not depend on the number of workers or on which run
 finished first.
 """
