@@ -158,11 +158,9 @@ class CarTModel(mesa.Model):
         if self.config.dosing.lymphodepletion is not None:
             set_division_probabilities(self.params, self.config, self.time_min)
         returned = self.events[E_CLASS_TO_BLOOD:].copy()
-        self.sweep = kernel.advance(
-            lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
-            self.motility.move_p, self.motility.persist_p, self.params, self.seed, self.sweep, 1,
-            self.motility.n_substeps, self.events, self.motile_rows,
-        )
+        self.sweep = kernel.advance(lat, self.params, self.motility.move_p,
+                                    self.motility.persist_p, self.seed, self.sweep, 1,
+                                    self.motility.n_substeps, self.events, self.motile_rows)
         returned = (self.events[E_CLASS_TO_BLOOD:] - returned).reshape(-1, 2)
         n_classes = self.params.shape[0]
         self.blood.effector += returned[:n_classes, 0]
@@ -191,10 +189,9 @@ class CarTModel(mesa.Model):
         solver = compile_field_solver_in_background()
         if solver is None:
             return
-        lat = self.lattice
-        kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
-                       self.motility.move_p, self.motility.persist_p, self.params, self.seed,
-                       self.sweep, 0, self.motility.n_substeps, self.events, self.motile_rows)
+        kernel.advance(self.lattice, self.params, self.motility.move_p, self.motility.persist_p,
+                       self.seed, self.sweep, 0, self.motility.n_substeps, self.events,
+                       self.motile_rows)
         solver.wait()
 
     def run(self) -> None:

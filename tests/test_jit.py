@@ -54,7 +54,7 @@ from simulation.model import CarTModel
 from simulation.execution.pool import warm_up
 warm_up()
 print(len(fields.solve_field._cache_hits), len(fields.solve_field._cache_misses),
-      len(kernel.advance._cache_misses))
+      len(kernel.COMPILED_ENTRY_POINTS[0]._cache_misses))
 """
 
 
