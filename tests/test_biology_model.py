@@ -256,3 +256,6 @@ def test_a_field_that_stops_at_the_iteration_cap_warns_by_name(monkeypatch):
         CarTModel(cfg, seed=1)
     named = {str(w.message).split("'")[1] for w in caught}
     assert named == {"oxygen", "chemokine", "suppression"}  # cytokine: zero, converged at once
+    # the tolerance it missed: the strict one of the first (steady-state) solve
+    assert all(f"tolerance ({microenvironment.STEADY_STATE_RELATIVE_TOLERANCE:g} x its scale) "
+               "in 2 iterations" in str(w.message) for w in caught), caught
