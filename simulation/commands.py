@@ -22,8 +22,9 @@ from .config import (ConfigError, base_file_gaps, file_kind, json_schema, load_s
 from .engine.jit import announce_compilation
 from .execution import folder_run
 from .execution.extras import require
+from .execution.runner import record_snapshots
 from .io.rundir import OutputExistsError, RunDir
-from .io.snapshots import load_snapshot, record_snapshots, snapshot_files
+from .io.snapshots import load_snapshot, snapshot_files
 from .io.volume import write_pvd, write_vti
 from .model import CarTModel
 from .study.fit import fit as run_fit, load_fit
