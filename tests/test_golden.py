@@ -4,9 +4,8 @@
 every field, and a 3D spheroid, 2 seeds each; its 3D final lattice as ``.vti``) and the killing
 assay of ``tests/data/small_assay.yaml`` (under ``assay/``). Each test runs the study through
 the CLI, as a user would, and compares the files byte for byte. A change that is meant to move
-numbers regenerates these files in the same commit and says why. Written before the refactor of
-issue 13; the study's files were regenerated in issue 14, whose multigrid field solver moved the
-fields (the killing assay has none, and its files are unchanged).
+numbers regenerates these files in the same commit and says why (``git log tests/golden`` lists
+each regeneration and its reason).
 """
 
 from __future__ import annotations
