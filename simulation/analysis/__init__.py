@@ -1,1 +1,3 @@
-"""Analysis layer: pure rules on result tables (outcomes, killing-assay readout)."""
+"""Analysis layer: pure rules on result tables. Outcomes (response, relapse, progression,
+Kaplan-Meier), the killing-assay readout, a trial patient's clinical endpoints, a cohort's
+readouts and calibration data matched to simulated outputs."""
