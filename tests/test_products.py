@@ -439,7 +439,11 @@ def test_product_plot_draws_each_product_and_subset_with_n_and_a_log_scale(produ
 def test_antigen_composition_plot_stacks_the_phenotypes_of_the_pooled_run(product_tables):
     fig = plot_antigen_composition(product_tables)
     cells, share = fig.axes[0], fig.axes[1]
-    assert cells.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs)"
+    assert cells.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs; means)"
+    # one statistic throughout: the layers are means, so is the line at their top
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "tumour: mean of the 2 runs" in labels and "tumour: range over the 2 runs" in labels
+    assert not any("median" in label for label in labels)
     # one stacked layer per phenotype (none, CD19, CD22, CD19+CD22) on both axes
     assert len(cells.collections) >= 4 and len(share.collections) == 4
     assert share.get_ylim() == (0, 100)

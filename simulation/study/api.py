@@ -36,7 +36,7 @@ from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, fin
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
 from ..viz import antigen_plots, plotting, product_plots
-from .publish import finish, infusion_days
+from .publish import finish, infusion_days, treatment_labels
 from .runner import run_specs, run_study, store_snapshot
 from .sweep import load_sweep_table
 from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., patients=...)
@@ -97,17 +97,19 @@ class Result:
         if self.kind == ASSAY:
             return plotting.plot_assay_wells(self.assay, path)
         return plotting.plot_burden(self._series("plot"), self.summary, path,
-                                    infusions=self._infusions())
+                                    infusions=self._infusions(), treatments=self._treatments())
 
     def plot_car_t_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T in the tissue on a log scale: expansion, peak, contraction."""
         return plotting.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
-                                            path, infusions=self._infusions())
+                                            path, infusions=self._infusions(),
+                                            treatments=self._treatments())
 
     def plot_blood_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per uL of blood, the curve the clinic measures."""
         return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
-                                            path, infusions=self._infusions())
+                                            path, infusions=self._infusions(),
+                                            treatments=self._treatments())
 
     def plot_antigen_composition(self, path: str | Path | None = None) -> plt.Figure:
         """Cancer cells by the antigens they carry over time (scenarios naming several
@@ -154,6 +156,10 @@ class Result:
     def _infusions(self) -> dict[str, list[float]] | None:
         """Configured infusion days per scenario (None for a sweep: read from the table)."""
         return infusion_days(self.study.scenarios) if self.study is not None else None
+
+    def _treatments(self) -> dict[str, str] | None:
+        """What each scenario was given, for legends (None for a sweep)."""
+        return treatment_labels(self.study.scenarios) if self.study is not None else None
 
     def _series(self, what: str) -> pd.DataFrame:
         if self.timeseries is None:
