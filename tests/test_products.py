@@ -420,10 +420,12 @@ def product_tables():
 
 def test_product_plot_draws_each_product_and_subset_with_n_and_a_log_scale(product_tables,
                                                                            tmp_path):
-    fig = plot_car_t_products(product_tables, tmp_path / "products.png")
+    fig = plot_car_t_products(product_tables, tmp_path / "products.png",
+                              treatments={"b_all_pooled_cd19_cd22": "CD19 + CD22 CAR-T"})
     assert (tmp_path / "products.png").stat().st_size > 10_000
     pooled, enriched = fig.axes[:2]
-    assert pooled.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs)"
+    # the arm says which products it got, where the caller names them
+    assert pooled.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs)\nCD19 + CD22 CAR-T"
     assert [line.get_label() for line in pooled.get_lines() if line.get_gid() != "infusion"
             and not line.get_label().startswith("_")] == ["product main", "product cd22"]
     labels = {line.get_label() for line in enriched.get_lines()}

@@ -115,13 +115,15 @@ class Result:
         """Cancer cells by the antigens they carry over time (scenarios naming several
         antigens), as antigen_composition.png of the folder."""
         return antigen_plots.plot_antigen_composition(self._series("plot_antigen_composition"),
-                                                      path, infusions=self._infusions())
+                                                      path, infusions=self._infusions(),
+                                                      treatments=self._treatments())
 
     def plot_car_t_products(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per product and per subset over time (several products, or a product
         composition), as car_t_products.png of the folder."""
         return product_plots.plot_car_t_products(self._series("plot_car_t_products"), path,
-                                                 infusions=self._infusions())
+                                                 infusions=self._infusions(),
+                                                 treatments=self._treatments())
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""

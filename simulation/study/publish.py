@@ -116,10 +116,11 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
                         treatments=treatments)))
     if has_antigen_composition(timeseries):  # a scenario names several antigens
         atomic_write(rundir.path / "antigen_composition.png", lambda tmp: figures.append(
-            plot_antigen_composition(timeseries, tmp, infusions=infusions)))
+            plot_antigen_composition(timeseries, tmp, infusions=infusions,
+                                     treatments=treatments)))
     if has_product_series(timeseries):  # several products, or a CD4:CD8 / memory-like mix
         atomic_write(rundir.path / "car_t_products.png", lambda tmp: figures.append(
-            plot_car_t_products(timeseries, tmp, infusions=infusions)))
+            plot_car_t_products(timeseries, tmp, infusions=infusions, treatments=treatments)))
     if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
         atomic_write(rundir.path / "blood_kinetics.png", lambda tmp: figures.append(
             plot_blood_kinetics(timeseries, summary, tmp, infusions=infusions,

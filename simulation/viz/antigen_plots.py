@@ -15,6 +15,7 @@ import pandas as pd
 from ..biology.observables import ANTIGEN_COLUMN_PREFIXES
 from .plotting import (
     PALETTE,
+    panel_title,
     TIME_LABEL,
     _finish,
     _mark_infusions,
@@ -56,8 +57,8 @@ def _mean_layers(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 @_styled
 def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None = None,
-                             infusions: Mapping[str, Sequence[float]] | None = None
-                             ) -> plt.Figure:
+                             infusions: Mapping[str, Sequence[float]] | None = None,
+                             treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """Cancer cells by the set of antigens they carry vs days after the first infusion, one
     column per scenario with several antigens (at most ``MAX_PANELS``).
 
@@ -66,8 +67,9 @@ def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None =
     the tumour over the replicates (lowest to highest run). Bottom: the same layers as % of
     the mean tumour (the composition, also of residual disease too small to see above;
     blank once no run has a cancer cell left).
-    ``none``: cells carrying no antigen at all. ValueError if no scenario has several
-    antigens.
+    ``none``: cells carrying no antigen at all. Panel titles name each scenario's treatment
+    where ``treatments`` does (``study.publish.treatment_labels``). ValueError if no scenario
+    has several antigens.
     """
     relative, infused = _relative_to_infusion(timeseries, infusions)
     scenarios = [s for s in dict.fromkeys(relative["scenario"])
@@ -93,7 +95,7 @@ def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None =
         ax_cells.plot(totals.index, totals.mean(axis=1), color="k", lw=1.2,
                       label=f"tumour: mean of the {n_runs} runs")
         _mark_infusions(ax_cells, infused, [scenario])
-        ax_cells.set_title(f"{scenario} (n = {n_runs} runs; means)")
+        ax_cells.set_title(panel_title(scenario, f"n = {n_runs} runs; means", treatments))
         ax_cells.set_ylabel("cancer cells (mean over runs, stacked)")
         ax_cells.set_ylim(bottom=0)
         total = layers.sum(axis=1)

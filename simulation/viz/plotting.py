@@ -298,6 +298,14 @@ def _label(scenario: str, summary: pd.DataFrame | None, sep: str = ": ",
     return f"{scenario} ({tumor_type}{given}){sep}{response_breakdown(rows)}"
 
 
+def panel_title(scenario: str, detail: str, treatments: Mapping[str, str] | None) -> str:
+    """"scenario (detail)", and on a second line the scenario's treatment where
+    ``treatments`` names it (wrapped at 48 characters)."""
+    treatment = (treatments or {}).get(scenario)
+    title = f"{scenario} ({detail})"
+    return title + "\n" + textwrap.fill(treatment, 48) if treatment else title
+
+
 def _n_replicates(timeseries: pd.DataFrame) -> str:
     """"n = 3" replicates per scenario ("n = 2-4" if they differ)."""
     n = timeseries.groupby("scenario")["replicate"].nunique()
@@ -916,14 +924,15 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None,
     ``unit``, e.g. patient; labelled below the bars, every k-th of many, ``labelled_bars``).
 
     Bars are sorted from worst to best within each scenario (one panel each) and coloured by
-    response; dashed lines at -30 % (partial response) and +20 % (progression). A run that never
-    fell below baseline (best change 0) shows as a bar-wide mark on the zero line. PD is
+    response; dashed lines at -30 % (partial response) and +20 % (progression). A run that
+    hardly fell below baseline (best change within 1 % of 0: no visible bar) shows as a
+    bar-wide mark on the zero line. PD is
     judged on growth, not on the best change a bar shows: where the table has the final
     count (``final_tumor_cells``), a ▲ marks each PD run's final change (above
     ``FINAL_CHANGE_CAP_PERCENT``: an open ▲ at it).
     """
     scenarios = _scenarios(summary)
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(max(5.0, 4.2 * len(scenarios)), 4.6),
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(max(5.0, 4.6 * len(scenarios) + 2), 4.6),
                              sharey=True, constrained_layout=True, squeeze=False)
     change = best_percent_change(summary)
     final = (final_percent_change(summary) if "final_tumor_cells" in summary
@@ -940,8 +949,8 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None,
         x = np.arange(len(values))
         colours = [RESPONSE_COLOURS[r] for r in responses[order]]
         ax.bar(x, values[order], color=colours, width=0.8)
-        # a best change of 0 (never below baseline) has no bar: a mark shows the run is there
-        flat = values[order] == 0.0
+        # a best change within 1 % of 0 has no visible bar: a mark shows the run is there
+        flat = np.abs(values[order]) < 1.0
         ax.scatter(x[flat], np.zeros(int(flat.sum())), marker="_", s=200, linewidths=3,
                    c=[c for c, f in zip(colours, flat) if f], zorder=4)
         _mark_final_changes(ax, x, final[mine].to_numpy()[order])
@@ -966,9 +975,9 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None,
                for r in RESPONSES]
     if final.notna().any():
         handles.append(Line2D([], [], marker="^", color="k", ls="none",
-                              label=f"PD run: final change (open: beyond "
-                                    f"{FINAL_CHANGE_CAP_PERCENT:+.0f} %, drawn there);\nPD is "
-                                    "judged on growth, not on the best change"))
+                              label=f"PD run: its final change\n(PD is judged on growth,"
+                                    f"\nnot on the best change;\nopen: beyond "
+                                    f"{FINAL_CHANGE_CAP_PERCENT:+.0f} %)"))
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _finish(fig, path)
 
