@@ -203,7 +203,8 @@ def _cohort(responders: int, non_responders: int) -> pd.DataFrame:
         "car_t_cmax": np.where(responded, 2.0, 0.1) * (1 + 0.1 * np.arange(n)),
         "car_t_auc_0_28": np.where(responded, 20.0, 1.0) * (1 + 0.1 * np.arange(n)),
         "car_t_tmax_day": 7.0, "baseline_tumor_cells": 1000,
-        "burden_nadir": np.where(responded, 0.0, 0.9), "burden_final": np.where(responded, 0.0, 3.0)})
+        "burden_nadir": np.where(responded, 0.0, 0.9),
+        "burden_final": np.where(responded, 0.0, 3.0)})
 
 
 def test_trial_figure_draws_small_groups_as_points_units_apart_and_published_intervals():

@@ -28,7 +28,9 @@ files carry no timestamps, so the same tables give the same bytes).
 
 Time courses share one clock, ``TIME_LABEL`` (days after each scenario's first infusion; the
 shipped scenarios infuse on day 0, so it equals ``time_days``), and draw zeros on a "0" band
-at the bottom of their log axes instead of dropping them.
+at the bottom of their log axes, below an axis break, instead of dropping them. Their legends
+give n, and name each scenario's treatment when given ``treatments`` (scenario -> product,
+route, conditioning: ``study.publish.treatment_labels``).
 
 Given a 3D snapshot (arrays (nz, ny, nx)), ``plot_snapshot`` and ``plot_snapshot_with_fields``
 draw the xy slice through the tumour (``tumour_slice_z``).

@@ -59,8 +59,9 @@ def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None
                         infusions: Mapping[str, Sequence[float]] | None = None,
                         treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """CAR-T (tissue and blood) per product (solid) and per subset (dashed: CD4, CD8,
-    memory-like; those it has) vs days after the first infusion, one panel per scenario that has them (at
-    most ``MAX_PANELS``): median line and interquartile band over the replicates, log scale.
+    memory-like; those it has) vs days after the first infusion, one panel per scenario that
+    has them (at most ``MAX_PANELS``): median line and interquartile band over the
+    replicates, log scale.
     Panel titles name each scenario's treatment where ``treatments`` does
     (``study.publish.treatment_labels``). ValueError if no scenario has several products or a
     composition.
