@@ -32,7 +32,7 @@ from ..analysis.assay import assay_table, is_assay
 from ..analysis.outcomes import response_counts
 from ..config import ConfigError, Overrides, Study, load_study, override_list
 from ..execution.folder_run import complete
-from ..execution.publish import infusion_days
+from ..execution.publish import infusion_days, treatment_labels
 from ..execution.runner import run_specs, run_study, store_snapshot
 from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, finished_manifest,
                          new_manifest, read_manifest, read_timeseries)
@@ -98,29 +98,33 @@ class Result:
         if self.kind == ASSAY:
             return plotting.plot_assay_wells(self.assay, path)
         return plotting.plot_burden(self._series("plot"), self.summary, path,
-                                    infusions=self._infusions())
+                                    infusions=self._infusions(), treatments=self._treatments())
 
     def plot_car_t_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T in the tissue on a log scale: expansion, peak, contraction."""
         return plotting.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
-                                            path, infusions=self._infusions())
+                                            path, infusions=self._infusions(),
+                                            treatments=self._treatments())
 
     def plot_blood_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per uL of blood, the curve the clinic measures."""
         return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
-                                            path, infusions=self._infusions())
+                                            path, infusions=self._infusions(),
+                                            treatments=self._treatments())
 
     def plot_antigen_composition(self, path: str | Path | None = None) -> plt.Figure:
         """Cancer cells by the antigens they carry over time (scenarios naming several
         antigens), as antigen_composition.png of the folder."""
         return antigen_plots.plot_antigen_composition(self._series("plot_antigen_composition"),
-                                                      path, infusions=self._infusions())
+                                                      path, infusions=self._infusions(),
+                                                      treatments=self._treatments())
 
     def plot_car_t_products(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per product and per subset over time (several products, or a product
         composition), as car_t_products.png of the folder."""
         return product_plots.plot_car_t_products(self._series("plot_car_t_products"), path,
-                                                 infusions=self._infusions())
+                                                 infusions=self._infusions(),
+                                                 treatments=self._treatments())
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""
@@ -155,6 +159,10 @@ class Result:
     def _infusions(self) -> dict[str, list[float]] | None:
         """Configured infusion days per scenario (None for a sweep: read from the table)."""
         return infusion_days(self.study.scenarios) if self.study is not None else None
+
+    def _treatments(self) -> dict[str, str] | None:
+        """What each scenario was given, for legends (None for a sweep)."""
+        return treatment_labels(self.study.scenarios) if self.study is not None else None
 
     def _series(self, what: str) -> pd.DataFrame:
         if self.timeseries is None:

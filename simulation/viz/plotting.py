@@ -28,7 +28,9 @@ files carry no timestamps, so the same tables give the same bytes).
 
 Time courses share one clock, ``TIME_LABEL`` (days after each scenario's first infusion; the
 shipped scenarios infuse on day 0, so it equals ``time_days``), and draw zeros on a "0" band
-at the bottom of their log axes instead of dropping them.
+at the bottom of their log axes, below an axis break, instead of dropping them. Their legends
+give n, and name each scenario's treatment when given ``treatments`` (scenario -> product,
+route, conditioning: ``execution.publish.treatment_labels``).
 
 Given a 3D snapshot (arrays (nz, ny, nx)), ``plot_snapshot`` and ``plot_snapshot_with_fields``
 draw the xy slice through the tumour (``tumour_slice_z``).
@@ -37,6 +39,7 @@ draw the xy slice through the tumour (``tumour_slice_z``).
 from __future__ import annotations
 
 import functools
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +127,10 @@ RESPONSE_NAMES = {"CR": "complete response", "PR": "partial response", "SD": "st
 #: ``tumor_type`` of an in-vitro well (``config.schema``): no clinical response is read into it
 IN_VITRO = "in_vitro"
 
-#: most bars of a waterfall panel that are numbered one by one
-MAX_LABELLED_BARS = 40
+#: most bar labels of a waterfall panel: with more bars, every k-th is labelled
+MAX_BAR_LABELS = 20
+#: a PD run's final change above this (%) is drawn at it, as an open marker
+FINAL_CHANGE_CAP_PERCENT = 300.0
 
 _SAVE_METADATA = {".png": {"Software": None}, ".svg": {"Date": None},
                   ".pdf": {"CreationDate": None, "ModDate": None}}
@@ -269,24 +274,38 @@ def series_colours(n: int) -> list:
 
 
 def response_breakdown(rows: pd.DataFrame) -> str:
-    """Runs per response class of ``rows`` (summary rows): "CR 0 · PR 0 · SD 2 · PD 0 of
-    n = 2" (classes ``outcomes.RESPONSES``)."""
+    """Runs per best-response class of ``rows`` (summary rows): "CR 0 · PR 0 · SD 2 · PD 0 of
+    n = 2" (classes ``outcomes.RESPONSES``), and where some relapsed after their response
+    (column ``relapse``): "CR 0 · PR 3 · SD 0 · PD 0 of n = 3, 3 relapsed"."""
     counts = {r: int((rows["response"] == r).sum()) for r in RESPONSES}
-    return " · ".join(f"{r} {counts[r]}" for r in RESPONSES) + f" of n = {len(rows)}"
+    text = " · ".join(f"{r} {counts[r]}" for r in RESPONSES) + f" of n = {len(rows)}"
+    relapsed = int(rows["relapse"].astype(bool).sum()) if "relapse" in rows else 0
+    return text + (f", {relapsed} relapsed" if relapsed else "")
 
 
-def _label(scenario: str, summary: pd.DataFrame | None, sep: str = ": ") -> str:
-    """"scenario (tumour type): CR 1 · PR 0 · SD 1 · PD 0 of n = 2" (``sep`` before the
-    breakdown); an in-vitro well has no clinical response: "scenario (in vitro), n = 2"."""
-    if summary is None:
-        return scenario
-    rows = summary[summary["scenario"] == scenario]
+def _label(scenario: str, summary: pd.DataFrame | None, sep: str = ": ",
+           treatments: Mapping[str, str] | None = None) -> str:
+    """"scenario (tumour type; treatment): CR 1 · PR 0 · SD 1 · PD 0 of n = 2" (``sep``
+    before the breakdown; the treatment, e.g. "CD19 CAR-T, intravenous after
+    lymphodepletion", where ``treatments`` names it); an in-vitro well has no clinical
+    response: "scenario (in vitro), n = 2"."""
+    treatment = (treatments or {}).get(scenario)
+    rows = summary[summary["scenario"] == scenario] if summary is not None else pd.DataFrame()
     if rows.empty:
-        return scenario
+        return f"{scenario} ({treatment})" if treatment else scenario
     tumor_type = rows["tumor_type"].iloc[0]
     if tumor_type == IN_VITRO:
         return f"{scenario} (in vitro), n = {len(rows)}"
-    return f"{scenario} ({tumor_type}){sep}{response_breakdown(rows)}"
+    given = f"; {treatment}" if treatment else ""
+    return f"{scenario} ({tumor_type}{given}){sep}{response_breakdown(rows)}"
+
+
+def panel_title(scenario: str, detail: str, treatments: Mapping[str, str] | None) -> str:
+    """"scenario (detail)", and on a second line the scenario's treatment where
+    ``treatments`` names it (wrapped at 48 characters)."""
+    treatment = (treatments or {}).get(scenario)
+    title = f"{scenario} ({detail})"
+    return title + "\n" + textwrap.fill(treatment, 48) if treatment else title
 
 
 def _n_replicates(timeseries: pd.DataFrame) -> str:
@@ -299,9 +318,12 @@ def _n_replicates(timeseries: pd.DataFrame) -> str:
 # time courses
 # ---------------------------------------------------------------------------------------------
 def _draw_bands(ax: plt.Axes, data: pd.DataFrame, column: str, summary: pd.DataFrame | None,
-                label: bool = True, floor: float | None = None) -> pd.DataFrame:
+                label: bool = True, floor: float | None = None,
+                treatments: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Median line and IQR band per scenario; with ``floor`` (a log axis), values below it
-    (zeros) are drawn at it, on the axis' "0" band (``_zero_band``), never dropped."""
+    (zeros) are drawn at it, on the axis' "0" band (``_zero_band``), never dropped. Scenarios
+    whose medians lie on each other (one hides the other) get a legend note
+    (``_note_overlapping_curves``)."""
     bands = replicate_bands(data, column)
     colours = series_colours(len(_scenarios(data)))
     for c, scenario in zip(colours, _scenarios(data)):
@@ -310,9 +332,49 @@ def _draw_bands(ax: plt.Axes, data: pd.DataFrame, column: str, summary: pd.DataF
         if floor is not None:
             median, q25, q75 = (np.maximum(v, floor) for v in (median, q25, q75))
         ax.plot(band["time_days"], median, color=c, lw=2,
-                label=_label(scenario, summary) if label else None)
+                label=_wrapped(_label(scenario, summary, treatments=treatments)) if label
+                else None)
         ax.fill_between(band["time_days"], q25, q75, color=c, alpha=0.25, lw=0)
+    _note_overlapping_curves(ax, bands, COLUMN_WORDS.get(column, column))
     return bands
+
+
+#: what a legend note calls the curves of a column
+COLUMN_WORDS = {"tumor_percent_of_baseline": "tumour burden", "car_t_cells": "CAR-T",
+                "car_t_blood_per_ul": "blood CAR-T"}
+
+
+#: medians within this relative difference of each other at every census lie on or against
+#: each other: on a log axis spanning three decades, 25 % is about three line widths
+OVERLAP_TOLERANCE = 0.25
+
+
+def overlapping_curves(bands: pd.DataFrame) -> list[list[str]]:
+    """Groups of scenarios (each of 2 or more, in table order) whose ``replicate_bands``
+    medians are zero at the same censuses and elsewhere within ``OVERLAP_TOLERANCE`` of the
+    group's first at every census: drawn, each hides the ones before it."""
+    groups: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+    for scenario, band in bands.groupby("scenario", sort=False):
+        t, median = (band[k].to_numpy(dtype=float) for k in ("time_days", "median"))
+        for first_t, first, names in groups:
+            if (t.shape == first_t.shape and np.array_equal(t, first_t)
+                    and np.array_equal(median > 0, first > 0)
+                    and np.all(np.abs(median - first) <= OVERLAP_TOLERANCE * first)):
+                names.append(scenario)
+                break
+        else:
+            groups.append((t, median, [scenario]))
+    return [names for _, _, names in groups if len(names) > 1]
+
+
+def _note_overlapping_curves(ax: plt.Axes, bands: pd.DataFrame, what: str) -> None:
+    """A legend entry (no line) for every group of ``overlapping_curves``: "a and b: CAR-T
+    medians within 25 % of each other throughout, drawn (nearly) over each other"."""
+    for names in overlapping_curves(bands):
+        ax.plot([], [], ls="none", gid="overlap",
+                label=_wrapped(f"{' and '.join(names)}: {what} medians within "
+                               f"{100 * OVERLAP_TOLERANCE:.0f} % of each other throughout, drawn "
+                               "(nearly) over each other"))
 
 
 def _log_floor(values: pd.Series, below: float | None = None) -> float:
@@ -324,15 +386,24 @@ def _log_floor(values: pd.Series, below: float | None = None) -> float:
     return 10.0 ** (np.floor(np.log10(smallest)) - 1)
 
 
-def _zero_band(ax: plt.Axes, floor: float, text: str, in_legend: bool = True) -> None:
+def _zero_band(ax: plt.Axes, floor: float, text: str, in_legend: bool = True,
+               hatch: str | None = None) -> None:
     """Log axis with zeros drawn at ``floor``: the axis starts just below it, a grey band marks
-    it, its tick reads "0" and ``text`` says what it means: a legend entry for the band
+    it (``hatch``ed: bands of different meaning in one figure get different hatches), its
+    tick reads "0", the axis is broken (//) between it and the first decade, since the band
+    is no decade of the scale, and ``text`` says what it means: a legend entry for the band
     (``in_legend``; curves at 0 run through the band and would hide a text there), else a
     note at its right end."""
     ax.set_yscale("log")
     ax.set_ylim(bottom=floor / 2.0)
-    ax.axhspan(floor / 2.0, floor * 2.0, color=ZERO_BAND_COLOUR, lw=0, zorder=0,
+    ax.axhspan(floor / 2.0, floor * 2.0, facecolor=ZERO_BAND_COLOUR, lw=0, zorder=0,
+               hatch=hatch, edgecolor="0.6" if hatch else None, gid="zero_band",
                label=text if in_legend else None)
+    ax.plot([0.0, 0.0], [floor * 2.4, floor * 4.0], transform=ax.get_yaxis_transform(),
+            color="white", lw=3, solid_capstyle="butt", clip_on=False, zorder=4)
+    ax.plot([0.0, 0.0], [floor * 2.4, floor * 4.0], transform=ax.get_yaxis_transform(),
+            marker=[(-1, -0.5), (1, 0.5)], ms=8, mew=1, color="0.2", ls="none",
+            clip_on=False, zorder=5, gid="axis_break")
     if not in_legend:
         ax.text(0.99, floor * 1.4, text, transform=ax.get_yaxis_transform(), ha="right",
                 va="bottom", fontsize=7, color="0.35")
@@ -361,13 +432,14 @@ def _mark_infusions(ax: plt.Axes, infusions: Mapping[str, Sequence[float]],
 
 
 def _burden_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
-                 log_scale: bool) -> None:
+                 log_scale: bool, treatments: Mapping[str, str] | None = None) -> None:
     """Tumour burden (% of baseline): log axis with the MRD line (unless every scenario is an
     in-vitro dish), zeros on a "0" band."""
     mrd_percent = 100.0 * MRD_DETECTION_FRACTION
     column = data["tumor_percent_of_baseline"]
     floor = _log_floor(column, mrd_percent) if log_scale else None
-    _draw_bands(ax, data, "tumor_percent_of_baseline", summary, floor=floor)
+    _draw_bands(ax, data, "tumor_percent_of_baseline", summary, floor=floor,
+                treatments=treatments)
     ax.set_title(f"Tumour burden (median, IQR; {_n_replicates(data)} replicates)")
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("cancer cells (% of baseline at infusion)")
@@ -378,7 +450,7 @@ def _burden_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
         if clinical:  # MRD and CR are clinical readouts: not drawn over dishes alone
             ax.axhline(mrd_percent, color="#882255", lw=1.2, ls="-.", label=MRD_LABEL,
                        gid="mrd")
-        _zero_band(ax, floor, "0 cancer cells (cleared)")
+        _zero_band(ax, floor, "0 band, left: no cancer cells left (cleared)", hatch="////")
     else:
         ax.set_ylim(bottom=0)
 
@@ -387,11 +459,11 @@ def _car_t_axes(ax: plt.Axes, data: pd.DataFrame, summary: pd.DataFrame | None,
                 log_scale: bool, label: bool = False) -> pd.DataFrame:
     floor = _log_floor(data["car_t_cells"]) if log_scale else None
     bands = _draw_bands(ax, data, "car_t_cells", summary, label=label, floor=floor)
-    ax.set_title("CAR-T cells on the lattice (median, IQR)")
+    ax.set_title(f"CAR-T cells on the lattice (median, IQR; {_n_replicates(data)} replicates)")
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel("CAR-T cells (count)")
     if log_scale:
-        _zero_band(ax, floor, "0 CAR-T cells on the lattice")
+        _zero_band(ax, floor, "0 band, right: no CAR-T on the lattice", hatch="....")
     else:
         ax.set_ylim(bottom=0)
     return bands
@@ -405,27 +477,32 @@ def _time_course_legend(fig: plt.Figure, axes: Sequence[plt.Axes]) -> None:
             if label not in handles:
                 handles[label] = handle
                 labels.append(label)
+    long = max(len(line) for label in labels for line in label.splitlines()) > 60
     fig.legend([handles[k] for k in labels], labels, loc="outside lower center",
-               ncols=2 if len(labels) > 3 else 1)
+               ncols=2 if len(labels) > 3 and not long else 1)
 
 
 @_styled
 def plot_burden(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
                 path: str | Path | None = None, log_scale: bool = True,
-                infusions: Mapping[str, Sequence[float]] | None = None) -> plt.Figure:
+                infusions: Mapping[str, Sequence[float]] | None = None,
+                treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """Tumour burden (% of baseline) and CAR-T cells vs days after the first infusion: median
     line, interquartile band, over replicates.
 
     One colour per scenario (``series_colours``); the legend, below the panels, gives tumour
-    type and the response breakdown (CR, PR, SD, PD of n). ``log_scale``: log y axes with the
-    MRD detection limit that defines CR drawn, zeros (a cleared tumour) on a "0" band at the
-    bottom. Infusions (▲) from ``infusions`` (days per scenario, as configured) or read from
-    the table (``infusion_days``). Saved to ``path`` (PNG, SVG or PDF by suffix) when given.
+    type, the treatment (``treatments``: scenario -> product, route and conditioning, as
+    ``execution.publish.treatment_labels`` writes them) and the response breakdown (CR, PR, SD,
+    PD of n, and how many relapsed). ``log_scale``: log y axes with the MRD detection limit
+    that defines CR drawn, zeros (a cleared tumour, no CAR-T) on a "0" band below an axis
+    break at the bottom. Infusions (▲) from ``infusions`` (days per scenario, as configured)
+    or read from the table (``infusion_days``). Saved to ``path`` (PNG, SVG or PDF by
+    suffix) when given.
     """
     relative, infused = _relative_to_infusion(timeseries, infusions)
     data = _with_baseline_percent(relative)
-    fig, (ax_tumor, ax_car_t) = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
-    _burden_axes(ax_tumor, data, summary, log_scale)
+    fig, (ax_tumor, ax_car_t) = plt.subplots(1, 2, figsize=(11, 5.8), layout="constrained")
+    _burden_axes(ax_tumor, data, summary, log_scale, treatments)
     _car_t_axes(ax_car_t, data, summary, log_scale)
     for ax in (ax_tumor, ax_car_t):
         _mark_infusions(ax, infused, _scenarios(data))
@@ -474,15 +551,15 @@ def plot_response_rates(summary: pd.DataFrame, path: str | Path | None = None,
 @_styled
 def plot_blood_vs_solid(timeseries: pd.DataFrame, summary: pd.DataFrame,
                         path: str | Path | None = None, log_scale: bool = True,
-                        infusions: Mapping[str, Sequence[float]] | None = None
-                        ) -> plt.Figure:
+                        infusions: Mapping[str, Sequence[float]] | None = None,
+                        treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """The central comparison in one row: burden, CAR-T (as ``plot_burden``) and
     response-rate bars per scenario."""
     relative, infused = _relative_to_infusion(timeseries, infusions)
     data = _with_baseline_percent(relative)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.0), layout="constrained",
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), layout="constrained",
                              gridspec_kw={"width_ratios": [1, 1, 0.8]})
-    _burden_axes(axes[0], data, summary, log_scale)
+    _burden_axes(axes[0], data, summary, log_scale, treatments)
     _car_t_axes(axes[1], data, summary, log_scale)
     for ax in axes[:2]:
         _mark_infusions(ax, infused, _scenarios(data))
@@ -583,30 +660,110 @@ def _persistence_start(t: np.ndarray, v: np.ndarray, peak: int) -> int | None:
 
 
 def _draw_kinetics(ax: plt.Axes, timeseries: pd.DataFrame, column: str, value_format: str,
-                   floor: float, fit_floor: float) -> list[KineticPhases | None]:
+                   floor: float, treatments: Mapping[str, str] | None = None
+                   ) -> list[KineticPhases | None]:
     """Median and IQR of ``column`` per scenario (values below ``floor``, zeros, drawn at it)
-    with its phases marked: the peak (a ▼ whose legend label gives
-    ``value_format.format(peak value)``, its day and, when meaningful, the contraction
-    half-life with its CI, fitted to medians above ``fit_floor``), dotted lines at the peak and
-    persistence start, phase names in the curve's colour. Returns the phases of every
-    scenario's median."""
+    with its phases marked where the signal carries them: the peak (a ▼ whose legend label
+    gives ``value_format.format(peak value)``, its day and, when meaningful, the contraction
+    half-life over the replicates, ``replicate_half_lives``), dotted lines at the peak and
+    persistence start, phase names in the curve's colour. A median that never reaches
+    ``PEAK_MIN_QUANTA`` cells (the column's smallest step, ``_quantum``) is counting noise:
+    its label says so and nothing is marked. Returns the phases of every scenario's median
+    (None where not read)."""
     bands = _draw_bands(ax, timeseries, column, None, label=False, floor=floor)
     all_phases = []
     scenarios = _scenarios(timeseries)
-    n_runs = timeseries.groupby("scenario")["replicate"].nunique()
     for i, (scenario, colour) in enumerate(zip(scenarios, series_colours(len(scenarios)))):
+        runs = timeseries[timeseries["scenario"] == scenario]
         band = bands[bands["scenario"] == scenario]
         t, median = band["time_days"].to_numpy(), band["median"].to_numpy()
-        phases = kinetic_phases(t, median, fit_floor)
-        all_phases.append(phases)
+        quantum = _quantum(runs[column])
+        name = _kinetics_name(scenario, runs, treatments)
+        phases = kinetic_phases(t, median, HALF_LIFE_MIN_QUANTA * quantum)
         if phases is None:
-            ax.plot([], [], color=colour, lw=2,
-                    label=f"{scenario} (n = {n_runs[scenario]}): never detected")
-            continue
-        _mark_phases(ax, t, np.maximum(median, floor), phases, colour, i,
-                     f"{scenario} (n = {n_runs[scenario]}): peak "
-                     f"{value_format.format(median[phases.peak])} on day {t[phases.peak]:g}")
+            ax.plot([], [], color=colour, lw=2, label=f"{name}: never detected")
+        elif median[phases.peak] < PEAK_MIN_QUANTA * quantum:
+            cells = median[phases.peak] / quantum
+            ax.plot([], [], color=colour, lw=2, label=_wrapped(
+                f"{name}: median at most {value_format.format(median[phases.peak])} "
+                f"(~{cells:.2g} cells), counting noise: no peak or half-life read"))
+            phases = None
+        else:
+            label = (f"{name}: peak {value_format.format(median[phases.peak])} on day "
+                     f"{t[phases.peak]:g}")
+            if phases.half_life_days is not None:
+                label += _half_life_text(replicate_half_lives(runs, column, quantum),
+                                         runs["replicate"].nunique())
+            _mark_phases(ax, t, np.maximum(median, floor), phases, colour, i, label)
+        all_phases.append(phases)
     return all_phases
+
+
+#: characters per line of a long legend label (``_wrapped``)
+LEGEND_LINE_CHARACTERS = 90
+
+
+def _wrapped(label: str) -> str:
+    """``label`` broken into lines of at most ``LEGEND_LINE_CHARACTERS`` (at spaces), the
+    later lines indented, so that a legend below an axes stays within the figure."""
+    return textwrap.fill(label, LEGEND_LINE_CHARACTERS, subsequent_indent="   ")
+
+
+def _kinetics_name(scenario: str, runs: pd.DataFrame,
+                   treatments: Mapping[str, str] | None) -> str:
+    """"b_all_cd19 (n = 4; CAR-T, intravenous after lymphodepletion)" (the treatment where
+    ``treatments`` names it)."""
+    treatment = (treatments or {}).get(scenario)
+    return f"{scenario} (n = {runs['replicate'].nunique()}{'; ' + treatment if treatment else ''})"
+
+
+#: phases (peak, half-life) are read from a median course only if its peak holds at least
+#: this many of the measurement's smallest steps (cells): the counting noise, ~1/sqrt(count),
+#: is then at most ~22 %; below it the day and height of the highest point are chance
+PEAK_MIN_QUANTA = 20.0
+
+
+def replicate_half_lives(runs: pd.DataFrame, column: str, quantum: float) -> np.ndarray:
+    """The contraction half-life (days) of each replicate's own course of ``column``
+    (``kinetic_phases``: from its own peak, fitted above ``HALF_LIFE_MIN_QUANTA`` x
+    ``quantum``), for the replicates where that fit is meaningful."""
+    wide = runs.pivot_table(index="time_days", columns="replicate", values=column)
+    wide = wide.sort_index().ffill()
+    t = wide.index.to_numpy(dtype=float)
+    half_lives = []
+    for replicate in wide.columns:
+        phases = kinetic_phases(t, wide[replicate].to_numpy(dtype=float),
+                                HALF_LIFE_MIN_QUANTA * quantum)
+        if phases is not None and phases.half_life_days is not None:
+            half_lives.append(phases.half_life_days)
+    return np.array(half_lives)
+
+
+def half_life_interval(half_lives: np.ndarray) -> tuple[float, tuple[float, float] | None]:
+    """(geometric mean of replicate half-lives, its ``HALF_LIFE_CONFIDENCE`` t-interval over
+    the replicates, on the log scale, or None from fewer than 2). The replicates are the
+    independent units: an interval from the time points of one median curve would treat
+    autocorrelated censuses as independent and come out far too narrow."""
+    logs = np.log(np.asarray(half_lives, dtype=float))
+    centre = float(np.exp(logs.mean()))
+    if logs.size < 2:
+        return centre, None
+    margin = (stats.t.ppf(0.5 + HALF_LIFE_CONFIDENCE / 2, logs.size - 1)
+              * logs.std(ddof=1) / np.sqrt(logs.size))
+    return centre, (float(np.exp(logs.mean() - margin)), float(np.exp(logs.mean() + margin)))
+
+
+def _half_life_text(half_lives: np.ndarray, n_runs: int) -> str:
+    """", contraction t1/2 5.5 d (95 % CI 4.1-7.4 over 4 of 4 runs)": the legend's words for
+    ``half_life_interval`` (", contraction t1/2 5.5 d (1 of 4 runs, no CI)" from one run;
+    nothing if no run's fit is meaningful)."""
+    if half_lives.size == 0:
+        return ""
+    centre, interval = half_life_interval(half_lives)
+    runs = f"{half_lives.size} of {n_runs} runs"
+    spread = (f"95 % CI {interval[0]:.1f}-{interval[1]:.1f} over {runs}" if interval
+              else f"{runs}, no CI")
+    return f", contraction t1/2 {centre:.1f} d ({spread})"
 
 
 def _mark_phases(ax: plt.Axes, t: np.ndarray, median: np.ndarray, phases: KineticPhases,
@@ -614,12 +771,9 @@ def _mark_phases(ax: plt.Axes, t: np.ndarray, median: np.ndarray, phases: Kineti
     """Peak marker and phase lines of one scenario; phase names raised by ``row`` lines so
     that scenarios with close phases do not overprint each other."""
     peak, persistence = phases.peak, phases.persistence
-    if phases.half_life_days is not None:
-        low, high = phases.half_life_ci_days
-        label += (f", contraction t1/2 {phases.half_life_days:.1f} d "
-                  f"(95 % CI {low:.1f}-{high:.1f})")
     if persistence is not None:
         label += f", persistence from day {t[persistence]:g}"
+    label = _wrapped(label)
     ax.axvline(t[peak], color=colour, lw=1, ls=":")
     ax.plot([t[peak]], [median[peak]], marker="v", color=colour, ms=8, ls="none", label=label,
             gid="peak")
@@ -659,29 +813,36 @@ HALF_LIFE_MIN_QUANTA = 5.0
 
 
 def _quantum(values: pd.Series) -> float:
-    """The smallest step of a count-derived column: its smallest positive value (one cell)."""
-    positive = values[values > 0]
-    return float(positive.min()) if len(positive) else 0.0
+    """The smallest step of a count-derived column (one scenario's: one cell, or one cell per
+    its blood volume): the smallest of its positive values and of the gaps between them
+    (0 if it has none)."""
+    positive = np.unique(values[values > 0].to_numpy(dtype=float))
+    if not positive.size:
+        return 0.0
+    gaps = np.diff(positive)
+    gaps = gaps[gaps > 1e-9 * positive[-1]]  # not float rounding of equal counts
+    return float(min(positive[0], gaps.min(initial=np.inf)))
 
 
 @_styled
 def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
                         path: str | Path | None = None, ax: plt.Axes | None = None,
-                        infusions: Mapping[str, Sequence[float]] | None = None
-                        ) -> plt.Figure:
+                        infusions: Mapping[str, Sequence[float]] | None = None,
+                        treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """CAR-T count vs days after the first infusion on a log axis: median and IQR, the peak of
     the median marked, zeros on a "0" band, infusions marked (▲).
 
     Before the peak: expansion (activation-driven division outpaces death); after: contraction
     (death of effectors and exhausted cells), then persistence when the decline slows (memory
-    cells; see ``kinetic_phases``). The legend gives each scenario's n and peak day and, when
-    the fit is meaningful (``contraction_half_life``), the contraction half-life with its CI.
+    cells; see ``kinetic_phases``). The legend gives each scenario's n, treatment (where
+    ``treatments`` names it) and peak day and, when the fit is meaningful
+    (``contraction_half_life``), the contraction half-life with its CI over the replicates
+    (``half_life_interval``); a course too small to read (``PEAK_MIN_QUANTA``) says so.
     """
     fig, ax = _figure_and_axes(ax, (7, 4.8))
     relative, infused = _relative_to_infusion(timeseries, infusions)
     floor = _log_floor(relative["car_t_cells"])
-    _draw_kinetics(ax, relative, "car_t_cells", "{:.0f} cells", floor,
-                   HALF_LIFE_MIN_QUANTA * _quantum(relative["car_t_cells"]))
+    _draw_kinetics(ax, relative, "car_t_cells", "{:.0f} cells", floor, treatments)
     _kinetics_titles(ax, relative, "CAR-T kinetics", "CAR-T cells (count, log scale)", floor,
                      "0 CAR-T cells on the lattice", infused)
     return _finish(fig, path)
@@ -690,23 +851,25 @@ def plot_car_t_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None =
 @_styled
 def plot_blood_kinetics(timeseries: pd.DataFrame, summary: pd.DataFrame | None = None,
                         path: str | Path | None = None, ax: plt.Axes | None = None,
-                        infusions: Mapping[str, Sequence[float]] | None = None
-                        ) -> plt.Figure:
+                        infusions: Mapping[str, Sequence[float]] | None = None,
+                        treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """CAR-T per uL of blood vs days after the first infusion (column ``car_t_blood_per_ul``),
     as clinics plot it.
 
     Median and IQR per scenario on a log axis, the expansion peak (Cmax, Tmax) marked with ▼,
     the phases named: expansion, contraction, persistence (``kinetic_phases``; the census at an
-    intravenous infusion, before the cells leave the blood, is not the peak). Censuses with no
-    CAR-T in the blood are drawn on the "0 (below detection)" band at the bottom, never
-    dropped. ``summary`` is accepted for the same call as the other time-course plots.
+    intravenous infusion, before the cells leave the blood, is not the peak), the contraction
+    half-life with its CI over the replicates (``half_life_interval``); a course of a few
+    cells in the blood (``PEAK_MIN_QUANTA``) is labelled as counting noise, unmarked. The
+    legend names each scenario's treatment (``treatments``: product, route, conditioning).
+    Censuses with no CAR-T in the blood are drawn on the "0 (below detection)" band at the
+    bottom, never dropped. ``summary`` is accepted for the same call as the other
+    time-course plots.
     """
-    fig, ax = _figure_and_axes(ax, (7.5, 5.0))
+    fig, ax = _figure_and_axes(ax, (8.5, 5.4))
     relative, infused = _relative_to_infusion(timeseries, infusions)
-    column = relative["car_t_blood_per_ul"]
-    floor = _log_floor(column)
-    _draw_kinetics(ax, relative, "car_t_blood_per_ul", "{:.3g} cells/uL", floor,
-                   HALF_LIFE_MIN_QUANTA * _quantum(column))
+    floor = _log_floor(relative["car_t_blood_per_ul"])
+    _draw_kinetics(ax, relative, "car_t_blood_per_ul", "{:.3g} cells/uL", floor, treatments)
     _kinetics_titles(ax, relative, "CAR-T in peripheral blood",
                      "CAR-T in blood (cells/uL, log scale)", floor,
                      "0 = none in blood (below detection)", infused)
@@ -744,21 +907,42 @@ def contraction_half_life(t: np.ndarray, values: np.ndarray, floor: float = 0.0
 # ---------------------------------------------------------------------------------------------
 # per-replicate outcomes
 # ---------------------------------------------------------------------------------------------
+def final_percent_change(summary: pd.DataFrame) -> pd.Series:
+    """% change of the tumour count from baseline at the end of each run."""
+    baseline = summary["baseline_tumor_cells"].astype(float)
+    return 100.0 * (summary["final_tumor_cells"] - baseline) / baseline
+
+
+def labelled_bars(n: int) -> np.ndarray:
+    """Which of ``n`` bars get a label: all up to ``MAX_BAR_LABELS``, else every k-th (the
+    smallest k that keeps to it), so that labels never run together."""
+    return np.arange(0, n, max(1, -(-n // MAX_BAR_LABELS)))
+
+
 @_styled
 def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None,
                    unit: str = "replicate") -> plt.Figure:
     """Waterfall: best % change of tumour cells from baseline, one bar per replicate (or
-    ``unit``, e.g. patient; numbered below the bars up to ``MAX_LABELLED_BARS`` of them).
+    ``unit``, e.g. patient; labelled below the bars, every k-th of many, ``labelled_bars``).
 
     Bars are sorted from worst to best within each scenario (one panel each) and coloured by
-    response; dashed lines at -30 % (partial response) and +20 % (progression). A run that never
-    fell below baseline (best change 0) shows as a bar-wide mark on the zero line.
+    response; dashed lines at -30 % (partial response) and +20 % (progression). A run that
+    hardly fell below baseline (best change within 1 % of 0: no visible bar) shows as a
+    bar-wide mark on the zero line. PD is
+    judged on growth, not on the best change a bar shows: where the table has the final
+    count (``final_tumor_cells``), a ▲ marks each PD run's final change (above
+    ``FINAL_CHANGE_CAP_PERCENT``: an open ▲ at it).
     """
     scenarios = _scenarios(summary)
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(max(5.0, 4.2 * len(scenarios)), 4.2),
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(max(5.0, 4.6 * len(scenarios) + 2), 4.6),
                              sharey=True, constrained_layout=True, squeeze=False)
     change = best_percent_change(summary)
-    top = max(40.0, float(change.max()) * 1.1)
+    final = (final_percent_change(summary) if "final_tumor_cells" in summary
+             else pd.Series(np.nan, index=summary.index))
+    final = final.where(summary["response"] == "PD")
+    top = max(40.0, float(change.max()) * 1.1,
+              min(float(final.max(skipna=True) if final.notna().any() else 0.0),
+                  FINAL_CHANGE_CAP_PERCENT) * 1.1)
     for ax, scenario in zip(axes[0], scenarios):
         mine = summary["scenario"] == scenario
         values = change[mine].to_numpy()
@@ -767,35 +951,47 @@ def plot_waterfall(summary: pd.DataFrame, path: str | Path | None = None,
         x = np.arange(len(values))
         colours = [RESPONSE_COLOURS[r] for r in responses[order]]
         ax.bar(x, values[order], color=colours, width=0.8)
-        # a best change of 0 (never below baseline) has no bar: a mark shows the run is there
-        flat = values[order] == 0.0
+        # a best change within 1 % of 0 has no visible bar: a mark shows the run is there
+        flat = np.abs(values[order]) < 1.0
         ax.scatter(x[flat], np.zeros(int(flat.sum())), marker="_", s=200, linewidths=3,
                    c=[c for c, f in zip(colours, flat) if f], zorder=4)
+        _mark_final_changes(ax, x, final[mine].to_numpy()[order])
         ax.axhline(PR_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(PD_THRESHOLD_PERCENT, color="0.3", ls="--", lw=1)
         ax.axhline(0.0, color="0.3", lw=0.8)
         ax.set_title(_label(scenario, summary, sep="\n"))
-        ax.set_xlabel(f"{unit} (sorted)")
-        if len(values) <= MAX_LABELLED_BARS:
-            ax.set_xticks(x, [str(r) for r in summary.loc[mine, "replicate"].to_numpy()[order]],
-                          fontsize=8)
-        else:
-            ax.set_xticks([])
+        shown = labelled_bars(len(values))
+        names = summary.loc[mine, "replicate"].to_numpy()[order]
+        ax.set_xticks(x[shown], [str(names[i]) for i in shown], fontsize=8)
+        ax.set_xlabel(f"{unit} (sorted)" if len(shown) == len(values)
+                      else f"{unit} (sorted; 1 in {shown[1] - shown[0]} labelled)")
         ax.grid(axis="x", visible=False)
         ax.set_ylim(-105.0, top)
     axes[0][0].set_ylabel("best change of cancer cells from baseline (%)")
-    axes[0][0].text(0.01, PR_THRESHOLD_PERCENT, f" {PR_THRESHOLD_PERCENT:+.0f} % PR",
-                    transform=axes[0][0].get_yaxis_transform(),
-                    va="bottom", fontsize=8, color="0.3", zorder=5,
-                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
-    axes[0][0].text(0.01, PD_THRESHOLD_PERCENT, f" {PD_THRESHOLD_PERCENT:+.0f} % PD",
-                    transform=axes[0][0].get_yaxis_transform(),
-                    va="bottom", fontsize=8, color="0.3", zorder=5,
-                    bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
+    for threshold, name in ((PR_THRESHOLD_PERCENT, "PR"), (PD_THRESHOLD_PERCENT, "PD")):
+        axes[0][0].text(0.01, threshold, f" {threshold:+.0f} % {name}",
+                        transform=axes[0][0].get_yaxis_transform(),
+                        va="bottom", fontsize=8, color="0.3", zorder=5,
+                        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0, "pad": 1})
     handles = [Patch(color=RESPONSE_COLOURS[r], label=f"{r}: {RESPONSE_NAMES[r]}")
                for r in RESPONSES]
+    if final.notna().any():
+        handles.append(Line2D([], [], marker="^", color="k", ls="none",
+                              label=f"PD run: its final change\n(PD is judged on growth,"
+                                    f"\nnot on the best change;\nopen: beyond "
+                                    f"{FINAL_CHANGE_CAP_PERCENT:+.0f} %)"))
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return _finish(fig, path)
+
+
+def _mark_final_changes(ax: plt.Axes, x: np.ndarray, final: np.ndarray) -> None:
+    """A ▲ at each finite ``final`` change (%), open and at ``FINAL_CHANGE_CAP_PERCENT``
+    where it is beyond."""
+    shown = np.isfinite(final)
+    capped = shown & (final > FINAL_CHANGE_CAP_PERCENT)
+    for where, face in ((shown & ~capped, "k"), (capped, "none")):
+        ax.scatter(x[where], np.minimum(final[where], FINAL_CHANGE_CAP_PERCENT), marker="^",
+                   s=28, facecolors=face, edgecolors="k", zorder=5, gid="final_change")
 
 
 @_styled

@@ -16,6 +16,7 @@ import pandas as pd
 from ..biology.observables import SUBSET_COLUMNS
 from .plotting import (
     PALETTE,
+    panel_title,
     TIME_LABEL,
     _finish,
     _mark_infusions,
@@ -55,11 +56,15 @@ def _label(column: str) -> str:
 
 @_styled
 def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None,
-                        infusions: Mapping[str, Sequence[float]] | None = None) -> plt.Figure:
+                        infusions: Mapping[str, Sequence[float]] | None = None,
+                        treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """CAR-T (tissue and blood) per product (solid) and per subset (dashed: CD4, CD8,
-    memory-like; those it has) vs days after the first infusion, one panel per scenario that has them (at
-    most ``MAX_PANELS``): median line and interquartile band over the replicates, log scale.
-    ValueError if no scenario has several products or a composition.
+    memory-like; those it has) vs days after the first infusion, one panel per scenario that
+    has them (at most ``MAX_PANELS``): median line and interquartile band over the
+    replicates, log scale.
+    Panel titles name each scenario's treatment where ``treatments`` does
+    (``execution.publish.treatment_labels``). ValueError if no scenario has several products or a
+    composition.
     """
     relative, infused = _relative_to_infusion(timeseries, infusions)
     scenarios = [s for s in dict.fromkeys(relative["scenario"])
@@ -84,7 +89,8 @@ def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None
         _mark_infusions(ax, infused, [scenario])
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{scenario} (n = {runs['replicate'].nunique()} runs)")
+        ax.set_title(panel_title(scenario, f"n = {runs['replicate'].nunique()} runs",
+                                 treatments))
         ax.set_xlabel(TIME_LABEL)
         ax.set_ylabel("CAR-T in tissue and blood (cells)")
         ax.legend(fontsize=8)
