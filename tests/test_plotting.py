@@ -298,7 +298,7 @@ def test_burden_legend_names_each_arm_s_product_route_and_relapses(tables):
 
 
 def test_shipped_studies_say_which_product_each_arm_gets_and_how():
-    from simulation.study.publish import treatment_labels
+    from simulation.execution.publish import treatment_labels
 
     labels = treatment_labels(load_study(REPO_ROOT / "configs" / "blood_vs_solid.yaml").scenarios)
     assert labels == {"b_all_cd19": "CAR-T, intravenous after lymphodepletion",
