@@ -28,12 +28,8 @@ sys.path.insert(0, str(ROOT))
 import matplotlib.pyplot as plt  # noqa: E402
 
 from simulation import CarTModel, load_scenario, load_study  # noqa: E402
-from simulation.viz.plotting import (  # noqa: E402
-    STYLE,
-    plot_snapshot,
-    plot_snapshot_with_fields,
-    save_figure,
-)
+from simulation.viz.lattice_plots import plot_snapshot, plot_snapshot_with_fields  # noqa: E402
+from simulation.viz.style import STYLE, save_figure  # noqa: E402
 from simulation.io.snapshots import lattice_snapshot  # noqa: E402
 
 

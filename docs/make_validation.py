@@ -38,7 +38,8 @@ import pandas as pd  # noqa: E402
 import design_facts  # noqa: E402
 import literature_facts as literature  # noqa: E402
 from simulation.config import et_label  # noqa: E402
-from simulation.viz.plotting import PALETTE, STYLE, replicate_bands, save_figure  # noqa: E402
+from simulation.viz.style import PALETTE, STYLE, save_figure  # noqa: E402
+from simulation.viz.time_courses import replicate_bands  # noqa: E402
 from simulation.analysis.outcomes import progression_day  # noqa: E402
 from literature_facts import FactResult, Scale  # noqa: E402
 

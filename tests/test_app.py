@@ -28,7 +28,7 @@ from simulation.viz.app import (  # noqa: E402
     measure_frame_rate,
     shown_fields,
 )
-from simulation.viz.plotting import SITE_CLASSES  # noqa: E402
+from simulation.viz.lattice_plots import SITE_CLASSES  # noqa: E402
 from simulation.config import ConfigError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

@@ -178,6 +178,36 @@ def test_engine_uses_numpy_and_numba_only():
     assert not found, "\n".join(found)
 
 
+def private_uses(path: Path) -> list[str]:
+    """``file:line: name`` for each private (``_``-prefixed, not dunder) name ``path`` takes
+    from another project module: ``from .m import _name``, or ``m._name`` on a project module
+    it imported as ``m``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    modules = {target.rsplit(".", 1)[-1] for _, target, _ in imports(path)
+               if target.split(".")[0] == "simulation"}
+    bound: set[str] = set()  # local names bound to project modules
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(
+                "simulation")):
+            for alias in node.names:
+                if alias.name in modules:
+                    bound.add(alias.asname or alias.name)
+                elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{path}:{node.lineno}: imports {alias.name}")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in bound and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            found.append(f"{path}:{node.lineno}: uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_takes_another_modules_private_name():
+    found = [use for path in SOURCES for use in private_uses(path)]
+    assert not found, "\n".join(found)
+
+
 def test_the_checker_sees_an_upward_and_a_hidden_import(tmp_path, monkeypatch):
     """The rules above can fail: a function-level upward import in the engine is caught."""
     fake = tmp_path / "simulation"
@@ -188,6 +218,8 @@ def test_the_checker_sees_an_upward_and_a_hidden_import(tmp_path, monkeypatch):
     (fake / "viz" / "__init__.py").write_text("")
     (fake / "viz" / "plots.py").write_text("from ..engine import kernel\n")
     (fake / "engine" / "kernel.py").write_text("def f():\n    from ..viz import plots\n")
+    (fake / "viz" / "more.py").write_text("from .plots import _helper\nfrom . import plots\n"
+                                         "plots._other()\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     monkeypatch.setattr(sys.modules[__name__], "SOURCES", sorted(fake.rglob("*.py")))
     with pytest.raises(AssertionError, match="engine imports simulation.viz.plots"):
@@ -196,6 +228,8 @@ def test_the_checker_sees_an_upward_and_a_hidden_import(tmp_path, monkeypatch):
         test_no_import_cycles()
     with pytest.raises(AssertionError, match="inside a function"):
         test_function_level_imports_are_only_for_heavy_optional_dependencies()
+    with pytest.raises(AssertionError, match=r"imports _helper(.|\n)*uses plots._other"):
+        test_no_module_takes_another_modules_private_name()
 
 
 def test_import_simulation_is_light():

@@ -23,32 +23,37 @@ from simulation.analysis.outcomes import (
     progression_events,
     wilson_interval,
 )
-from simulation.viz.plotting import (
-    SITE_CLASSES,
-    TIME_LABEL,
+from simulation.analysis.kinetics import (
     contraction_half_life,
     half_life_interval,
-    replicate_half_lives,
-    plot_assay_wells,
-    plot_killing_assay,
-    infusion_days,
-    response_breakdown,
-    series_colours,
     kinetic_phases,
-    plot_blood_kinetics,
-    plot_blood_vs_solid,
-    plot_burden,
-    plot_car_t_kinetics,
+    replicate_half_lives,
+)
+from simulation.analysis.outcomes import response_breakdown
+from simulation.viz.lattice_plots import (
+    SITE_CLASSES,
     plot_max_projection,
     plot_orthogonal_slices,
     plot_points_3d,
-    plot_progression_free,
-    plot_response_rates,
     plot_snapshot,
     plot_snapshot_with_fields,
-    plot_waterfall,
-    save_figure,
     tumour_slice_z,
+)
+from simulation.viz.study_plots import (
+    plot_blood_vs_solid,
+    plot_progression_free,
+    plot_response_rates,
+    plot_waterfall,
+)
+from simulation.viz.style import save_figure, series_colours
+from simulation.viz.time_courses import (
+    TIME_LABEL,
+    infusion_days,
+    plot_assay_wells,
+    plot_blood_kinetics,
+    plot_burden,
+    plot_car_t_kinetics,
+    plot_killing_assay,
 )
 from simulation.execution.runner import run_study
 from simulation.viz.animation import animate

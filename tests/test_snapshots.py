@@ -24,7 +24,7 @@ from simulation.engine.constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
-from simulation.viz.plotting import SITE_CLASSES
+from simulation.viz.lattice_plots import SITE_CLASSES
 from simulation.viz.animation import animate
 from simulation import load_scenario
 from simulation.execution.runner import RunSpec, record_snapshots, run_one
@@ -186,7 +186,7 @@ def test_old_format_snapshots_load_draw_and_animate(tmp_path):
     loaded = load_snapshot(snapshot_files(tmp_path)[0])
     assert "tissue" not in loaded
     assert all(snapshot_field(loaded, name) is None for name in SNAPSHOT_FIELDS)
-    from simulation.viz.plotting import _snapshot_classes, plot_snapshot_with_fields
+    from simulation.viz.lattice_plots import _snapshot_classes, plot_snapshot_with_fields
 
     classes = _snapshot_classes(loaded)
     assert classes[4, 3] == SITE_CANCER_HIGH and classes[8, 8] == SITE_CAR_T_EFFECTOR

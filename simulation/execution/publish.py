@@ -24,9 +24,10 @@ from ..io.rundir import MANIFEST_FILE, RunDir, read_tables, remove_leftovers, ru
 from ..io.snapshots import load_snapshot
 from ..io.volume import write_vti
 from ..viz.antigen_plots import has_antigen_composition, plot_antigen_composition
+from ..viz.lattice_plots import plot_max_projection, plot_orthogonal_slices
 from ..viz.product_plots import has_product_series, plot_car_t_products
-from ..viz.plotting import (plot_assay_wells, plot_blood_kinetics, plot_burden,
-                            plot_killing_assay, plot_max_projection, plot_orthogonal_slices)
+from ..viz.time_courses import (plot_assay_wells, plot_blood_kinetics, plot_burden,
+                                plot_killing_assay)
 from .runner import RunSpec
 
 

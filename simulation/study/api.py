@@ -38,7 +38,7 @@ from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, fin
                          new_manifest, read_manifest, read_timeseries)
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
-from ..viz import antigen_plots, plotting, product_plots
+from ..viz import antigen_plots, lattice_plots, product_plots, study_plots, time_courses
 from .sweep import load_sweep_table
 from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., patients=...)
 
@@ -96,19 +96,19 @@ class Result:
         """Tumour burden and CAR-T over time, median and spread over replicates (a killing
         assay: the wells' target counts by antigen and E:T), as burden.png of the folder."""
         if self.kind == ASSAY:
-            return plotting.plot_assay_wells(self.assay, path)
-        return plotting.plot_burden(self._series("plot"), self.summary, path,
+            return time_courses.plot_assay_wells(self.assay, path)
+        return time_courses.plot_burden(self._series("plot"), self.summary, path,
                                     infusions=self._infusions(), treatments=self._treatments())
 
     def plot_car_t_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T in the tissue on a log scale: expansion, peak, contraction."""
-        return plotting.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
+        return time_courses.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
                                             path, infusions=self._infusions(),
                                             treatments=self._treatments())
 
     def plot_blood_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per uL of blood, the curve the clinic measures."""
-        return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
+        return time_courses.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
                                             path, infusions=self._infusions(),
                                             treatments=self._treatments())
 
@@ -128,23 +128,23 @@ class Result:
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""
-        return plotting.plot_waterfall(self.summary, path)
+        return study_plots.plot_waterfall(self.summary, path)
 
     def plot_progression_free(self, path: str | Path | None = None) -> plt.Figure:
         """Kaplan-Meier progression-free fraction of the replicates."""
-        return plotting.plot_progression_free(self._series("plot_progression_free"),
+        return study_plots.plot_progression_free(self._series("plot_progression_free"),
                                               self.summary, path, infusions=self._infusions())
 
     def plot_response_rates(self, path: str | Path | None = None) -> plt.Figure:
         """Response classes per scenario."""
-        return plotting.plot_response_rates(self.summary, path)
+        return study_plots.plot_response_rates(self.summary, path)
 
     def plot_killing_assay(self, path: str | Path | None = None) -> plt.Figure:
         """% of untreated control over time, one line per E:T (killing assays only)."""
         if self.assay is None:
             raise ValueError("plot_killing_assay: this result is not a killing assay (no "
                              "assay table)")
-        return plotting.plot_killing_assay(self.assay, path)
+        return time_courses.plot_killing_assay(self.assay, path)
 
     def plot_snapshot(self, run: str | None = None, day: float | None = None,
                       path: str | Path | None = None) -> plt.Figure:
@@ -154,7 +154,7 @@ class Result:
         pictures = self._snapshot_dicts(run)
         times = np.array([float(p["time_days"]) for p in pictures])
         chosen = pictures[-1 if day is None else int(np.argmin(np.abs(times - day)))]
-        return plotting.plot_snapshot_with_fields(chosen, path)
+        return lattice_plots.plot_snapshot_with_fields(chosen, path)
 
     def _infusions(self) -> dict[str, list[float]] | None:
         """Configured infusion days per scenario (None for a sweep: read from the table)."""

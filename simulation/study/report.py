@@ -22,7 +22,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
-from ..viz.plotting import PALETTE  # first: it picks matplotlib's backend (Agg outside Jupyter)
+from ..viz.style import PALETTE  # first: it picks matplotlib's backend (Agg outside Jupyter)
 
 import matplotlib.pyplot as plt  # noqa: I001
 import numpy as np

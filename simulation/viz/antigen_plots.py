@@ -13,15 +13,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..biology.observables import ANTIGEN_COLUMN_PREFIXES
-from .plotting import (
-    PALETTE,
-    panel_title,
-    TIME_LABEL,
-    _finish,
-    _mark_infusions,
-    _relative_to_infusion,
-    _styled,
-)
+from .style import PALETTE, finish, styled
+from .time_courses import TIME_LABEL, mark_infusions, panel_title, relative_to_infusion
 
 EXPRESSING = ANTIGEN_COLUMN_PREFIXES[2]
 #: colour of the cells carrying none of the antigens (antigen escape)
@@ -44,7 +37,7 @@ def has_antigen_composition(timeseries: pd.DataFrame) -> bool:
 
 def _by_run(runs: pd.DataFrame, column: str) -> pd.DataFrame:
     """``column`` as one column per replicate and one row per census time; runs that stopped
-    early keep their last census (as ``plotting.replicate_bands`` does), so that layers
+    early keep their last census (as ``time_courses.replicate_bands`` does), so that layers
     still add up."""
     return runs.pivot_table(index="time_days", columns="replicate",
                             values=column).sort_index().ffill()
@@ -55,7 +48,7 @@ def _mean_layers(runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame({column: _by_run(runs, column).mean(axis=1) for column in columns})
 
 
-@_styled
+@styled
 def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None = None,
                              infusions: Mapping[str, Sequence[float]] | None = None,
                              treatments: Mapping[str, str] | None = None) -> plt.Figure:
@@ -71,7 +64,7 @@ def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None =
     where ``treatments`` does (``execution.publish.treatment_labels``). ValueError if no scenario
     has several antigens.
     """
-    relative, infused = _relative_to_infusion(timeseries, infusions)
+    relative, infused = relative_to_infusion(timeseries, infusions)
     scenarios = [s for s in dict.fromkeys(relative["scenario"])
                  if phenotype_columns(relative, s)][:MAX_PANELS]
     if not scenarios:
@@ -94,7 +87,7 @@ def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None =
                               alpha=0.12, lw=0, label=f"tumour: range over the {n_runs} runs")
         ax_cells.plot(totals.index, totals.mean(axis=1), color="k", lw=1.2,
                       label=f"tumour: mean of the {n_runs} runs")
-        _mark_infusions(ax_cells, infused, [scenario])
+        mark_infusions(ax_cells, infused, [scenario])
         ax_cells.set_title(panel_title(scenario, f"n = {n_runs} runs; means", treatments))
         ax_cells.set_ylabel("cancer cells (mean over runs, stacked)")
         ax_cells.set_ylim(bottom=0)
@@ -110,4 +103,4 @@ def plot_antigen_composition(timeseries: pd.DataFrame, path: str | Path | None =
                         bbox_to_anchor=(0.5, -0.22), ncol=2, fontsize=8)
     fig.suptitle("Tumour antigen composition: cancer cells by the antigens they carry "
                  "(mean over runs)")
-    return _finish(fig, path)
+    return finish(fig, path)

@@ -14,16 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..biology.observables import SUBSET_COLUMNS
-from .plotting import (
-    PALETTE,
-    panel_title,
-    TIME_LABEL,
-    _finish,
-    _mark_infusions,
-    _relative_to_infusion,
-    _styled,
-    replicate_bands,
-)
+from .style import PALETTE, finish, styled
+from .time_courses import (TIME_LABEL, mark_infusions, panel_title, relative_to_infusion,
+                           replicate_bands)
 
 PRODUCT_PREFIX, PRODUCT_SUFFIX = "product_", "_car_t"
 #: most scenarios drawn, one panel each
@@ -54,7 +47,7 @@ def _label(column: str) -> str:
     return "product " + column[len(PRODUCT_PREFIX):-len(PRODUCT_SUFFIX)]
 
 
-@_styled
+@styled
 def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None,
                         infusions: Mapping[str, Sequence[float]] | None = None,
                         treatments: Mapping[str, str] | None = None) -> plt.Figure:
@@ -66,7 +59,7 @@ def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None
     (``execution.publish.treatment_labels``). ValueError if no scenario has several products or a
     composition.
     """
-    relative, infused = _relative_to_infusion(timeseries, infusions)
+    relative, infused = relative_to_infusion(timeseries, infusions)
     scenarios = [s for s in dict.fromkeys(relative["scenario"])
                  if product_series(relative, s)][:MAX_PANELS]
     if not scenarios:
@@ -86,7 +79,7 @@ def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None
                             alpha=0.18, lw=0)
             ax.plot(band["time_days"], band["median"], color=colour, label=_label(column),
                     ls="--" if column in SUBSET_COLUMNS else "-")
-        _mark_infusions(ax, infused, [scenario])
+        mark_infusions(ax, infused, [scenario])
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_ylim(bottom=0)
         ax.set_title(panel_title(scenario, f"n = {runs['replicate'].nunique()} runs",
@@ -95,4 +88,4 @@ def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None
         ax.set_ylabel("CAR-T in tissue and blood (cells)")
         ax.legend(fontsize=8)
     fig.suptitle("CAR-T by product and subset: median and IQR over runs")
-    return _finish(fig, path)
+    return finish(fig, path)

@@ -19,7 +19,8 @@ import pandas as pd
 
 from ..analysis.trial import (CRS_GRADES, DAYS_PER_MONTH, Readout, crs_grade_counts,
                               kaplan_meier_fit)
-from .plotting import PALETTE, _finish, _styled, plot_waterfall
+from .study_plots import plot_waterfall
+from .style import PALETTE, finish, styled
 
 #: a published value: (value, low, high) of its 95 % interval (None where not published)
 Published = tuple[float, float | None, float | None]
@@ -158,7 +159,7 @@ def _expansion(ax: plt.Axes, patients: pd.DataFrame, column: str, title: str, yl
     ax.set_title(f"{title}: R vs NR", fontsize=10)
 
 
-@_styled
+@styled
 def plot_trial(patients: pd.DataFrame, readouts: Sequence[Readout], name: str,
                path: str | Path | None = None,
                published: Mapping[str, float | Published] | None = None,
@@ -195,7 +196,7 @@ def plot_trial(patients: pd.DataFrame, readouts: Sequence[Readout], name: str,
     for column, panel in enumerate(EXPANSION_PANELS):  # one grid column each
         _expansion(fig.add_subplot(grid[1, 4 + column]), patients, *panel)
     fig.suptitle(f"Virtual trial {name}: n = {len(patients)} patients")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def plot_trial_waterfall(patients: pd.DataFrame, name: str, path: str | Path | None = None
