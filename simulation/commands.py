@@ -173,6 +173,11 @@ def _command_sweep(args: argparse.Namespace) -> int:
         shown = ["point_id", *cohorts.sweep.parameters, "patients_done", *TRIAL_SWEEP_SHOWN]
         print(f"readouts per point ({READOUTS_FILE}; rates as fractions):")
         print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return _exit_code(outcome)
+
+
+def _exit_code(outcome) -> int:
+    """1 if runs of a sweep or trial ``outcome`` failed (their summary printed), else 0."""
     summary = failure_summary(outcome)
     if summary:
         print(summary, file=sys.stderr)
@@ -195,10 +200,7 @@ def _command_trial(args: argparse.Namespace) -> int:
     for readout in result.readouts:
         print(f"  {readout.label}: {format_value(readout.value, readout.unit)} "
               f"{format_interval(readout)}")
-    summary = failure_summary(outcome)
-    if summary:
-        print(summary, file=sys.stderr)
-    return 1 if outcome.failed else 0
+    return _exit_code(outcome)
 
 
 def _command_fit(args: argparse.Namespace) -> int:
