@@ -28,15 +28,18 @@ the process pool, progress, output folders) -> ``study`` (sweeps, trials, fits, 
 one-call API) -> ``commands`` (what each ``cartsim`` command does) -> ``cli`` (parsing).
 """
 
-#: name -> the module that defines it, imported on first use (PEP 562) so that ``import
-#: simulation`` stays light: no numba, pandas or matplotlib until a name is used
-#: (``cartsim --version`` and ``--help`` load none of them)
+# Every name below is served by ``__getattr__`` (PEP 562), which imports its module on first
+# use, so that ``import simulation`` stays light: no numba, pandas or matplotlib until a name is
+# used (``cartsim --version`` and ``--help`` load none of them).
+#: from ``simulation.config``
 _CONFIG_API = ("ConfigError", "ScenarioConfig", "Study", "load_scenario", "load_study")
+#: from ``simulation.model`` (loads the engine: numba)
 _MODEL_API = ("CarTModel",)
+#: from ``simulation.execution.runner``
 _RUNNER_API = ("RunSpec", "run_study")
-#: the result API draws figures (matplotlib)
+#: from ``simulation.study.api``: the result API draws figures (matplotlib)
 _RESULT_API = ("Result", "load", "run", "trial")
-#: the fit API draws figures too
+#: from ``simulation.study.fit``: the fit API draws figures too
 _FIT_API = ("fit", "FitResult")
 
 __all__ = ["CarTModel", "ConfigError", "FitResult", "Result", "RunSpec", "ScenarioConfig",
