@@ -321,8 +321,8 @@ PAGE_TEXT = """# Validation against the biology facts
 
 The facts at the end of `../shared/biology.md`, each checked on the shipped scenarios
 (`configs/b_all_cd19.yaml`, `configs/gbm_solid.yaml`, `configs/killing_assay.yaml`) over
-replicate seeds. Each fact is one function in `tests/validation/literature_facts.py` holding its criteria
-and the reasons for their tolerances; `tests/validation/` runs the same functions on small
+replicate seeds. Each fact is one function in `tests/validation/literature_facts.py` holding
+its criteria and the reasons for their tolerances; `tests/validation/` runs the same functions on small
 settings (`pytest -m validation tests/validation`, ~3-4 min of CPU) and this page on larger
 ones. Only sizes, seeds, doses (fact 5), antigen levels (facts 3-4) and, for the relapse arm,
 the antigen-loss rate are overridden; no scenario is special-cased. Facts 8-14 (the CAR design

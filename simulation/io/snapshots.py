@@ -56,9 +56,9 @@ from ..engine.units import MIN_PER_DAY
 
 SNAPSHOT_PATTERN = "snapshot_*.npz"
 
-# ---- site classes: the codes of lattice pictures (``viz.lattice_plots.SITE_CLASSES`` gives each its
-# label and colour, in this order). Codes are stable: saved pictures and the view use them;
-# a new class gets the next code.
+# ---- site classes: the codes of lattice pictures (``viz.lattice_plots.SITE_CLASSES`` gives
+# each its label and colour, in this order). Codes are stable: saved pictures and the view use
+# them; a new class gets the next code.
 SITE_EMPTY = 0
 SITE_CANCER_HIGH = 1
 SITE_CANCER_LOW = 2
@@ -105,7 +105,7 @@ _CLASS_TABLE = _class_table()
 
 def site_classes(cell_type: np.ndarray, antigen_class: np.ndarray, car_t_state: np.ndarray,
                  tissue: np.ndarray | None = None) -> np.ndarray:
-    """Site-class codes (``SITE_*``, legend ``viz.lattice_plots.SITE_CLASSES``) from snapshot arrays.
+    """Site-class codes (``SITE_*``, legend ``lattice_plots.SITE_CLASSES``) from snapshot arrays.
 
     ``tissue`` (``TISSUE_*`` codes) None means open tissue everywhere (old snapshots).
     """

@@ -11,8 +11,8 @@ configs/car_design/), dose (E:T at day 0), antigen density (x the scenario's mea
 antigen-negative fraction, suppressive-factor secretion (x the scenario's; solid tumours),
 CAR-T kills before exhaustion, the product's receptor logic (single, OR, AND, NOT), armour
 (dnTGFbR, PD-1 knockout, IL-12) and composition (CD4:CD8, memory-like cells), seed. Press Reset after changing them. The
-lattice is drawn as one matplotlib image of site-class colours
-(``lattice_plots.SITE_CLASSES``), not one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
+lattice is drawn as one matplotlib image of site-class colours (``lattice_plots``), not
+one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
 (shown when the scenario solves it, else marked off): a 200x200 lattice redraws in ~25 ms, its
 two fields in ~25 ms more (2 shared cores; ``measure_frame_rate``).
 Needs the ``viz`` extra (``pip install 'cartsim[viz]'``).
