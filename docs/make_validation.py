@@ -4,7 +4,7 @@
                                                  # ~10 min on 2 free cores
     python docs/make_validation.py --workers 1   # one process
 
-Every fact of ``simulation/study/literature.py`` (the same criteria the tests in tests/validation/
+Every fact of ``tests/validation/literature_facts.py`` (the same criteria the tests beside it
 check on small runs) is run at ``DOCS``: larger lattices and 10-20 seeds per arm. The page gets
 the settings, the table (fact | source | what the model gives | pass/fail), each criterion's
 verdict and four figures drawn from the result tables:
@@ -27,6 +27,7 @@ IMAGES = ROOT / "docs" / "img"
 PAGE = ROOT / "docs" / "validation.md"
 
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "validation"))  # the facts: checks of configs/, not API
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
@@ -34,11 +35,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from simulation.study import design_facts, literature  # noqa: E402
+import design_facts  # noqa: E402
+import literature_facts as literature  # noqa: E402
 from simulation.config import et_label  # noqa: E402
-from simulation.viz.plotting import PALETTE, STYLE, replicate_bands, save_figure  # noqa: E402
+from simulation.viz.style import PALETTE, STYLE, save_figure  # noqa: E402
+from simulation.viz.time_courses import replicate_bands  # noqa: E402
 from simulation.analysis.outcomes import progression_day  # noqa: E402
-from simulation.study.literature import FactResult, Scale  # noqa: E402
+from literature_facts import FactResult, Scale  # noqa: E402
 
 #: the documented run: B-ALL 100x100 with 3,000 blasts (1/4 of the shipped 200x200 / 12,000),
 #: glioblastoma 140x140 with 6,000 cells (half the shipped tumour), the dish 60x60 with 900
@@ -318,12 +321,12 @@ PAGE_TEXT = """# Validation against the biology facts
 
 The facts at the end of `../shared/biology.md`, each checked on the shipped scenarios
 (`configs/b_all_cd19.yaml`, `configs/gbm_solid.yaml`, `configs/killing_assay.yaml`) over
-replicate seeds. Each fact is one function in `simulation/study/literature.py` holding its criteria
-and the reasons for their tolerances; `tests/validation/` runs the same functions on small
+replicate seeds. Each fact is one function in `tests/validation/literature_facts.py` holding
+its criteria and the reasons for their tolerances; `tests/validation/` runs the same functions on small
 settings (`pytest -m validation tests/validation`, ~3-4 min of CPU) and this page on larger
 ones. Only sizes, seeds, doses (fact 5), antigen levels (facts 3-4) and, for the relapse arm,
 the antigen-loss rate are overridden; no scenario is special-cased. Facts 8-14 (the CAR design
-space, `simulation/study/design_facts.py`) compare products on the scenarios of
+space, `tests/validation/design_facts.py`) compare products on the scenarios of
 `configs/car_design/`, every arm with the same seeds (fact 14's sequential arm gets its second
 dose scaled to the tumour size, as the first).
 
@@ -367,7 +370,7 @@ IQR; the square is the scenario's dose given as two halves. Right: tumour over t
 
 ![CAR design space](img/validation_design.png)
 
-*Facts 8-12* (`configs/car_design/`, `simulation/study/design_facts.py`). Top: B-ALL with a
+*Facts 8-12* (`configs/car_design/`, `tests/validation/design_facts.py`). Top: B-ALL with a
 CD19-negative/CD22-positive subclone under a CD19 CAR or a CD19/CD22 OR CAR; GBM with
 heterogeneous IL13Ra2 and EGFR under either single CAR or the bivalent one; the healthy
 EphA2-positive brain cells under an unprimed EphA2 CAR or the EGFRvIII-primed AND-gate.

@@ -16,25 +16,30 @@ What a notebook needs::
 
     model = simulation.CarTModel("configs/b_all_cd19.yaml", seed=3)   # one run, step by step
 
-``import simulation`` loads no matplotlib, solara or dask: ``run``, ``load``, ``Result`` and
-``trial`` (``simulation.study.api``, which draws figures) load on first use.
+``import simulation`` loads nothing heavy (no numba, pandas, matplotlib, solara or dask): each
+name loads its module on first use.
 
 The package is layered; each layer imports only the layers before it (docs/architecture.md,
 enforced by tests/test_architecture.py): ``engine`` (numpy + numba kernels) -> ``config``
 (YAML -> typed config) -> ``biology`` (set-up and coupled processes) -> ``model`` (the Mesa
 model) -> ``io`` (files, checkpoints, output folders, snapshots) -> ``analysis`` (outcome
-rules, assay readout) -> ``viz`` (figures, animations, the app) -> ``study`` (the runner, the
-process pool, sweeps, reports, literature checks) -> ``cli``.
+rules, assay readout) -> ``viz`` (figures, animations, the app) -> ``execution`` (the runner,
+the process pool, progress, output folders) -> ``study`` (sweeps, trials, fits, reports, the
+one-call API) -> ``commands`` (what each ``cartsim`` command does) -> ``cli`` (parsing).
 """
 
-from .config import ConfigError, ScenarioConfig, Study, load_scenario, load_study
-from .model import CarTModel
-from .study.runner import RunSpec, run_study
-
-#: names served from ``simulation.study.api`` on first use (PEP 562), so that ``import
-#: simulation`` stays free of matplotlib
+# Every name below is served by ``__getattr__`` (PEP 562), which imports its module on first
+# use, so that ``import simulation`` stays light: no numba, pandas or matplotlib until a name is
+# used (``cartsim --version`` and ``--help`` load none of them).
+#: from ``simulation.config``
+_CONFIG_API = ("ConfigError", "ScenarioConfig", "Study", "load_scenario", "load_study")
+#: from ``simulation.model`` (loads the engine: numba)
+_MODEL_API = ("CarTModel",)
+#: from ``simulation.execution.runner``
+_RUNNER_API = ("RunSpec", "run_study")
+#: from ``simulation.study.api``: the result API draws figures (matplotlib)
 _RESULT_API = ("Result", "load", "run", "trial")
-#: served from ``simulation.study.fit`` on first use (it draws figures too)
+#: from ``simulation.study.fit``: the fit API draws figures too
 _FIT_API = ("fit", "FitResult")
 
 __all__ = ["CarTModel", "ConfigError", "FitResult", "Result", "RunSpec", "ScenarioConfig",
@@ -42,13 +47,24 @@ __all__ = ["CarTModel", "ConfigError", "FitResult", "Result", "RunSpec", "Scenar
 
 
 def __getattr__(name: str):
+    # each import here is lazy on purpose: `import simulation` must stay light
+    if name in _CONFIG_API:
+        from . import config
+
+        return getattr(config, name)
+    if name in _MODEL_API:
+        from . import model
+
+        return getattr(model, name)
+    if name in _RUNNER_API:
+        from .execution import runner
+
+        return getattr(runner, name)
     if name in _RESULT_API:
-        # lazy: the result API imports matplotlib; `import simulation` must stay light
         from .study import api
 
         return getattr(api, name)
     if name in _FIT_API:
-        # lazy: as above (calibration figures)
         from .study import fit
 
         return getattr(fit, name)
@@ -56,4 +72,5 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_RESULT_API) | set(_FIT_API))
+    return sorted(set(globals()).union(_CONFIG_API, _MODEL_API, _RUNNER_API, _RESULT_API,
+                                       _FIT_API))

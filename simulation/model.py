@@ -44,8 +44,8 @@ from .biology.observables import (
 )
 from .biology.systemic import SystemicRates, SystemicState, advance
 from .biology.scenario import (
-    _BLOOD_STREAM,
-    _INFUSION_STREAM,
+    BLOOD_STREAM,
+    INFUSION_STREAM,
     arrival_sites,
     build_lattice,
     dosing_plan,
@@ -153,16 +153,14 @@ class CarTModel(mesa.Model):
         self._infuse_due()
         lat = self.lattice
         numba.set_num_threads(self.threads)
-        self.blood.step(lat, setup_rng(self.seed, _BLOOD_STREAM, self.step_index), self.seed,
+        self.blood.step(lat, setup_rng(self.seed, BLOOD_STREAM, self.step_index), self.seed,
                         self.sweep, self.motile_rows)
         if self.config.dosing.lymphodepletion is not None:
             set_division_probabilities(self.params, self.config, self.time_min)
         returned = self.events[E_CLASS_TO_BLOOD:].copy()
-        self.sweep = kernel.advance(
-            lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
-            self.motility.move_p, self.motility.persist_p, self.params, self.seed, self.sweep, 1,
-            self.motility.n_substeps, self.events, self.motile_rows,
-        )
+        self.sweep = kernel.advance(lat, self.params, self.motility.move_p,
+                                    self.motility.persist_p, self.seed, self.sweep, 1,
+                                    self.motility.n_substeps, self.events, self.motile_rows)
         returned = (self.events[E_CLASS_TO_BLOOD:] - returned).reshape(-1, 2)
         n_classes = self.params.shape[0]
         self.blood.effector += returned[:n_classes, 0]
@@ -191,10 +189,9 @@ class CarTModel(mesa.Model):
         solver = compile_field_solver_in_background()
         if solver is None:
             return
-        lat = self.lattice
-        kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
-                       self.motility.move_p, self.motility.persist_p, self.params, self.seed,
-                       self.sweep, 0, self.motility.n_substeps, self.events, self.motile_rows)
+        kernel.advance(self.lattice, self.params, self.motility.move_p, self.motility.persist_p,
+                       self.seed, self.sweep, 0, self.motility.n_substeps, self.events,
+                       self.motile_rows)
         solver.wait()
 
     def run(self) -> None:
@@ -215,7 +212,7 @@ class CarTModel(mesa.Model):
                 placed = wanted
             else:
                 sites = arrival_sites(self.lattice, self.config, infusion.route)
-                rng = setup_rng(self.seed, _INFUSION_STREAM, self.next_infusion)
+                rng = setup_rng(self.seed, INFUSION_STREAM, self.next_infusion)
                 placed = infuse(self.lattice, sites, counts, infusion.car_classes(), rng,
                                 stamp=(self.sweep - 1) & 0xFFFF)
                 self._mark_motile_rows()

@@ -28,7 +28,7 @@ from simulation.viz.app import (  # noqa: E402
     measure_frame_rate,
     shown_fields,
 )
-from simulation.viz.plotting import SITE_CLASSES  # noqa: E402
+from simulation.viz.lattice_plots import SITE_CLASSES  # noqa: E402
 from simulation.config import ConfigError  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -180,7 +180,7 @@ def app_server(tmp_path):
     # Compile (or load) the kernels first, for the same installed package the server imports
     # (run outside the repository so the installed copy, not the source tree, is found): a
     # cold numba compile on a fresh machine takes longer than the page is given to appear.
-    subprocess.run([sys.executable, "-c", "from simulation.study.pool import warm_up; warm_up()"],
+    subprocess.run([sys.executable, "-c", "from simulation.execution.pool import warm_up; warm_up()"],
                    cwd=tmp_path, check=True, timeout=600)
     server = subprocess.Popen(
         [sys.executable, "-m", "solara", "run", "simulation.viz.app:page", "--host", "127.0.0.1",

@@ -20,17 +20,27 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "simulation"
 
 #: the layers, bottom first (docs/architecture.md says what each holds)
-LAYERS = ("engine", "config", "biology", "model", "io", "analysis", "viz", "study", "cli")
+LAYERS = ("engine", "config", "biology", "model", "io", "analysis", "viz", "execution", "study",
+          "commands", "cli")
 #: third-party imports allowed inside a function: optional or heavy, each needed by one path
 LAZY_ALLOWED = {
     "distributed": "dask.distributed is heavy; only a sweep on a Dask cluster needs it",
     "fcntl": "POSIX only; the folder lock degrades to none elsewhere",
     "pyabc": "pyABC takes seconds to import; only cartsim fit needs it",
 }
-#: the one project import allowed inside a function: the package facade's PEP 562 attribute
-FACADE_LAZY = {"simulation.study.api": "the result API draws figures (matplotlib); "
-                                       "`import simulation` must stay light",
-               "simulation.study.fit": "the fit API draws figures too (simulation.fit)"}
+#: the project imports allowed inside a function, each where a light entry point defers a
+#: heavy layer to first use: the package facade's PEP 562 attributes and the command line
+LIGHT_ENTRY_LAZY = {
+    "simulation": {
+        "simulation.config": "pydantic and pandas; `import simulation` must stay light",
+        "simulation.model": "the model loads the engine (numba)",
+        "simulation.execution.runner": "the runner loads the model and the pool",
+        "simulation.study.api": "the result API draws figures (matplotlib)",
+        "simulation.study.fit": "the fit API draws figures too (simulation.fit)"},
+    "simulation.cli": {
+        "simulation.commands": "the commands load the engine (numba: seconds); cartsim, "
+                               "--help and --version answer without it"},
+}
 ENGINE_THIRD_PARTY = {"numpy", "numba"}
 
 
@@ -155,7 +165,7 @@ def test_function_level_imports_are_only_for_heavy_optional_dependencies():
     lazy = [f"{path}:{line}: `{target}` imported inside a function"
             for path in SOURCES for line, target, in_function in imports(path)
             if in_function and target.split(".")[0] not in LAZY_ALLOWED
-            and not (module_name(path) == "simulation" and target in FACADE_LAZY)]
+            and target not in LIGHT_ENTRY_LAZY.get(module_name(path), {})]
     assert not lazy, "\n".join(lazy)
 
 
@@ -165,6 +175,36 @@ def test_engine_uses_numpy_and_numba_only():
              for line, target, _ in imports(path)
              if target.split(".")[0] not in ENGINE_THIRD_PARTY | {"simulation", "__future__"}
              and target.split(".")[0] not in sys.stdlib_module_names]
+    assert not found, "\n".join(found)
+
+
+def private_uses(path: Path) -> list[str]:
+    """``file:line: name`` for each private (``_``-prefixed, not dunder) name ``path`` takes
+    from another project module: ``from .m import _name``, or ``m._name`` on a project module
+    it imported as ``m``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    modules = {target.rsplit(".", 1)[-1] for _, target, _ in imports(path)
+               if target.split(".")[0] == "simulation"}
+    bound: set[str] = set()  # local names bound to project modules
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(
+                "simulation")):
+            for alias in node.names:
+                if alias.name in modules:
+                    bound.add(alias.asname or alias.name)
+                elif alias.name.startswith("_") and not alias.name.startswith("__"):
+                    found.append(f"{path}:{node.lineno}: imports {alias.name}")
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in bound and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            found.append(f"{path}:{node.lineno}: uses {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_takes_another_modules_private_name():
+    found = [use for path in SOURCES for use in private_uses(path)]
     assert not found, "\n".join(found)
 
 
@@ -178,6 +218,8 @@ def test_the_checker_sees_an_upward_and_a_hidden_import(tmp_path, monkeypatch):
     (fake / "viz" / "__init__.py").write_text("")
     (fake / "viz" / "plots.py").write_text("from ..engine import kernel\n")
     (fake / "engine" / "kernel.py").write_text("def f():\n    from ..viz import plots\n")
+    (fake / "viz" / "more.py").write_text("from .plots import _helper\nfrom . import plots\n"
+                                         "plots._other()\n")
     monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
     monkeypatch.setattr(sys.modules[__name__], "SOURCES", sorted(fake.rglob("*.py")))
     with pytest.raises(AssertionError, match="engine imports simulation.viz.plots"):
@@ -186,6 +228,8 @@ def test_the_checker_sees_an_upward_and_a_hidden_import(tmp_path, monkeypatch):
         test_no_import_cycles()
     with pytest.raises(AssertionError, match="inside a function"):
         test_function_level_imports_are_only_for_heavy_optional_dependencies()
+    with pytest.raises(AssertionError, match=r"imports _helper(.|\n)*uses plots._other"):
+        test_no_module_takes_another_modules_private_name()
 
 
 def test_import_simulation_is_light():

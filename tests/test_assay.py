@@ -22,7 +22,7 @@ from simulation.analysis.assay import (
 )
 from simulation.config import ConfigError, ScenarioConfig, et_label, load_study, validate
 from simulation.io.provenance import resolved_config
-from simulation.study.runner import run_study
+from simulation.execution.runner import run_study
 from simulation.io.rundir import RunDir
 
 DATA = Path(__file__).parent / "data"

@@ -165,6 +165,39 @@ def test_version_and_every_option_has_help():
         assert not bare, f"cartsim {command}: options without help: {bare}"
 
 
+def test_no_arguments_print_a_first_command_to_try():
+    first = cartsim()
+    assert first.returncode == 0, first.stderr
+    assert "cartsim run configs/blood_vs_solid.yaml" in first.stdout
+    assert "usage:" not in first.stdout  # not only argparse's usage line
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("run", "--help"), ()],
+                         ids=["version", "help", "run-help", "no-arguments"])
+def test_help_and_version_load_no_engine(args):
+    """``cartsim --version`` took 3.3 s importing numba and the model it never uses."""
+    code = ("import sys; from simulation.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = ('numba', 'simulation.engine', 'pandas', 'matplotlib', 'pydantic')\n"
+            "print('LOADED', ','.join(m for m in heavy if m in sys.modules))")
+    shown = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                           check=True, timeout=60).stdout
+    assert shown.splitlines()[-1] == "LOADED ", shown
+
+
+def test_a_missing_config_suggests_the_nearest_file(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "blood_vs_solid.yaml").write_text("name: x\n")
+    result = cartsim("run", "configs/blood_vs_soild.yaml", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip() == ("cartsim: error: configs/blood_vs_soild.yaml: file not "
+                                     "found; did you mean configs/blood_vs_solid.yaml?")
+    typed_without_folder = cartsim("validate", "blood_vs_solid.yaml", cwd=tmp_path)
+    assert "did you mean configs/blood_vs_solid.yaml?" in typed_without_folder.stderr
+    nothing_alike = cartsim("validate", "zzz.yaml", cwd=tmp_path)
+    assert nothing_alike.returncode == 2 and "did you mean" not in nothing_alike.stderr
+
+
 # ---- each kind of file is checked as what it is ----------------------------------------------
 def test_validate_checks_a_sweep_as_a_sweep_and_resolves_every_run(capsys):
     assert main(["validate", str(REPO_ROOT / "configs" / "sweeps" / "dose_x_antigen.yaml")]) == 0

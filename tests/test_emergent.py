@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simulation import load_scenario
-from simulation.study.runner import RunSpec, run_one
+from simulation.execution.runner import RunSpec, run_one
 
 CONFIGS = str(Path(__file__).parent.parent / "configs" / "{}.yaml")
 SEEDS = range(1, 6)

@@ -4,11 +4,8 @@
 every field, and a 3D spheroid, 2 seeds each; its 3D final lattice as ``.vti``) and the killing
 assay of ``tests/data/small_assay.yaml`` (under ``assay/``). Each test runs the study through
 the CLI, as a user would, and compares the files byte for byte. A change that is meant to move
-numbers regenerates these files in the same commit and says why. Written before the refactor of
-issue 13; the study's files were regenerated in issue 14, whose multigrid field solver moved the
-fields (the killing assay has none, and its files are unchanged); the assay's files were
-regenerated when the dish's CAR-T got their first-day arming (configs/killing_assay.yaml:
-car_t.arming_time_h 12), which the study's in-vivo scenarios do not use.
+numbers regenerates these files in the same commit and says why (``git log tests/golden`` lists
+each regeneration and its reason).
 """
 
 from __future__ import annotations

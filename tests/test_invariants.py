@@ -3,7 +3,7 @@ of ``CarTModel`` runs of random small scenarios, checked after every step."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from hypothesis import given, settings
@@ -62,9 +62,8 @@ class Case:
         nz, ny, _ = self.lattice.shape
         motile_rows = np.zeros(nz * ny, dtype=np.uint8)
         kernel.mark_motile_rows(cells, self.lattice.shape, self.move_p, motile_rows)
-        nxt = kernel.advance(cells, self.lattice.extra, self.lattice.tissue, self.lattice.fields, self.lattice.shape,
-                             self.lattice.offsets, self.move_p,
-                             self.persist_p, self.params, self.seed,
+        nxt = kernel.advance(replace(self.lattice, cells=cells), self.params, self.move_p,
+                             self.persist_p, self.seed,
                              self.first_sweep if first_sweep is None else first_sweep,
                              self.n_steps if n_steps is None else n_steps, self.n_substeps,
                              events, motile_rows)

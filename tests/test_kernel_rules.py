@@ -643,8 +643,7 @@ def test_advance_equals_migration_sweeps_then_interaction_sweep_per_step():
     kernel.mark_motile_rows(lat.cells, lat.shape, move_p, motile_rows)
     # advance skips the rows without motile cells in its migration sweeps; the manual twin
     # below scans every row: the two must agree exactly
-    nxt = kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets, move_p, persist_p, params,
-                         SEED, 7, 5, 3, events, motile_rows)
+    nxt = kernel.advance(lat, params, move_p, persist_p, SEED, 7, 5, 3, events, motile_rows)
     assert nxt == 7 + 5 * (3 + 1)
 
     manual_events = new_events()
@@ -690,8 +689,7 @@ def test_target_scans_skipped_on_a_lattice_without_targets_change_nothing():
     rows = np.ones(lat.shape[0] * lat.shape[1], dtype=np.uint8)
     events, forced_events = new_events(), new_events()
     assert not kernel.holds_target(lat.cells)
-    kernel.advance(lat.cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets, move_p,
-                   persist_p, params, SEED, 0, 6, 2, events, rows.copy())
+    kernel.advance(lat, params, move_p, persist_p, SEED, 0, 6, 2, events, rows.copy())
     sweep = 0
     for _ in range(6):
         for substep in range(3):
@@ -702,3 +700,19 @@ def test_target_scans_skipped_on_a_lattice_without_targets_change_nothing():
     assert np.array_equal(lat.cells, forced.cells)
     assert np.array_equal(events, forced_events)
     assert events[E_CAR_T_BORN] > 0 and (lat.cells["cell_type"] == CAR_T).sum() > 0
+
+
+def test_advance_checks_its_arrays_before_the_compiled_kernel_sees_them():
+    lat = make_lattice(6, 6)
+    params = quiet_params()
+    move_p, persist_p = motility_arrays(car_t=0.5)
+    rows = np.zeros(lat.shape[0] * lat.shape[1], dtype=np.uint8)
+    assert kernel.advance(lat, params, move_p, persist_p, SEED, 0, 1, 1, new_events(), rows) == 2
+    with pytest.raises(TypeError, match="KERNEL_PARAMS_DTYPE"):
+        kernel.advance(lat, np.zeros(1), move_p, persist_p, SEED, 0, 1, 1, new_events(), rows)
+    with pytest.raises(ValueError, match="one per row"):
+        kernel.advance(lat, params, move_p, persist_p, SEED, 0, 1, 1, new_events(), rows[:-1])
+    with pytest.raises(ValueError, match="one value per cell type"):
+        kernel.advance(lat, params, move_p[:2], persist_p, SEED, 0, 1, 1, new_events(), rows)
+    with pytest.raises(ValueError, match="int64"):
+        kernel.advance(lat, params, move_p, persist_p, SEED, 0, 1, 1, np.zeros(2), rows)

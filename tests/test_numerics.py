@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 
 from simulation import load_scenario
-from simulation.study.runner import RunSpec, run_one
+from simulation.execution.runner import RunSpec, run_one
 
 CONFIG = Path(__file__).parent.parent / "configs" / "b_all_cd19.yaml"
 SEEDS = range(1, 6)
 REDUCED = ["lattice.width=60", "lattice.height=60", "tumor.initial_cells=1080",
            "time.duration_days=30", "time.stop_when_cleared=true"]
 
-# seed-to-seed standard deviations measured over 20 seeds at each dt (stop 12,
-# configs/sweeps/time_step.yaml; they do not depend on dt): CAR-T peak ~185 cells (mean
+# seed-to-seed standard deviations measured over 20 seeds at each dt
+# (configs/sweeps/time_step.yaml; they do not depend on dt): CAR-T peak ~185 cells (mean
 # ~1,700), peak day ~0.65 d, clearance day ~1.0 d. The SE of a 5-seed mean is sd/sqrt(5), of a
 # 5-seed median ~1.25 sd/sqrt(5); the difference of two independent 5-seed statistics has
 # sqrt(2) times that SE.

@@ -23,32 +23,39 @@ from simulation.analysis.outcomes import (
     progression_events,
     wilson_interval,
 )
-from simulation.viz.plotting import (
-    SITE_CLASSES,
-    TIME_LABEL,
+from simulation.analysis.kinetics import (
     contraction_half_life,
-    plot_assay_wells,
-    plot_killing_assay,
-    infusion_days,
-    response_breakdown,
-    series_colours,
+    half_life_interval,
     kinetic_phases,
-    plot_blood_kinetics,
-    plot_blood_vs_solid,
-    plot_burden,
-    plot_car_t_kinetics,
+    replicate_half_lives,
+)
+from simulation.analysis.outcomes import response_breakdown
+from simulation.viz.lattice_plots import (
+    SITE_CLASSES,
     plot_max_projection,
     plot_orthogonal_slices,
     plot_points_3d,
-    plot_progression_free,
-    plot_response_rates,
     plot_snapshot,
     plot_snapshot_with_fields,
-    plot_waterfall,
-    save_figure,
     tumour_slice_z,
 )
-from simulation.study.runner import run_study
+from simulation.viz.study_plots import (
+    plot_blood_vs_solid,
+    plot_progression_free,
+    plot_response_rates,
+    plot_waterfall,
+)
+from simulation.viz.style import save_figure, series_colours
+from simulation.viz.time_courses import (
+    TIME_LABEL,
+    infusion_days,
+    plot_assay_wells,
+    plot_blood_kinetics,
+    plot_burden,
+    plot_car_t_kinetics,
+    plot_killing_assay,
+)
+from simulation.execution.runner import run_study
 from simulation.viz.animation import animate
 from simulation.io.snapshots import (
     SITE_EMPTY,
@@ -217,7 +224,27 @@ def test_zeros_are_drawn_on_the_zero_band_not_dropped():
     assert 0 < floor < 0.01 and ax.get_ylim()[0] < floor  # below the MRD line, on the axis
     tick_labels = {t.get_text(): t.get_position()[1] for t in ax.get_yticklabels()}
     assert tick_labels["0"] == pytest.approx(floor)
-    assert "0 cancer cells (cleared)" in _legend_texts(fig)  # the band says what it means
+    # the band says what it means
+    assert "0 band, left: no cancer cells left (cleared)" in _legend_texts(fig)
+
+
+def test_the_two_zero_bands_of_the_burden_figure_look_and_read_apart_below_an_axis_break():
+    counts = [400, 200, 10, 0, 0, 0]
+    timeseries = pd.concat([_series("s", r, counts).assign(
+        car_t_cells=[0, 5, 9, 9, 0, 0], cumulative_car_t_infused=20) for r in range(2)])
+    fig = plot_burden(timeseries)
+    fig.canvas.draw()
+    bands = {handle.get_label(): handle for handle in fig.legends[0].legend_handles
+             if "0 band" in handle.get_label()}
+    assert len(bands) == 2  # one legend entry per panel's band, each saying which panel
+    left, right = (bands[k] for k in sorted(bands))
+    assert "left" in left.get_label() and "right" in right.get_label()
+    assert left.get_hatch() != right.get_hatch()  # two boxes that cannot be confused
+    for ax in fig.axes:  # the "0" band is no decade of the scale: the axis is broken above it
+        floor = [t.get_position()[1] for t in ax.get_yticklabels() if t.get_text() == "0"][0]
+        breaks = [line for line in ax.lines if line.get_gid() == "axis_break"]
+        assert len(breaks) == 1 and all(floor < y < 10 * floor
+                                        for y in breaks[0].get_ydata())
 
 
 def test_infusion_days_are_read_from_the_census():
@@ -255,6 +282,52 @@ def test_response_breakdown_counts_every_class():
     assert response_breakdown(summary) == "CR 1 · PR 0 · SD 2 · PD 0 of n = 3"
 
 
+def test_response_breakdown_says_how_many_relapsed_after_their_response():
+    """A best response of PR in 3 of 3 runs reads as success unless the relapses are shown."""
+    summary = pd.DataFrame({"response": ["PR", "PR", "PR"], "relapse": [True, True, True]})
+    assert response_breakdown(summary) == "CR 0 · PR 3 · SD 0 · PD 0 of n = 3, 3 relapsed"
+    assert "relapsed" not in response_breakdown(summary.assign(relapse=False))
+
+
+def test_burden_legend_names_each_arm_s_product_route_and_relapses(tables):
+    timeseries, summary = tables
+    summary = summary.assign(relapse=summary["replicate"] == 0)
+    treatments = {s: f"product of {s}, intravenous" for s in summary["scenario"].unique()}
+    fig = plot_burden(timeseries, summary, treatments=treatments)
+    labels = [" ".join(label.split()) for label in _legend_texts(fig)]  # wrapped lines joined
+    for scenario, rows in summary.groupby("scenario"):
+        assert any(label.startswith(f"{scenario} ({rows['tumor_type'].iloc[0]}; product of "
+                                    f"{scenario}, intravenous): ") and "1 relapsed" in label
+                   for label in labels)
+    assert all("n = 3 replicates" in ax.get_title() for ax in fig.axes)  # both panels
+
+
+def test_shipped_studies_say_which_product_each_arm_gets_and_how():
+    from simulation.execution.publish import treatment_labels
+
+    labels = treatment_labels(load_study(REPO_ROOT / "configs" / "blood_vs_solid.yaml").scenarios)
+    assert labels == {"b_all_cd19": "CAR-T, intravenous after lymphodepletion",
+                      "gbm_solid": "CAR-T, intratumoral"}
+    arms = treatment_labels(load_study(
+        REPO_ROOT / "configs" / "car_design" / "or_gate_b_all.yaml").scenarios)
+    assert list(arms.values()) == ["CD19 CAR-T, intravenous after lymphodepletion",
+                                   "CD19/CD22 OR CAR-T, intravenous after lymphodepletion"]
+
+
+def test_curves_drawn_over_each_other_are_noted_in_the_legend():
+    counts = [400, 300, 200, 100]
+    arm = pd.concat([_series("a", r, counts).assign(car_t_cells=[0, 50, 90, 80],
+                                                    cumulative_car_t_infused=20)
+                     for r in range(2)])
+    twin = arm.assign(scenario="b", car_t_cells=arm["car_t_cells"] * 1.1)
+    apart = arm.assign(scenario="c", car_t_cells=arm["car_t_cells"] * 3,
+                       tumor_cells=arm["tumor_cells"] * np.tile([1.0, 2.0, 3.0, 4.0], 2))
+    fig = plot_burden(pd.concat([arm, twin, apart], ignore_index=True))
+    notes = [" ".join(t.split()) for t in _legend_texts(fig) if "drawn (nearly)" in t]
+    assert notes == [f"a and b: {what} medians within 25 % of each other throughout, drawn "
+                     "(nearly) over each other" for what in ("tumour burden", "CAR-T")]
+
+
 def test_car_t_kinetics_marks_the_peak(tables):
     timeseries, summary = tables
     ax = plot_car_t_kinetics(timeseries, summary).axes[0]
@@ -283,6 +356,23 @@ def test_waterfall_colours_bars_by_response(tables, tmp_path):
     assert len(bars) == len(summary)
     lines = {round(line.get_ydata()[0]) for line in fig.axes[0].lines}
     assert {-30, 20} <= lines
+
+
+def test_waterfall_labels_never_run_together_and_pd_shows_its_final_change():
+    n = 60
+    summary = pd.DataFrame({"scenario": "trial", "tumor_type": "blood", "replicate": range(n),
+                            "response": ["PD"] * 10 + ["CR"] * (n - 10),
+                            "baseline_tumor_cells": 100,
+                            "nadir_tumor_cells": [99] * 10 + [0] * (n - 10),
+                            "final_tumor_cells": [150, 500, 9000] + [130] * 7 + [0] * (n - 10)})
+    ax = plot_waterfall(summary, unit="patient").axes[0]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert len(labels) == 20 and "1 in 3 labelled" in ax.get_xlabel()
+    finals = [c for c in ax.collections if c.get_gid() == "final_change"]
+    heights = sorted(y for c in finals for _, y in c.get_offsets())
+    # PD is judged on growth: each PD run's final change is marked, 9000 % at the cap
+    assert heights == pytest.approx([30.0] * 7 + [50.0, 300.0, 300.0])
+    assert any("final change" in t.get_text() for t in ax.get_legend().get_texts())
 
 
 def test_waterfall_marks_runs_that_never_fell_below_baseline():
@@ -470,8 +560,42 @@ def test_half_life_is_given_with_its_interval_only_when_the_decline_is_real():
 
 def test_blood_kinetics_label_the_half_life_with_its_interval():
     fig = plot_blood_kinetics(_kinetics_table({"fast": 7.0}))
-    label = fig.axes[0].get_legend().get_texts()[0].get_text()
-    assert "contraction t1/2 2.0 d (95 % CI " in label
+    label = " ".join(fig.axes[0].get_legend().get_texts()[0].get_text().split())
+    assert "contraction t1/2 2.0 d (95 % CI 2.0-2.0 over 3 of 3 runs)" in label
+
+
+def test_the_half_life_interval_comes_from_the_replicates_not_from_one_median_curve():
+    """Four runs with half-lives 1.5-3 d: the interval spans their spread, where a regression
+    through the censuses of their median would give a sliver around one value."""
+    runs = []
+    days = np.arange(0.0, 30.0, 0.5)
+    for replicate, half_life in enumerate((1.5, 2.0, 2.5, 3.0)):
+        level = 400.0 * 0.5 ** (np.abs(days - 5.0) / half_life) * (days > 0.5)
+        runs.append(pd.DataFrame({"scenario": "a", "replicate": replicate, "time_days": days,
+                                  "car_t_blood_per_ul": np.round(level, 1) + 0.0}))
+    table = pd.concat(runs, ignore_index=True)
+    half_lives = replicate_half_lives(table, "car_t_blood_per_ul", 0.1)
+    assert half_lives == pytest.approx([1.5, 2.0, 2.5, 3.0], rel=0.05)
+    centre, (low, high) = half_life_interval(half_lives)
+    assert low < 1.7 and high > 2.7 and low < centre < high
+    label = plot_blood_kinetics(table).axes[0].get_legend().get_texts()[0].get_text()
+    assert f"{low:.1f}-{high:.1f} over 4 of 4 runs" in " ".join(label.split())
+    assert half_life_interval(np.array([2.0]))[1] is None  # one run: no interval
+
+
+def test_blood_kinetics_read_no_peak_or_half_life_into_a_few_cells():
+    """0-2 cells per blood volume (0.05 cells/uL each) rising and falling at random: the
+    legend says it is counting noise and nothing is marked."""
+    rng = np.random.default_rng(5)
+    days = np.arange(0.0, 30.0, 0.5)
+    table = pd.concat([pd.DataFrame({"scenario": "local", "replicate": r, "time_days": days,
+                                     "car_t_blood_per_ul": 0.05 * rng.integers(0, 14, days.size)})
+                       for r in range(4)], ignore_index=True)
+    ax = plot_blood_kinetics(table).axes[0]
+    label = " ".join(ax.get_legend().get_texts()[0].get_text().split())
+    assert label.startswith("local (n = 4): median at most ") and "counting noise" in label
+    assert not [line for line in ax.lines if line.get_gid() == "peak"]
+    assert not [t for t in ax.texts if isinstance(t, Annotation)]  # no phase names
 
 
 def test_blood_kinetics_marks_the_peak_on_the_right_day(tmp_path):

@@ -1,4 +1,4 @@
-"""Where runs execute (``simulation.study.pool``): small studies in this process, larger ones in
+"""Where runs execute (``simulation.execution.pool``): small studies in this process, larger ones in
 spawned workers that do not run the user's script again."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from simulation.study.pool import (
+from simulation.execution.pool import (
     POOL_MIN_WORK_S,
     SITE_UPDATES_PER_S,
     LocalBackend,

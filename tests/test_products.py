@@ -420,10 +420,12 @@ def product_tables():
 
 def test_product_plot_draws_each_product_and_subset_with_n_and_a_log_scale(product_tables,
                                                                            tmp_path):
-    fig = plot_car_t_products(product_tables, tmp_path / "products.png")
+    fig = plot_car_t_products(product_tables, tmp_path / "products.png",
+                              treatments={"b_all_pooled_cd19_cd22": "CD19 + CD22 CAR-T"})
     assert (tmp_path / "products.png").stat().st_size > 10_000
     pooled, enriched = fig.axes[:2]
-    assert pooled.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs)"
+    # the arm says which products it got, where the caller names them
+    assert pooled.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs)\nCD19 + CD22 CAR-T"
     assert [line.get_label() for line in pooled.get_lines() if line.get_gid() != "infusion"
             and not line.get_label().startswith("_")] == ["product main", "product cd22"]
     labels = {line.get_label() for line in enriched.get_lines()}
@@ -439,7 +441,11 @@ def test_product_plot_draws_each_product_and_subset_with_n_and_a_log_scale(produ
 def test_antigen_composition_plot_stacks_the_phenotypes_of_the_pooled_run(product_tables):
     fig = plot_antigen_composition(product_tables)
     cells, share = fig.axes[0], fig.axes[1]
-    assert cells.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs)"
+    assert cells.get_title() == "b_all_pooled_cd19_cd22 (n = 2 runs; means)"
+    # one statistic throughout: the layers are means, so is the line at their top
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert "tumour: mean of the 2 runs" in labels and "tumour: range over the 2 runs" in labels
+    assert not any("median" in label for label in labels)
     # one stacked layer per phenotype (none, CD19, CD22, CD19+CD22) on both axes
     assert len(cells.collections) >= 4 and len(share.collections) == 4
     assert share.get_ylim() == (0, 100)

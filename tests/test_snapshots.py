@@ -24,8 +24,10 @@ from simulation.engine.constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
-from simulation.viz.plotting import SITE_CLASSES
+from simulation.viz.lattice_plots import SITE_CLASSES
 from simulation.viz.animation import animate
+from simulation import load_scenario
+from simulation.execution.runner import RunSpec, record_snapshots, run_one
 from simulation.io.snapshots import (
     SITE_CANCER_HIGH,
     SITE_CAR_T_EFFECTOR,
@@ -40,7 +42,6 @@ from simulation.io.snapshots import (
     lattice_snapshot,
     load_snapshot,
     quantise_field,
-    record_snapshots,
     save_snapshot,
     site_classes,
     snapshot_field,
@@ -65,6 +66,16 @@ def snapshot_dir(tmp_path_factory):
     model = CarTModel(SMALL_SOLID, seed=2, time__duration_days=2.0)
     record_snapshots(model, folder, every_h=12.0)
     return folder
+
+
+def test_recorded_snapshots_are_a_runs_snapshots(snapshot_dir):
+    """``cartsim animate --record`` and a run with ``time.snapshot_every_h`` share one cadence
+    (``runner.step_to_end``): the same steps, the same pictures."""
+    scenario = load_scenario(SMALL_SOLID, ["time.duration_days=2", "time.snapshot_every_h=12"])
+    _, _, pictures = run_one(RunSpec(scenario, 0, 0, 2))
+    recorded = [load_snapshot(path) for path in snapshot_files(snapshot_dir)]
+    assert [int(p["step"]) for p in pictures] == [int(p["step"]) for p in recorded]
+    assert all(np.array_equal(p["cell_type"], r["cell_type"]) for p, r in zip(pictures, recorded))
 
 
 def test_snapshots_every_interval_with_compact_uint8_arrays(snapshot_dir):
@@ -175,7 +186,7 @@ def test_old_format_snapshots_load_draw_and_animate(tmp_path):
     loaded = load_snapshot(snapshot_files(tmp_path)[0])
     assert "tissue" not in loaded
     assert all(snapshot_field(loaded, name) is None for name in SNAPSHOT_FIELDS)
-    from simulation.viz.plotting import _snapshot_classes, plot_snapshot_with_fields
+    from simulation.viz.lattice_plots import _snapshot_classes, plot_snapshot_with_fields
 
     classes = _snapshot_classes(loaded)
     assert classes[4, 3] == SITE_CANCER_HIGH and classes[8, 8] == SITE_CAR_T_EFFECTOR

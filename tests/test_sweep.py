@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from simulation.study import runner
+from simulation.execution import runner
 from simulation.study import sweep
 from simulation.study.trial_sweep import resolve_trial_sweep
 from simulation.cli import main
@@ -28,6 +28,7 @@ from simulation.study.report import (
     axis_label,
     plot_response,
     plot_sobol,
+    sobol_indices,
     wilson_interval,
     write_report,
 )
@@ -373,7 +374,7 @@ def test_a_lost_worker_fails_its_run_not_the_sweep():
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
-    from simulation.study.pool import _result
+    from simulation.execution.pool import _result
 
     plan = sweep.resolve(GRID)
     future = Future()
@@ -421,3 +422,22 @@ def test_sweep_takes_the_options_of_run_and_a_default_folder(tmp_path, monkeypat
     assert "holds a different sweep" in capsys.readouterr().err
     assert main(["sweep", str(GRID), "--replicates", "0"]) == 2
     assert "grid_small.yaml: replicates: must be >= 1 (got 0)" in capsys.readouterr().err
+
+
+def test_sobol_indices_of_an_output_that_never_varies_are_empty_and_say_why():
+    """A zero-variance output has no variance to share out; it was written as S1 = ST = 0."""
+    design = _spec({"x": {"low": 1.0, "high": 2.0}, "k": {"low": 1.0, "high": 3.0}},
+                   {"method": "sobol", "n": 8}, seed=2)
+    points = len(sweep.design_points(design))
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"status": "done", "base": "b", "point_id": range(points),
+                          "response": "PD",  # never a CR: cr_probability is 0 everywhere
+                          "final_tumor_cells": rng.integers(1, 100, points),
+                          "baseline_tumor_cells": 100})
+    indices = sobol_indices(table, design)
+    constant = indices[indices["output"] == "cr_probability"]
+    assert constant[["S1", "S1_conf", "ST", "ST_conf"]].isna().all().all()
+    assert (constant["note"] == "the same value (0) at every design point: no variance to "
+                                "attribute, so no index").all()
+    varying = indices[indices["output"] == "final_tumor_fraction"]
+    assert varying[["S1", "ST"]].notna().all().all() and (varying["note"] == "").all()

@@ -186,6 +186,64 @@ def test_a_base_without_clinical_block_is_refused(tmp_path):
 
 
 # ---- end to end ---------------------------------------------------------------------------------
+def _cohort(responders: int, non_responders: int) -> pd.DataFrame:
+    """A synthetic patient table (the columns ``patients.csv`` has): responders in CR who
+    expand, non-responders in PD who do not."""
+    n = responders + non_responders
+    responded = np.arange(n) < responders
+    return pd.DataFrame({
+        "patient": range(n), "tumor_type": "blood", "responded": responded,
+        "best_response": np.where(responded, "CR", "PD"), "mrd_negative": responded,
+        "progressed": ~responded | (np.arange(n) % 3 == 0), "relapse_antigen": "positive",
+        "pfs_day": np.linspace(60.0, 365.0, n), "efs_day": np.linspace(60.0, 365.0, n),
+        "efs_event": ~responded, "rfs_day": np.linspace(30.0, 330.0, n),
+        "dor_day": np.linspace(30.0, 330.0, n), "b_cell_aplasia": responded,
+        "b_cell_aplasia_day": 10.0, "b_cell_recovery_day": np.nan,
+        "crs_grade": np.arange(n) % 5,
+        "car_t_cmax": np.where(responded, 2.0, 0.1) * (1 + 0.1 * np.arange(n)),
+        "car_t_auc_0_28": np.where(responded, 20.0, 1.0) * (1 + 0.1 * np.arange(n)),
+        "car_t_tmax_day": 7.0, "baseline_tumor_cells": 1000,
+        "burden_nadir": np.where(responded, 0.0, 0.9),
+        "burden_final": np.where(responded, 0.0, 3.0)})
+
+
+def test_trial_figure_draws_small_groups_as_points_units_apart_and_published_intervals():
+    from simulation.analysis.trial import trial_readouts
+    from simulation.viz.trial_plots import plot_trial
+
+    patients = _cohort(18, 2)
+    fig = plot_trial(patients, trial_readouts(patients), "t",
+                     published={"cr_rate": (0.81, 0.71, 0.89), "crs_any": 0.77,
+                                "efs": (0.5, 0.35, 0.62)})
+    expansion = [ax for ax in fig.axes if "R vs NR" in ax.get_title()]
+    assert len(expansion) == 2  # Cmax and AUC0-28: two units, two axes
+    assert "Cmax" in expansion[0].get_ylabel() and "x days" in expansion[1].get_ylabel()
+    for ax in expansion:
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["R\nn = 18", "NR\nn = 2"]
+        boxes = [line for line in ax.lines if line.get_gid() != "median"]
+        medians = [line for line in ax.lines if line.get_gid() == "median"]
+        assert boxes and len(medians) == 1  # the 18 as a box, the 2 as points and a median
+    rates = fig.axes[0]
+    published_bars = [c for c in rates.containers if hasattr(c, "has_yerr")]
+    assert len(published_bars) == 2  # the simulated CIs and the published CR interval
+    survival = fig.axes[1]
+    assert any(c for c in survival.containers if hasattr(c, "has_yerr"))  # EFS's interval
+
+
+def test_trial_md_gives_responders_and_non_responders_their_own_n():
+    from simulation.analysis.trial import trial_readouts
+    from simulation.study.trial import comparison_rows
+
+    trial = read_trial_file(TRIAL)
+    rows = comparison_rows(trial, trial_readouts(_cohort(18, 2)))
+    cmax = next(row for row in rows if row.startswith("| CAR-T Cmax, responders vs not"))
+    assert "| 18 vs 2 |" in cmax
+    assert next(row for row in rows if row.startswith("| complete response")).count("| 20 |")
+    # no non-responder to compare: no value, and no "outside CI" read into the missing value
+    lone = comparison_rows(trial, trial_readouts(_cohort(20, 0)))
+    assert not any("outside CI" in row for row in lone if "responders vs not" in row)
+
+
 def test_cartsim_trial_writes_readouts_and_figures_and_resumes(tmp_path, capsys):
     out = tmp_path / "trial"
     assert main(["trial", str(TRIAL), "--out", str(out), "--workers", "1", "--quiet"]) == 0

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from simulation.io import volume
-from simulation.cli import EXIT_CONFIG_ERROR, main
+from simulation.cli import main
+from simulation.commands import EXIT_CONFIG_ERROR
 from simulation.engine.constants import (
     CANCER,
     CAR_T,

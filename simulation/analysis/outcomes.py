@@ -256,3 +256,19 @@ def kaplan_meier(times: Sequence[float], events: Sequence[bool],
     return pd.DataFrame({"time": distinct, "at_risk": at_risk, "events": n_events,
                          "censored": n_censored, "survival": survival,
                          "survival_ci_low": low, "survival_ci_high": high})
+
+
+def response_breakdown(rows: pd.DataFrame) -> str:
+    """Runs per best-response class of ``rows`` (summary rows): "CR 0 · PR 0 · SD 2 · PD 0 of
+    n = 2" (classes ``outcomes.RESPONSES``), and where some relapsed after their response
+    (column ``relapse``): "CR 0 · PR 3 · SD 0 · PD 0 of n = 3, 3 relapsed"."""
+    counts = {r: int((rows["response"] == r).sum()) for r in RESPONSES}
+    text = " · ".join(f"{r} {counts[r]}" for r in RESPONSES) + f" of n = {len(rows)}"
+    relapsed = int(rows["relapse"].astype(bool).sum()) if "relapse" in rows else 0
+    return text + (f", {relapsed} relapsed" if relapsed else "")
+
+
+def final_percent_change(summary: pd.DataFrame) -> pd.Series:
+    """% change of the tumour count from baseline at the end of each run."""
+    baseline = summary["baseline_tumor_cells"].astype(float)
+    return 100.0 * (summary["final_tumor_cells"] - baseline) / baseline

@@ -38,7 +38,9 @@ READOUT_COLUMN_SUFFIXES = ("", "_low", "_high", "_n")
 
 @dataclass(frozen=True)
 class Readout:
-    """A trial readout: ``value`` with its ``CONFIDENCE`` interval over ``n`` patients."""
+    """A trial readout: ``value`` with its ``CONFIDENCE`` interval over ``n`` patients; a
+    comparison of two groups (responders vs not) also gives each group's patients,
+    ``n_groups``."""
 
     name: str
     label: str
@@ -47,6 +49,7 @@ class Readout:
     high: float
     n: int
     unit: str = "%"  # "%": value is a fraction shown as a percentage; else shown as is
+    n_groups: tuple[int, int] | None = None
 
 
 def proportion(name: str, label: str, successes: pd.Series, of: pd.Series | None = None
@@ -90,15 +93,17 @@ def median_time(name: str, label: str, days: pd.Series, events: pd.Series) -> Re
 def ratio_of_geometric_means(name: str, label: str, values: pd.Series, group: pd.Series
                              ) -> Readout:
     """Geometric mean of ``values`` where ``group`` over where not, as % higher (74 = 1.74x),
-    with the Welch t interval of the difference of log means."""
+    with the Welch t interval of the difference of log means (NaN unless each group has 2
+    patients); ``n_groups``: the patients in and out of ``group``."""
     logs = np.log(values.to_numpy(dtype=float).clip(min=1e-300))
     a, b = logs[group.to_numpy(dtype=bool)], logs[~group.to_numpy(dtype=bool)]
     if len(a) < 2 or len(b) < 2:
-        return Readout(name, label, math.nan, math.nan, math.nan, len(logs))
+        return Readout(name, label, math.nan, math.nan, math.nan, len(logs),
+                       n_groups=(len(a), len(b)))
     test = stats.ttest_ind(a, b, equal_var=False)
     interval = test.confidence_interval(CONFIDENCE)
     return Readout(name, label, math.expm1(a.mean() - b.mean()), math.expm1(interval.low),
-                   math.expm1(interval.high), len(logs))
+                   math.expm1(interval.high), len(logs), n_groups=(len(a), len(b)))
 
 
 def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Readout]:

@@ -152,7 +152,9 @@ class Microenvironment:
         is the same sequential computation either way, so the fields do not depend on it.
         """
         self._terms(lattice)
-        solves = [self._solve_arguments(lattice, index, dt_min, relative_tolerance)
+        relative = {index: self._relative_tolerance(lattice, index, relative_tolerance)
+                    for index in self.enabled}
+        solves = [self._solve_arguments(lattice, index, dt_min, relative[index])
                   for index in self.enabled]
         if threads > 1 and len(solves) > 1:
             with ThreadPoolExecutor(min(threads, len(solves))) as pool:
@@ -160,19 +162,25 @@ class Microenvironment:
         else:
             iterations = [solve_field(*arguments) for arguments in solves]
         for index, used in zip(self.enabled, iterations):
-            if used >= MAX_ITERATIONS:  # one text per field: shown once, not every hour
-                warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to its tolerance in "
-                              f"{MAX_ITERATIONS} iterations", RuntimeWarning, stacklevel=2)
+            if used >= MAX_ITERATIONS:  # one text per field and tolerance: shown once
+                warnings.warn(f"field {FIELD_NAMES[index]!r} not converged to its tolerance "
+                              f"({relative[index]:g} x its scale) in {MAX_ITERATIONS} "
+                              "iterations", RuntimeWarning, stacklevel=2)
+
+    @staticmethod
+    def _relative_tolerance(lattice: Lattice, index: int, relative_tolerance: float) -> float:
+        """Field ``index``'s tolerance relative to its scale: ``relative_tolerance``, or the
+        strict ``STEADY_STATE_RELATIVE_TOLERANCE`` while it is still zero (its first solve)."""
+        from_zero = not lattice.fields[index].any()
+        return STEADY_STATE_RELATIVE_TOLERANCE if from_zero else relative_tolerance
 
     def _solve_arguments(self, lattice: Lattice, index: int, dt_min: float,
-                         relative_tolerance: float) -> tuple:
-        """The arguments of ``solve_field`` for field ``index`` (its tolerance from the field
-        as it is now)."""
+                         relative: float) -> tuple:
+        """The arguments of ``solve_field`` for field ``index``, to ``relative`` times its
+        scale (``field_scale``, from the field as it is now)."""
         field = self.configs[index]
         oxygen = self._cfg.microenvironment.oxygen
         is_oxygen = index == F_OXYGEN
-        from_zero = not lattice.fields[index].any()  # its first solve: be strict
-        relative = STEADY_STATE_RELATIVE_TOLERANCE if from_zero else relative_tolerance
         return (lattice.fields[index], lattice.shape, lattice.spacing_um,
                 field.diffusion_um2_per_min, field.decay_per_min, self.uptake[index],
                 self.source[index], self.vessels if is_oxygen else self.no_fixed,

@@ -40,10 +40,11 @@ from ..engine.units import (
     rate_from_half_life,
 )
 
-# purposes of the numpy generators used outside the kernel (initial layout, infusions)
-_LAYOUT_STREAM = 1
-_INFUSION_STREAM = 2
-_BLOOD_STREAM = 3
+# purposes of the numpy generators used outside the kernel (initial layout, infusions, the
+# blood pool; the model draws from the last two each step)
+LAYOUT_STREAM = 1
+INFUSION_STREAM = 2
+BLOOD_STREAM = 3
 
 
 def setup_rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
@@ -322,7 +323,7 @@ def build_lattice(cfg: ScenarioConfig, seed: int) -> Lattice:
     lattice = Lattice.empty(lat.width, lat.height, lat.spacing_um, lat.neighbourhood,
                             depth=lat.shape[0] if lat.dimensions == 3 else None,
                             extra=cfg.needs_extra_records)
-    rng = setup_rng(seed, _LAYOUT_STREAM)
+    rng = setup_rng(seed, LAYOUT_STREAM)
     tissue = lattice.tissue
     n_tumor = cfg.tumor.initial_cells
     if cfg.tumor.layout == "compact":

@@ -6,6 +6,8 @@ else is replaced. Paths in messages are shown as the user would type them (``dis
 
 from __future__ import annotations
 
+import difflib
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from .mappings import merge_mappings
 MAX_CONFIG_BYTES = 10 * 2**20
 #: mappings and lists nested deeper than this are not a config (configs nest 4 levels)
 MAX_NESTING = 32
+#: files under ./configs a missing path is compared with ("did you mean ...?")
+NEAR_MISS_FILES = 500
 
 _YAML_PREFIX = "tag:yaml.org,2002:"
 _SAFE_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is not None)
@@ -36,7 +40,7 @@ def read_yaml(path: Path, shown: str) -> dict[str, Any]:
         with open(path, "rb") as stream:  # bounded: /dev/zero or a huge file is refused below
             raw = stream.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
-        raise ConfigError(f"{shown}: file not found") from None
+        raise ConfigError(f"{shown}: file not found{near_miss(path, shown)}") from None
     except OSError as err:
         raise ConfigError(f"{shown}: cannot read ({err.strerror})") from None
     if len(raw) > MAX_CONFIG_BYTES:
@@ -54,6 +58,17 @@ def read_yaml(path: Path, shown: str) -> dict[str, Any]:
         raise ConfigError(f"{shown}: top level must be a mapping of keys, got "
                           f"{type(data).__name__}")
     return data
+
+
+def near_miss(path: Path, shown: str) -> str:
+    """"; did you mean X?" naming the YAML file spelled most like ``shown`` among the files
+    next to ``path`` and under ``./configs`` (at most ``NEAR_MISS_FILES`` of them), or ""."""
+    found = [*path.parent.glob("*.y*ml")] if path.parent.is_dir() else []
+    if Path("configs").is_dir():
+        found += itertools.islice(Path("configs").rglob("*.y*ml"), NEAR_MISS_FILES)
+    close = difflib.get_close_matches(shown, sorted({str(file) for file in found}), n=1,
+                                      cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def parse_yaml(text: str, shown: str) -> Any:

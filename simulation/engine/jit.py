@@ -19,8 +19,7 @@ import numpy as np
 from . import fields, kernel
 
 #: the kernels a model calls from Python; each carries its callees in its compiled code
-ENTRY_POINTS = (kernel.advance, kernel.census, kernel.extravasate, fields.solve_field,
-                fields.field_total)
+ENTRY_POINTS = (*kernel.COMPILED_ENTRY_POINTS, fields.solve_field, fields.field_total)
 MESSAGE = ("cartsim: compiling the simulation kernels, once per machine (20-60 s, by the "
            "machine); later runs load them from numba's cache")
 

@@ -50,6 +50,7 @@ from .constants import (
     TISSUE_STROMA,
     TISSUE_VESSEL,
 )
+from .lattice import Lattice
 from .rng import randint, uniform
 
 
@@ -818,16 +819,45 @@ def mark_motile_rows(cells, shape, move_p, motile_rows):
                 break
 
 
-@njit(cache=True)
-def advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-            first_sweep, n_steps, n_move_substeps, events, motile_rows):
-    """Advance the lattice ``n_steps`` time steps; returns the next free sweep number.
+def advance(lattice: Lattice, params: np.ndarray, move_p: np.ndarray, persist_p: np.ndarray,
+            seed: int, first_sweep: int, n_steps: int, n_move_substeps: int,
+            events: np.ndarray, motile_rows: np.ndarray) -> int:
+    """Advance ``lattice`` (its cells and extra records, in place) ``n_steps`` time steps;
+    returns the next free sweep number. The public entry of the lattice kernel: it checks the
+    arrays, then runs the compiled ``_advance`` on them.
 
     Each step is ``n_move_substeps`` migration sweeps and one interaction sweep; sweep numbers
-    run on from ``first_sweep`` and key every random draw. ``events`` accumulates counts;
-    ``motile_rows`` marks the rows that may hold a motile cell (``sweep_lattice``).
-    Fields are held fixed over the call (the caller updates them between time steps).
+    run on from ``first_sweep`` and key every random draw (``seed``). ``params``: one
+    ``KERNEL_PARAMS_DTYPE`` record per CAR-T class (per-step probabilities); ``move_p`` and
+    ``persist_p``: per cell type, the probability of a move per migration sweep and of keeping
+    the heading. ``events`` (int64, at least ``N_EVENTS``) accumulates counts; ``motile_rows``
+    (uint8, one per row) marks the rows that may hold a motile cell (``sweep_lattice``).
+    The fields are held fixed over the call (the caller updates them between time steps).
     """
+    if lattice.cells.dtype != C.CELL_DTYPE or lattice.extra.dtype != C.CELL_EXTRA_DTYPE:
+        raise TypeError("advance: the lattice's records are not CELL_DTYPE / CELL_EXTRA_DTYPE")
+    if params.dtype != C.KERNEL_PARAMS_DTYPE or params.ndim != 1 or len(params) == 0:
+        raise TypeError("advance: params must be a 1-D KERNEL_PARAMS_DTYPE array (a record "
+                        "per CAR-T class)")
+    if move_p.shape != (N_CELL_TYPES,) or persist_p.shape != (N_CELL_TYPES,):
+        raise ValueError(f"advance: move_p and persist_p need one value per cell type "
+                         f"({N_CELL_TYPES})")
+    if events.dtype != np.int64 or len(events) < N_EVENTS:
+        raise ValueError(f"advance: events must be int64 with at least {N_EVENTS} counters")
+    if motile_rows.dtype != np.uint8 or len(motile_rows) != lattice.shape[0] * lattice.shape[1]:
+        raise ValueError("advance: motile_rows must be uint8, one per row of the lattice")
+    if n_steps < 0 or n_move_substeps < 0:
+        raise ValueError(f"advance: n_steps and n_move_substeps must be >= 0 (got {n_steps}, "
+                         f"{n_move_substeps})")
+    return _advance(lattice.cells, lattice.extra, lattice.tissue, lattice.fields, lattice.shape,
+                    lattice.offsets, move_p, persist_p, params, seed, first_sweep, n_steps,
+                    n_move_substeps, events, motile_rows)
+
+
+@njit(cache=True)
+def _advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
+             first_sweep, n_steps, n_move_substeps, events, motile_rows):
+    """``advance`` on the lattice's arrays (checked there)."""
     sweep = first_sweep
     for _ in range(n_steps):
         # no cancer or normal cell anywhere (a cleared dish): CAR-T skip their target scans,
@@ -991,3 +1021,8 @@ def antigen_classes(cells, extra, params):
     for site in range(cells.shape[0]):
         classes[site] = products_antigen_class(cells, extra, site, params)
     return classes
+
+
+#: the compiled functions the model calls, through ``advance`` or directly; each carries its
+#: callees in its compiled code (``engine.jit`` checks numba's cache for them)
+COMPILED_ENTRY_POINTS = (_advance, census, extravasate)

@@ -10,8 +10,10 @@ import hashlib
 import platform
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..config import Study
+if TYPE_CHECKING:  # annotations only: `cartsim --version` reads this module without the config
+    from ..config import Study
 
 DEPENDENCIES = ("numpy", "numba", "llvmlite", "mesa", "pydantic", "pandas", "matplotlib",
                 "pyyaml", "scipy", "tqdm")
@@ -19,7 +21,7 @@ DEPENDENCIES = ("numpy", "numba", "llvmlite", "mesa", "pydantic", "pandas", "mat
 #: commands, and cannot change a number in a table. Every other module can (the config's
 #: defaults, the engine, the biology, the model, outcome rules, the runner, the files it reads
 #: back), so ``code_fingerprint`` hashes all of them, found by walking the package folder.
-PRESENTATION = ("viz", "cli.py", "__main__.py")
+PRESENTATION = ("viz", "commands.py", "cli.py", "__main__.py")
 #: the folder of the ``simulation`` package
 PACKAGE = Path(__file__).resolve().parent.parent
 

@@ -14,11 +14,11 @@ so a crash, Ctrl-C or ``kill -9`` never leaves a truncated file)::
     DIR/.lock                           held by the process writing DIR
 
 This module stores and reads back; it runs nothing and draws nothing. The runner
-(``simulation.study.runner``) stores each finished run with ``RunDir.store_run``; when every run
-is done, ``simulation.study.publish.finish`` assembles the tables and figures from ``runs/`` (via
-``read_tables``, in scenario/replicate order), rewrites ``manifest.json`` and removes the
-marker, ``runs/`` and ``checkpoints/`` (``remove_leftovers``): a complete DIR holds exactly the
-output contract. Checkpoint files are ``simulation.io.checkpoints``.
+(``simulation.execution.runner``) stores each finished run with ``RunDir.store_run``; when
+every run is done, ``simulation.execution.publish.finish`` assembles the tables and figures
+from ``runs/`` (via ``read_tables``, in scenario/replicate order), rewrites ``manifest.json``
+and removes the marker, ``runs/`` and ``checkpoints/`` (``remove_leftovers``): a complete DIR
+holds exactly the output contract. Checkpoint files are ``simulation.io.checkpoints``.
 """
 
 from __future__ import annotations

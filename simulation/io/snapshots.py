@@ -19,7 +19,7 @@ Files written before tissue and fields existed load as before: they draw as open
 have no fields (``snapshot_field`` gives None).
 
     from simulation import CarTModel
-    from simulation.io.snapshots import record_snapshots
+    from simulation.execution.runner import record_snapshots
 
     model = CarTModel("configs/gbm_solid.yaml", seed=1)
     record_snapshots(model, "snaps/gbm", every_h=12)
@@ -52,13 +52,13 @@ from ..engine.constants import (
 )
 from ..engine.kernel import antigen_classes
 from ..engine.lattice import NORMOXIA_MMHG
-from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
+from ..engine.units import MIN_PER_DAY
 
 SNAPSHOT_PATTERN = "snapshot_*.npz"
 
-# ---- site classes: the codes of lattice pictures (``plotting.SITE_CLASSES`` gives each its
-# label and colour, in this order). Codes are stable: saved pictures and the view use them;
-# a new class gets the next code.
+# ---- site classes: the codes of lattice pictures (``viz.lattice_plots.SITE_CLASSES`` gives
+# each its label and colour, in this order). Codes are stable: saved pictures and the view use
+# them; a new class gets the next code.
 SITE_EMPTY = 0
 SITE_CANCER_HIGH = 1
 SITE_CANCER_LOW = 2
@@ -105,7 +105,7 @@ _CLASS_TABLE = _class_table()
 
 def site_classes(cell_type: np.ndarray, antigen_class: np.ndarray, car_t_state: np.ndarray,
                  tissue: np.ndarray | None = None) -> np.ndarray:
-    """Site-class codes (``SITE_*``, legend ``plotting.SITE_CLASSES``) from snapshot arrays.
+    """Site-class codes (``SITE_*``, legend ``lattice_plots.SITE_CLASSES``) from snapshot arrays.
 
     ``tissue`` (``TISSUE_*`` codes) None means open tissue everywhere (old snapshots).
     """
@@ -196,31 +196,3 @@ def snapshot_file_name(snapshot: dict[str, np.ndarray]) -> str:
 def snapshot_files(folder: str | Path) -> list[Path]:
     """The snapshot files of a folder, in time order."""
     return sorted(Path(folder).glob(SNAPSHOT_PATTERN))
-
-
-def record_snapshots(model, folder: str | Path, every_h: float = 12.0,
-                     max_days: float | None = None) -> list[Path]:
-    """Step ``model`` to its end (or ``max_days``), saving a snapshot every ``every_h`` hours.
-
-    Snapshots are taken at t = 0, every ``every_h`` hours and at the last step, into ``folder``
-    (created) as ``snapshot_<step>.npz``. Returns the files written.
-    """
-    if every_h <= 0:
-        raise ValueError("every_h must be > 0")
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    every_steps = minutes_to_steps(every_h * MIN_PER_H, model.dt_min)
-    end_step = None if max_days is None else round(max_days * MIN_PER_DAY / model.dt_min)
-
-    def save() -> Path:
-        snapshot = lattice_snapshot(model)
-        return save_snapshot(snapshot, folder / snapshot_file_name(snapshot))
-
-    written = [save()]
-    while model.running and (end_step is None or model.step_index < end_step):
-        model.step()
-        if model.step_index % every_steps == 0:
-            written.append(save())
-    if written[-1].name != f"snapshot_{model.step_index:08d}.npz":
-        written.append(save())
-    return written

@@ -2,7 +2,7 @@
 
 Every lattice site is one voxel, a cube of side ``spacing_um``, so every array is VTK *cell*
 data (one value per site): ``site_class`` (codes ``snapshots.SITE_*``, colours
-``plotting.SITE_CLASSES``), ``cell_type``, ``antigen_class``, ``car_t_state`` and ``tissue``
+``lattice_plots.SITE_CLASSES``), ``cell_type``, ``antigen_class``, ``car_t_state`` and ``tissue``
 as UInt8, and the fields the snapshot holds, ``oxygen`` (mmHg) and ``suppression`` (a.u.), as
 Float32. Origin 0 and spacing in um, so ParaView's rulers read um; x varies fastest, then y,
 then z (snapshot arrays are indexed [z, y, x]). A 2D snapshot is one layer of voxels (nz = 1).

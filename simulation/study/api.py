@@ -31,13 +31,14 @@ import xarray as xr
 from ..analysis.assay import assay_table, is_assay
 from ..analysis.outcomes import response_counts
 from ..config import ConfigError, Overrides, Study, load_study, override_list
+from ..execution.folder_run import complete
+from ..execution.publish import infusion_days, treatment_labels
+from ..execution.runner import run_specs, run_study, store_snapshot
 from ..io.rundir import (CONFIG_FILE, MANIFEST_FILE, MARKER, RunDir, create, finished_manifest,
                          new_manifest, read_manifest, read_timeseries)
 from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
-from ..viz import antigen_plots, plotting, product_plots
-from .publish import finish, infusion_days
-from .runner import run_specs, run_study, store_snapshot
+from ..viz import antigen_plots, lattice_plots, product_plots, study_plots, time_courses
 from .sweep import load_sweep_table
 from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., patients=...)
 
@@ -95,51 +96,55 @@ class Result:
         """Tumour burden and CAR-T over time, median and spread over replicates (a killing
         assay: the wells' target counts by antigen and E:T), as burden.png of the folder."""
         if self.kind == ASSAY:
-            return plotting.plot_assay_wells(self.assay, path)
-        return plotting.plot_burden(self._series("plot"), self.summary, path,
-                                    infusions=self._infusions())
+            return time_courses.plot_assay_wells(self.assay, path)
+        return time_courses.plot_burden(self._series("plot"), self.summary, path,
+                                    infusions=self._infusions(), treatments=self._treatments())
 
     def plot_car_t_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T in the tissue on a log scale: expansion, peak, contraction."""
-        return plotting.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
-                                            path, infusions=self._infusions())
+        return time_courses.plot_car_t_kinetics(self._series("plot_car_t_kinetics"), self.summary,
+                                            path, infusions=self._infusions(),
+                                            treatments=self._treatments())
 
     def plot_blood_kinetics(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per uL of blood, the curve the clinic measures."""
-        return plotting.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
-                                            path, infusions=self._infusions())
+        return time_courses.plot_blood_kinetics(self._series("plot_blood_kinetics"), self.summary,
+                                            path, infusions=self._infusions(),
+                                            treatments=self._treatments())
 
     def plot_antigen_composition(self, path: str | Path | None = None) -> plt.Figure:
         """Cancer cells by the antigens they carry over time (scenarios naming several
         antigens), as antigen_composition.png of the folder."""
         return antigen_plots.plot_antigen_composition(self._series("plot_antigen_composition"),
-                                                      path, infusions=self._infusions())
+                                                      path, infusions=self._infusions(),
+                                                      treatments=self._treatments())
 
     def plot_car_t_products(self, path: str | Path | None = None) -> plt.Figure:
         """CAR-T per product and per subset over time (several products, or a product
         composition), as car_t_products.png of the folder."""
         return product_plots.plot_car_t_products(self._series("plot_car_t_products"), path,
-                                                 infusions=self._infusions())
+                                                 infusions=self._infusions(),
+                                                 treatments=self._treatments())
 
     def plot_waterfall(self, path: str | Path | None = None) -> plt.Figure:
         """Best % change of the tumour from baseline, one bar per run."""
-        return plotting.plot_waterfall(self.summary, path)
+        return study_plots.plot_waterfall(self.summary, path)
 
     def plot_progression_free(self, path: str | Path | None = None) -> plt.Figure:
         """Kaplan-Meier progression-free fraction of the replicates."""
-        return plotting.plot_progression_free(self._series("plot_progression_free"),
+        return study_plots.plot_progression_free(self._series("plot_progression_free"),
                                               self.summary, path, infusions=self._infusions())
 
     def plot_response_rates(self, path: str | Path | None = None) -> plt.Figure:
         """Response classes per scenario."""
-        return plotting.plot_response_rates(self.summary, path)
+        return study_plots.plot_response_rates(self.summary, path)
 
     def plot_killing_assay(self, path: str | Path | None = None) -> plt.Figure:
         """% of untreated control over time, one line per E:T (killing assays only)."""
         if self.assay is None:
             raise ValueError("plot_killing_assay: this result is not a killing assay (no "
                              "assay table)")
-        return plotting.plot_killing_assay(self.assay, path)
+        return time_courses.plot_killing_assay(self.assay, path)
 
     def plot_snapshot(self, run: str | None = None, day: float | None = None,
                       path: str | Path | None = None) -> plt.Figure:
@@ -149,11 +154,15 @@ class Result:
         pictures = self._snapshot_dicts(run)
         times = np.array([float(p["time_days"]) for p in pictures])
         chosen = pictures[-1 if day is None else int(np.argmin(np.abs(times - day)))]
-        return plotting.plot_snapshot_with_fields(chosen, path)
+        return lattice_plots.plot_snapshot_with_fields(chosen, path)
 
     def _infusions(self) -> dict[str, list[float]] | None:
         """Configured infusion days per scenario (None for a sweep: read from the table)."""
         return infusion_days(self.study.scenarios) if self.study is not None else None
+
+    def _treatments(self) -> dict[str, str] | None:
+        """What each scenario was given, for legends (None for a sweep)."""
+        return treatment_labels(self.study.scenarios) if self.study is not None else None
 
     def _series(self, what: str) -> pd.DataFrame:
         if self.timeseries is None:
@@ -171,7 +180,8 @@ class Result:
         rundir, _ = create(Path(folder), self.study, {"checkpoint_every_h": None},
                            self.manifest, force=force)
         specs = run_specs(self.study)
-        with rundir.lock():
+
+        def store_runs() -> None:  # the runs/ files run_into_folder would have written
             for spec in specs:
                 mine = ((self.timeseries["scenario"] == spec.scenario.name)
                         & (self.timeseries["replicate"] == spec.replicate))
@@ -182,7 +192,8 @@ class Result:
                 if spec.name in self.snapshot_sources:
                     for picture in self._snapshot_dicts(spec.name):
                         store_snapshot(rundir.snapshot_folder(spec.name), picture)
-            finish(rundir, specs, self.manifest)
+
+        complete(rundir, specs, self.manifest, store_runs)
         self.folder = rundir.path
         return rundir.path
 

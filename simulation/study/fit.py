@@ -24,7 +24,7 @@ Everything goes into the output folder: pyABC's SQLite store ``history.db`` (eve
 as it finishes, so rerunning the same command continues a killed fit from its last finished
 generation), ``fit.json`` (what was fitted: a rerun with another fit or data refuses the
 folder), and at the end ``posterior.csv``, ``fitted.yaml``, ``posterior.png``, ``fit.png`` and
-``report.md``. The simulations run in local worker processes (``study.pool``'s spawn pool,
+``report.md``. The simulations run in local worker processes (``execution.pool``'s spawn pool,
 handed to pyABC as a ``concurrent.futures`` executor), in this process (one worker), or on a
 Dask cluster (pyABC's ``DaskDistributedSampler``). pyabc loads on first use (the ``fit`` extra).
 """
@@ -58,12 +58,12 @@ from ..analysis.trial import trial_readouts
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
                       display_path, is_study, is_trial, load_study, parse_override, read_yaml,
                       validate, yaml_value)
+from ..execution.extras import require
+from ..execution.pool import make_backend
+from ..execution.runner import run_study
 from ..io.files import atomic_write, write_text
 from ..io.provenance import versions
 from ..viz.calibration import plot_fit, plot_posterior
-from .extras import require
-from .pool import make_backend
-from .runner import run_study
 from .sweep import plan_sweep
 from .trial import TrialFile, read_trial_data, run_cohort, set_trial_values, trial_with_values
 

@@ -7,7 +7,8 @@ Writes into ``DIR/report/`` (or ``--out``):
 * ``response_probability.png``: for one- and two-parameter grid/zip designs, CR probability vs
   the parameter (with CI), or a heatmap over the two parameters, one panel per base scenario;
 * ``sobol_indices.csv`` / ``sobol_indices.png`` (sobol designs): first-order and total indices
-  with 95 % confidence intervals (SALib ``sobol.analyze``) per base scenario and output;
+  with 95 % confidence intervals (SALib ``sobol.analyze``) per base scenario and output; an
+  output that never varies gets empty indices and a ``note`` saying so;
 * ``morris_indices.csv`` / ``morris_indices.png`` (morris designs): mu* and sigma per parameter.
 
 Sensitivity outputs are per design point, averaged over replicates: ``cr_probability`` (CR
@@ -21,7 +22,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
-from ..viz.plotting import PALETTE  # first: it picks matplotlib's backend (Agg outside Jupyter)
+from ..viz.style import PALETTE  # first: it picks matplotlib's backend (Agg outside Jupyter)
 
 import matplotlib.pyplot as plt  # noqa: I001
 import numpy as np
@@ -30,7 +31,7 @@ import yaml
 
 from ..analysis.outcomes import wilson_interval
 from ..config import ConfigError
-from .extras import require
+from ..execution.extras import require
 from .sweep import SweepFile, design_matrix, load_sweep_table, salib_problem
 from .trial_sweep import PATIENT_COLUMN, READOUTS_FILE
 
@@ -50,6 +51,9 @@ SENSITIVITY_OUTPUTS = ("cr_probability", "final_tumor_fraction")
 #: first-order and total indices converge only for N of several hundred). SALib's Saltelli
 #: sampler wants N a power of 2; 128 is the smallest power of 2 above that range's lower end.
 MIN_SOBOL_BASE_SAMPLES = 128
+#: ``note`` of the Sobol indices of an output with the same value at every design point
+CONSTANT_OUTPUT_NOTE = ("the same value ({value:g}) at every design point: no variance to "
+                        "attribute, so no index")
 
 
 class SmallSampleWarning(UserWarning):
@@ -224,7 +228,9 @@ def _cell_text(probability: float, responses: float, runs: float, low: float, hi
 
 
 def sobol_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
-    """First-order and total Sobol indices (95 % CI) per base scenario and output."""
+    """First-order and total Sobol indices (95 % CI) per base scenario and output. An output
+    that never varies over the design has no variance to share out: its indices are NaN (an
+    empty cell in sobol_indices.csv) and ``note`` says why (``CONSTANT_OUTPUT_NOTE``)."""
     problem = salib_problem(sweep)
     outputs = _point_outputs(table)
     rows = []
@@ -234,20 +240,21 @@ def sobol_indices(table: pd.DataFrame, sweep: SweepFile) -> pd.DataFrame:
             continue  # missing points (failed or pending runs): indices undefined
         for output in SENSITIVITY_OUTPUTS:
             y = group[output].to_numpy(dtype=float)
-            if np.ptp(y) == 0:
-                indices = {"S1": np.zeros(len(problem["names"])),
-                           "S1_conf": np.zeros(len(problem["names"])),
-                           "ST": np.zeros(len(problem["names"])),
-                           "ST_conf": np.zeros(len(problem["names"]))}
+            if np.ptp(y) == 0:  # a share of zero variance: no index is defined, not 0
+                undefined = np.full(len(problem["names"]), np.nan)
+                indices = dict.fromkeys(("S1", "S1_conf", "ST", "ST_conf"), undefined)
+                note = CONSTANT_OUTPUT_NOTE.format(value=y[0])
             else:
                 with np.errstate(all="ignore"):
                     indices = sobol_analyze.analyze(
                         problem, y, calc_second_order=sweep.design.second_order,
                         seed=sweep.seed)
+                note = ""
             for i, name in enumerate(problem["names"]):
                 rows.append({"base": base, "output": output, "parameter": name,
                              "S1": indices["S1"][i], "S1_conf": indices["S1_conf"][i],
-                             "ST": indices["ST"][i], "ST_conf": indices["ST_conf"][i]})
+                             "ST": indices["ST"][i], "ST_conf": indices["ST_conf"][i],
+                             "note": note})
     return pd.DataFrame(rows)
 
 
@@ -294,6 +301,9 @@ def plot_sobol(indices: pd.DataFrame, path: Path, base_samples: int | None = Non
             data = data.set_index("parameter").loc[names]
             pos = np.arange(len(names))
             ax.axhspan(0.0, 1.0, color="0.92", zorder=0, lw=0)
+            if data["S1"].isna().all():  # the output never varied (sobol_indices' note)
+                ax.text(0.5, 0.5, "the same at every point: no index", transform=ax.transAxes,
+                        ha="center", va="center", color="0.3")
             ax.bar(pos - width / 2, data["S1"], width, yerr=data["S1_conf"], capsize=3,
                    color=PALETTE[0], label=f"first order S1 ± {CONFIDENCE:.0%} CI")
             ax.bar(pos + width / 2, data["ST"], width, yerr=data["ST_conf"], capsize=3,

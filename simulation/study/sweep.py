@@ -16,7 +16,7 @@ is recorded (``runs/<run id>.error.json``; retried on the next rerun) and the sw
 
 ``load_sweep_table(DIR)`` returns the tidy table: one row per run, parameter columns + summary
 columns.
-Backends (local process pool, Dask distributed) live in ``simulation.study.pool``.
+Backends (local process pool, Dask distributed) live in ``simulation.execution.pool``.
 """
 
 from __future__ import annotations
@@ -66,11 +66,11 @@ from ..config import (
     whole_number,
     yaml_value,
 )
+from ..execution.extras import require
+from ..execution.pool import make_backend
+from ..execution.runner import RunSpec, run_one
 from ..io.files import atomic_write, clean_temporaries, write_text
 from ..io.provenance import versions
-from .extras import require
-from .pool import make_backend
-from .runner import RunSpec, run_one
 
 try:  # the sweep extra; sweeps call require("sweep", ...) before using it
     import pyarrow as pa

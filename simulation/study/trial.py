@@ -29,9 +29,9 @@ from ..analysis.trial import (READOUT_NAMES, Readout, expansion_by_response, rea
                               trial_readouts)
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
                       describe_error, display_path, file_kind, is_trial, read_yaml, yaml_value)
+from ..execution.extras import require
 from ..io.files import write_text
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
-from .extras import require
 from .sweep import (Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_point,
                     run_sweep)
 
@@ -300,7 +300,8 @@ def write_trial(out: Path, trial: TrialFile, outcome: SweepOutcome | None = None
         index=False, float_format="%.6g"))
     write_text(out / "trial.md", trial_markdown(trial, patients, readouts, outcome))
     plot_trial(patients, readouts, trial.name, out / "trial.png",
-               {k: v.value for k, v in trial.published.items()}, trial.readout_months)
+               {k: (v.value, v.low, v.high) for k, v in trial.published.items()},
+               trial.readout_months)
     plot_trial_waterfall(patients, trial.name, out / "waterfall.png")
     return TrialResult(out, trial, patients, readouts, outcome)
 
@@ -322,8 +323,23 @@ def format_interval(readout: Readout) -> str:
             f"{format_value(readout.high, readout.unit)}]")
 
 
+def _outside(readout: Readout, published: PublishedValue | None) -> bool:
+    """True if ``published`` lies outside the readout's interval (False without one: a
+    readout with no value, e.g. no non-responder to compare, is not a miss)."""
+    return (published is not None and not math.isnan(readout.low)
+            and not readout.low <= published.value <= readout.high)
+
+
+def format_n(readout: Readout) -> str:
+    """The patients a readout counts: "20", or per group for a comparison of two groups:
+    "18 vs 2"."""
+    return f"{readout.n_groups[0]} vs {readout.n_groups[1]}" if readout.n_groups else str(
+        readout.n)
+
+
 def comparison_rows(trial: TrialFile, readouts: list[Readout]) -> list[str]:
-    """Markdown table rows: readout, simulated (95 % CI), n, published, source, gap note."""
+    """Markdown table rows: readout, simulated (95 % CI), n (per group for responders vs
+    not), published, source, gap note."""
     rows = ["| readout | simulated (95 % CI) | n | published (95 % CI) | source |",
             "|---|---|---|---|---|"]
     for r in readouts:
@@ -331,10 +347,9 @@ def comparison_rows(trial: TrialFile, readouts: list[Readout]) -> list[str]:
         published = format_value(ref.value, r.unit) if ref else ""
         if ref is not None and ref.low is not None and ref.high is not None:
             published += f" [{format_value(ref.low, r.unit)}, {format_value(ref.high, r.unit)}]"
-        outside = ref is not None and not (r.low <= ref.value <= r.high)
-        flag = " (outside CI)" if outside else ""
+        flag = " (outside CI)" if _outside(r, ref) else ""
         rows.append(f"| {r.label} | {format_value(r.value, r.unit)} {format_interval(r)} | "
-                    f"{r.n} | {published}{flag} | {ref.source if ref else ''} |")
+                    f"{format_n(r)} | {published}{flag} | {ref.source if ref else ''} |")
     return rows
 
 
@@ -343,7 +358,7 @@ def missing_mechanisms(trial: TrialFile, readouts: list[Readout]) -> list[str]:
     lines = []
     for r in readouts:
         ref = trial.published.get(r.name)
-        if ref is not None and ref.missing and not (r.low <= ref.value <= r.high):
+        if ref is not None and ref.missing and _outside(r, ref):
             lines.append(f"- **{r.label}**: {ref.missing}")
     return lines
 
@@ -359,7 +374,8 @@ def trial_markdown(trial: TrialFile, patients: pd.DataFrame, readouts: list[Read
     if outcome is not None:
         lines += [f"Run time: {outcome.seconds:.0f} s for {outcome.done} patients "
                   f"({outcome.skipped} already done).", ""]
-    lines += ["## Readouts", "", *comparison_rows(trial, readouts), ""]
+    lines += ["## Readouts", "", "n: the patients a readout counts; responders vs not: "
+              "responders vs non-responders.", "", *comparison_rows(trial, readouts), ""]
     gaps = missing_mechanisms(trial, readouts)
     if gaps:
         lines += ["## Where the model misses a published value", "", *gaps, ""]

@@ -18,8 +18,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..io.snapshots import SNAPSHOT_PATTERN, load_snapshot, snapshot_files
-from .plotting import (STYLE, plot_snapshot, site_class_array, site_legend_handles,
-                       slice_label, snapshot_spacing_um, tumour_slice_z)
+from .lattice_plots import (plot_snapshot, site_class_array, site_legend_handles, slice_label,
+                            snapshot_spacing_um, tumour_slice_z)
+from .style import STYLE
 
 
 def _iter_snapshots(files: list[Path]) -> Iterator[dict[str, np.ndarray]]:

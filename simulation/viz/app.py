@@ -11,7 +11,7 @@ configs/car_design/), dose (E:T at day 0), antigen density (x the scenario's mea
 antigen-negative fraction, suppressive-factor secretion (x the scenario's; solid tumours),
 CAR-T kills before exhaustion, the product's receptor logic (single, OR, AND, NOT), armour
 (dnTGFbR, PD-1 knockout, IL-12) and composition (CD4:CD8, memory-like cells), seed. Press Reset after changing them. The
-lattice is drawn as one matplotlib image of site-class colours (``plotting.SITE_CLASSES``), not
+lattice is drawn as one matplotlib image of site-class colours (``lattice_plots``), not
 one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
 (shown when the scenario solves it, else marked off): a 200x200 lattice redraws in ~25 ms, its
 two fields in ~25 ms more (2 shared cores; ``measure_frame_rate``).
@@ -45,8 +45,8 @@ with warnings.catch_warnings():
 
 from ..config import ConfigError, load_scenario
 from ..model import CarTModel
-from .plotting import (FIELD_STYLES, PALETTE, SITE_CLASSES, SITE_RGB, slice_label,
-                       tumour_slice_z)
+from .lattice_plots import FIELD_STYLES, SITE_CLASSES, SITE_RGB, slice_label, tumour_slice_z
+from .style import PALETTE
 from ..io.snapshots import FIELD_NEUTRAL, SNAPSHOT_FIELDS, lattice_site_arrays, site_classes
 
 #: scenarios offered in the view, by name (files in the configs folder); the last two name
@@ -167,7 +167,7 @@ _VIEW_Z: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def view_z(model: CarTModel) -> int | None:
     """The z index of the xy plane the view draws of a 3D model (None in 2D): the slice through
-    the tumour (``plotting.tumour_slice_z``, as plots draw it) when the model is first drawn,
+    the tumour (``lattice_plots.tumour_slice_z``, as plots draw it) when the model is first drawn,
     then kept, so the picture does not jump between planes while the tumour changes."""
     if model.lattice.dimensions == 2:
         return None

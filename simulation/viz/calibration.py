@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.calibration import TIME_COLUMNS, Observations, weighted_quantiles
-from .plotting import PALETTE, _finish, _styled
+from .style import PALETTE, finish, styled
 
 #: bins of a marginal, evenly spaced over the prior (in its scale)
 MARGINAL_BINS = 20
@@ -38,7 +38,7 @@ def _edges(low: float, high: float, log: bool) -> np.ndarray:
     return np.linspace(low, high, MARGINAL_BINS + 1)
 
 
-@_styled
+@styled
 def plot_posterior(posterior: pd.DataFrame, priors: Mapping[str, tuple[float, float, bool]],
                    path: str | Path | None = None, truth: Mapping[str, float] | None = None,
                    generation: int | None = None, level: float = 0.9) -> plt.Figure:
@@ -86,7 +86,7 @@ def plot_posterior(posterior: pd.DataFrame, priors: Mapping[str, tuple[float, fl
     where = f"generation {generation}, " if generation is not None else ""
     fig.suptitle(f"Posterior ({where}n = {len(posterior)} weighted particles)\naxes span "
                  "the prior")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def _range_axis(ax: plt.Axes, low: float, high: float, log: bool, which: str) -> None:
@@ -100,7 +100,7 @@ def _range_axis(ax: plt.Axes, low: float, high: float, log: bool, which: str) ->
         axis.set_minor_formatter(ticker.NullFormatter())
 
 
-@_styled
+@styled
 def plot_fit(observations: Observations, predictive: pd.DataFrame,
              path: str | Path | None = None, level: float = 0.9,
              replicates: int = 1) -> plt.Figure:
@@ -153,7 +153,7 @@ def plot_fit(observations: Observations, predictive: pd.DataFrame,
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
     fig.suptitle(f"Data (n = {len(table)} observations) and posterior predictive\nover {draws} "
                  f"draws ({replicates} simulation(s) each)")
-    return _finish(fig, path)
+    return finish(fig, path)
 
 
 def _data_points(ax: plt.Axes, x: np.ndarray, rows: pd.DataFrame) -> None:

@@ -14,15 +14,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..biology.observables import SUBSET_COLUMNS
-from .plotting import (
-    PALETTE,
-    TIME_LABEL,
-    _finish,
-    _mark_infusions,
-    _relative_to_infusion,
-    _styled,
-    replicate_bands,
-)
+from .style import PALETTE, finish, styled
+from .time_courses import (TIME_LABEL, mark_infusions, panel_title, relative_to_infusion,
+                           replicate_bands)
 
 PRODUCT_PREFIX, PRODUCT_SUFFIX = "product_", "_car_t"
 #: most scenarios drawn, one panel each
@@ -53,15 +47,19 @@ def _label(column: str) -> str:
     return "product " + column[len(PRODUCT_PREFIX):-len(PRODUCT_SUFFIX)]
 
 
-@_styled
+@styled
 def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None,
-                        infusions: Mapping[str, Sequence[float]] | None = None) -> plt.Figure:
+                        infusions: Mapping[str, Sequence[float]] | None = None,
+                        treatments: Mapping[str, str] | None = None) -> plt.Figure:
     """CAR-T (tissue and blood) per product (solid) and per subset (dashed: CD4, CD8,
-    memory-like; those it has) vs days after the first infusion, one panel per scenario that has them (at
-    most ``MAX_PANELS``): median line and interquartile band over the replicates, log scale.
-    ValueError if no scenario has several products or a composition.
+    memory-like; those it has) vs days after the first infusion, one panel per scenario that
+    has them (at most ``MAX_PANELS``): median line and interquartile band over the
+    replicates, log scale.
+    Panel titles name each scenario's treatment where ``treatments`` does
+    (``execution.publish.treatment_labels``). ValueError if no scenario has several products or a
+    composition.
     """
-    relative, infused = _relative_to_infusion(timeseries, infusions)
+    relative, infused = relative_to_infusion(timeseries, infusions)
     scenarios = [s for s in dict.fromkeys(relative["scenario"])
                  if product_series(relative, s)][:MAX_PANELS]
     if not scenarios:
@@ -81,12 +79,13 @@ def plot_car_t_products(timeseries: pd.DataFrame, path: str | Path | None = None
                             alpha=0.18, lw=0)
             ax.plot(band["time_days"], band["median"], color=colour, label=_label(column),
                     ls="--" if column in SUBSET_COLUMNS else "-")
-        _mark_infusions(ax, infused, [scenario])
+        mark_infusions(ax, infused, [scenario])
         ax.set_yscale("symlog", linthresh=1.0)
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{scenario} (n = {runs['replicate'].nunique()} runs)")
+        ax.set_title(panel_title(scenario, f"n = {runs['replicate'].nunique()} runs",
+                                 treatments))
         ax.set_xlabel(TIME_LABEL)
         ax.set_ylabel("CAR-T in tissue and blood (cells)")
         ax.legend(fontsize=8)
     fig.suptitle("CAR-T by product and subset: median and IQR over runs")
-    return _finish(fig, path)
+    return finish(fig, path)

@@ -1,10 +1,10 @@
 """The facts at the end of ../shared/biology.md, one test each, on the shipped scenarios.
 
-Each test runs one ``simulation.study.literature`` fact on small settings (``SMALL``: B-ALL on a 70x70
+Each test runs one ``literature_facts`` fact on small settings (``SMALL``: B-ALL on a 70x70
 lattice with 1,500 blasts, glioblastoma on 100x100 with 3,000 cells, the killing-assay dish on
 40x40 with 400 targets; 3-10 seeds per arm) and asserts every criterion of the fact. The
 criteria and the reasons for their tolerances are written once, beside the code that measures
-them, in ``simulation/study/literature.py``; ``docs/make_validation.py`` checks the same criteria on
+them, in ``literature_facts.py`` (beside this file); ``docs/make_validation.py`` checks the same criteria on
 larger runs. The numbers quoted below are what these settings gave when the tests were written.
 
 Run with ``pytest -m validation tests/validation`` (about 3 minutes of CPU; ``-rP`` prints
@@ -13,8 +13,9 @@ the measured numbers).
 
 import pytest
 
-from simulation.study import design_facts, literature
-from simulation.study.literature import FactResult, Scale
+import design_facts
+import literature_facts as literature
+from literature_facts import FactResult, Scale
 
 pytestmark = pytest.mark.validation
 
@@ -95,7 +96,7 @@ def test_antigen_positive_healthy_cells_are_depleted_and_antigen_negative_ones_s
 
 
 # ---------------------------------------------------------------------------------------------
-# the CAR design space (simulation/study/design_facts.py, configs/car_design/)
+# the CAR design space (design_facts.py, configs/car_design/)
 # ---------------------------------------------------------------------------------------------
 def test_or_gate_prevents_cd19_negative_relapse_and_leaves_double_negative_disease():
     """Fact 8 (Spiegel 2021 Nat Med; Cordoba 2021 Nat Med; Fry 2018 Nat Med).

@@ -2,7 +2,7 @@
 
 Every backend has the same shape: a context manager with ``map_unordered(fn, items)`` that
 yields ``fn(item)`` for each item as it completes. Callers store each result as it arrives
-(``simulation.study.runner``: a run's files; ``simulation.study.sweep``: a Parquet file), so no
+(``simulation.execution.runner``: a run's files; ``simulation.study.sweep``: a Parquet file), so no
 backend holds more than the results in flight, and an interruption loses only unfinished runs.
 
 * ``SerialBackend``: in this process (one worker). Also the default for a small study: starting

@@ -1,9 +1,10 @@
-"""Literature facts: the facts of the biology reference, checked on the shipped scenarios.
+"""Literature facts: the facts of the biology reference, checked on this repository's shipped
+scenarios (read from ``configs/`` by path, so they live beside the tests, not in the package).
 
 One function per fact (``FACTS``, in the reference's order). Each runs real scenario files from
 ``configs/`` with size overrides only (lattice, tumour cells, days, seeds; a dose or an antigen
 level where the fact is about doses or antigen), summarises the runs with
-``simulation.study.runner``, ``simulation.analysis.outcomes`` or ``simulation.analysis.assay`` and
+``simulation.execution.runner``, ``simulation.analysis.outcomes`` or ``simulation.analysis.assay`` and
 returns a ``FactResult``: the measured numbers, one pass/fail per criterion and a one-line "what
 the model gives". The criteria and their tolerances live here, once; the tests
 (``tests/validation/``, small ``Scale``) and ``docs/make_validation.py`` (larger ``Scale``) only
@@ -24,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis.assay import assay_endpoints, assay_table
-from ..config import AssayConfig, Study, et_label, expand_assay, load_scenario, yaml_value
-from ..analysis.outcomes import PROGRESSION_FRACTION, progression_day
-from .runner import run_study
+from simulation.analysis.assay import assay_endpoints, assay_table
+from simulation.analysis.outcomes import PROGRESSION_FRACTION, progression_day
+from simulation.config import (AssayConfig, Study, et_label, expand_assay, load_scenario,
+                               yaml_value)
+from simulation.execution.runner import run_study
 
-#: the shipped scenario files
+#: the shipped scenario files (this file is tests/validation/literature_facts.py)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 BLOOD = "b_all_cd19.yaml"
 SOLID = "gbm_solid.yaml"
@@ -197,7 +199,8 @@ def run_assay(scale: Scale, ratios: Sequence[float], antigens: Sequence[float] |
 # ---------------------------------------------------------------------------------------------
 # small measurements on result tables
 # ---------------------------------------------------------------------------------------------
-def _median(values: Sequence[float] | pd.Series) -> float:
+def median(values: Sequence[float] | pd.Series) -> float:
+    """The median of ``values`` leaving NaN out (NaN if nothing is left)."""
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     return float(np.median(values)) if values.size else math.nan
@@ -283,19 +286,19 @@ def fact_blood_cancer(scale: Scale) -> FactResult:
     expansion = summary["car_t_peak"] / summary["car_t_infused"]
     contraction = summary["car_t_final"] / summary["car_t_peak"]
     relapsed = clone_summary[clone_summary["relapse"]]
-    negative_at_relapse = _median(relapsed["relapse_antigen_negative_fraction"])
+    negative_at_relapse = median(relapsed["relapse_antigen_negative_fraction"])
     measured = {
         "complete_response_fraction": float((summary["response"] == "CR").mean()),
-        "expansion_fold_median": _median(expansion),
-        "blood_peak_day_median": _median(summary["car_t_blood_peak_day"]),
-        "car_t_peak_day_median": _median(summary["car_t_peak_day"]),
-        "final_over_peak_median": _median(contraction),
+        "expansion_fold_median": median(expansion),
+        "blood_peak_day_median": median(summary["car_t_blood_peak_day"]),
+        "car_t_peak_day_median": median(summary["car_t_peak_day"]),
+        "final_over_peak_median": median(contraction),
         "clone_arm_runs": len(clone_summary),
         "clone_arm_relapses": len(relapsed),
         "relapse_antigen_negative_fraction_median": negative_at_relapse,
         "relapse_antigen_negative_fraction_min": float(
             relapsed["relapse_antigen_negative_fraction"].min()) if len(relapsed) else math.nan,
-        "initial_antigen_negative_fraction_median": _median(
+        "initial_antigen_negative_fraction_median": median(
             clone_summary["initial_antigen_negative_fraction"]),
     }
     checks = {
@@ -352,13 +355,13 @@ def fact_solid_tumor(scale: Scale) -> FactResult:
     enrichment = per_run["low_or_negative_end"] - per_run["low_or_negative_start"]
     measured = {
         "complete_responses": int((summary["response"] == "CR").sum()),
-        "nadir_fraction_median": _median(per_run["nadir_fraction"]),
-        "final_fraction_median": _median(per_run["final_fraction"]),
+        "nadir_fraction_median": median(per_run["nadir_fraction"]),
+        "final_fraction_median": median(per_run["final_fraction"]),
         "regrowth_min": float(per_run["regrowth"].min()),
-        "infiltration_index_median": _median(per_run["infiltration_index"]),
-        "car_t_final_over_peak_median": _median(per_run["car_t_final_over_peak"]),
-        "low_or_negative_start_median": _median(per_run["low_or_negative_start"]),
-        "low_or_negative_end_median": _median(per_run["low_or_negative_end"]),
+        "infiltration_index_median": median(per_run["infiltration_index"]),
+        "car_t_final_over_peak_median": median(per_run["car_t_final_over_peak"]),
+        "low_or_negative_start_median": median(per_run["low_or_negative_start"]),
+        "low_or_negative_end_median": median(per_run["low_or_negative_end"]),
         "enrichment_min": float(enrichment.min()),
     }
     checks = {
@@ -622,9 +625,9 @@ def fact_stochastic_cure(scale: Scale) -> FactResult:
         "neither_by_end": len(summary) - int(cure_days.size) - int(progression_days.size),
         "uncured_with_only_antigen_negative_left": int(
             (uncured["final_antigen_negative_fraction"] == 1.0).sum()),
-        "cure_day_median": _median(cure_days),
+        "cure_day_median": median(cure_days),
         "cure_day_range": _range(cure_days),
-        "progression_day_median": _median(progression_days),
+        "progression_day_median": median(progression_days),
         "progression_day_range": _range(progression_days),
     }
     checks = {
@@ -672,7 +675,7 @@ def fact_off_tumor(scale: Scale) -> FactResult:
         lost = run["normal_antigen_positive"].iloc[0] - run["normal_antigen_positive"].iloc[-1]
         killed_matches.append(row["normal_killed"] == lost)
     measured = {
-        "b_cells_remaining_median": _median(remaining),
+        "b_cells_remaining_median": median(remaining),
         "b_cells_remaining_max": float(remaining.max()),
         "antigen_negative_normal_unchanged_runs": int(sum(spared)),
         "blood_runs": len(blood_summary),

@@ -18,20 +18,64 @@ import pandas as pd
 
 from ..analysis.assay import assay_endpoints, assay_table, is_assay
 from ..config import ScenarioConfig
+from ..config.schema import MAIN_PRODUCT, SINGLE_ANTIGEN, CarTConfig
 from ..io.files import atomic_write, write_text
 from ..io.rundir import MANIFEST_FILE, RunDir, read_tables, remove_leftovers, run_name
 from ..io.snapshots import load_snapshot
 from ..io.volume import write_vti
 from ..viz.antigen_plots import has_antigen_composition, plot_antigen_composition
+from ..viz.lattice_plots import plot_max_projection, plot_orthogonal_slices
 from ..viz.product_plots import has_product_series, plot_car_t_products
-from ..viz.plotting import (plot_assay_wells, plot_blood_kinetics, plot_burden,
-                            plot_killing_assay, plot_max_projection, plot_orthogonal_slices)
+from ..viz.time_courses import (plot_assay_wells, plot_blood_kinetics, plot_burden,
+                                plot_killing_assay)
 from .runner import RunSpec
 
 
 def infusion_days(scenarios: list[ScenarioConfig]) -> dict[str, list[float]]:
     """Scenario name -> its configured infusion days, as the figures mark them."""
     return {s.name: [dose.day for dose in s.dosing.doses] for s in scenarios}
+
+
+#: how a figure legend names each route of a dose
+ROUTE_WORDS = {"intravenous": "intravenous", "intratumoral": "intratumoral",
+               "anywhere": "into the dish"}
+
+
+def _product_words(product: CarTConfig, first_antigen: str) -> str:
+    """"CD19/CD22 OR CAR-T", "EGFRvIII-primed EphA2 CAR-T, HER2-vetoed, IL-12 armoured": the
+    antigens a product kills, primes on and spares, and its armour ("CAR-T" where the scenario
+    names no antigen)."""
+    receptors = product.receptor_list(first_antigen)
+    kills = [r.antigen for r in receptors if r.role == "kill" and r.antigen != SINGLE_ANTIGEN]
+    words = f"{'/'.join(kills)} {'OR ' if len(kills) > 1 else ''}CAR-T" if kills else "CAR-T"
+    words = "".join(f"{r.antigen}-primed " for r in receptors if r.role == "prime") + words
+    words += "".join(f", {r.antigen}-vetoed" for r in receptors if r.role == "veto")
+    armour = product.armour
+    for present, name in ((armour.tgf_beta_resistance > 0, "dnTGFbR"),
+                          (armour.pd1_knockout, "PD-1 KO"), (armour.il12 is not None, "IL-12")):
+        words += f", {name}" if present else ""
+    return words
+
+
+def treatment_labels(scenarios: list[ScenarioConfig]) -> dict[str, str]:
+    """Scenario name -> what its figures' legends say it was given: the products its doses
+    infuse (``_product_words``; by name where it has several), their routes and the
+    conditioning, e.g. "CD19 CAR-T, intravenous after lymphodepletion" or "CAR-T,
+    intratumoral"; "untreated" without doses."""
+    labels = {}
+    for s in scenarios:
+        doses = s.dosing.doses
+        if not doses:
+            labels[s.name] = "untreated"
+            continue
+        first_antigen = next(iter(s.tumor.antigen_distributions))
+        names = list(dict.fromkeys(dose.product for dose in doses))
+        products = [(f"{name}: " if name != MAIN_PRODUCT else "")
+                    + _product_words(s.product_configs[name], first_antigen) for name in names]
+        routes = dict.fromkeys(ROUTE_WORDS[dose.route or s.dosing.route] for dose in doses)
+        text = f"{' + '.join(products)}, {'/'.join(routes)}"
+        labels[s.name] = text + (" after lymphodepletion" if s.dosing.lymphodepletion else "")
+    return labels
 
 
 def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
@@ -55,6 +99,7 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     atomic_write(rundir.path / "summary.csv", lambda tmp: summary.to_csv(tmp, index=False))
     scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
     infusions = infusion_days(scenarios)
+    treatments = treatment_labels(scenarios)
     figures: list = []
     if is_assay(scenarios):  # in-vitro wells beside their untreated controls
         table = assay_table(scenarios, timeseries)
@@ -68,16 +113,19 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
                      lambda tmp: figures.append(plot_assay_wells(table, tmp)))
     else:
         atomic_write(rundir.path / "burden.png", lambda tmp: figures.append(
-            plot_burden(timeseries, summary, tmp, infusions=infusions)))
+            plot_burden(timeseries, summary, tmp, infusions=infusions,
+                        treatments=treatments)))
     if has_antigen_composition(timeseries):  # a scenario names several antigens
         atomic_write(rundir.path / "antigen_composition.png", lambda tmp: figures.append(
-            plot_antigen_composition(timeseries, tmp, infusions=infusions)))
+            plot_antigen_composition(timeseries, tmp, infusions=infusions,
+                                     treatments=treatments)))
     if has_product_series(timeseries):  # several products, or a CD4:CD8 / memory-like mix
         atomic_write(rundir.path / "car_t_products.png", lambda tmp: figures.append(
-            plot_car_t_products(timeseries, tmp, infusions=infusions)))
+            plot_car_t_products(timeseries, tmp, infusions=infusions, treatments=treatments)))
     if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
         atomic_write(rundir.path / "blood_kinetics.png", lambda tmp: figures.append(
-            plot_blood_kinetics(timeseries, summary, tmp, infusions=infusions)))
+            plot_blood_kinetics(timeseries, summary, tmp, infusions=infusions,
+                                treatments=treatments)))
     for spec in specs:
         if rundir.final_snapshot(spec.name).exists():  # 3D, replicate 0, run into the folder
             figures += volume_outputs(rundir, spec.scenario.name, spec.seed)

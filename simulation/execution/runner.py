@@ -3,8 +3,8 @@
 ``run_study`` runs every (scenario, replicate) of a study and returns the two tables, ordered
 by scenario and replicate; ``run_into_folder`` runs the unfinished runs of an output folder
 (``simulation.io.rundir``), each continuing from its checkpoint when it has one, and stores each
-run's files as it finishes (``simulation.study.publish`` reads them back in order). Both hand
-the runs to ``simulation.study.pool`` (this process or local worker processes; sweeps also use
+run's files as it finishes (``simulation.execution.publish`` reads them back in order). Both hand
+the runs to ``simulation.execution.pool`` (this process or local worker processes; sweeps also use
 its Dask backend), so the output does not depend on the number of workers or on which run
 finished first.
 """
@@ -74,17 +74,21 @@ def run_one(spec: RunSpec) -> tuple[pd.DataFrame, dict, list[dict]]:
 
 def step_to_end(model: CarTModel, run: str, checkpoint: Path | None = None,
                 checkpoint_every_h: float | None = None,
-                keep_snapshot: Callable[[dict], None] | None = None) -> None:
+                keep_snapshot: Callable[[dict], None] | None = None,
+                snapshot_every_h: float | None = None) -> None:
     """Step ``model`` until it stops, reporting its simulated day (``progress.report``) every
     ``REPORT_EVERY_DAYS``, saving it to ``checkpoint`` every ``checkpoint_every_h`` simulated
     hours and handing ``keep_snapshot`` a lattice snapshot at t = 0, every
-    ``time.snapshot_every_h`` and at the end (intervals rounded to whole steps)."""
+    ``snapshot_every_h`` simulated hours (default: the config's ``time.snapshot_every_h``)
+    and at the end (intervals rounded to whole steps)."""
     def steps(hours: float | None) -> int | None:  # None: never
         return minutes_to_steps(hours * MIN_PER_H, model.dt_min) if hours else None
 
     checkpoint_every = steps(checkpoint_every_h) if checkpoint is not None else None
     report_every = minutes_to_steps(REPORT_EVERY_DAYS * MIN_PER_DAY, model.dt_min)
-    snapshot_every = steps(model.config.time.snapshot_every_h) if keep_snapshot else None
+    if snapshot_every_h is None:
+        snapshot_every_h = model.config.time.snapshot_every_h
+    snapshot_every = steps(snapshot_every_h) if keep_snapshot else None
     if snapshot_every and model.step_index == 0:
         keep_snapshot(lattice_snapshot(model))
     while model.running:
@@ -95,6 +99,19 @@ def step_to_end(model: CarTModel, run: str, checkpoint: Path | None = None,
             keep_snapshot(lattice_snapshot(model))
         if checkpoint_every and model.running and model.step_index % checkpoint_every == 0:
             save_checkpoint(model.checkpoint_state(), checkpoint)
+
+
+def record_snapshots(model: CarTModel, folder: str | Path, every_h: float = 12.0) -> list[Path]:
+    """Step ``model`` to its end, saving a lattice snapshot into ``folder`` (created) as
+    ``snapshot_<step>.npz`` at t = 0, every ``every_h`` simulated hours and at the end: the
+    cadence of a run's ``time.snapshot_every_h`` (``step_to_end``). Returns the files."""
+    if every_h <= 0:
+        raise ValueError("every_h must be > 0")
+    written: list[Path] = []
+    step_to_end(model, str(folder), snapshot_every_h=every_h,
+                keep_snapshot=lambda snapshot: written.append(store_snapshot(Path(folder),
+                                                                             snapshot)))
+    return written
 
 
 def run_tables(model: CarTModel, spec: RunSpec) -> tuple[pd.DataFrame, dict]:

@@ -1,7 +1,7 @@
 """Literature facts of the CAR design space: multi-antigen logic, armoured products, product
 composition and several products per patient.
 
-Facts 8-14 continue ``simulation.study.literature`` (same ``Scale``, same ``FactResult``, same
+Facts 8-14 continue ``literature_facts`` (same ``Scale``, same ``FactResult``, same
 run cache): each compares products on one shipped tumour from ``configs/car_design/`` with the
 same seeds, so the arms of a replicate start from the same lattice and differ only in the
 product. The criteria and their tolerances live here; the tests (``tests/validation/``) and
@@ -14,20 +14,20 @@ import math
 from collections.abc import Callable, Sequence
 
 import pandas as pd
-
-from ..analysis.outcomes import progression_day
-from ..config import load_scenario, yaml_value
-from .literature import (
+from literature_facts import (
     FactResult,
     Scale,
-    _median,
     infiltration_index,
     iter_runs,
+    median,
     patient_size,
     run_arms,
     solid_size,
     tumor_burden,
 )
+
+from simulation.analysis.outcomes import progression_day
+from simulation.config import load_scenario, yaml_value
 
 DESIGN = "car_design"
 #: B-ALL with a CD19-negative/CD22-positive subclone: the CD19 CAR and the CD19/CD22 OR CAR
@@ -93,7 +93,7 @@ def per_run_table(timeseries: pd.DataFrame, summary: pd.DataFrame,
 
 def by_arm(per_run: pd.DataFrame, column: str) -> dict[str, float]:
     """Median of ``column`` per arm (``scenario``)."""
-    return {arm: _median(values) for arm, values in per_run.groupby("scenario", sort=False)
+    return {arm: median(values) for arm, values in per_run.groupby("scenario", sort=False)
             [column]}
 
 
@@ -127,10 +127,10 @@ def fact_or_gate(scale: Scale) -> FactResult:
         "or_cd19_negative_relapses": int(dual["cd19_negative_relapse"].sum()),
         "cd19_car_residual_runs": int(single["residual"].sum()),
         "or_residual_runs": int(dual["residual"].sum()),
-        "cd19_car_final_fraction_median": _median(single["final_fraction"]),
-        "or_final_fraction_median": _median(dual["final_fraction"]),
-        "cd19_car_cd19_negative_share_median": _median(single["cd19_negative_share"]),
-        "or_escape_share_median": _median(dual["escape_share"]),
+        "cd19_car_final_fraction_median": median(single["final_fraction"]),
+        "or_final_fraction_median": median(dual["final_fraction"]),
+        "cd19_car_cd19_negative_share_median": median(single["cd19_negative_share"]),
+        "or_escape_share_median": median(dual["escape_share"]),
         "or_escape_share_min": float(dual["escape_share"].min()),
     }
     checks = {
@@ -273,8 +273,8 @@ def fact_and_gate(scale: Scale) -> FactResult:
         "and_gate_healthy_left_median": healthy["and_gate"],
         "epha2_car_tumour_final_fraction_median": tumour["epha2_car"],
         "and_gate_tumour_final_fraction_median": tumour["and_gate"],
-        "and_gate_double_positive_start_median": _median(gate["double_positive_start"]),
-        "and_gate_double_positive_end_median": _median(gate["double_positive_end"]),
+        "and_gate_double_positive_start_median": median(gate["double_positive_start"]),
+        "and_gate_double_positive_end_median": median(gate["double_positive_end"]),
         "and_gate_double_positive_drop_min": float(drop.min()),
     }
     checks = {
@@ -451,12 +451,12 @@ def fact_several_products(scale: Scale) -> FactResult:
     tumour."""
     timeseries, summary, per_run = relapse_runs(
         scale, SEVERAL_PRODUCT_ARMS, {"sequential": (sequential_doses(scale),)})
-    cd22_peak = {arm: _median(timeseries[timeseries["scenario"] == arm]
+    cd22_peak = {arm: median(timeseries[timeseries["scenario"] == arm]
                               .groupby("replicate")["product_cd22_car_t"].max())
                  for arm in ("pooled", "sequential")}
     arms = dict(list(per_run.groupby("scenario", sort=False)))
     relapses = {arm: int(table["cd19_negative_relapse"].sum()) for arm, table in arms.items()}
-    final = {arm: _median(table["final_fraction"]) for arm, table in arms.items()}
+    final = {arm: median(table["final_fraction"]) for arm, table in arms.items()}
     measured = {"runs_per_arm": len(arms["cd19_car"]),
                 **{f"{arm}_cd19_negative_relapses": n for arm, n in relapses.items()},
                 **{f"{arm}_final_fraction_median": f for arm, f in final.items()},
