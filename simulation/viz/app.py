@@ -544,5 +544,7 @@ def measure_frame_rate(model: CarTModel, frames: int = 20,
             1000 * step_s / frames, "render_ms_per_frame": 1000 * render_s / frames}
 
 
-__all__ = ["ARMOURS", "MODEL_PARAMS", "PRODUCTS", "SCENARIOS", "FieldRenderer", "LatticeRenderer", "ViewModel",
-           "field_pngs", "lattice_png", "make_page", "measure_frame_rate", "page", "shown_fields"]
+__all__ = ["ARMOURS", "MODEL_PARAMS", "PRODUCTS", "SCENARIOS", "STEP_MINUTES", "FieldRenderer",
+           "LatticeRenderer", "Page", "ViewModel", "clock_text", "field_pngs", "lattice_png",
+           "make_page", "measure_frame_rate", "page", "shown_fields", "slider_text",
+           "steps_per_click"]
