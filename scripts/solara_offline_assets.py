@@ -2,10 +2,13 @@
 
 The interactive view (``cartsim app``) is served by Solara, whose page loads a few npm packages
 (``@widgetti/solara-vuetify3-app``, ``requirejs``, ``font-awesome``) from a CDN unless they are
-in ``<prefix>/share/solara/cdn``. On a machine without internet access (CI) this script fills
-that cache from the npm registry with ``npm pack``; it does nothing for packages already there.
+in ``<prefix>/share/solara/cdn``. The ``solara-assets`` wheel fills that cache, but its newest
+release can lag solara's (1.58.2 against solara 1.64, whose page wants
+``@widgetti/solara-vuetify3-app@5.2.0``). This script adds what is missing with ``npm pack``, so
+it needs ``npm`` and access to the npm registry: run it once while online (or through a registry
+mirror), after which the view works offline; it does nothing for packages already there.
 
-    python scripts/solara_offline_assets.py        # needs npm; idempotent
+    python scripts/solara_offline_assets.py        # needs npm and the npm registry; idempotent
 """
 
 from __future__ import annotations

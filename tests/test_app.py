@@ -20,13 +20,17 @@ solara = pytest.importorskip("solara", reason="the interactive view needs the vi
 from simulation.viz.app import (  # noqa: E402
     MODEL_PARAMS,
     SCENARIO_DEFAULT,
+    STEP_MINUTES,
     FieldRenderer,
     ViewModel,
+    clock_text,
     field_pngs,
     lattice_classes,
     lattice_png,
     measure_frame_rate,
     shown_fields,
+    slider_text,
+    steps_per_click,
 )
 from simulation.viz.lattice_plots import SITE_CLASSES  # noqa: E402
 from simulation.config import ConfigError  # noqa: E402
@@ -98,6 +102,30 @@ def test_every_control_is_a_model_argument():
 
     names = set(inspect.signature(ViewModel.__init__).parameters)
     assert set(MODEL_PARAMS) <= names
+
+
+def test_every_slider_says_its_value_and_unit_under_a_short_label():
+    sliders = {name: spec for name, spec in MODEL_PARAMS.items() if spec["type"] != "Select"}
+    assert set(sliders) == {"effector_to_target", "antigen_scale", "suppression_scale",
+                            "max_kills", "seed"}
+    for spec in sliders.values():  # a long label squashes the slider beside it to a dot
+        assert len(spec["label"]) <= 25 and spec["unit"], spec
+    assert slider_text(MODEL_PARAMS["effector_to_target"], 0.01) == (
+        "dose (E:T): 0.010 CAR-T per cancer cell")
+    assert slider_text(MODEL_PARAMS["max_kills"], 7) == (
+        "kills before exhaustion: 7 kills per CAR-T (car_t.max_kills)")
+
+
+def test_a_step_click_is_one_simulated_hour_and_the_clock_counts_days():
+    model = ViewModel(scenario="b_all_cd19", lattice__width=30, lattice__height=30,
+                      tumor__initial_cells=200)
+    assert STEP_MINUTES == 60.0 and steps_per_click(model) * model.dt_min == 60.0
+    for _ in range(24 * steps_per_click(model)):  # 24 clicks
+        model.step()
+    assert clock_text(model).startswith("day 1.00 (24.0 h simulated, 240 steps of 6 min) · ")
+    fine = ViewModel(scenario="b_all_cd19", lattice__width=30, lattice__height=30,
+                     tumor__initial_cells=200, time__dt_min=3.0)
+    assert steps_per_click(fine) == 20  # the same hour, whatever the time step
 
 
 def test_lattice_picture_is_a_png_and_changes_when_stepped():
@@ -212,7 +240,7 @@ def app_server(tmp_path):
         log.close()
 
 
-def test_browser_play_changes_the_lattice(app_server, tmp_path):
+def test_browser_shows_values_and_days_and_play_changes_the_lattice(app_server, tmp_path):
     if not shutil.which(CHROMIUM):
         pytest.skip(f"no {CHROMIUM} (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api",
@@ -230,6 +258,18 @@ def test_browser_play_changes_the_lattice(app_server, tmp_path):
             page.goto(app_server, timeout=60_000)
             lattice = page.locator(".cartsim-lattice").first
             lattice.wait_for(state="visible", timeout=120_000)
+            # every slider's value and unit is on the page, the clock counts days, and no
+            # empty "Page 0" tab sits above the pictures
+            for text in ("dose (E:T): 0.010 CAR-T per cancer cell",
+                         "antigen density: 1.00 x the scenario's mean",
+                         "suppressive factor: 1.0 x the scenario's secretion",
+                         "kills before exhaustion: 10 kills per CAR-T", "seed: 1 ",
+                         "day 0.00 (0.0 h simulated"):
+                assert page.get_by_text(text).first.is_visible(), text
+            assert not page.get_by_role("tab").count()
+            page.get_by_role("button", name="Step").click(timeout=30_000)
+            page.get_by_text("day 0.04 (1.0 h simulated, 10 steps of 6 min)").wait_for(
+                timeout=30_000)  # one click: one simulated hour
             before = lattice.screenshot(path=str(tmp_path / "before.png"))
             page.get_by_role("button", name="▶").click(timeout=30_000)
             time.sleep(4)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import minimal_scenario_dict
+from conftest import REPO_ROOT, minimal_scenario_dict
 from simulation.config import (
     ConfigError,
     ScenarioConfig,
     Study,
     apply_overrides,
+    display_path,
     json_schema,
     load_scenario,
     load_study,
@@ -376,6 +380,44 @@ def test_load_scenario_applies_overrides(tmp_path):
     assert cfg.dosing.doses[0].day == 2.0
     with pytest.raises(ConfigError, match=r"tumor\.cycle_time_h: must be > 0"):
         load_scenario(path, ["tumor.cycle_time_h=-1"])
+
+
+def test_errors_in_overridden_keys_name_the_override_not_the_file(tmp_path):
+    path = write_yaml(tmp_path / "s.yaml", minimal_scenario_dict())
+    shown = display_path(Path(path))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path, ["car_t.max_kill=5"])
+    assert str(err.value) == (f"--set car_t.max_kill=5 (on {shown}): car_t.max_kill: unknown "
+                              "key (did you mean 'max_kills'?)")
+    # a key inside a block the override set, and a cross-key check (a dose after the end)
+    with pytest.raises(ConfigError, match=r"^--set car_t\.composition=\{cd4_fraction: 3\} "
+                                          r"\(on .*\): car_t\.composition\.cd4_fraction: "):
+        load_scenario(path, ["car_t.composition={cd4_fraction: 3}"])
+    with pytest.raises(ConfigError, match=r"^--set dosing\.doses\.0\.day=900 \(on .*\): "
+                                          r"dosing\.doses\[0\]\.day: must be before the end"):
+        load_scenario(path, ["dosing.doses.0.day=900"])
+    # what the file itself gets wrong is still the file's, beside an override's error
+    data = minimal_scenario_dict()
+    data["tumor"]["cycle_time_h"] = -3
+    bad = write_yaml(tmp_path / "bad.yaml", data)
+    with pytest.raises(ConfigError) as err:
+        load_scenario(bad, ["car_t.max_kills=0"])
+    lines = str(err.value).splitlines()
+    assert f"{display_path(Path(bad))}: tumor.cycle_time_h: must be > 0 (got -3)" in lines
+    assert (f"--set car_t.max_kills=0 (on {display_path(Path(bad))}): car_t.max_kills: must be >= 1 "
+            "(got 0)") in lines
+
+
+def test_cartsim_run_blames_a_bad_set_value_on_set_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "simulation", "run", "configs/b_all_cd19.yaml", "--out", str(out),
+         "--set", "car_t.max_kill=5"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "cartsim: error: --set car_t.max_kill=5 (on configs/b_all_cd19.yaml): car_t.max_kill: "
+        "unknown key (did you mean 'max_kills'?)")
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -79,7 +79,11 @@ def _peak(series: pd.DataFrame, column: str) -> tuple[float, float]:
 
 
 def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
-    """Outcome of one run from its time series (baseline = last census at or before dosing)."""
+    """Outcome of one run from its time series (baseline = last census at or before dosing).
+
+    A value that does not exist for the run (no clearance, no relapse, no cancer cell left
+    to count a fraction of) is NaN, as ``summary.csv`` reads back: a table of these rows has
+    the same float columns whether it is built in memory or read from disk."""
     before = series[series["time_days"] <= first_dose_day + 1e-9]
     baseline = int(before["tumor_cells"].iloc[-1])
     after = series[series["time_days"] >= first_dose_day - 1e-9]
@@ -94,7 +98,7 @@ def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
                                        "car_t_blood_per_ul")
     crs_peak, crs_peak_day = _peak(series, "crs_index")
     final_negative = (float(series["tumor_antigen_negative"].iloc[-1]) / final if final
-                      else None)
+                      else np.nan)
     return {
         "response": classify_response(baseline, int(nadir_row["tumor_cells"]), final),
         "cleared": final == 0,
@@ -103,13 +107,15 @@ def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
         "nadir_day": float(nadir_row["time_days"]),
         "final_tumor_cells": final,
         "final_day": float(series["time_days"].iloc[-1]),
-        "clearance_day": float(cleared_rows["time_days"].iloc[0]) if len(cleared_rows) else None,
+        "clearance_day": (float(cleared_rows["time_days"].iloc[0]) if len(cleared_rows)
+                          else np.nan),
         "relapse": relapse_day is not None,
-        "relapse_day": relapse_day,
-        "relapse_antigen_negative_fraction": final_negative if relapse_day is not None else None,
+        "relapse_day": relapse_day if relapse_day is not None else np.nan,
+        "relapse_antigen_negative_fraction": (final_negative if relapse_day is not None
+                                              else np.nan),
         "initial_antigen_negative_fraction": (
             float(series["tumor_antigen_negative"].iloc[0]) / int(series["tumor_cells"].iloc[0])
-            if int(series["tumor_cells"].iloc[0]) else None),
+            if int(series["tumor_cells"].iloc[0]) else np.nan),
         "final_antigen_negative_fraction": final_negative,
         "car_t_peak": int(car_t_peak),
         "car_t_peak_day": car_t_peak_day,
@@ -128,9 +134,10 @@ def summarise_run(series: pd.DataFrame, first_dose_day: float) -> dict:
     }
 
 
-def _remaining(counts: pd.Series) -> float | None:
+def _remaining(counts: pd.Series) -> float:
+    """The last of ``counts`` as a fraction of the first (NaN if the first is 0)."""
     start = int(counts.iloc[0])
-    return float(counts.iloc[-1]) / start if start else None
+    return float(counts.iloc[-1]) / start if start else np.nan
 
 
 def progression_day(run: pd.DataFrame, summary_row: pd.Series) -> float | None:

@@ -8,6 +8,7 @@ goes through ``scenario_problems``, which sees what the schema cannot see key by
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -16,6 +17,7 @@ from ..engine.constants import (CELL_DTYPE, CELL_EXTRA_DTYPE, N_FIELDS, TIMER_MA
                                 mean_step_length, neighbour_offsets)
 from ..engine.units import MIN_PER_H, minutes_to_steps
 from .errors import ConfigError, describe_error, problem_line
+from .overrides import blame_overrides
 from .schema import ScenarioConfig
 
 #: more migration sweeps per time step than this means a speed in the wrong unit
@@ -33,20 +35,25 @@ SETUP_BYTES_PER_SITE_DISPERSED = 16
 STATE_BYTES_PER_SITE = CELL_DTYPE.itemsize + 1 + 8 * N_FIELDS + 17
 
 
-def validate(data: dict[str, Any], model: type[BaseModel], source: str) -> Any:
-    """Validate a mapping against ``model``; errors become one ConfigError naming ``source``.
+def validate(data: dict[str, Any], model: type[BaseModel], source: str,
+             overrides: Sequence[str] = ()) -> Any:
+    """Validate a mapping against ``model``; errors become one ConfigError naming ``source``,
+    or the ``--set`` override (of ``overrides``, already applied to ``data``) that set the
+    key (``overrides.blame_overrides``).
 
     A scenario is also checked for what the schema cannot see key by key
     (``scenario_problems``: timers, speeds, doses after the end, memory).
     """
     try:
         validated = model.model_validate(data)
+        if isinstance(validated, ScenarioConfig):
+            check_scenario(validated, source)
     except ValidationError as err:
         lines = [f"{source}: {line}" for e in err.errors(include_url=False)
                  for line in describe_error(e, model)]
-        raise ConfigError("\n".join(lines)) from None
-    if isinstance(validated, ScenarioConfig):
-        check_scenario(validated, source)
+        raise ConfigError(blame_overrides("\n".join(lines), source, overrides)) from None
+    except ConfigError as err:
+        raise ConfigError(blame_overrides(str(err), source, overrides)) from None
     return validated
 
 

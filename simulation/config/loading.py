@@ -114,12 +114,13 @@ def load_scenario(path: str | Path, overrides: Overrides = None) -> ScenarioConf
     """Load, merge ``extends``, apply overrides (``["key.path=value"]`` as ``--set`` takes
     them, or ``{"key.path": value}``) and validate one scenario file."""
     path = Path(path)
-    data = apply_overrides(load_with_extends(path), override_list(overrides))
+    overrides = override_list(overrides)
+    data = apply_overrides(load_with_extends(path), overrides)
     _not_a_sweep(path, data)
     if is_study(data):
         raise ConfigError(f"{display_path(path)}: is a study (has 'scenarios' or 'assay'), not "
                           "a scenario")
-    return validate(data, ScenarioConfig, display_path(path))
+    return validate(data, ScenarioConfig, display_path(path), overrides)
 
 
 #: keys a study shares with a scenario: a file with nothing else is taken for a study

@@ -7,6 +7,7 @@ mapping ``{"key.path": value}`` from Python (``override_list`` turns one into th
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,3 +99,26 @@ def _child(node: Any, part: str, text: str, create: bool) -> Any:
     if create and node.get(part) is None:  # a missing or omitted (null) optional block
         node[part] = {}
     return node[part]
+
+
+def _dotted(key_path: str) -> str:
+    """A key path of a message (``dosing.doses[0].day``) in ``--set`` form (``dosing.doses.0.day``)."""
+    return re.sub(r"\[(\d+)\]", r".\1", key_path)
+
+
+def blame_overrides(message: str, source: str, overrides: Sequence[str]) -> str:
+    """``message`` (lines ``source: key.path: problem``) with each line whose key path an
+    override set (the path itself, or a key inside a block it set) blamed on that override
+    instead of on the file: ``--set car_t.max_kill=5 (on configs/b_all_cd19.yaml):
+    car_t.max_kill: unknown key``. The last override of a path wins, as in
+    ``apply_overrides``."""
+    set_paths = {".".join(parse_override(text)[0]): text for text in overrides}
+    lines = []
+    for line in message.splitlines():
+        rest = line.removeprefix(f"{source}: ")
+        key_path = _dotted(rest.partition(": ")[0])
+        text = next((text for path, text in reversed(set_paths.items())
+                     if key_path == path or key_path.startswith(f"{path}.")), None)
+        lines.append(f"--set {_set_text(text)} (on {source}): {rest}"
+                     if text is not None and rest != line else line)
+    return "\n".join(lines)

@@ -80,7 +80,7 @@ try:  # the sweep extra; sweeps call require("sweep", ...) before using it
 except ImportError:
     pa = pq = morris_sample = sobol_sample = None
 
-#: summary columns of a run (the ``summary.csv`` contract of README.md, "Outputs")
+#: summary columns of a run (the ``summary.csv`` contract of docs/outputs.md)
 SUMMARY_COLUMNS = (
     "scenario", "tumor_type", "replicate", "seed", "response", "cleared",
     "baseline_tumor_cells", "nadir_tumor_cells", "nadir_day", "final_tumor_cells", "final_day",

@@ -1,21 +1,23 @@
-"""Interactive view: a Mesa SolaraViz page with the lattice, its oxygen and suppressive-factor
-fields, and live burden and CAR-T curves.
+"""Interactive view: a Solara page (Mesa's run buttons) with the lattice, its oxygen and
+suppressive-factor fields, and live burden and CAR-T curves.
 
     cartsim app                        # serves http://127.0.0.1:8765/
     # in Jupyter:
     from simulation.viz.app import page
     page
 
-Controls: scenario (b_all_cd19 / gbm_solid, and two tumours with two antigens from
-configs/car_design/), dose (E:T at day 0), antigen density (x the scenario's mean),
-antigen-negative fraction, suppressive-factor secretion (x the scenario's; solid tumours),
-CAR-T kills before exhaustion, the product's receptor logic (single, OR, AND, NOT), armour
-(dnTGFbR, PD-1 knockout, IL-12) and composition (CD4:CD8, memory-like cells), seed. Press Reset after changing them. The
-lattice is drawn as one matplotlib image of site-class colours (``lattice_plots``), not
-one patch per agent, and each field as one colour-mapped image with a colour bar in its unit
-(shown when the scenario solves it, else marked off): a 200x200 lattice redraws in ~25 ms, its
-two fields in ~25 ms more (2 shared cores; ``measure_frame_rate``).
-Needs the ``viz`` extra (``pip install 'cartsim[viz]'``).
+Sidebar: Reset / ▶ / Step (one STEP click advances ``STEP_MINUTES``, one simulated hour; ▶
+repeats it), the simulated time in days, and the controls: scenario (b_all_cd19 / gbm_solid,
+and two tumours with two antigens from configs/car_design/), dose (E:T at day 0), antigen
+density (x the scenario's mean), antigen-negative fraction, suppressive-factor secretion (x the
+scenario's; solid tumours), CAR-T kills before exhaustion, the product's receptor logic
+(single, OR, AND, NOT), armour (dnTGFbR, PD-1 knockout, IL-12) and composition (CD4:CD8,
+memory-like cells), seed; every slider shows its value and unit. Press Reset after changing
+them. The lattice is drawn as one matplotlib image of site-class colours
+(``lattice_plots.SITE_CLASSES``), not one patch per agent, and each field as one colour-mapped
+image with a colour bar in its unit (shown when the scenario solves it, else marked off): a 200x200
+lattice redraws in ~25 ms, its two fields in ~25 ms more (2 shared cores;
+``measure_frame_rate``). Needs the ``viz`` extra (``pip install -e ".[viz]"``).
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ from PIL import Image
 with warnings.catch_warnings():
     # solara's rules-of-hooks lint warns about mesa 3.3's own components at import
     warnings.simplefilter("ignore")
-    from mesa.visualization import SolaraViz
+    from mesa.visualization.solara_viz import ModelController
     from mesa.visualization.utils import update_counter
 
 from ..config import ConfigError, load_scenario
+from ..engine.constants import CAR_T
 from ..model import CarTModel
 from .lattice_plots import FIELD_STYLES, SITE_CLASSES, SITE_RGB, slice_label, tumour_slice_z
 from .style import PALETTE
@@ -65,7 +68,8 @@ COMPOSITIONS = {"as in the scenario": None,
                 "CD8 only": {"cd4_fraction": 0.0, "memory_like_fraction": 0.0},
                 "1:1 CD4:CD8": {"cd4_fraction": 0.5, "memory_like_fraction": 0.0},
                 "1:1, 50 % memory-like": {"cd4_fraction": 0.5, "memory_like_fraction": 0.5}}
-#: model steps (dt_min each) between two redraws; 10 steps of 6 min = 1 simulated hour
+#: model steps (dt_min each) per frame in ``measure_frame_rate``: 10 steps of 6 min, one
+#: simulated hour, what one STEP click advances in the shipped scenarios (``steps_per_click``)
 STEPS_PER_FRAME = 10
 #: the antigen-negative fraction control's "keep the scenario's value" choice
 SCENARIO_DEFAULT = "scenario default"
@@ -103,7 +107,8 @@ def product_receptors(product: str, antigens: list[str]) -> list[dict] | None:
 
 
 class ViewModel(CarTModel):
-    """A CarTModel built from the view's controls (keyword arguments only, as SolaraViz needs).
+    """A CarTModel built from the view's controls (keyword arguments only, as Mesa's Reset
+    button builds it).
 
     ``antigen_scale`` multiplies the scenario's mean tumour antigen densities (every antigen),
     ``negative_fraction`` sets its first antigen's, ``suppression_scale`` its
@@ -393,45 +398,125 @@ def FieldsAndCurvesView(model: CarTModel):
         CurvesView(model)
 
 
+#: the view's controls: one per ``ViewModel`` argument. Sliders say their current value with its
+#: ``unit`` (``value_format``) on a line above them, so a short ``label`` leaves the slider
+#: the card's whole width
 MODEL_PARAMS = {
     "scenario": {"type": "Select", "value": "b_all_cd19", "values": list(SCENARIOS),
                  "label": "scenario"},
     "effector_to_target": {"type": "SliderFloat", "value": 0.01, "min": 0.002, "max": 0.1,
-                           "step": 0.002, "label": "dose: CAR-T per cancer cell (E:T)"},
+                           "step": 0.002, "label": "dose (E:T)", "format": "{:.3f}",
+                           "unit": "CAR-T per cancer cell"},
     "antigen_scale": {"type": "SliderFloat", "value": 1.0, "min": 0.05, "max": 3.0,
-                      "step": 0.05, "label": "tumour antigen density (x scenario mean)"},
+                      "step": 0.05, "label": "antigen density", "format": "{:.2f}",
+                      "unit": "x the scenario's mean"},
     "negative_fraction": {"type": "Select", "value": SCENARIO_DEFAULT,
                           "values": [SCENARIO_DEFAULT, "0", "0.1", "0.3", "0.5"],
                           "label": "antigen-negative cancer fraction"},
     "suppression_scale": {"type": "SliderFloat", "value": 1.0, "min": 0.0, "max": 3.0,
-                          "step": 0.1, "label": "suppressive factor secretion (x scenario; "
-                          "solid tumours)"},
+                          "step": 0.1, "label": "suppressive factor", "format": "{:.1f}",
+                          "unit": "x the scenario's secretion (solid tumours)"},
     "max_kills": {"type": "SliderInt", "value": 10, "min": 1, "max": 30, "step": 1,
-                  "label": "kills before exhaustion (car_t.max_kills)"},
+                  "label": "kills before exhaustion", "format": "{:d}",
+                  "unit": "kills per CAR-T (car_t.max_kills)"},
     "product": {"type": "Select", "value": PRODUCTS[0], "values": list(PRODUCTS),
-                "label": "product logic (two-antigen logic: car_design scenarios)"},
+                "label": "product logic (two antigens: car_design scenarios)"},
     "armour": {"type": "Select", "value": "none", "values": list(ARMOURS),
                "label": "armour (car_t.armour)"},
     "composition": {"type": "Select", "value": "as in the scenario",
                     "values": list(COMPOSITIONS),
                     "label": "product composition (car_t.composition)"},
-    "seed": {"type": "SliderInt", "value": 1, "min": 0, "max": 50, "step": 1, "label": "seed"},
+    "seed": {"type": "SliderInt", "value": 1, "min": 0, "max": 50, "step": 1, "label": "seed",
+             "format": "{:d}", "unit": "(replicate r of a study uses seed + r)"},
 }
+#: the simulated time one STEP click advances (and the play button repeats), in minutes
+STEP_MINUTES = 60.0
 
 
-def make_page(model: CarTModel | None = None, play_interval_ms: int = 1,
-              steps_per_frame: int = STEPS_PER_FRAME):
-    """The SolaraViz element: controls, the lattice, and beside it the fields above the curves,
-    around ``model`` (default: B-ALL)."""
-    model = model if model is not None else ViewModel()
-    return SolaraViz(
-        model,
-        components=[(LatticeView, 0), (FieldsAndCurvesView, 0)],
-        model_params=MODEL_PARAMS,
-        name="cartsim: CAR-T vs blood and solid tumours",
-        play_interval=play_interval_ms,
-        render_interval=steps_per_frame,
-    )
+def slider_text(spec: dict, value: float) -> str:
+    """The line above a slider: "dose (E:T): 0.010 CAR-T per cancer cell"."""
+    return f"{spec['label']}: {spec['format'].format(value)} {spec['unit']}".rstrip()
+
+
+def steps_per_click(model: CarTModel) -> int:
+    """Model steps (``dt_min`` each) in one STEP click: ``STEP_MINUTES`` of simulated time."""
+    return max(1, round(STEP_MINUTES / model.dt_min))
+
+
+def clock_text(model: CarTModel) -> str:
+    """The view's information line: "day 0.92 (22.0 h simulated, 220 steps of 6 min) ·
+    12,571 cancer cells · 403 CAR-T"."""
+    car_t = int((model.lattice.cells["cell_type"] == CAR_T).sum())
+    return (f"day {model.time_min / 1440:.2f} ({model.time_min / 60:.1f} h simulated, "
+            f"{model.step_index} steps of {model.dt_min:g} min) · {model.tumor_cells:,} "
+            f"cancer cells · {car_t:,} CAR-T on the lattice")
+
+
+@solara.component
+def Control(name: str, spec: dict, parameters: solara.Reactive[dict]):
+    """One control of ``MODEL_PARAMS``, writing its value into ``parameters`` (what Reset
+    builds the next model from); a slider shows its current value and unit above it."""
+    value = parameters.value.get(name, spec["value"])
+
+    def set_value(new, name=name):
+        parameters.value = {**parameters.value, name: new}
+
+    if spec["type"] == "Select":
+        solara.Select(spec["label"], values=spec["values"], value=value, on_value=set_value)
+        return
+    slider = solara.SliderFloat if spec["type"] == "SliderFloat" else solara.SliderInt
+    with solara.Column(gap="0px", classes=[f"cartsim-control-{name}"]):
+        solara.Text(slider_text(spec, value), classes=["cartsim-slider-value"],
+                    style={"font-size": "13px"})
+        slider("", value=value, on_value=set_value, min=spec["min"], max=spec["max"],
+               step=spec["step"])
+
+
+@solara.component
+def Clock(model: CarTModel):
+    """Simulated time in days (and hours and model steps), cancer cells and CAR-T, live."""
+    update_counter.get()
+    solara.Text(clock_text(model), classes=["cartsim-clock"])
+
+
+@solara.component
+def Page(model: CarTModel, play_interval_ms: int = 1):
+    """The view: run buttons, controls and the simulated time in the sidebar; the lattice and,
+    beside it, the fields above the curves. One STEP click advances ``STEP_MINUTES`` of
+    simulated time (``steps_per_click``); Reset rebuilds the model from the controls."""
+    current = solara.use_reactive(model)
+    parameters = solara.use_reactive({name: spec["value"] for name, spec in MODEL_PARAMS.items()})
+    play_interval = solara.use_reactive(play_interval_ms)
+    steps = solara.use_reactive(steps_per_click(current.value))
+    threads = solara.use_reactive(False)
+    solara.use_effect(lambda: steps.set(steps_per_click(current.value)), [current.value])
+    with solara.AppBar():
+        solara.AppBarTitle(TITLE)
+    with solara.Sidebar(), solara.Column():
+        with solara.Card("Run"):
+            ModelController(current, model_parameters=parameters, play_interval=play_interval,
+                            render_interval=steps, use_threads=threads)
+            solara.Text(f"STEP advances {STEP_MINUTES / 60:g} simulated hour ({steps.value} "
+                        f"steps of {current.value.dt_min:g} min); ▶ repeats it. Reset "
+                        "rebuilds the model from the controls below.",
+                        style={"font-size": "12px"})
+        with solara.Card("Simulated time"):
+            Clock(current.value)
+        with solara.Card("Controls (then Reset)"):
+            for name, spec in MODEL_PARAMS.items():
+                Control(name, spec, parameters)
+    with solara.Columns([1, 1]):
+        LatticeView(current.value)
+        FieldsAndCurvesView(current.value)
+
+
+#: the title of the view's page
+TITLE = "cartsim: CAR-T vs blood and solid tumours"
+
+
+def make_page(model: CarTModel | None = None, play_interval_ms: int = 1):
+    """The view's element (``Page``) around ``model`` (default: B-ALL)."""
+    return Page(model if model is not None else ViewModel(), play_interval_ms)
 
 
 page = make_page()
@@ -459,5 +544,7 @@ def measure_frame_rate(model: CarTModel, frames: int = 20,
             1000 * step_s / frames, "render_ms_per_frame": 1000 * render_s / frames}
 
 
-__all__ = ["ARMOURS", "MODEL_PARAMS", "PRODUCTS", "SCENARIOS", "FieldRenderer", "LatticeRenderer", "ViewModel",
-           "field_pngs", "lattice_png", "make_page", "measure_frame_rate", "page", "shown_fields"]
+__all__ = ["ARMOURS", "MODEL_PARAMS", "PRODUCTS", "SCENARIOS", "STEP_MINUTES", "FieldRenderer",
+           "LatticeRenderer", "Page", "ViewModel", "clock_text", "field_pngs", "lattice_png",
+           "make_page", "measure_frame_rate", "page", "shown_fields", "slider_text",
+           "steps_per_click"]
