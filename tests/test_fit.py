@@ -151,6 +151,14 @@ BAD_DATA = {
                         .replace("50\n", "50,0\n").replace("80\n", "80,1\n"),
                         "column sd: must be > 0 (line(s) 2)"),
     "empty": ("effector_to_target,time_h,percent_of_control\n", "no observations"),
+    "value outside its interval": (GOOD.replace("percent_of_control", "percent_of_control,low,"
+                                                "high").replace("50\n", "50,55,70\n")
+                                   .replace("80\n", "80,70,90\n"),
+                                   "columns low, high: the value must lie inside [low, high] "
+                                   "(line(s) 2)"),
+    "half an interval": (GOOD.replace("percent_of_control", "percent_of_control,low")
+                         .replace("50\n", "50,40\n").replace("80\n", "80,70\n"),
+                         "column low: give both low and high"),
 }
 
 

@@ -41,6 +41,9 @@ TIME_COLUMNS = {"time_h": 1.0, "time_days": HOURS_PER_DAY}
 #: columns that select the simulated scenario (well) of an observation
 CONDITIONS = ("scenario", "effector_to_target", "antigen_molecules_per_cell")
 SD_COLUMN = "sd"
+#: optional columns: the interval a source reports around the value (an IQR, a range), shown
+#: in the fit's figure beside the posterior predictive; the distance uses the value (and sd)
+INTERVAL_COLUMNS = ("low", "high")
 #: where a simulated quantity is read: a killing assay's table (``assay.csv``), the time series
 #: (``timeseries.csv``) or one value per run (``summary.csv``)
 ASSAY, TIMESERIES, SUMMARY = "assay", "timeseries", "summary"
@@ -126,7 +129,8 @@ def read_observations(path: Path, shown: str, scenarios: Sequence[ScenarioConfig
     source = known[column]
     lines = np.arange(len(data)) + 2  # the header is line 1
     conditions = tuple(c for c in CONDITIONS if c in data.columns)
-    numbers = [column, *([SD_COLUMN] if SD_COLUMN in data.columns else []),
+    bounds = [c for c in INTERVAL_COLUMNS if c in data.columns]
+    numbers = [column, *([SD_COLUMN] if SD_COLUMN in data.columns else []), *bounds,
                *[c for c in conditions if c != "scenario"]]
     time_column = next((c for c in TIME_COLUMNS if c in data.columns), None)
     if time_column:
@@ -139,6 +143,14 @@ def read_observations(path: Path, shown: str, scenarios: Sequence[ScenarioConfig
         if name and bad.any():
             problems.append(f"column {name}: must be {'>= 0' if name != SD_COLUMN else '> 0'} "
                             f"(line(s) {_lines(lines[bad.to_numpy()])})")
+    if len(bounds) == 1:
+        problems.append(f"column {bounds[0]}: give both {' and '.join(INTERVAL_COLUMNS)} "
+                        "(the reported interval), or neither")
+    elif bounds:
+        outside = ((data["low"] > data[column]) | (data[column] > data["high"])).to_numpy()
+        if outside.any():
+            problems.append(f"columns low, high: the value must lie inside [low, high] "
+                            f"(line(s) {_lines(lines[outside])})")
     simulated = scenario_conditions(scenarios)
     matched, match_problems = _match(data, lines, conditions, simulated)
     problems += match_problems
@@ -150,6 +162,9 @@ def read_observations(path: Path, shown: str, scenarios: Sequence[ScenarioConfig
                           "value": data[column].to_numpy(float),
                           "sd": (data[SD_COLUMN].to_numpy(float) if SD_COLUMN in data.columns
                                  else np.full(len(data), math.nan))})
+    for name in INTERVAL_COLUMNS:  # the reported interval (e.g. an IQR), drawn, not fitted
+        table[name] = (data[name].to_numpy(float) if len(bounds) == 2
+                       else np.full(len(data), math.nan))
     for name in conditions:
         if name != "scenario":
             table[name] = data[name].to_numpy(float)

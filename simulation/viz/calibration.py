@@ -134,8 +134,7 @@ def plot_fit(observations: Observations, predictive: pd.DataFrame,
         axes = list(grid.flat)
         factor = TIME_COLUMNS[observations.time_column]
         for ax, scenario in zip(axes, scenarios):
-            curves = predictive[predictive["scenario"] == scenario]
-            band = curves.groupby("time_h")["value"].quantile(quantiles).unstack()
+            band = _common_grid_band(predictive[predictive["scenario"] == scenario], quantiles)
             t = band.index.to_numpy(float) / factor
             ax.fill_between(t, band[quantiles[0]], band[quantiles[2]], color=PALETTE[0],
                             alpha=0.25, lw=0, label=f"posterior predictive {level:.0%} band")
@@ -145,22 +144,50 @@ def plot_fit(observations: Observations, predictive: pd.DataFrame,
             _data_points(ax, here["time_h"].to_numpy() / factor, here)
             ax.set_title(_condition_title(scenario, here), fontsize=9)
             ax.set_xlabel(TIME_LABELS[observations.time_column])
+        values = table["value"].to_numpy(float)
+        if (values > 0).all() and values.max() > 100 * values.min():  # decades: a log axis
+            for ax in axes[:len(scenarios)]:
+                ax.set_yscale("log")
+                ax.set_ylim(bottom=0.3 * values.min())
         for ax in axes[len(scenarios):]:
             ax.axis("off")
         for ax in grid[:, 0]:
             ax.set_ylabel(ylabel)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
+    fig.legend(handles, labels, loc="outside lower center",
+               ncol=min(len(labels), 2 if len(axes) == 1 else len(labels)), fontsize=8)
     fig.suptitle(f"Data (n = {len(table)} observations) and posterior predictive\nover {draws} "
                  f"draws ({replicates} simulation(s) each)")
     return finish(fig, path)
 
 
+def _common_grid_band(curves: pd.DataFrame, quantiles: list[float]) -> pd.DataFrame:
+    """Quantiles over the draws of time courses sampled at different times (a trial patient
+    hands over to the systemic model on its own day): each draw interpolated onto the union
+    of their times, within its own span; index time_h, one column per quantile."""
+    grid = np.unique(curves["time_h"].to_numpy(float))
+    on_grid = []
+    for _, course in curves.groupby(["draw", "replicate"] if "replicate" in curves else "draw"):
+        course = course.sort_values("time_h")
+        t, v = course["time_h"].to_numpy(float), course["value"].to_numpy(float)
+        on_grid.append(np.where((grid >= t[0]) & (grid <= t[-1]), np.interp(grid, t, v),
+                                np.nan))
+    values = pd.DataFrame(np.array(on_grid), columns=grid)
+    return values.quantile(quantiles).T.rename_axis("time_h")
+
+
 def _data_points(ax: plt.Axes, x: np.ndarray, rows: pd.DataFrame) -> None:
-    sd = rows["sd"].to_numpy(float)
-    label = "data" + (" ± sd" if np.isfinite(sd).all() else "")
-    ax.errorbar(x, rows["value"], yerr=np.where(np.isfinite(sd), sd, 0.0), fmt="o",
-                color=PALETTE[1], ms=5, capsize=2, label=label, zorder=3)
+    """The observations: with their reported interval (``low``-``high``) where the data give
+    one, else ± their sd where they give that."""
+    value = rows["value"].to_numpy(float)
+    if np.isfinite(rows["low"].to_numpy(float)).all():
+        yerr, label = [value - rows["low"], rows["high"] - value], "data, reported interval"
+    else:
+        sd = rows["sd"].to_numpy(float)
+        yerr = np.where(np.isfinite(sd), sd, 0.0)
+        label = "data" + (" ± sd" if np.isfinite(sd).all() else "")
+    ax.errorbar(x, value, yerr=yerr, fmt="o", color=PALETTE[1], ms=5, capsize=2, label=label,
+                zorder=3)
 
 
 def _condition_title(scenario: str, rows: pd.DataFrame) -> str:
