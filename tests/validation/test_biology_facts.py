@@ -52,8 +52,9 @@ def test_solid_tumour_response_is_transient_car_t_miss_the_core_and_antigen_esca
 def test_in_vitro_killing_rises_with_et_and_kills_per_car_t_rise_as_et_falls():
     """Fact 3 (Davenport 2015, serial killing; the dish of configs/killing_assay.yaml).
 
-    E:T 1:20, 1:8, 1:4, 1:1 (3 seeds): 64, 0, 0, 0 % of control at 72 h; kills per CAR-T
-    24, 13, 5, 1.1.
+    E:T 1:20, 1:8, 1:4, 1:1 (3 seeds): 80, 8, 0, 0 % of control at 72 h; kills per CAR-T
+    20.4, 19.5, 7.9, 1.5 (with the dish's 12 h of arming; 64, 0, 0, 0 % and 24, 13, 5, 1.1
+    before it).
     """
     assert_holds(literature.fact_killing_assay(SMALL))
 
@@ -61,8 +62,9 @@ def test_in_vitro_killing_rises_with_et_and_kills_per_car_t_rise_as_et_falls():
 def test_killing_collapses_below_an_antigen_threshold_that_lower_affinity_raises():
     """Fact 4 (Majzner 2020 Cancer Discov; Hernandez-Lopez 2021).
 
-    Dish at E:T 1:4, 250-32,000 CD19/cell (3 seeds): killing 7 % at 250, 68 % at 1000, 99 % at
-    2000; half-maximal killing at ~760/cell, ~3000/cell with a 4x higher CAR half-max.
+    Dish at E:T 1:4, 250-32,000 CD19/cell (3 seeds): killing 4 % at 250, 22 % at 1000, 92 % at
+    2000; half-maximal killing at ~1300/cell, ~5300/cell with a 4x higher CAR half-max (arming
+    needs a synapse; ~760 and ~3000/cell before the dish armed).
     """
     assert_holds(literature.fact_antigen_threshold(SMALL))
 
