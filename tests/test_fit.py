@@ -267,3 +267,27 @@ def test_a_users_own_distance_decides_the_acceptance(tmp_path):
     # the tolerance is in the user's units (% of control): a median of largest differences
     tolerances = result.populations["tolerance"]
     assert 0 < tolerances.iloc[1] <= tolerances.iloc[0] <= 100
+
+
+def test_fit_figure_shows_reported_intervals_and_a_band_over_draws_on_their_own_clocks():
+    """fit.png: data with a reported interval (low, high) draw it; predictive draws sampled at
+    different times (a patient hands over to the systemic model on its own day) are put on one
+    grid first, so the median has a value at every time either draw has (no sawtooth of
+    single-draw quantiles); values over four decades get a log axis."""
+    from simulation.viz.calibration import plot_fit
+    table = pd.DataFrame({"line": [2, 3], "scenario": ["p", "p"], "time_h": [168.0, 2160.0],
+                          "value": [27.5, 0.1], "sd": [np.nan, np.nan], "low": [16.5, 0.01],
+                          "high": [57.5, 0.4]})
+    observations = Observations(table=table, column="car_t_blood_per_ul", source="timeseries",
+                                conditions=(), time_column="time_days")
+    predictive = pd.DataFrame({"draw": [0, 0, 0, 1, 1, 1], "scenario": ["p"] * 6,
+                               "time_h": [0.0, 240.0, 2160.0, 0.0, 120.0, 2160.0],
+                               "value": [1.0, 10.0, 0.1, 1.0, 20.0, 0.2]})
+    fig = plot_fit(observations, predictive)
+    ax = fig.axes[0]
+    median = next(line for line in ax.get_lines() if line.get_label().endswith("median"))
+    assert list(median.get_xdata()) == [0.0, 5.0, 10.0, 90.0]  # days: both draws' times
+    assert np.isfinite(median.get_ydata()).all()
+    assert ax.get_yscale() == "log"
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert "data, reported interval" in labels

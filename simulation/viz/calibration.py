@@ -180,7 +180,8 @@ def _data_points(ax: plt.Axes, x: np.ndarray, rows: pd.DataFrame) -> None:
     """The observations: with their reported interval (``low``-``high``) where the data give
     one, else ± their sd where they give that."""
     value = rows["value"].to_numpy(float)
-    if np.isfinite(rows["low"].to_numpy(float)).all():
+    # cohort readouts (analysis.calibration.read_readouts) carry no interval columns
+    if "low" in rows and np.isfinite(rows["low"].to_numpy(float)).all():
         yerr, label = [value - rows["low"], rows["high"] - value], "data, reported interval"
     else:
         sd = rows["sd"].to_numpy(float)
