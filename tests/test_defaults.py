@@ -87,9 +87,9 @@ def restated(path: Path) -> list[str]:
         before = value_at(inherited, key_path)
         if before is _NO_DEFAULT:
             before = schema_default(key_path)
-        if before is not _NO_DEFAULT and type(before) is not bool and before == value:
-            found.append(f"{'.'.join(key_path)}: {value!r}")
-        elif isinstance(before, bool) and before is value:
+        # a flag restates only a flag (False == 0, but a flag is no number)
+        same_kind = isinstance(before, bool) == isinstance(value, bool)
+        if before is not _NO_DEFAULT and same_kind and before == value:
             found.append(f"{'.'.join(key_path)}: {value!r}")
     return found
 

@@ -167,7 +167,7 @@ def _common_grid_band(curves: pd.DataFrame, quantiles: list[float]) -> pd.DataFr
     of their times, within its own span; index time_h, one column per quantile."""
     grid = np.unique(curves["time_h"].to_numpy(float))
     on_grid = []
-    for _, course in curves.groupby(["draw", "replicate"] if "replicate" in curves else "draw"):
+    for _, course in curves.groupby("draw"):  # a draw is already its replicates' mean
         course = course.sort_values("time_h")
         t, v = course["time_h"].to_numpy(float), course["value"].to_numpy(float)
         on_grid.append(np.where((grid >= t[0]) & (grid <= t[-1]), np.interp(grid, t, v),
