@@ -134,6 +134,47 @@ def measure_run(case: str, days: float | None) -> dict:
             "days": model.time_min / 1440.0, "runs_per_min": 60.0 / seconds}
 
 
+#: the trials whose patients are timed: case -> trial file (configs/trials/)
+TRIAL_FILES = {"b_all": "b_all_eliana", "lbcl": "lbcl_zuma1"}
+
+
+def measure_trial(case: str, patients: int) -> dict:
+    """Wall time per patient of the first ``patients`` patients of a shipped trial, simulated
+    one after the other in this process (1 thread, kernels loaded first): what a trial, a
+    virtual-population pool or a cohort fit pays per patient."""
+    import numba
+
+    from simulation.study.trial import read_trial_file, run_cohort
+
+    numba.set_num_threads(1)
+    path = CONFIGS / "trials" / f"{TRIAL_FILES[case]}.yaml"
+    run_cohort(path, read_trial_file(path, 2).model_copy(update={"seed": 90_000}))  # warm-up
+    start = time.perf_counter()
+    table = run_cohort(path, read_trial_file(path, patients))
+    seconds = time.perf_counter() - start
+    return {"patients": len(table), "seconds_per_patient": seconds / len(table)}
+
+
+def measure_weighting(patients: int, readouts: int) -> dict:
+    """Wall time of the prevalence weights (analysis.vpop) of a pool of ``patients`` with
+    ``readouts`` share readouts, each with a band the pool misses (random outcomes, seed 1)."""
+    import numpy as np
+
+    from simulation.analysis.vpop import Band, prevalence_weights
+
+    rng = np.random.default_rng(1)
+    shares, bands = {}, []
+    for k in range(readouts):
+        yes = rng.random(patients) < rng.uniform(0.2, 0.8)
+        counted = rng.random(patients) < 0.9
+        share = yes[counted].mean()
+        shares[f"r{k}"] = (yes, counted)
+        bands.append(Band(f"r{k}", min(share + 0.03, 0.99), min(share + 0.08, 1.0)))
+    start = time.perf_counter()
+    result = prevalence_weights(shares, bands)
+    return {"seconds": time.perf_counter() - start, "effective_size": result.effective_size}
+
+
 def measure_mesa(size: int, steps: int) -> dict:
     """Time the plain-Mesa twin on the solid scenario (same layout, rates, CAR-T dose)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -191,7 +232,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps")
     parser.add_argument("--full", action="store_true", help="add solid 256^3 (~2.4 GB)")
-    parser.add_argument("--measure", choices=("kernel", "mesa", "view", "run"),
+    parser.add_argument("--measure", choices=("kernel", "mesa", "view", "run", "trial",
+                                                 "weighting"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--days", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--case", default="solid", help=argparse.SUPPRESS)
@@ -212,6 +254,12 @@ def main() -> None:
         return
     if args.measure == "run":  # --case: dish or cohort
         print(json.dumps(measure_run(args.case, args.days)))
+        return
+    if args.measure == "trial":  # --case: b_all or lbcl, --size: patients
+        print(json.dumps(measure_trial(args.case, args.size)))
+        return
+    if args.measure == "weighting":  # --size: pool patients, --steps: readouts
+        print(json.dumps(measure_weighting(args.size, args.steps)))
         return
 
     # steps per timed block: multiples of 10, so each block holds its share of field solves
@@ -270,6 +318,25 @@ def main() -> None:
                           + (["--days", "7"] if args.quick and case == "cohort" else []))
         print(f"{label}: {run['seconds']:.2f} s for {run['days']:.0f} days "
               f"({run['steps']} steps) -> {run['runs_per_min']:.1f} runs/min per core")
+
+    print("\nvirtual patients, 1 thread, kernels cached (trials, virtual-population pools):")
+    patients = 4 if args.quick else 12
+    for case in TRIAL_FILES:
+        trial = _subprocess(["--measure", "trial", "--case", case, "--size", str(patients)])
+        per = trial["seconds_per_patient"]
+        print(f"{TRIAL_FILES[case]} patient (mean of the trial's first {trial['patients']}): "
+              f"{per:.2f} s -> 200 patients {200 * per / 2 / 60:.1f} min, 1,000 patients "
+              f"{1000 * per / 2 / 60:.1f} min on 2 cores")
+        if case == "b_all":
+            pool_minutes = 600 * per / 2 / 60
+    for size in (600, 10_000):
+        weighting = _subprocess(["--measure", "weighting", "--size", str(size), "--steps",
+                                 "12"])
+        print(f"prevalence weights, pool of {size:,}, 12 readouts: {weighting['seconds']:.2f} s "
+              f"(effective sample size {weighting['effective_size']:.0f})")
+    print(f"ELIANA virtual population (configs/vpop/eliana.yaml, 600 patients): pool "
+          f"~{pool_minutes:.0f} min on 2 cores, then each rerun from the cached pool: the "
+          "weights above plus the report")
 
     print("\ninteractive view (simulation.viz.app), full lattice, model steps + pictures per frame:")
     for scenario in VIEW_SCENARIOS:

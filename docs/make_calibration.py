@@ -6,6 +6,9 @@ docs/calibration.md.
                                              # its figures -> docs/img/calibration/
     python docs/make_calibration.py dish     # the killing assay with and without its first-day
                                              # arming against real assays -> dish_first_day.png
+    python docs/make_calibration.py kinetics # the ELIANA virtual population (configs/vpop/
+                                             # eliana.yaml; results/eliana_vpop, cached) vs the
+                                             # label's responder / non-responder kinetics
 
 The synthetic killing-assay data are the mean and sd of ``REPLICATES`` simulations of
 configs/fits/cd19_killing_assay.yaml at ``TRUTH`` (the fit's own scale and duration), read every
@@ -23,11 +26,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 import simulation  # noqa: E402
 from simulation.config import read_yaml  # noqa: E402
+from simulation.analysis.response_kinetics import compare_with_label, strata  # noqa: E402
+from simulation.analysis.vpop import resample  # noqa: E402
+from simulation.execution.runner import RunSpec, run_one  # noqa: E402
 from simulation.study.fit import FIT_PNG, POSTERIOR_PNG, FitFile  # noqa: E402
+from simulation.study.sweep import plan_sweep  # noqa: E402
+from simulation.study.vpop import calibrate  # noqa: E402
+from simulation.viz.vpop_plots import (plot_kinetics_by_response,  # noqa: E402
+                                       plot_kinetics_courses)
 
 ROOT = Path(__file__).resolve().parent.parent
 FITS = ROOT / "configs" / "fits"
@@ -43,6 +54,15 @@ DISH_DATA = ROOT / "configs" / "data" / "brummer_gbm_xcelligence_killing.csv"
 DISH_REPLICATES = 4
 #: model E:T -> the real assay's nominal E:T beside it
 DISH_PAIRS = ((0.25, "1:5"), (0.125, "1:10"), (0.05, "1:25"))
+#: the ELIANA virtual population and the label's kinetics of its responders / non-responders
+VPOP = ROOT / "configs" / "vpop" / "eliana.yaml"
+#: patients of each stratum drawn by weight and simulated again for their blood courses, and
+#: the draw's seed
+COURSE_PATIENTS = 25
+COURSE_SEED = 7
+#: the common time grid the courses are interpolated onto (days after infusion)
+COURSE_DAYS = np.arange(0.0, 90.01, 0.5)
+LABEL_KINETICS = ROOT / "configs" / "data" / "tisacel_b_all_kinetics_by_response.csv"
 
 
 def make_data() -> Path:
@@ -130,11 +150,65 @@ def make_dish_first_day() -> Path:
     return path
 
 
+def kinetic_courses(result, factor: float, patients: int = COURSE_PATIENTS) -> pd.DataFrame:
+    """Blood CAR-T over time (label units: all CAR-T per baseline cancer cell x the patient's
+    body tumour x ``factor``) of ``patients`` responders and as many non-responders, drawn
+    from the pool by weight within each (seed ``COURSE_SEED``; a patient drawn twice counts
+    once), simulated again with their own seeds (the pool keeps summaries only),
+    interpolated onto ``COURSE_DAYS``."""
+    plan = plan_sweep(result.spec.model, result.spec.pool.sweep())
+    by_id = {run.run_id: run for run in plan.runs}
+    drawn = []
+    for mask in strata(result.pool).values():  # each stratum by its own weights
+        if mask.all():
+            continue
+        chosen = np.flatnonzero(mask)
+        weights = result.weights[chosen] / result.weights[chosen].sum()
+        drawn.append(result.pool.iloc[chosen[resample(weights, patients, COURSE_SEED)]])
+    rows = []
+    for row in pd.concat(drawn).drop_duplicates("run_id").itertuples():
+        run = by_id[row.run_id]
+        series, summary, _ = run_one(RunSpec(run.scenario, 0, 0, run.seed, threads=1))
+        baseline = summary["baseline_tumor_cells"]
+        body = run.scenario.clinical.body_tumor_cells
+        car_t = (series["car_t_cells"] + series["car_t_blood"]) / baseline * body * factor
+        stratum = "responders" if summary["best_response"] == "CR" else "non-responders"
+        rows.append(pd.DataFrame({"patient": row.run_id, "stratum": stratum,
+                                  "days": COURSE_DAYS, "value": np.interp(
+                                      COURSE_DAYS, series["time_days"], car_t)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def make_kinetics() -> Path:
+    """Blood kinetics of the weighted ELIANA-like cohort, responders vs non-responders, beside
+    the label's (``LABEL_KINETICS``); prints the table docs/calibration.md shows."""
+    result = calibrate(VPOP, out=ROOT / "results" / "eliana_vpop", workers=2)
+    label = pd.read_csv(LABEL_KINETICS, comment="#")
+    rows = []
+    for name, weights in (("pool, equal weights", None), ("weighted", result.weights)):
+        table, info = compare_with_label(result.pool, result.weights if weights is not None
+                                         else [1.0] * len(result.pool), label)
+        rows.append((name, table, info))
+    path = IMAGES / "tisacel_kinetics_by_response.png"
+    plot_kinetics_by_response(rows[1][1], rows[1][2], "ELIANA-like virtual population", path)
+    courses = kinetic_courses(result, rows[1][2]["factor"])
+    plot_kinetics_courses(courses, label, rows[1][2]["factor"], "ELIANA-like cohort",
+                          ROOT / "docs" / "img" / "blood_kinetics_vs_label.png")
+    for name, table, info in rows:
+        print(f"{name}: factor {info['factor']:.3g} {info['factor_interval']}, effective size "
+              f"{info['effective_size']}, patients {info['patients']}, weighted shares "
+              f"{info['weighted_share']}")
+        print(table.to_string(float_format=lambda v: f"{v:.3g}"))
+    return path
+
+
 if __name__ == "__main__":
-    steps = sys.argv[1:] or ["data", "fits", "dish"]
+    steps = sys.argv[1:] or ["data", "fits", "dish", "kinetics"]
     if "data" in steps:
         print(make_data())
     if "fits" in steps:
         make_fits()
     if "dish" in steps:
         print(make_dish_first_day())
+    if "kinetics" in steps:
+        print(make_kinetics())

@@ -75,8 +75,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_fit_parser(sub) -> None:
     """``cartsim fit``: ABC-SMC calibration to data (docs/calibration.md)."""
-    fit = sub.add_parser("fit", help="fit parameters to data (ABC-SMC); rerun to resume")
-    fit.add_argument("fit", help="fit YAML file (model, data, parameters with priors)")
+    fit = sub.add_parser("fit", help="fit parameters to data (ABC-SMC), or weight a virtual "
+                         "population to published readouts; rerun to resume")
+    fit.add_argument("fit", help="fit YAML file (model, data, parameters with priors; or "
+                     "model, data, pool: a virtual population)")
     fit.add_argument("--out", type=Path, help="fit folder (default: results/<fit name>); "
                      "rerunning the same command on it continues from the last generation")
     fit.add_argument("--workers", type=int, help="local worker processes (default: all cores)")

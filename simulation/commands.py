@@ -32,6 +32,7 @@ from .study.report import write_report
 from .study.sweep import failure_summary, plan_sweep, resolve, run_sweep, sweep_json_schema
 from .study.trial import format_interval, format_value, read_trial_file, run_trial
 from .study.trial_sweep import READOUTS_FILE, resolve_trial_sweep, write_readouts
+from .study.vpop import calibrate, load_virtual_population
 from .viz.animation import animate, ffmpeg_available
 from .viz.serve import serve_app
 
@@ -98,6 +99,14 @@ def _command_validate(args: argparse.Namespace) -> int:
         print(f"{args.config}: ok: trial {trial.name}: {len(plan.unique_runs)} patients of "
               f"{plan.sweep.bases[0]}, {len(trial.properties)} varying properties")
         return 0
+    if kind == "virtual population":
+        _refuse_command_line_values(args, "a virtual population sets its pool in `pool`")
+        vpop = load_virtual_population(args.config)
+        print(f"{args.config}: ok: virtual population {vpop.file.name}: a pool of "
+              f"{vpop.pool.patients} patients of {vpop.file.model}, weighted to "
+              f"{len(vpop.published)} published readouts "
+              f"({', '.join(p.key for p in vpop.published)})")
+        return 0
     if kind == "fit":
         _refuse_command_line_values(args, "a fit sets values in its own `set` and `scale`")
         spec = load_fit(args.config)
@@ -161,9 +170,7 @@ def _command_sweep(args: argparse.Namespace) -> int:
         outcome = run_sweep(args.sweep, out, workers=args.workers,
                             scheduler=args.scheduler, quiet=args.quiet, plan=plan)
     except KeyboardInterrupt:
-        print(f"cartsim: interrupted; finished runs are kept in {out}; rerun the same "
-              "command to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted(f"finished runs are kept in {out}")
     ran = outcome.done + len(outcome.failed)
     print(f"{outcome.total} runs ({outcome.skipped} already done, {outcome.done} done now, "
           f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s"
@@ -174,6 +181,12 @@ def _command_sweep(args: argparse.Namespace) -> int:
         print(f"readouts per point ({READOUTS_FILE}; rates as fractions):")
         print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return _exit_code(outcome)
+
+
+def _interrupted(kept: str, then: str = "resume") -> int:
+    """Ctrl-C during a sweep, trial or fit: what is kept and how to go on; exit code 130."""
+    print(f"cartsim: interrupted; {kept}; rerun the same command to {then}", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _exit_code(outcome) -> int:
@@ -191,9 +204,7 @@ def _command_trial(args: argparse.Namespace) -> int:
         result = run_trial(args.trial, args.out, workers=args.workers, scheduler=args.scheduler,
                            patients=args.patients, quiet=args.quiet)
     except KeyboardInterrupt:
-        print("cartsim: interrupted; finished patients are kept; rerun the same command to "
-              "resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted("finished patients are kept")
     outcome = result.outcome
     print(f"{outcome.total} patients ({outcome.skipped} already done, {outcome.done} done now, "
           f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s -> {result.out}")
@@ -205,19 +216,40 @@ def _command_trial(args: argparse.Namespace) -> int:
 
 def _command_fit(args: argparse.Namespace) -> int:
     _check_workers(args.workers)
+    if file_kind(read_yaml(Path(args.fit), args.fit)) == "virtual population":
+        return _command_vpop(args)
     load_fit(args.fit)  # a bad fit or data file: its error before anything else
     announce_compilation()
     try:
         result = run_fit(args.fit, args.out, workers=args.workers, scheduler=args.scheduler,
                          quiet=args.quiet)
     except KeyboardInterrupt:
-        print("cartsim: interrupted; finished generations are kept; rerun the same command "
-              "to continue", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted("finished generations are kept", "continue")
     print(result.intervals().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"{int(result.populations['simulations'].sum())} simulations in "
           f"{len(result.populations)} generations, {result.seconds:.0f} s -> {result.folder}")
     return 0
+
+
+def _command_vpop(args: argparse.Namespace) -> int:
+    """``cartsim fit VPOP.yaml``: simulate (or finish) the pool, weight it, report."""
+    load_virtual_population(args.fit)  # a bad file: its error before anything else
+    announce_compilation()
+    try:
+        result = calibrate(args.fit, args.out, workers=args.workers, scheduler=args.scheduler,
+                           quiet=args.quiet)
+    except KeyboardInterrupt:
+        return _interrupted("finished pool patients are kept")
+    outcome = result.outcome
+    print(f"pool: {outcome.total} patients ({outcome.skipped} cached, {outcome.done} simulated "
+          f"now, {len(outcome.failed)} failed); effective sample size "
+          f"{result.weighting.effective_size:.0f}")
+    for row in result.readouts.itertuples():
+        print(f"  {row.label}: pool {100 * row.pool:.0f} % -> weighted {100 * row.weighted:.0f}"
+              f" % (published {100 * row.published:.0f} %, band {100 * row.band_low:.0f}-"
+              f"{100 * row.band_high:.0f} %)")
+    print(f"{result.seconds:.1f} s -> {result.folder}")
+    return _exit_code(outcome)
 
 
 def _command_report(args: argparse.Namespace) -> int:

@@ -31,7 +31,6 @@ from .engine.constants import (
     E_NORMAL_KILLED,
     EVENT_NAMES,
     N_EVENT_SLOTS,
-    N_EVENTS,
 )
 from .biology.microenvironment import Microenvironment
 from .biology.observables import (
@@ -272,6 +271,7 @@ class CarTModel(mesa.Model):
             b_cells=counts["normal_antigen_positive"] / b_cells_before if b_cells_before else 1.0)
         car_t_total = counts["car_t_cells"] + self.blood.cells
         blood_share = self.blood.cells / car_t_total if car_t_total else 0.0
+        tissue_share = 1.0 - blood_share
         other_normal = counts["normal_cells"] - counts["normal_antigen_positive"]
         end_days = self.end_min / MIN_PER_DAY
         while days < end_days - 1e-9:
@@ -286,8 +286,10 @@ class CarTModel(mesa.Model):
                 "tumor_antigen_negative": state.negative * baseline,
                 "normal_cells": other_normal + state.b_cells * b_cells_before,
                 "normal_antigen_positive": state.b_cells * b_cells_before,
-                "car_t_cells": car_t, "car_t_effector": state.effector * baseline,
-                "car_t_exhausted": 0, "car_t_memory": state.memory * baseline,
+                # the tissue's share (car_t_blood holds the rest), as on the lattice
+                "car_t_cells": tissue_share * car_t,
+                "car_t_effector": tissue_share * state.effector * baseline,
+                "car_t_exhausted": 0, "car_t_memory": tissue_share * state.memory * baseline,
                 "car_t_blood": blood_share * car_t,
                 "car_t_blood_per_ul": blood_share * car_t / self.blood.volume_ul,
                 "crs_index": 0.0, "car_t_infiltration_depth_um": math.nan,

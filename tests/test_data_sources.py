@@ -23,10 +23,18 @@ def is_synthetic(table: Path) -> bool:
 def test_every_published_row_names_its_source(table):
     if is_synthetic(table):
         pytest.skip("the labelled recovery example: simulated by docs/make_calibration.py")
-    rows = pd.read_csv(table)
+    rows = pd.read_csv(table, comment="#")  # a table may open with lines on its source
     assert "source" in rows.columns, f"{table.name}: no source column"
     missing = rows.index[rows["source"].fillna("").str.strip().str.len() < 20].tolist()
     assert missing == [], f"{table.name}: rows {missing} name no source"
+
+
+def test_the_virtual_populations_weight_to_published_data():
+    vpops = sorted((ROOT / "configs" / "vpop").glob("*.yaml"))
+    assert vpops
+    for path in vpops:
+        data = (path.parent / read_yaml(path, str(path))["data"]).resolve()
+        assert data.parent == DATA and not is_synthetic(data), path.name
 
 
 def test_only_the_recovery_example_fits_synthetic_data():

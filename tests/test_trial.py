@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulation.analysis.clinical import crs_grade, expansion, patient_outcome
+from simulation.analysis.clinical import (CONTRACTION_DAYS, crs_grade, expansion,
+                                          patient_outcome, post_peak_half_life)
 from simulation.analysis.trial import median_time, proportion, survival_at
 from simulation.biology.systemic import SystemicRates, SystemicState, advance
 from simulation.cli import main
@@ -131,6 +132,17 @@ def test_crs_grade_counts_thresholds_reached_and_expansion_metrics_are_exact():
     cmax, tmax, auc = expansion(days, np.array([0.0, 2.0, 1.0, 0.0, 9.0]))
     assert (cmax, tmax) == (2.0, 7.0)  # the day-35 value is outside 0-28
     assert auc == pytest.approx(7.0 + 10.5 + 7.0)  # trapezoids
+
+
+def test_post_peak_half_life_fits_the_decline_in_the_weeks_after_the_peak():
+    """A peak on day 6, then a fall with a 10-day half-life for 8 weeks, then a plateau the
+    window leaves out: 10 days. No fall, or too few censuses after the peak: NaN."""
+    days = np.arange(0.0, 120.0)
+    car_t = np.where(days <= 6, 2.0 ** (days - 6), 2.0 ** (-(days - 6) / 10))
+    car_t[days > 6 + CONTRACTION_DAYS] = car_t[days <= 6 + CONTRACTION_DAYS][-1]
+    assert post_peak_half_life(days, car_t, 6.0) == pytest.approx(10.0, rel=1e-9)
+    assert math.isnan(post_peak_half_life(days, np.ones_like(days), 6.0))
+    assert math.isnan(post_peak_half_life(days[:8], car_t[:8], 6.0))
 
 
 # ---- trial readouts -----------------------------------------------------------------------------

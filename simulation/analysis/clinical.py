@@ -22,7 +22,10 @@ dose), whole body: the lattice in the first weeks, the systemic model after it
 * **CRS grade** 0-4: the peak CRS index per baseline cancer cell times the patient's
   ``crs_susceptibility``, against ``crs_grade_thresholds`` (grade g from the g-th threshold);
 * **CAR-T expansion**: Cmax, Tmax and AUC0-28 of all CAR-T (lattice + blood pool) per baseline
-  cancer cell, days after the first dose (AUC by the trapezoid rule, cells/cell x days).
+  cancer cell, days after the first dose (AUC by the trapezoid rule, cells/cell x days), and
+  the **post-peak half-life** (days): ln 2 over the slope of a least-squares line through
+  ln(CAR-T) in the ``CONTRACTION_DAYS`` after the peak (the contraction phase, where the
+  label's T1/2 is read: Kymriah USPI section 12.3); NaN if CAR-T do not fall there.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from ..config.schema import ClinicalConfig
 
 #: AUC window of CAR-T expansion (days after infusion; Mueller 2018 report AUC0-28)
 AUC_DAYS = 28.0
+#: the window after the CAR-T peak over which the post-peak half-life is fitted (days)
+CONTRACTION_DAYS = 56.0
 #: best-response classes (Lugano / RECIST names)
 BEST_RESPONSES = ("CR", "PR", "SD", "PD")
 
@@ -53,6 +58,18 @@ def expansion(days: np.ndarray, car_t: np.ndarray, window_days: float = AUC_DAYS
     t, c = days[inside], car_t[inside]
     peak = int(np.argmax(c))
     return float(c[peak]), float(t[peak]), float(np.trapezoid(c, t))
+
+
+def post_peak_half_life(days: np.ndarray, car_t: np.ndarray, peak_day: float,
+                        window_days: float = CONTRACTION_DAYS) -> float:
+    """Half-life (days) of the CAR-T decline in the ``window_days`` after ``peak_day``: ln 2
+    over minus the slope of a least-squares line through ln(car_t) (censuses with CAR-T > 0;
+    at least three); NaN with fewer censuses or no decline."""
+    inside = (days >= peak_day - 1e-9) & (days <= peak_day + window_days + 1e-9) & (car_t > 0)
+    if np.count_nonzero(inside) < 3:
+        return float("nan")
+    slope = np.polyfit(days[inside], np.log(car_t[inside]), 1)[0]
+    return float(np.log(2.0) / -slope) if slope < 0 else float("nan")
 
 
 def progression_index(burden: np.ndarray, relapse_fraction: float, from_nadir: float
@@ -137,6 +154,7 @@ def patient_outcome(series: pd.DataFrame, clinical: ClinicalConfig,
         "car_t_cmax": cmax,
         "car_t_tmax_day": tmax,
         "car_t_auc_0_28": auc,
+        "car_t_half_life_day": post_peak_half_life(days, car_t, tmax),
         "burden_nadir": float(burden[window].min()),
         "burden_final": float(burden[-1]),
         "follow_up_days": end,

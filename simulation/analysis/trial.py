@@ -32,6 +32,9 @@ CRS_GRADES = (0, 1, 2, 3, 4)
 READOUT_NAMES = ("orr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs", "dor_median",
                  "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
                  "b_cell_aplasia_6m", "cmax_responders", "auc_responders")
+#: the readouts that are a share of patients (``readout_shares``), in its order
+SHARE_READOUTS = ("orr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs", "relapse_positive",
+                  "relapse_negative", "crs_any", "crs_grade3", "b_cell_aplasia_6m")
 #: the columns of one readout in ``readout_columns``, after its name
 READOUT_COLUMN_SUFFIXES = ("", "_low", "_high", "_n")
 
@@ -140,6 +143,46 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
         ratio_of_geometric_means("auc_responders", "CAR-T AUC0-28, responders vs not "
                                  "(% higher)", p["car_t_auc_0_28"], responders),
     ]
+
+
+def _known_at(days: pd.Series, events: pd.Series, at_days: float) -> tuple[np.ndarray, np.ndarray]:
+    """(event-free at ``at_days``, status known there): known when the event came first or the
+    patient was followed to ``at_days``."""
+    day = days.to_numpy(dtype=float)
+    event = events.to_numpy(dtype=bool) & (day <= at_days)
+    return ~event, event | (day >= at_days)
+
+
+def readout_shares(patients: pd.DataFrame, at_months: float = 12.0
+                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The readouts of ``trial_readouts`` that are a share of patients, as (yes, counted):
+    boolean arrays over the patients, the share being ``yes`` among ``counted`` (a weighted
+    share is linear in the weights: ``analysis.vpop``). A survival at ``at_months`` counts the
+    patients whose status there is known (an event first, or followed that long): the
+    Kaplan-Meier estimate when no one is censored earlier, as in a patient scenario that
+    follows everyone to the readout."""
+    p = patients
+    at = at_months * DAYS_PER_MONTH
+    everyone = np.ones(len(p), dtype=bool)
+    responders = p["responded"].to_numpy(dtype=bool)
+    relapsed = p["progressed"].to_numpy(dtype=bool) & responders
+    cr = (p["best_response"] == "CR").to_numpy()
+    aplastic = p["b_cell_aplasia"].to_numpy(dtype=bool)
+    aplasia = _known_at(p["b_cell_aplasia_day"].fillna(0.0),
+                        p["b_cell_recovery_day"].notna(), 6 * DAYS_PER_MONTH)
+    efs, pfs = (_known_at(p[day], p[event], at) for day, event in
+                (("efs_day", "efs_event"), ("pfs_day", "progressed")))
+    rfs = _known_at(p["rfs_day"].fillna(0.0), p["progressed"], at)
+    return {
+        "orr": (responders, everyone), "cr_rate": (cr, everyone),
+        "mrd_negative_rate": (p["mrd_negative"].to_numpy(dtype=bool), everyone),
+        "pfs": (pfs[0], pfs[1]), "efs": (efs[0], efs[1]), "rfs": (rfs[0], rfs[1] & cr),
+        "relapse_positive": ((p["relapse_antigen"] == "positive").to_numpy(), relapsed),
+        "relapse_negative": ((p["relapse_antigen"] == "negative").to_numpy(), relapsed),
+        "crs_any": ((p["crs_grade"] >= 1).to_numpy(), everyone),
+        "crs_grade3": ((p["crs_grade"] >= 3).to_numpy(), everyone),
+        "b_cell_aplasia_6m": (aplasia[0], aplasia[1] & aplastic),
+    }
 
 
 def readout_columns(readouts: list[Readout] | None) -> dict[str, float]:

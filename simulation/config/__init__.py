@@ -21,11 +21,11 @@ Modules, each importing only those above it:
 """
 
 from .assay_design import WELL_KEYS, et_label, expand_assay
-from .checks import check_memory, check_scenario, validate
+from .checks import check_memory, check_scenario, validate, validate_model_file
 from .errors import ConfigError, Problems, describe_error
-from .loading import (base_file_gaps, file_kind, is_study, is_sweep, is_trial, json_schema,
-                      load_scenario,
-                      load_study, whole_number)
+from .loading import (base_file_gaps, file_kind, is_study, is_sweep, is_trial,
+                      is_virtual_population, json_schema, load_scenario, load_study,
+                      whole_number)
 from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
 from .schema import (
     MAIN_PRODUCT,
@@ -46,6 +46,7 @@ __all__ = [
     "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
     "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
     "display_path", "et_label", "expand_assay", "file_kind", "is_study", "is_sweep", "is_trial",
-    "json_schema", "load_scenario", "load_study", "load_with_extends", "override_list",
-    "parse_override", "read_yaml", "validate", "whole_number", "yaml_value",
+    "is_virtual_population", "json_schema", "load_scenario", "load_study", "load_with_extends", "override_list",
+    "parse_override", "read_yaml", "validate", "validate_model_file", "whole_number",
+    "yaml_value",
 ]

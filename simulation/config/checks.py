@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -19,6 +20,7 @@ from ..engine.units import MIN_PER_H, minutes_to_steps
 from .errors import ConfigError, describe_error, problem_line
 from .overrides import blame_overrides
 from .schema import ScenarioConfig
+from .yaml_reader import display_path, read_yaml
 
 #: more migration sweeps per time step than this means a speed in the wrong unit
 MAX_MOVES_PER_STEP = 1000
@@ -164,3 +166,18 @@ def check_memory(cfg: ScenarioConfig, source: str | None, parallel_runs: int) ->
     if memory:
         prefix = f"{source}: " if source else ""
         raise ConfigError(prefix + problem_line(("lattice", "width"), memory))
+
+
+def validate_model_file(path: str | Path, model: type[BaseModel]) -> tuple[Any, str, Path]:
+    """Read and validate a file that names a ``model:`` file relative to it (a fit, a virtual
+    population): (the validated file, its path as messages show it, the model's path);
+    ConfigError naming the file if it, or its model, is missing or invalid."""
+    path = Path(path)
+    shown = display_path(path)
+    if not path.is_file():
+        raise ConfigError(f"{shown}: no such file")
+    validated = validate(read_yaml(path, shown), model, shown)
+    model_path = path.parent / validated.model
+    if not model_path.is_file():
+        raise ConfigError(f"{shown}: model: file not found: {display_path(model_path)}")
+    return validated, shown, model_path

@@ -38,6 +38,12 @@ def is_fit(data: dict[str, Any]) -> bool:
     return bool(FIT_KEYS & set(data))
 
 
+def is_virtual_population(data: dict[str, Any]) -> bool:
+    """A fit file with a ``pool`` of plausible patients is a virtual-population calibration
+    (``simulation.study.vpop``)."""
+    return is_fit(data) and "pool" in data
+
+
 def is_sweep(data: dict[str, Any]) -> bool:
     """A mapping that names a sweep's ``base`` or ``parameters`` (and is no fit) is a sweep."""
     return bool(SWEEP_KEYS & set(data)) and not is_fit(data)
@@ -53,10 +59,12 @@ def is_trial(data: dict[str, Any]) -> bool:
 
 
 def file_kind(data: dict[str, Any]) -> str:
-    """What a config file is, from its top-level keys: "trial", "fit", "sweep", "study" or
-    "scenario"."""
+    """What a config file is, from its top-level keys: "trial", "virtual population", "fit",
+    "sweep", "study" or "scenario"."""
     if is_trial(data):
         return "trial"
+    if is_virtual_population(data):
+        return "virtual population"
     if is_fit(data):
         return "fit"
     return "sweep" if is_sweep(data) else "study" if is_study(data) else "scenario"

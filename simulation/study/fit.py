@@ -56,8 +56,8 @@ from ..analysis.calibration import (Observations, read_observations, read_readou
                                     weighted_quantiles)
 from ..analysis.trial import trial_readouts
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
-                      display_path, is_study, is_trial, load_study, parse_override, read_yaml,
-                      validate, yaml_value)
+                      display_path, is_study, is_trial, is_virtual_population, load_study,
+                      parse_override, read_yaml, validate_model_file, yaml_value)
 from ..execution.extras import require
 from ..execution.pool import make_backend
 from ..execution.runner import run_study
@@ -66,6 +66,7 @@ from ..io.provenance import versions
 from ..viz.calibration import plot_fit, plot_posterior
 from .sweep import plan_sweep
 from .trial import TrialFile, read_trial_data, run_cohort, set_trial_values, trial_with_values
+from .vpop import VirtualPopulationResult, calibrate
 
 #: the output files of a fit
 HISTORY, FIT_RECORD, POSTERIOR, FITTED, REPORT = ("history.db", "fit.json", "posterior.csv",
@@ -177,13 +178,7 @@ def load_fit(path: str | Path) -> FitSpec:
     """Read and check a fit file, its model and its data (nothing runs); ConfigError naming
     the file and key path otherwise."""
     path = Path(path)
-    shown = display_path(path)
-    if not path.is_file():
-        raise ConfigError(f"{shown}: no such file")
-    fit = validate(read_yaml(path, shown), FitFile, shown)
-    model = path.parent / fit.model
-    if not model.is_file():
-        raise ConfigError(f"{shown}: model: file not found: {display_path(model)}")
+    fit, shown, model = validate_model_file(path, FitFile)
     data = path.parent / fit.data
     if fit.distance not in DISTANCES:
         user_distance(fit.distance, shown)
@@ -432,10 +427,15 @@ def _prior_ranges(spec: FitSpec) -> dict[str, tuple[float, float, bool]]:
 
 
 def fit(config: str | Path, out: str | Path | None = None, workers: int | None = None,
-        scheduler: str | None = None, client: Any = None, quiet: bool = False) -> FitResult:
+        scheduler: str | None = None, client: Any = None, quiet: bool = False
+        ) -> FitResult | VirtualPopulationResult:
     """Run (or continue) the fit of ``config`` into ``out`` (default ``results/<name>``) and
     write its outputs; return the result. ``workers`` local processes (default: all cores;
-    1: this process), or a Dask ``scheduler`` address / ``client``."""
+    1: this process), or a Dask ``scheduler`` address / ``client``. A virtual-population file
+    (one with a ``pool``) is calibrated by ``study.vpop.calibrate`` and gives its result."""
+    if is_virtual_population(read_yaml(Path(config), display_path(Path(config)))):
+        return calibrate(config, out, workers=workers, scheduler=scheduler, client=client,
+                         quiet=quiet)
     require("fit", "cartsim fit")
     started = time.perf_counter()
     spec = load_fit(config)

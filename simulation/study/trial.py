@@ -295,8 +295,15 @@ def write_trial(out: Path, trial: TrialFile, outcome: SweepOutcome | None = None
     table = load_sweep_table(out)
     patients = table[table["status"] == "done"].reset_index(drop=True)
     patients.insert(0, "patient", patients["point_id"])
+    return write_cohort(out, trial, patients, outcome)
+
+
+def write_cohort(out: Path, trial: TrialFile, patients: pd.DataFrame,
+                 outcome: SweepOutcome | None = None) -> TrialResult:
+    """The readouts of the cohort ``patients`` (one row per patient) into ``out``:
+    patients.csv, trial.md, trial.png, waterfall.png."""
     readouts = trial_readouts(patients, trial.readout_months)
-    write_text(out / "patients.csv", patients.drop(columns=["error"]).to_csv(
+    write_text(out / "patients.csv", patients.drop(columns=["error"], errors="ignore").to_csv(
         index=False, float_format="%.6g"))
     write_text(out / "trial.md", trial_markdown(trial, patients, readouts, outcome))
     plot_trial(patients, readouts, trial.name, out / "trial.png",
