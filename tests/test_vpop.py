@@ -168,14 +168,14 @@ def test_a_published_median_is_targeted_as_half_its_stratum_at_or_below_it(tmp_p
         read_published(path, "d.csv")
 
 
-def _vpop_file(tmp_path: Path, data: str, patients: int = 12) -> Path:
+def _vpop_file(tmp_path: Path, data: str, patients: int = 12, extra: str = "") -> Path:
     (tmp_path / "d.csv").write_text(data, encoding="utf-8")
     path = tmp_path / "v.yaml"
     path.write_text(
         f"name: small_vpop\nmodel: {DATA / 'small_trial.yaml'}\ndata: d.csv\n"
         f"pool:\n  patients: {patients}\n  seed: 40\n  properties:\n"
         "    clinical.crs_susceptibility: {distribution: loguniform, low: 0.01, high: 100.0,"
-        " source: test}\ncohort: 10\n", encoding="utf-8")
+        f" source: test}}\ncohort: 10\n{extra}", encoding="utf-8")
     return path
 
 
@@ -201,7 +201,8 @@ def test_a_folder_of_something_else_is_refused_and_left_alone(tmp_path, capsys):
 def test_cartsim_fit_weights_a_pool_writes_its_report_and_reruns_from_the_cache(
         tmp_path, capsys):
     path = _vpop_file(tmp_path, "readout,value,low,high,source\n"
-                      "crs_any,0.5,0.2,0.8,test\ncrs_grade3,0.1,0.02,0.3,test\n")
+                      "crs_any,0.5,0.2,0.8,test\ncrs_grade3,0.1,0.02,0.3,test\n",
+                      extra="check: true\n")
     assert main(["validate", str(path)]) == 0
     assert "ok: virtual population small_vpop: a pool of 12 patients" in capsys.readouterr().out
     out = tmp_path / "out"
@@ -219,6 +220,12 @@ def test_cartsim_fit_weights_a_pool_writes_its_report_and_reruns_from_the_cache(
     for png in ("vpop.png", "cohort/trial.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "cohort" / "trial.md").is_file()
+    # the drawn cohort again, with seeds the pool never used: its own folder and columns
+    (check,) = out.glob("check_*")
+    fresh = pd.read_csv(check / "patients.csv")
+    drawn = pd.read_csv(out / "cohort" / "patients.csv")
+    assert len(fresh) == len(drawn) and not set(fresh["seed"]) & set(weights["seed"])
+    assert "fresh seeds (95 % CI, n) | inside |" in report
     first = (out / "weights.csv").read_bytes()
     assert main(["fit", str(path), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     assert "(12 cached, 0 simulated now" in capsys.readouterr().out

@@ -13,6 +13,7 @@ to match, and the pool of plausible patients to simulate once::
         clinical.crs_susceptibility: {distribution: loguniform, low: 0.05, high: 20, source: ...}
     margin: 0.5                               # target the central half of each interval
     cohort: 200                               # patients drawn by weight for the report
+    check: true                               # ... and simulated again with new seeds
 
 The pool is the trial with its ``pool`` values (``study.trial``: one Parquet row per patient
 in ``OUT/pool/``, so a rerun simulates nothing it has). Each readout of ``data`` that is a
@@ -26,14 +27,17 @@ weight), ``report.md`` (each readout before/after with its band, the effective s
 how the weights move each property), ``vpop.png`` and ``cohort/`` (``cohort`` patients drawn
 from the pool by weight with the draw ``seed``: the trial's own ``trial.md``, ``trial.png``,
 ``waterfall.png``, ``patients.csv``; at most the effective sample size, so its intervals are
-not narrower than the weights can carry).
+not narrower than the weights can carry). With ``check: true`` that cohort is simulated again
+with seeds the pool never used (``check_<plan id>/``, resumable): an out-of-sample test of the
+weights, whose readouts sit beside the drawn cohort's in ``report.md``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,13 +56,13 @@ from ..config import (SEED_MAX, ConfigError, StrictModel, display_path, validate
 from ..execution.extras import require
 from ..io.files import write_text
 from ..viz.vpop_plots import plot_vpop
-from .sweep import SweepOutcome, load_sweep_table, plan_sweep, run_sweep
+from .sweep import Plan, SweepOutcome, load_sweep_table, plan_sweep, run_id, run_sweep
 from .trial import (PropertyDistribution, PublishedValue, TrialFile, comparison_rows,
                     read_trial_data, write_cohort)
 
 #: the output files of a virtual-population fit
-WEIGHTS, REPORT, FIGURE, POOL, COHORT = ("weights.csv", "report.md", "vpop.png", "pool",
-                                         "cohort")
+WEIGHTS, REPORT, FIGURE, POOL, COHORT, CHECK = ("weights.csv", "report.md", "vpop.png",
+                                                "pool", "cohort", "check")
 #: columns of the data table (the rest, e.g. ``source``, are for the reader)
 DATA_COLUMNS = ("readout", "value", "low", "high", "n", "among")
 #: the patient quantities a published median may name (``analysis.clinical``)
@@ -98,6 +102,9 @@ class VirtualPopulationFile(StrictModel):
         "effective sample size).")
     seed: Annotated[int, Field(ge=0, le=SEED_MAX)] = Field(
         1, description="Seed of that draw.")
+    check: bool = Field(
+        False, description="Simulate the drawn cohort again with seeds the pool never used "
+        "(OUT/check_<plan>/): readouts of patients whose outcomes the weights never saw.")
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,8 @@ class VirtualPopulationResult:
     cohort: pd.DataFrame  # the patients drawn by weight
     outcome: SweepOutcome
     seconds: float
+    fresh: pd.DataFrame | None = None  # the drawn cohort simulated again (``check``)
+    check_folder: Path | None = None  # where it was simulated
 
     @property
     def weights(self) -> np.ndarray:
@@ -250,12 +259,39 @@ def calibrate(config: str | Path, out: str | Path | None = None, workers: int | 
         raise ConfigError(f"{spec.source}: {err}") from None
     size = max(2, min(spec.file.cohort, math.floor(weighting.effective_size)))
     cohort = pool.iloc[resample(weighting.weights, size, spec.file.seed)].reset_index(drop=True)
-    readouts = _readout_table(spec, pool, shares, weighting, cohort)
+    fresh = check_folder = None
+    if spec.file.check:  # its own folder per drawn cohort: new weights, a new check
+        check = fresh_plan(plan, cohort, spec.pool.patients, f"{spec.file.name}_check")
+        check_folder = folder / f"{CHECK}_{check.plan_id}"
+        run_sweep(spec.model, check_folder, workers=workers, scheduler=scheduler,
+                  client=client, quiet=quiet, plan=check)
+        table = load_sweep_table(check_folder)
+        fresh = table[table["status"] == "done"].reset_index(drop=True)
+        fresh.insert(0, "patient", fresh["point_id"])
+    readouts = _readout_table(spec, pool, shares, weighting, cohort, fresh)
     shifts = property_shifts(pool[list(spec.pool.properties)], weighting.weights)
     result = VirtualPopulationResult(spec, folder, pool, weighting, readouts, shifts, cohort,
-                                     outcome, time.perf_counter() - started)
+                                     outcome, time.perf_counter() - started, fresh,
+                                     check_folder)
     write_outputs(result)
     return result
+
+
+def fresh_plan(plan: Plan, cohort: pd.DataFrame, offset: int, name: str) -> Plan:
+    """The drawn ``cohort`` as runs of its own: each drawn patient's scenario with a seed the
+    pool never used (its pool seed + ``offset`` x how many times it was drawn so far; the pool's
+    seeds span fewer than ``offset``), one point per drawn patient."""
+    by_id = {run.run_id: run for run in plan.runs}
+    copies: Counter[str] = Counter()
+    runs = []
+    for point, drawn in enumerate(cohort["run_id"]):
+        copies[drawn] += 1
+        pooled = by_id[drawn]
+        seed = pooled.seed + offset * copies[drawn]
+        values = {**pooled.values, **({"seed": seed} if "seed" in pooled.values else {})}
+        runs.append(replace(pooled, run_id=run_id(pooled.scenario, seed), point_id=point,
+                            seed=seed, values=values))  # a trial's seed is a value too
+    return replace(plan, sweep=plan.sweep.model_copy(update={"name": name}), runs=runs)
 
 
 def targeted_shares(published: list[PublishedReadout], patients: pd.DataFrame,
@@ -282,12 +318,23 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
             else math.nan)
 
 
+def _cohort_share(yes: np.ndarray, counted: np.ndarray) -> tuple[float, float, float, int]:
+    """(share, Wilson 95 % low, high, patients counted) of a cohort."""
+    k, n = int(np.count_nonzero(yes & counted)), int(counted.sum())
+    low, high = wilson_interval([k], [n], 0.95) if n else ([math.nan], [math.nan])
+    return (k / n if n else math.nan), float(low[0]), float(high[0]), n
+
+
 def _readout_table(spec: VirtualPopulationSpec, pool: pd.DataFrame, shares: dict,
-                   weighting: Weighting, cohort: pd.DataFrame) -> pd.DataFrame:
+                   weighting: Weighting, cohort: pd.DataFrame,
+                   fresh: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per published readout: the published interval, the band, the pool's share
-    before and after weighting, the drawn cohort's share with its Wilson interval; for a
-    median also the medians themselves."""
+    before and after weighting, the drawn cohort's share with its Wilson interval (and the
+    same cohort simulated again with new seeds, ``fresh``); for a median also the medians
+    themselves."""
     drawn = targeted_shares(spec.published, cohort, spec.pool.readout_months)
+    again = (targeted_shares(spec.published, fresh, spec.pool.readout_months)
+             if fresh is not None else None)
     labels = {r.name: r.label for r in trial_readouts(cohort, spec.pool.readout_months)}
     equal = np.full(len(weighting.weights), 1.0 / len(weighting.weights))
     rows = []
@@ -295,8 +342,7 @@ def _readout_table(spec: VirtualPopulationSpec, pool: pd.DataFrame, shares: dict
         band = published.band(spec.file.margin)
         value, counted = shares[published.key]
         cohort_yes, cohort_counted = drawn[published.key]
-        k, n = int(np.count_nonzero(cohort_yes & cohort_counted)), int(cohort_counted.sum())
-        low, high = wilson_interval([k], [n], 0.95) if n else ([math.nan], [math.nan])
+        share, low, high, n = _cohort_share(cohort_yes, cohort_counted)
         row = {"readout": published.key, "median": bool(published.among),
                "label": (f"{MEDIAN_LABELS[published.name]}, {published.among}: at or below "
                          f"the median" if published.among else labels[published.name]),
@@ -304,10 +350,12 @@ def _readout_table(spec: VirtualPopulationSpec, pool: pd.DataFrame, shares: dict
                "published_high": published.high, "band_low": band.low,
                "band_high": band.high, "pool": weighted_share(value, counted, equal),
                "weighted": weighted_share(value, counted, weighting.weights),
-               "cohort": k / n if n else math.nan, "cohort_low": float(low[0]),
-               "cohort_high": float(high[0]), "cohort_n": n,
+               "cohort": share, "cohort_low": low, "cohort_high": high, "cohort_n": n,
                "reached": published.key not in weighting.unreachable,
                "source": published.source}
+        if again is not None:
+            row.update(zip(("fresh", "fresh_low", "fresh_high", "fresh_n"),
+                           _cohort_share(*again[published.key]), strict=True))
         if published.among:  # the medians themselves, in the quantity's unit
             values = pool[published.name].to_numpy(dtype=float)
             in_cohort = cohort[published.name].to_numpy(dtype=float)
@@ -337,6 +385,9 @@ def write_outputs(result: VirtualPopulationResult) -> None:
         "published": {**spec.pool.published, **published}})
     (folder / COHORT).mkdir(exist_ok=True)
     write_cohort(folder / COHORT, cohort_trial, result.cohort)
+    if result.fresh is not None:
+        write_cohort(result.check_folder, cohort_trial.model_copy(
+            update={"name": f"{spec.file.name}_check"}), result.fresh)
     plot_vpop(result.readouts, result.shifts, result.pool[keys], result.weights,
               result.weighting.effective_size, spec.file.name, folder / FIGURE)
     write_text(folder / REPORT, report_text(result, cohort_trial))
@@ -363,12 +414,21 @@ def report_text(result: VirtualPopulationResult, cohort_trial: TrialFile) -> str
              "A share of patients as published; a published median as the share of its "
              "stratum at or below it (one half, within the 95 % interval of a half on the "
              "published n), the medians themselves beside it. Inside: the drawn cohort's share "
-             "lies inside the published 95 % interval (for a median: the interval of a half).",
-             "",
+             "lies inside the published 95 % interval (for a median: the interval of a half)."
+             + (" Fresh seeds: the drawn cohort simulated again with seeds the pool never "
+                "used (its outcomes unseen by the weights; "
+                f"`{CHECK}_*/trial.md`)." if result.fresh is not None else ""), "",
              "| readout | published (95 % CI) | band | pool | weighted | drawn cohort (95 % CI,"
-             " n) | inside |", "|---|---|---|---|---|---|---|"]
+             " n) | inside |" + (" fresh seeds (95 % CI, n) | inside |" if result.fresh
+                                 is not None else ""),
+             "|---|---|---|---|---|---|---|" + ("---|---|" if result.fresh is not None
+                                               else "")]
     for row in result.readouts.itertuples():
         inside = row.published_low <= row.cohort <= row.published_high
+        again = ("" if result.fresh is None else
+                 f" {_percent(row.fresh)} [{_percent(row.fresh_low)}, "
+                 f"{_percent(row.fresh_high)}], {row.fresh_n} | "
+                 f"{'yes' if row.published_low <= row.fresh <= row.published_high else 'no'} |")
         medians = ("" if not row.median else
                    f" (medians: published {row.median_published:.3g}, pool "
                    f"{row.median_pool:.3g}, weighted {row.median_weighted:.3g}, cohort "
@@ -378,7 +438,7 @@ def report_text(result: VirtualPopulationResult, cohort_trial: TrialFile) -> str
             f" {_percent(row.published_high)}] | {_percent(row.band_low)}-"
             f"{_percent(row.band_high)} | {_percent(row.pool)} | {_percent(row.weighted)} | "
             f"{_percent(row.cohort)} [{_percent(row.cohort_low)}, {_percent(row.cohort_high)}]"
-            f", {row.cohort_n} | {'yes' if inside else 'no'} |")
+            f", {row.cohort_n} | {'yes' if inside else 'no'} |{again}")
     if weighting.unreachable:
         lines += ["", "Not reached by any weighting of the pool:", "",
                   *[f"- **{name}**: {why}" for name, why in weighting.unreachable.items()]]

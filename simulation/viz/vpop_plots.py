@@ -24,7 +24,8 @@ BINS = 24
 def plot_vpop(readouts: pd.DataFrame, shifts: pd.DataFrame, properties: pd.DataFrame,
               weights: np.ndarray, effective_size: float, name: str,
               path: str | Path | None = None) -> plt.Figure:
-    """``readouts``: ``study.vpop._readout_table``; ``shifts``:
+    """``readouts``: ``study.vpop._readout_table`` (with ``fresh`` columns when the drawn
+    cohort was simulated again); ``shifts``:
     ``analysis.vpop.property_shifts``; ``properties``: one row per pool patient."""
     shown = shifts.head(SHOWN_PROPERTIES)
     fig = plt.figure(figsize=(15, 6.5), layout="constrained")
@@ -57,6 +58,12 @@ def _readouts(ax: plt.Axes, readouts: pd.DataFrame) -> None:
                           [100 * (row.cohort_high - row.cohort)]],
                     fmt="s", color=PALETTE[2], ms=5, capsize=3,
                     label="drawn cohort (95 % CI)" if yi == y[0] else None)
+        if "fresh" in readouts.columns:  # the drawn cohort simulated again with new seeds
+            ax.errorbar([100 * row.fresh], [yi - 0.42],
+                        xerr=[[100 * (row.fresh - row.fresh_low)],
+                              [100 * (row.fresh_high - row.fresh)]],
+                        fmt="^", color=PALETTE[3], ms=5, capsize=3,
+                        label="drawn cohort, new seeds (95 % CI)" if yi == y[0] else None)
     ax.set_yticks(y, [f"{row.label}\n(cohort n = {row.cohort_n})"
                       for row in readouts.itertuples()])
     ax.set_xlim(0, 100)
