@@ -35,7 +35,6 @@ from simulation.analysis.response_kinetics import compare_with_label, strata  # 
 from simulation.analysis.vpop import resample  # noqa: E402
 from simulation.execution.runner import RunSpec, run_one  # noqa: E402
 from simulation.study.fit import FIT_PNG, POSTERIOR_PNG, FitFile  # noqa: E402
-from simulation.study.sweep import plan_sweep  # noqa: E402
 from simulation.study.vpop import calibrate  # noqa: E402
 from simulation.viz.vpop_plots import (plot_kinetics_by_response,  # noqa: E402
                                        plot_kinetics_courses)
@@ -156,8 +155,7 @@ def kinetic_courses(result, factor: float, patients: int = COURSE_PATIENTS) -> p
     from the pool by weight within each (seed ``COURSE_SEED``; a patient drawn twice counts
     once), simulated again with their own seeds (the pool keeps summaries only),
     interpolated onto ``COURSE_DAYS``."""
-    plan = plan_sweep(result.spec.model, result.spec.pool.sweep())
-    by_id = {run.run_id: run for run in plan.runs}
+    by_id = {run.run_id: run for run in result.spec.plan.runs}
     drawn = []
     for mask in strata(result.pool).values():  # each stratum by its own weights
         if mask.all():

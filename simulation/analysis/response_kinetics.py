@@ -112,8 +112,8 @@ def compare_with_label(patients: pd.DataFrame, weights: np.ndarray, label: pd.Da
                      "statistic": row.statistic, "label": row.value, "unit": row.unit,
                      "label_n": row.n, "model": point[key] * unit, "model_low": low,
                      "model_high": high})
+    published = label.set_index(["quantity", "stratum"])["value"]
     for quantity in QUANTITIES:
-        published = label.set_index(["quantity", "stratum"])["value"]
         if (quantity, STRATA[0]) not in published or (quantity, STRATA[1]) not in published:
             continue
         low, high = interval([s[(quantity, STRATA[0])] / s[(quantity, STRATA[1])]

@@ -46,7 +46,7 @@ __all__ = [
     "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
     "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
     "display_path", "et_label", "expand_assay", "file_kind", "is_study", "is_sweep", "is_trial",
-    "is_virtual_population", "json_schema", "load_scenario", "load_study", "load_with_extends", "override_list",
-    "parse_override", "read_yaml", "validate", "validate_model_file", "whole_number",
-    "yaml_value",
+    "is_virtual_population", "json_schema", "load_scenario", "load_study", "load_with_extends",
+    "override_list", "parse_override", "read_yaml", "validate", "validate_model_file",
+    "whole_number", "yaml_value",
 ]

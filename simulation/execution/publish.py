@@ -13,7 +13,6 @@ import json
 import shutil
 from typing import Any
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..analysis.assay import assay_endpoints, assay_table, is_assay
@@ -26,6 +25,7 @@ from ..io.volume import write_vti
 from ..viz.antigen_plots import has_antigen_composition, plot_antigen_composition
 from ..viz.lattice_plots import plot_max_projection, plot_orthogonal_slices
 from ..viz.product_plots import has_product_series, plot_car_t_products
+from ..viz.style import write_figure
 from ..viz.time_courses import (plot_assay_wells, plot_blood_kinetics, plot_burden,
                                 plot_killing_assay)
 from .runner import RunSpec
@@ -100,37 +100,30 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     scenarios = list({spec.scenario.name: spec.scenario for spec in specs}.values())
     infusions = infusion_days(scenarios)
     treatments = treatment_labels(scenarios)
-    figures: list = []
     if is_assay(scenarios):  # in-vitro wells beside their untreated controls
         table = assay_table(scenarios, timeseries)
         atomic_write(rundir.path / "assay.csv", lambda tmp: table.to_csv(tmp, index=False))
         atomic_write(rundir.path / "assay_endpoints.csv",
                      lambda tmp: assay_endpoints(table).to_csv(tmp, index=False))
-        atomic_write(rundir.path / "assay.png",
-                     lambda tmp: figures.append(plot_killing_assay(table, tmp)))
+        write_figure(rundir.path / "assay.png", lambda tmp: plot_killing_assay(table, tmp))
         # the wells' counts, labelled by antigen and E:T: no clinical response in a dish
-        atomic_write(rundir.path / "burden.png",
-                     lambda tmp: figures.append(plot_assay_wells(table, tmp)))
+        write_figure(rundir.path / "burden.png", lambda tmp: plot_assay_wells(table, tmp))
     else:
-        atomic_write(rundir.path / "burden.png", lambda tmp: figures.append(
-            plot_burden(timeseries, summary, tmp, infusions=infusions,
-                        treatments=treatments)))
+        write_figure(rundir.path / "burden.png", lambda tmp: plot_burden(
+            timeseries, summary, tmp, infusions=infusions, treatments=treatments))
     if has_antigen_composition(timeseries):  # a scenario names several antigens
-        atomic_write(rundir.path / "antigen_composition.png", lambda tmp: figures.append(
-            plot_antigen_composition(timeseries, tmp, infusions=infusions,
-                                     treatments=treatments)))
+        write_figure(rundir.path / "antigen_composition.png", lambda tmp:
+                     plot_antigen_composition(timeseries, tmp, infusions=infusions,
+                                              treatments=treatments))
     if has_product_series(timeseries):  # several products, or a CD4:CD8 / memory-like mix
-        atomic_write(rundir.path / "car_t_products.png", lambda tmp: figures.append(
-            plot_car_t_products(timeseries, tmp, infusions=infusions, treatments=treatments)))
+        write_figure(rundir.path / "car_t_products.png", lambda tmp: plot_car_t_products(
+            timeseries, tmp, infusions=infusions, treatments=treatments))
     if timeseries["car_t_blood_per_ul"].max() > 0:  # some CAR-T went through the blood
-        atomic_write(rundir.path / "blood_kinetics.png", lambda tmp: figures.append(
-            plot_blood_kinetics(timeseries, summary, tmp, infusions=infusions,
-                                treatments=treatments)))
+        write_figure(rundir.path / "blood_kinetics.png", lambda tmp: plot_blood_kinetics(
+            timeseries, summary, tmp, infusions=infusions, treatments=treatments))
     for spec in specs:
         if rundir.final_snapshot(spec.name).exists():  # 3D, replicate 0, run into the folder
-            figures += volume_outputs(rundir, spec.scenario.name, spec.seed)
-    for fig in figures:
-        plt.close(fig)
+            volume_outputs(rundir, spec.scenario.name, spec.seed)
     write_text(rundir.path / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     marker = rundir.read_marker()
     rundir.marker.unlink()  # the folder is complete from here on
@@ -140,21 +133,19 @@ def finish(rundir: RunDir, specs: list[RunSpec], manifest: dict[str, Any]
     return timeseries, summary
 
 
-def volume_outputs(rundir: RunDir, scenario: str, seed: int | None = None) -> list:
+def volume_outputs(rundir: RunDir, scenario: str, seed: int | None = None) -> None:
     """The final lattice of a 3D scenario's replicate 0 as ``<scenario>_final.npz`` (a
     snapshot), ``_final.vti`` (ParaView), ``_final_slices.png`` (orthogonal slices through the
     tumour) and ``_final_projection.png`` (maximum-intensity projection), the figures titled
-    "replicate 0 (seed N)" (``seed``: replicate 0's). Returns the figures."""
+    "replicate 0 (seed N)" (``seed``: replicate 0's)."""
     stored = rundir.final_snapshot(run_name(scenario, 0))
     snapshot = {**load_snapshot(stored), "replicate": 0}
     if seed is not None:
         snapshot["seed"] = seed
     stem = rundir.path / f"{scenario}_final"
-    figures: list = []
     atomic_write(stem.with_suffix(".vti"), lambda tmp: write_vti(snapshot, tmp))
-    atomic_write(stem.with_name(stem.name + "_slices.png"),
-                 lambda tmp: figures.append(plot_orthogonal_slices(snapshot, tmp)))
-    atomic_write(stem.with_name(stem.name + "_projection.png"),
-                 lambda tmp: figures.append(plot_max_projection(snapshot, tmp)))
+    write_figure(stem.with_name(stem.name + "_slices.png"),
+                 lambda tmp: plot_orthogonal_slices(snapshot, tmp))
+    write_figure(stem.with_name(stem.name + "_projection.png"),
+                 lambda tmp: plot_max_projection(snapshot, tmp))
     atomic_write(stem.with_suffix(".npz"), lambda tmp: shutil.copyfile(stored, tmp))
-    return figures

@@ -64,6 +64,7 @@ from ..execution.runner import run_study
 from ..io.files import atomic_write, write_text
 from ..io.provenance import versions
 from ..viz.calibration import plot_fit, plot_posterior
+from ..viz.style import write_figure
 from .sweep import plan_sweep
 from .trial import TrialFile, read_trial_data, run_cohort, set_trial_values, trial_with_values
 from .vpop import VirtualPopulationResult, calibrate
@@ -594,8 +595,7 @@ def write_outputs(result: FitResult) -> list[Path]:
     written = [folder / POSTERIOR]
     written += write_fitted(result.spec, result.medians(), result.intervals(), folder)
     for name, draw in ((POSTERIOR_PNG, result.plot_posterior), (FIT_PNG, result.plot_fit)):
-        atomic_write(folder / name, draw)
-        written.append(folder / name)
+        written.append(write_figure(folder / name, draw))
     write_text(folder / REPORT, report_text(result))
     written.append(folder / REPORT)
     return written

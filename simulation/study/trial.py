@@ -31,6 +31,7 @@ from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overri
                       describe_error, display_path, file_kind, is_trial, read_yaml, yaml_value)
 from ..execution.extras import require
 from ..io.files import write_text
+from ..viz.style import write_figure
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
 from .sweep import (Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_point,
                     run_sweep)
@@ -306,10 +307,11 @@ def write_cohort(out: Path, trial: TrialFile, patients: pd.DataFrame,
     write_text(out / "patients.csv", patients.drop(columns=["error"], errors="ignore").to_csv(
         index=False, float_format="%.6g"))
     write_text(out / "trial.md", trial_markdown(trial, patients, readouts, outcome))
-    plot_trial(patients, readouts, trial.name, out / "trial.png",
-               {k: (v.value, v.low, v.high) for k, v in trial.published.items()},
-               trial.readout_months)
-    plot_trial_waterfall(patients, trial.name, out / "waterfall.png")
+    published = {k: (v.value, v.low, v.high) for k, v in trial.published.items()}
+    write_figure(out / "trial.png", lambda tmp: plot_trial(
+        patients, readouts, trial.name, tmp, published, trial.readout_months))
+    write_figure(out / "waterfall.png",
+                 lambda tmp: plot_trial_waterfall(patients, trial.name, tmp))
     return TrialResult(out, trial, patients, readouts, outcome)
 
 

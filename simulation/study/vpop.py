@@ -48,13 +48,15 @@ from pydantic import Field
 from ..analysis.calibration import weighted_quantiles
 from ..analysis.outcomes import wilson_interval
 from ..analysis.response_kinetics import STRATA, strata
-from ..analysis.trial import SHARE_READOUTS, readout_shares, trial_readouts
+from ..analysis.trial import (SHARE_READOUTS, Readout, proportion, readout_shares,
+                              trial_readouts)
 from ..analysis.vpop import (Band, Weighting, median_interval, prevalence_weights,
                              property_shifts, resample, weighted_share)
 from ..config import (SEED_MAX, ConfigError, StrictModel, display_path, validate,
                       validate_model_file)
 from ..execution.extras import require
 from ..io.files import write_text
+from ..viz.style import write_figure
 from ..viz.vpop_plots import plot_vpop
 from .sweep import Plan, SweepOutcome, load_sweep_table, plan_sweep, run_id, run_sweep
 from .trial import (PropertyDistribution, PublishedValue, TrialFile, comparison_rows,
@@ -145,6 +147,7 @@ class VirtualPopulationSpec:
     source: str  # the file as messages show it
     model: Path
     pool: TrialFile
+    plan: Plan  # the pool's runs, every patient validated
     published: list[PublishedReadout]
 
 
@@ -205,10 +208,10 @@ def load_virtual_population(path: str | Path) -> VirtualPopulationSpec:
                   **{k: v.model_dump(exclude_none=True) for k, v in vpop.pool.properties.items()}}
     pool = validate({**trial, "name": f"{vpop.name}_pool", "patients": vpop.pool.patients,
                      "seed": vpop.pool.seed, "properties": properties}, TrialFile, shown)
-    plan_sweep(model, pool.sweep())  # every pool patient a valid scenario
+    plan = plan_sweep(model, pool.sweep())  # every pool patient a valid scenario
     data = path.parent / vpop.data
     published = read_published(data, display_path(data))
-    return VirtualPopulationSpec(vpop, shown, model, pool, published)
+    return VirtualPopulationSpec(vpop, shown, model, pool, plan, published)
 
 
 @dataclass
@@ -245,9 +248,8 @@ def calibrate(config: str | Path, out: str | Path | None = None, workers: int | 
     if folder.exists() and any(folder.iterdir()) and not (folder / POOL).is_dir():
         raise ConfigError(f"{folder}: exists and is not a virtual-population folder (no "
                           f"{POOL}/); give another --out")
-    plan = plan_sweep(spec.model, spec.pool.sweep())
     outcome = run_sweep(spec.model, folder / POOL, workers=workers, scheduler=scheduler,
-                        client=client, quiet=quiet, plan=plan)
+                        client=client, quiet=quiet, plan=spec.plan)
     table = load_sweep_table(folder / POOL)
     pool = table[table["status"] == "done"].reset_index(drop=True)
     pool.insert(0, "patient", pool["point_id"])
@@ -261,7 +263,7 @@ def calibrate(config: str | Path, out: str | Path | None = None, workers: int | 
     cohort = pool.iloc[resample(weighting.weights, size, spec.file.seed)].reset_index(drop=True)
     fresh = check_folder = None
     if spec.file.check:  # its own folder per drawn cohort: new weights, a new check
-        check = fresh_plan(plan, cohort, spec.pool.patients, f"{spec.file.name}_check")
+        check = fresh_plan(spec.plan, cohort, spec.pool.patients, f"{spec.file.name}_check")
         check_folder = folder / f"{CHECK}_{check.plan_id}"
         run_sweep(spec.model, check_folder, workers=workers, scheduler=scheduler,
                   client=client, quiet=quiet, plan=check)
@@ -318,13 +320,6 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
             else math.nan)
 
 
-def _cohort_share(yes: np.ndarray, counted: np.ndarray) -> tuple[float, float, float, int]:
-    """(share, Wilson 95 % low, high, patients counted) of a cohort."""
-    k, n = int(np.count_nonzero(yes & counted)), int(counted.sum())
-    low, high = wilson_interval([k], [n], 0.95) if n else ([math.nan], [math.nan])
-    return (k / n if n else math.nan), float(low[0]), float(high[0]), n
-
-
 def _readout_table(spec: VirtualPopulationSpec, pool: pd.DataFrame, shares: dict,
                    weighting: Weighting, cohort: pd.DataFrame,
                    fresh: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -342,7 +337,8 @@ def _readout_table(spec: VirtualPopulationSpec, pool: pd.DataFrame, shares: dict
         band = published.band(spec.file.margin)
         value, counted = shares[published.key]
         cohort_yes, cohort_counted = drawn[published.key]
-        share, low, high, n = _cohort_share(cohort_yes, cohort_counted)
+        drawn_share = proportion(published.key, "", cohort_yes, cohort_counted)
+        n = drawn_share.n
         row = {"readout": published.key, "median": bool(published.among),
                "label": (f"{MEDIAN_LABELS[published.name]}, {published.among}: at or below "
                          f"the median" if published.among else labels[published.name]),
@@ -350,12 +346,14 @@ def _readout_table(spec: VirtualPopulationSpec, pool: pd.DataFrame, shares: dict
                "published_high": published.high, "band_low": band.low,
                "band_high": band.high, "pool": weighted_share(value, counted, equal),
                "weighted": weighted_share(value, counted, weighting.weights),
-               "cohort": share, "cohort_low": low, "cohort_high": high, "cohort_n": n,
+               "cohort": drawn_share.value, "cohort_low": drawn_share.low,
+               "cohort_high": drawn_share.high, "cohort_n": n,
                "reached": published.key not in weighting.unreachable,
                "source": published.source}
         if again is not None:
-            row.update(zip(("fresh", "fresh_low", "fresh_high", "fresh_n"),
-                           _cohort_share(*again[published.key]), strict=True))
+            fresh_share = proportion(published.key, "", *again[published.key])
+            row.update({"fresh": fresh_share.value, "fresh_low": fresh_share.low,
+                        "fresh_high": fresh_share.high, "fresh_n": fresh_share.n})
         if published.among:  # the medians themselves, in the quantity's unit
             values = pool[published.name].to_numpy(dtype=float)
             in_cohort = cohort[published.name].to_numpy(dtype=float)
@@ -384,21 +382,24 @@ def write_outputs(result: VirtualPopulationResult) -> None:
         "name": f"{spec.file.name}_cohort", "patients": len(result.cohort),
         "published": {**spec.pool.published, **published}})
     (folder / COHORT).mkdir(exist_ok=True)
-    write_cohort(folder / COHORT, cohort_trial, result.cohort)
+    drawn = write_cohort(folder / COHORT, cohort_trial, result.cohort)
     if result.fresh is not None:
         write_cohort(result.check_folder, cohort_trial.model_copy(
             update={"name": f"{spec.file.name}_check"}), result.fresh)
-    plot_vpop(result.readouts, result.shifts, result.pool[keys], result.weights,
-              result.weighting.effective_size, spec.file.name, folder / FIGURE)
-    write_text(folder / REPORT, report_text(result, cohort_trial))
+    write_figure(folder / FIGURE, lambda tmp: plot_vpop(
+        result.readouts, result.shifts, result.pool[keys], result.weights,
+        result.weighting.effective_size, spec.file.name, tmp))
+    write_text(folder / REPORT, report_text(result, cohort_trial, drawn.readouts))
 
 
 def _percent(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{100 * value:.0f} %"
 
 
-def report_text(result: VirtualPopulationResult, cohort_trial: TrialFile) -> str:
-    """report.md: the readouts before/after, the weights, the properties they move."""
+def report_text(result: VirtualPopulationResult, cohort_trial: TrialFile,
+                drawn: list[Readout]) -> str:
+    """report.md: the readouts before/after, the weights, the properties they move, and
+    ``drawn``, every readout of the drawn cohort."""
     spec, weighting = result.spec, result.weighting
     n = len(result.pool)
     lines = [f"# Virtual population {spec.file.name}", "",
@@ -454,7 +455,6 @@ def report_text(result: VirtualPopulationResult, cohort_trial: TrialFile) -> str
                      f" {row.weighted_p90:.3g}] | {round(row.shift_sd, 2) + 0.0:+.2f} |")
     lines += ["", f"## The drawn cohort ({len(result.cohort)} patients, draw seed "
               f"{spec.file.seed}; all readouts in `cohort/trial.md`)", "",
-              *comparison_rows(cohort_trial, trial_readouts(result.cohort,
-                                                            spec.pool.readout_months)),
+              *comparison_rows(cohort_trial, drawn),
               "", "![virtual population](vpop.png)", ""]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -20,6 +21,8 @@ if "ipykernel" not in sys.modules:  # Jupyter keeps its inline backend
     matplotlib.use("Agg")  # files, not windows
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ..io.files import atomic_write  # noqa: E402
 
 #: Okabe-Ito colour-blind-safe palette
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
@@ -80,6 +83,16 @@ def save_figure(fig: plt.Figure, path: str | Path) -> Path:
         raise ValueError(f"{path}: unsupported figure format {suffix!r}; use .png, .svg or .pdf")
     with plt.rc_context(STYLE):
         fig.savefig(path, dpi=STYLE["savefig.dpi"], metadata=_SAVE_METADATA[suffix])
+    return path
+
+
+def write_figure(path: str | Path, draw: Callable[[Path], plt.Figure]) -> Path:
+    """Write a figure file atomically and let its figure go: ``draw(tmp)`` saves into a
+    temporary file beside ``path`` (same suffix), which then replaces ``path``
+    (``io.files.atomic_write``); the figure is closed, so a batch writing many files keeps
+    none of them open."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: plt.close(draw(tmp)))
     return path
 
 
