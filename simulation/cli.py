@@ -114,6 +114,11 @@ def _add_sweep_parsers(sub) -> None:
     trial.add_argument("trial", help="trial YAML file (configs/trials/)")
     _add_folder_and_pool_options(trial, "trial", "patients")
     trial.add_argument("--patients", type=int, help="number of patients (default: the file's)")
+    trial.add_argument("--seed", type=int, help="trial seed (default: the file's): another "
+                       "cohort, run as <trial>_seed<N>")
+    trial.add_argument("--product", type=Path, metavar="PRODUCT.yaml",
+                       help="CAR-T product file (configs/products/) instead of the trial's own: "
+                       "a prediction, run as <trial>_<product>")
     report = sub.add_parser("report", help="tables and plots from a sweep folder")
     report.add_argument("folder", type=Path, help="sweep folder written by cartsim sweep")
     report.add_argument("--out", type=Path, help="report folder (default: FOLDER/report)")

@@ -29,6 +29,7 @@ from .io.volume import write_pvd, write_vti
 from .model import CarTModel
 from .study.fit import fit as run_fit, load_fit
 from .study.report import write_report
+from .study.product import read_product
 from .study.sweep import failure_summary, plan_sweep, resolve, run_sweep, sweep_json_schema
 from .study.trial import format_interval, format_value, read_trial_file, run_trial
 from .study.trial_sweep import READOUTS_FILE, resolve_trial_sweep, write_readouts
@@ -96,8 +97,15 @@ def _command_validate(args: argparse.Namespace) -> int:
     if kind == "trial":
         trial = read_trial_file(args.config)
         plan = plan_sweep(Path(args.config), trial.sweep())  # every patient validated
+        product = f", the product {trial.product}" if trial.product else ""
         print(f"{args.config}: ok: trial {trial.name}: {len(plan.unique_runs)} patients of "
-              f"{plan.sweep.bases[0]}, {len(trial.properties)} varying properties")
+              f"{plan.sweep.bases[0]}{product}, {len(trial.properties)} varying properties")
+        return 0
+    if kind == "product":
+        _refuse_command_line_values(args, "a product sets its own values")
+        product, _ = read_product(Path(args.config))
+        print(f"{args.config}: ok: CAR-T product {product.name}: {len(product.values)} fixed and "
+              f"{len(product.varies)} varying keys")
         return 0
     if kind == "virtual population":
         _refuse_command_line_values(args, "a virtual population sets its pool in `pool`")
@@ -202,7 +210,8 @@ def _command_trial(args: argparse.Namespace) -> int:
     announce_compilation()
     try:
         result = run_trial(args.trial, args.out, workers=args.workers, scheduler=args.scheduler,
-                           patients=args.patients, quiet=args.quiet)
+                           patients=args.patients, quiet=args.quiet, product=args.product,
+                           seed=args.seed)
     except KeyboardInterrupt:
         return _interrupted("finished patients are kept")
     outcome = result.outcome

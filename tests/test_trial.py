@@ -125,6 +125,18 @@ def test_no_response_is_progressive_disease_and_an_event_free_survival_event():
     assert not out["responded"] and out["efs_event"] and out["efs_day"] == 30
 
 
+def test_recist_stable_disease_is_no_progression_within_the_response_window():
+    """RECIST thresholds on a volume: PD at 1.728 x the nadir (diameters +20 %); without a
+    response, SD if no progression came within the window (the gastric trial: 8 weeks)."""
+    burden = series([0, 20, 40, 60, 80], [1000, 950, 1100, 1500, 2000])
+    recist = {"partial_response_fraction": 0.343, "progression_from_nadir": 1.728,
+              "relapse_fraction": 0.01}
+    assert patient_outcome(burden, clinical(**recist), 0.0)["best_response"] == "PD"
+    eight_weeks = patient_outcome(burden, clinical(**recist, response_window_days=56), 0.0)
+    assert eight_weeks["best_response"] == "SD" and eight_weeks["progression_day"] == 80
+    assert not eight_weeks["responded"]
+
+
 def test_crs_grade_counts_thresholds_reached_and_expansion_metrics_are_exact():
     thresholds = [0.2, 0.3, 0.4, 0.8]
     assert [crs_grade(s, thresholds) for s in (0.0, 0.2, 0.35, 0.4, 5.0)] == [0, 1, 2, 3, 4]
@@ -156,6 +168,19 @@ def test_readouts_match_hand_computed_kaplan_meier_and_wilson_values():
     assert median.value == pytest.approx(2.0)  # months
     rate = proportion("r", "r", pd.Series([True] * 8 + [False] * 2))
     assert rate.value == 0.8 and rate.low == pytest.approx(0.4902, abs=1e-3)
+
+
+def test_disease_control_counts_stable_disease_and_median_pfs_is_the_kaplan_meier_median():
+    from simulation.analysis.trial import readout_shares, trial_readouts
+
+    cohort = _cohort(6, 4).assign(best_response=["CR", "PR", "PR", "CR", "PR", "PR",
+                                                 "SD", "SD", "PD", "PD"])
+    readouts = {r.name: r for r in trial_readouts(cohort)}
+    assert readouts["dcr"].value == 0.8 and readouts["dcr"].n == 10
+    yes, counted = readout_shares(cohort)["dcr"]
+    assert yes.sum() / counted.sum() == 0.8  # the vpop's share agrees
+    expected = median_time("m", "m", cohort["pfs_day"], cohort["progressed"]).value
+    assert readouts["pfs_median"].value == expected and readouts["pfs_median"].unit == "months"
 
 
 def test_property_draws_are_seeded_per_key_and_clipped():
@@ -251,9 +276,33 @@ def test_trial_md_gives_responders_and_non_responders_their_own_n():
     cmax = next(row for row in rows if row.startswith("| CAR-T Cmax, responders vs not"))
     assert "| 18 vs 2 |" in cmax
     assert next(row for row in rows if row.startswith("| complete response")).count("| 20 |")
-    # no non-responder to compare: no value, and no "outside CI" read into the missing value
+    # no non-responder to compare: no value, and no "outside" read into the missing value
     lone = comparison_rows(trial, trial_readouts(_cohort(20, 0)))
-    assert not any("outside CI" in row for row in lone if "responders vs not" in row)
+    assert not any("outside" in row for row in lone if "responders vs not" in row)
+
+
+def test_a_readout_is_inside_the_published_interval_else_a_wilson_one_on_the_published_n():
+    from simulation.analysis.trial import Readout
+    from simulation.study.trial import PublishedValue, agreement, published_interval
+
+    def readout(value, low=math.nan, high=math.nan):
+        return Readout("cr_rate", "CR", value, low, high, 100)
+
+    given = PublishedValue(value=0.81, low=0.71, high=0.89, n=75, source="s")
+    assert published_interval(given, "%") == (0.71, 0.89)  # the paper's own interval wins
+    assert agreement(readout(0.72), given) == "inside"
+    assert agreement(readout(0.70), given) == "outside"
+    # 15 of 16: Wilson 95 % interval 71.7-98.9 %
+    counted = PublishedValue(value=0.9375, n=16, source="s")
+    low, high = published_interval(counted, "%")
+    assert (low, high) == (pytest.approx(0.717, abs=1e-3), pytest.approx(0.989, abs=1e-3))
+    assert agreement(readout(0.45, 0.35, 0.55), counted) == "outside"
+    # neither interval nor n (a ratio): the published value against the simulated interval
+    bare = PublishedValue(value=0.74, source="s")
+    assert published_interval(bare, "%") is None
+    assert agreement(readout(1.0, 0.5, 2.0), bare) == "inside*"
+    assert agreement(readout(17.9, 13.7, 23.3), bare) == "outside*"
+    assert agreement(readout(math.nan), given) == "" and agreement(readout(0.8), None) == ""
 
 
 def test_cartsim_trial_writes_readouts_and_figures_and_resumes(tmp_path, capsys):

@@ -29,12 +29,13 @@ CONFIDENCE = 0.95
 #: CRS grades 0-4
 CRS_GRADES = (0, 1, 2, 3, 4)
 #: the readouts of ``trial_readouts``, in its order
-READOUT_NAMES = ("orr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs", "dor_median",
-                 "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
+READOUT_NAMES = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "pfs", "pfs_median", "efs",
+                 "rfs", "dor_median", "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
                  "b_cell_aplasia_6m", "cmax_responders", "auc_responders")
 #: the readouts that are a share of patients (``readout_shares``), in its order
-SHARE_READOUTS = ("orr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs", "relapse_positive",
-                  "relapse_negative", "crs_any", "crs_grade3", "b_cell_aplasia_6m")
+SHARE_READOUTS = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs",
+                  "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
+                  "b_cell_aplasia_6m")
 #: the columns of one readout in ``readout_columns``, after its name
 READOUT_COLUMN_SUFFIXES = ("", "_low", "_high", "_n")
 
@@ -120,10 +121,13 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
     aplastic = p["b_cell_aplasia"].astype(bool)
     return [
         proportion("orr", "overall response (CR + PR)", responders),
+        proportion("dcr", "disease control (CR + PR + SD)", p["best_response"] != "PD"),
         proportion("cr_rate", "complete response (CR/CRi)", cr),
         proportion("mrd_negative_rate", "MRD-negative (< 1e-4) response", p["mrd_negative"]),
         survival_at("pfs", f"progression-free at {months} months", p["pfs_day"],
                     p["progressed"], at),
+        median_time("pfs_median", "median progression-free survival", p["pfs_day"],
+                    p["progressed"]),
         survival_at("efs", f"event-free at {months} months", p["efs_day"], p["efs_event"], at),
         survival_at("rfs", f"relapse-free at {months} months (CR patients, from CR)",
                     p.loc[cr, "rfs_day"], p.loc[cr, "progressed"], at),
@@ -174,7 +178,8 @@ def readout_shares(patients: pd.DataFrame, at_months: float = 12.0
                 (("efs_day", "efs_event"), ("pfs_day", "progressed")))
     rfs = _known_at(p["rfs_day"].fillna(0.0), p["progressed"], at)
     return {
-        "orr": (responders, everyone), "cr_rate": (cr, everyone),
+        "orr": (responders, everyone),
+        "dcr": ((p["best_response"] != "PD").to_numpy(), everyone), "cr_rate": (cr, everyone),
         "mrd_negative_rate": (p["mrd_negative"].to_numpy(dtype=bool), everyone),
         "pfs": (pfs[0], pfs[1]), "efs": (efs[0], efs[1]), "rfs": (rfs[0], rfs[1] & cr),
         "relapse_positive": ((p["relapse_antigen"] == "positive").to_numpy(), relapsed),

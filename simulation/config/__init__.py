@@ -23,7 +23,7 @@ Modules, each importing only those above it:
 from .assay_design import WELL_KEYS, et_label, expand_assay
 from .checks import check_memory, check_scenario, validate, validate_model_file
 from .errors import ConfigError, Problems, describe_error
-from .loading import (base_file_gaps, file_kind, is_study, is_sweep, is_trial,
+from .loading import (base_file_gaps, file_kind, is_product, is_study, is_sweep, is_trial,
                       is_virtual_population, json_schema, load_scenario, load_study,
                       whole_number)
 from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
@@ -45,7 +45,7 @@ __all__ = [
     "MAIN_PRODUCT", "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "CarTConfig", "ConfigError", "FieldConfig",
     "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
     "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
-    "display_path", "et_label", "expand_assay", "file_kind", "is_study", "is_sweep", "is_trial",
+    "display_path", "et_label", "expand_assay", "file_kind", "is_product", "is_study", "is_sweep", "is_trial",
     "is_virtual_population", "json_schema", "load_scenario", "load_study", "load_with_extends",
     "override_list", "parse_override", "read_yaml", "validate", "validate_model_file",
     "whole_number", "yaml_value",

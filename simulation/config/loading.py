@@ -58,11 +58,23 @@ def is_trial(data: dict[str, Any]) -> bool:
     return bool(TRIAL_KEYS & set(data))
 
 
+#: keys only a CAR-T product file has (configs/products/; simulation/study/product.py)
+PRODUCT_KEYS = frozenset({"values", "varies"})
+
+
+def is_product(data: dict[str, Any]) -> bool:
+    """A mapping with a product's ``values`` or ``varies`` (and no trial key) is a CAR-T
+    product file."""
+    return bool(PRODUCT_KEYS & set(data)) and not is_trial(data)
+
+
 def file_kind(data: dict[str, Any]) -> str:
-    """What a config file is, from its top-level keys: "trial", "virtual population", "fit",
-    "sweep", "study" or "scenario"."""
+    """What a config file is, from its top-level keys: "trial", "product", "virtual
+    population", "fit", "sweep", "study" or "scenario"."""
     if is_trial(data):
         return "trial"
+    if is_product(data):
+        return "product"
     if is_virtual_population(data):
         return "virtual population"
     if is_fit(data):
@@ -71,6 +83,10 @@ def file_kind(data: dict[str, Any]) -> str:
 
 
 def _not_a_sweep(path: Path, data: dict[str, Any]) -> None:
+    if is_product(data):
+        shown = display_path(path)
+        raise ConfigError(f"{shown}: is a CAR-T product file; give it to a trial with `cartsim "
+                          f"trial TRIAL.yaml --product {shown}`")
     if is_trial(data):
         shown = display_path(path)
         raise ConfigError(f"{shown}: is a trial file; run it with `cartsim trial {shown} --out "

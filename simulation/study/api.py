@@ -40,7 +40,7 @@ from ..io.snapshot_series import snapshot_dataset
 from ..io.snapshots import load_snapshot, snapshot_files
 from ..viz import antigen_plots, lattice_plots, product_plots, study_plots, time_courses
 from .sweep import load_sweep_table
-from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., patients=...)
+from .trial import run_trial as trial  # simulation.trial(TRIAL.yaml, out=..., product=...)
 
 #: what a folder is, by the files that make it one
 RUN, ASSAY, SWEEP = "run", "assay", "sweep"

@@ -1,9 +1,11 @@
 """Virtual clinical trials: a trial file -> N patients -> a sweep -> trial readouts.
 
 A trial file (YAML) names a patient scenario (``base``, with a ``clinical:`` block: lattice,
-then systemic follow-up and endpoints), the number of ``patients``, a ``seed``, and the
-``properties`` that differ between patients, each a distribution with its literature
-``source``. Patient i gets one value of every property (drawn from a generator seeded with the
+then systemic follow-up and endpoints), its CAR-T ``product`` (a product file,
+``study.product``: what the product brings, apart from the disease), the number of
+``patients``, a ``seed``, and the ``properties`` of the disease and host that differ between
+patients, each a distribution with its literature ``source`` (``study.properties``; the
+product's join them). Patient i gets one value of every property (drawn from a generator seeded with the
 trial seed and the property's name, so adding a property does not redraw the others) and the
 simulation seed ``seed + i``. The cohort is a ``zip`` sweep over those values
 (``study.sweep.plan_sweep``): local process pool or Dask, one Parquet row per patient, and a
@@ -14,80 +16,30 @@ the file's ``published:``), ``trial.png``, ``waterfall.png`` and ``patients.csv`
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import Field, ValidationError, model_validator
 
-from ..analysis.trial import (READOUT_NAMES, Readout, expansion_by_response, readout_table,
-                              trial_readouts)
+from ..analysis.drivers import OUTCOMES, response_drivers
+from ..analysis.outcomes import wilson_interval
+from ..analysis.trial import (CONFIDENCE, DAYS_PER_MONTH, READOUT_NAMES, Readout,
+                              expansion_by_response, readout_table, trial_readouts)
 from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
                       describe_error, display_path, file_kind, is_trial, read_yaml, yaml_value)
 from ..execution.extras import require
 from ..io.files import write_text
+from ..io.provenance import code_fingerprint, package_version
 from ..viz.style import write_figure
 from ..viz.trial_plots import plot_trial, plot_trial_waterfall
+from .product import with_product
+from .properties import PropertyDistribution, plain_number, property_rng
 from .sweep import (Plan, SweepFile, SweepOutcome, load_sweep_table, plan_sweep, run_point,
                     run_sweep)
-
-
-class PropertyDistribution(StrictModel):
-    """How one patient property varies across the cohort."""
-
-    distribution: Literal["lognormal", "normal", "uniform", "loguniform"] = Field(
-        description="lognormal: median, sigma (of ln); normal: mean, sd; uniform / loguniform: "
-        "low, high.")
-    median: float | None = Field(None, gt=0)
-    sigma: float | None = Field(None, ge=0)
-    mean: float | None = None
-    sd: float | None = Field(None, ge=0)
-    low: float | None = Field(None, description="Lower bound (uniform draws; else a clip).")
-    high: float | None = Field(None, description="Upper bound (uniform draws; else a clip).")
-    integer: bool = Field(False, description="Round to whole numbers.")
-    source: Annotated[str, Field(min_length=1)] = Field(
-        description="Literature source of the distribution.")
-
-    @model_validator(mode="after")
-    def _parameters(self) -> PropertyDistribution:
-        needs = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
-                 "uniform": ("low", "high"), "loguniform": ("low", "high")}[self.distribution]
-        missing = [key for key in needs if getattr(self, key) is None]
-        if missing:
-            raise Problems([((key,), f"is needed by distribution {self.distribution}", None)
-                            for key in missing])
-        if self.low is not None and self.high is not None and not self.low < self.high:
-            raise Problems([(("low",), f"must be below high ({self.high:g})", self.low)])
-        if self.distribution == "loguniform" and self.low <= 0:
-            raise Problems([(("low",), "must be > 0 for loguniform", self.low)])
-        return self
-
-    def describe(self) -> str:
-        """``lognormal(median=80, sigma=0.4) in [30, 300], whole numbers``."""
-        keys = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
-                "uniform": ("low", "high"), "loguniform": ("low", "high")}[self.distribution]
-        text = f"{self.distribution}({', '.join(f'{k}={getattr(self, k):g}' for k in keys)})"
-        if self.distribution in ("lognormal", "normal") and (self.low, self.high) != (None, None):
-            text += f" in [{_bound(self.low)}, {_bound(self.high)}]"
-        return text + (", whole numbers" if self.integer else "")
-
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` values."""
-        if self.distribution == "lognormal":
-            values = self.median * np.exp(self.sigma * rng.standard_normal(n))
-        elif self.distribution == "normal":
-            values = self.mean + self.sd * rng.standard_normal(n)
-        elif self.distribution == "uniform":
-            values = rng.uniform(self.low, self.high, n)
-        else:
-            values = np.exp(rng.uniform(math.log(self.low), math.log(self.high), n))
-        values = np.clip(values, self.low, self.high)
-        return np.round(values) if self.integer else values
 
 
 class PublishedValue(StrictModel):
@@ -96,9 +48,28 @@ class PublishedValue(StrictModel):
     value: float = Field(description="Published value (fraction for rates, months, % higher).")
     low: float | None = Field(None, description="Lower end of its 95 % interval, if given.")
     high: float | None = Field(None, description="Upper end of its 95 % interval, if given.")
+    n: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Patients the published share counts (its Wilson interval where "
+        "the paper gives none).")
     source: Annotated[str, Field(min_length=1)]
     missing: str = Field("", description="The mechanism the model lacks, where it cannot "
                          "reach the value.")
+
+
+class PublishedPredictor(StrictModel):
+    """What a trial (or its translational analyses) found of one patient property and
+    response, to set beside the virtual cohort's association (``analysis.drivers``)."""
+
+    direction: Literal["positive", "negative", "none"] = Field(
+        description="More of the property, more response (positive), less (negative), or no "
+        "association found (none).")
+    outcome: Literal[tuple(OUTCOMES)] = Field(
+        "complete_response", description="The outcome the finding concerns: complete_response, "
+        "responded (any response) or durable_response (responding and progression-free at "
+        "readout_months).")
+    finding: Annotated[str, Field(min_length=1)] = Field(
+        description="The finding in a few words (which measure).")
+    source: Annotated[str, Field(min_length=1)]
 
 
 PositiveMonths = Annotated[float, Field(gt=0, le=120)]
@@ -111,6 +82,9 @@ class TrialFile(StrictModel):
     description: str = ""
     base: Annotated[str, Field(min_length=1)] = Field(
         description="Patient scenario (with a clinical: block), relative to the trial file.")
+    product: str | None = Field(
+        None, description="CAR-T product file (configs/products/), relative to the trial "
+        "file: its values join overrides, its varying keys properties (study.product).")
     patients: Annotated[int, Field(ge=2, le=100_000)] = 200
     seed: Annotated[int, Field(ge=0, le=SEED_MAX - 100_000)] = 0
     overrides: dict[str, Any] = Field(default_factory=dict,
@@ -119,11 +93,23 @@ class TrialFile(StrictModel):
         default_factory=dict, description="Dotted scenario key -> its distribution.")
     published: dict[Literal[READOUT_NAMES], PublishedValue] = Field(
         default_factory=dict, description="Readout -> the published value.")
+    predictors: dict[str, PublishedPredictor] = Field(
+        default_factory=dict, description="Property (a key of properties) -> what the trial "
+        "published of its association with response.")
     readout_months: PositiveMonths = 12.0
+
+    @model_validator(mode="after")
+    def _predictors_name_properties(self) -> TrialFile:
+        unknown = [(("predictors", key), "names no property of the trial (its properties: "
+                    f"{', '.join(self.properties) or 'none'})", None)
+                   for key in self.predictors if key not in self.properties]
+        if unknown:
+            raise Problems(unknown)
+        return self
 
     def sweep(self) -> SweepFile:
         """The cohort as a zip sweep: one point per patient, with its own seed."""
-        values = {key: [_plain(v) for v in spec.draw(_property_rng(self.seed, key),
+        values = {key: [plain_number(v) for v in spec.draw(property_rng(self.seed, key),
                                                        self.patients)]
                   for key, spec in self.properties.items()}
         values["seed"] = [self.seed + i for i in range(self.patients)]
@@ -132,36 +118,35 @@ class TrialFile(StrictModel):
                          design={"method": "zip"}, replicates=1, seed=self.seed)
 
 
-def _property_rng(seed: int, key: str) -> np.random.Generator:
-    """The generator of one property: the trial seed and the key's name."""
-    return np.random.default_rng([seed, int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)])
-
-
-def _bound(value: float | None) -> str:
-    return "-inf" if value is None else f"{value:g}"
-
-
-def _plain(value: float) -> int | float:
-    return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
-
-
-def read_trial_data(path: str | Path) -> dict[str, Any]:
-    """The mapping of a trial file, not yet validated; ConfigError if it is no trial."""
+def read_trial_data(path: str | Path, product: str | Path | None = None) -> dict[str, Any]:
+    """The mapping of a trial file with its CAR-T product joined (``study.product``), not
+    yet validated; ConfigError if it is no trial. ``product`` (a path) replaces the product
+    the file names."""
     path = Path(path)
     shown = display_path(path)
     data = read_yaml(path, shown)
     if not is_trial(data):
         raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a trial (a trial names "
                           "`patients`, `properties` or `published`)")
-    return data
+    own = path.parent / data["product"] if isinstance(data.get("product"), str) else None
+    chosen = Path(product) if product is not None else own
+    if chosen is None:
+        return data
+    swapped = own is None or chosen.resolve() != own.resolve()
+    return with_product(data, shown, chosen, swapped)
 
 
-def read_trial_file(path: str | Path, patients: int | None = None) -> TrialFile:
-    """Read and validate a trial file; errors name the file and key path."""
+def read_trial_file(path: str | Path, patients: int | None = None,
+                    product: str | Path | None = None, seed: int | None = None) -> TrialFile:
+    """Read and validate a trial file (with ``product`` instead of its own, ``patients`` and
+    ``seed`` instead of the file's, if given: another seed draws another cohort, named
+    ``<trial>_seed<seed>``); errors name the file and key path."""
     shown = display_path(Path(path))
-    data = read_trial_data(path)
+    data = read_trial_data(path, product)
     if patients is not None:
         data = {**data, "patients": patients}
+    if seed is not None and seed != data.get("seed", TrialFile.model_fields["seed"].default):
+        data = {**data, "seed": seed, "name": f"{data.get('name', 'trial')}_seed{seed}"}
     try:
         return TrialFile.model_validate(data)
     except ValidationError as err:
@@ -269,13 +254,16 @@ class TrialResult:
 
 def run_trial(path: str | Path, out: str | Path | None = None, workers: int | None = None,
               scheduler: str | None = None, patients: int | None = None,
-              quiet: bool = True) -> TrialResult:
+              quiet: bool = True, product: str | Path | None = None,
+              seed: int | None = None) -> TrialResult:
     """Run (or resume) a trial into ``out`` (default ``results/<trial name>``) and write its
-    readouts; ``patients`` replaces the file's number."""
+    readouts; ``patients`` replaces the file's number, ``seed`` its seed (another cohort,
+    named ``<trial>_seed<seed>``), ``product`` (a product file) the file's CAR-T product
+    (the cohort is then named ``<trial>_<product>``)."""
     require("sweep", "cartsim trial")
     require("trial", "cartsim trial")
     path = Path(path)
-    trial = read_trial_file(path, patients)
+    trial = read_trial_file(path, patients, product, seed)
     plan = plan_sweep(path, trial.sweep())
     _check_patient_scenario(path, plan)
     out = Path(out) if out is not None else Path("results") / trial.name
@@ -304,10 +292,12 @@ def write_cohort(out: Path, trial: TrialFile, patients: pd.DataFrame,
     """The readouts of the cohort ``patients`` (one row per patient) into ``out``:
     patients.csv, trial.md, trial.png, waterfall.png."""
     readouts = trial_readouts(patients, trial.readout_months)
+    units = {r.name: r.unit for r in readouts}
+    published = {k: (v.value, *(published_interval(v, units[k]) or (None, None)))
+                 for k, v in trial.published.items()}
     write_text(out / "patients.csv", patients.drop(columns=["error"], errors="ignore").to_csv(
         index=False, float_format="%.6g"))
     write_text(out / "trial.md", trial_markdown(trial, patients, readouts, outcome))
-    published = {k: (v.value, v.low, v.high) for k, v in trial.published.items()}
     write_figure(out / "trial.png", lambda tmp: plot_trial(
         patients, readouts, trial.name, tmp, published, trial.readout_months))
     write_figure(out / "waterfall.png",
@@ -332,11 +322,31 @@ def format_interval(readout: Readout) -> str:
             f"{format_value(readout.high, readout.unit)}]")
 
 
-def _outside(readout: Readout, published: PublishedValue | None) -> bool:
-    """True if ``published`` lies outside the readout's interval (False without one: a
-    readout with no value, e.g. no non-responder to compare, is not a miss)."""
-    return (published is not None and not math.isnan(readout.low)
-            and not readout.low <= published.value <= readout.high)
+def published_interval(published: PublishedValue, unit: str) -> tuple[float, float] | None:
+    """The published 95 % interval: the paper's, else a Wilson interval on its ``n`` for a
+    share; None when there is neither."""
+    if published.low is not None and published.high is not None:
+        return published.low, published.high
+    if unit == "%" and published.n is not None:
+        low, high = wilson_interval([round(published.value * published.n)], [published.n],
+                                    CONFIDENCE)
+        return float(low[0]), float(high[0])
+    return None
+
+
+def agreement(readout: Readout, published: PublishedValue | None) -> str:
+    """Whether a readout lands on its published value: "inside" or "outside" the published
+    95 % interval (``published_interval``); where there is none, "inside*" or "outside*":
+    whether the published value lies in the simulated interval; "" without a published value
+    or without a simulated one (e.g. no non-responder to compare)."""
+    if published is None or math.isnan(readout.value):
+        return ""
+    interval = published_interval(published, readout.unit)
+    if interval is not None:
+        return "inside" if interval[0] <= readout.value <= interval[1] else "outside"
+    if math.isnan(readout.low):
+        return ""
+    return "inside*" if readout.low <= published.value <= readout.high else "outside*"
 
 
 def format_n(readout: Readout) -> str:
@@ -346,30 +356,88 @@ def format_n(readout: Readout) -> str:
         readout.n)
 
 
+#: the footnote of ``comparison_rows``' agreement column
+AGREEMENT_NOTE = ("inside/outside: the simulated value against the published 95 % interval "
+                  "(the paper's, else a Wilson interval on the published n); inside*/outside*, "
+                  "where the paper gives neither: the published value against the simulated "
+                  "interval.")
+
+
 def comparison_rows(trial: TrialFile, readouts: list[Readout]) -> list[str]:
     """Markdown table rows: readout, simulated (95 % CI), n (per group for responders vs
-    not), published, source, gap note."""
-    rows = ["| readout | simulated (95 % CI) | n | published (95 % CI) | source |",
-            "|---|---|---|---|---|"]
+    not), published (95 % interval, n), whether the simulated value lands inside it
+    (``agreement``), source."""
+    rows = ["| readout | simulated (95 % CI) | n | published (95 % CI) | inside? | source |",
+            "|---|---|---|---|---|---|"]
     for r in readouts:
         ref = trial.published.get(r.name)
         published = format_value(ref.value, r.unit) if ref else ""
-        if ref is not None and ref.low is not None and ref.high is not None:
-            published += f" [{format_value(ref.low, r.unit)}, {format_value(ref.high, r.unit)}]"
-        flag = " (outside CI)" if _outside(r, ref) else ""
+        interval = published_interval(ref, r.unit) if ref else None
+        if interval is not None:
+            published += f" [{format_value(interval[0], r.unit)}, {format_value(interval[1], r.unit)}]"
+        if ref is not None and ref.n is not None:
+            published += f", n = {ref.n}"
+        verdict = agreement(r, ref)
+        verdict = f"**{verdict}**" if verdict.startswith("outside") else verdict
         rows.append(f"| {r.label} | {format_value(r.value, r.unit)} {format_interval(r)} | "
-                    f"{format_n(r)} | {published}{flag} | {ref.source if ref else ''} |")
+                    f"{format_n(r)} | {published} | {verdict} | {ref.source if ref else ''} |")
     return rows
 
 
 def missing_mechanisms(trial: TrialFile, readouts: list[Readout]) -> list[str]:
-    """One line per published value outside the simulated CI that names what is missing."""
+    """One line per readout outside its published value (``agreement``) that names the
+    mechanism the model misses."""
     lines = []
     for r in readouts:
         ref = trial.published.get(r.name)
-        if ref is not None and ref.missing and _outside(r, ref):
+        if ref is not None and ref.missing and agreement(r, ref).startswith("outside"):
             lines.append(f"- **{r.label}**: {ref.missing}")
     return lines
+
+
+def _direction(low: float, high: float) -> str:
+    """The direction an interval of a correlation shows: positive, negative or none."""
+    return "" if math.isnan(low) else "positive" if low > 0 else "negative" if high < 0 else "none"
+
+
+def driver_rows(trial: TrialFile, patients: pd.DataFrame) -> list[str]:
+    """The "What decides response" section: each property's rank correlation with complete,
+    any and durable response (``analysis.drivers``), beside what the trial published of it:
+    whether the cohort's interval for that outcome shows the published direction."""
+    if len(patients) < 4:
+        return []
+    drivers = response_drivers(patients, [key for key in trial.properties
+                                          if key in patients.columns],
+                               trial.readout_months * DAYS_PER_MONTH)
+    rows = ["## What decides response", "",
+            f"Spearman rank correlation of each patient property with complete response, any "
+            f"response and durable response (responding and progression-free at "
+            f"{trial.readout_months:g} months) over the {len(patients)} patients, 95 % "
+            "interval (Fisher z, Bonett-Wright variance); beside it the published association "
+            "and whether the cohort's interval for the same outcome shows its direction.", "",
+            "| property | complete response | any response | durable response | published | "
+            "agrees? |", "|---|---|---|---|---|---|"]
+    for row in drivers.itertuples(index=False):
+        found = trial.predictors.get(row.property)
+        shown, agrees = "", ""
+        if found is not None:
+            shown = (f"{found.direction} ({OUTCOMES[found.outcome]}): {found.finding} "
+                     f"({found.source})")
+            seen = _direction(getattr(row, f"{found.outcome}_low"),
+                              getattr(row, f"{found.outcome}_high"))
+            agrees = "" if not seen else "yes" if seen == found.direction else f"**no** ({seen})"
+        rows.append(f"| `{row.property}` | "
+                    f"{' | '.join(_correlation(row, outcome) for outcome in OUTCOMES)} | "
+                    f"{shown} | {agrees} |")
+    return [*rows, ""]
+
+
+def _correlation(row: Any, outcome: str) -> str:
+    value = getattr(row, outcome)
+    if math.isnan(value):
+        return "n/a"
+    return (f"{value:+.2f} [{getattr(row, f'{outcome}_low'):+.2f}, "
+            f"{getattr(row, f'{outcome}_high'):+.2f}]")
 
 
 def trial_markdown(trial: TrialFile, patients: pd.DataFrame, readouts: list[Readout],
@@ -380,11 +448,15 @@ def trial_markdown(trial: TrialFile, patients: pd.DataFrame, readouts: list[Read
              f"{len(patients)} of {trial.patients} patients finished; seed {trial.seed}; "
              f"follow-up {patients['follow_up_days'].max():.0f} days after infusion."
              if len(patients) else "No patient finished yet.", ""]
+    if trial.product:
+        lines += [f"CAR-T product: {trial.product}.", ""]
+    lines += [f"Made by cartsim {package_version()} (code {code_fingerprint()[:12]}).", ""]
     if outcome is not None:
         lines += [f"Run time: {outcome.seconds:.0f} s for {outcome.done} patients "
                   f"({outcome.skipped} already done).", ""]
     lines += ["## Readouts", "", "n: the patients a readout counts; responders vs not: "
-              "responders vs non-responders.", "", *comparison_rows(trial, readouts), ""]
+              f"responders vs non-responders. {AGREEMENT_NOTE}", "",
+              *comparison_rows(trial, readouts), ""]
     gaps = missing_mechanisms(trial, readouts)
     if gaps:
         lines += ["## Where the model misses a published value", "", *gaps, ""]
@@ -394,6 +466,7 @@ def trial_markdown(trial: TrialFile, patients: pd.DataFrame, readouts: list[Read
               *[f"| {row.group} | {row.n} | {row.cmax_geometric_mean:.3g} | "
                 f"{row.tmax_median_days:.1f} | {row.auc_0_28_geometric_mean:.3g} |"
                 for row in expansion_by_response(patients).itertuples()], ""]
+    lines += driver_rows(trial, patients)
     lines += ["## CRS grades", "", "| grade | patients |", "|---|---|",
               *[f"| {g} | {n} |" for g, n in grades.items()], "",
               "## Patient properties", "", "| key | distribution | source |", "|---|---|---|"]

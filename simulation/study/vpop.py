@@ -58,9 +58,9 @@ from ..execution.extras import require
 from ..io.files import write_text
 from ..viz.style import write_figure
 from ..viz.vpop_plots import plot_vpop
+from .properties import PropertyDistribution
 from .sweep import Plan, SweepOutcome, load_sweep_table, plan_sweep, run_id, run_sweep
-from .trial import (PropertyDistribution, PublishedValue, TrialFile, comparison_rows,
-                    read_trial_data, write_cohort)
+from .trial import PublishedValue, TrialFile, comparison_rows, read_trial_data, write_cohort
 
 #: the output files of a virtual-population fit
 WEIGHTS, REPORT, FIGURE, POOL, COHORT, CHECK = ("weights.csv", "report.md", "vpop.png",

@@ -9,6 +9,7 @@ best % change of the burden per patient.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,8 +29,8 @@ Published = tuple[float, float | None, float | None]
 MIN_BOX_POINTS = 5
 
 #: the rates drawn as bars, in order
-RATE_READOUTS = ("orr", "cr_rate", "mrd_negative_rate", "crs_any", "crs_grade3")
-RATE_LABELS = {"orr": "ORR", "cr_rate": "CR", "mrd_negative_rate": "MRD-neg",
+RATE_READOUTS = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "crs_any", "crs_grade3")
+RATE_LABELS = {"orr": "ORR", "dcr": "DCR", "cr_rate": "CR", "mrd_negative_rate": "MRD-neg",
                "crs_any": "CRS", "crs_grade3": "CRS >= 3"}
 
 
@@ -129,6 +130,12 @@ EXPANSION_PANELS = (
 )
 
 
+def _decades(ax: plt.Axes) -> float:
+    """Decades the y-axis of a log-scaled ``ax`` spans."""
+    low, high = ax.get_ylim()
+    return float(np.log10(high / low)) if low > 0 else math.inf
+
+
 def _expansion(ax: plt.Axes, patients: pd.DataFrame, column: str, title: str, ylabel: str
                ) -> None:
     """One expansion readout of responders (R) and non-responders (NR) on a log axis: every
@@ -151,8 +158,10 @@ def _expansion(ax: plt.Axes, patients: pd.DataFrame, column: str, title: str, yl
         ax.scatter(x + jitter, values, s=12, alpha=0.7, zorder=3,
                    color=PALETTE[0] if x == 0 else PALETTE[1])
     ax.set_yscale("log")
-    for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-        axis(ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    # minor ticks labelled only on an axis spanning under one decade (else they overlap)
+    ax.yaxis.set_minor_formatter(ticker.FuncFormatter(
+        lambda value, position: f"{value:g}" if _decades(ax) < 1 else ""))
     ax.set_xticks([0, 1], names)
     ax.set_xlim(-0.6, 1.6)
     ax.set_ylabel(ylabel, fontsize=9)
