@@ -35,7 +35,7 @@ TRIALS = ("b_all_eliana", "lbcl_zuma1", "gastric_ct041")
 #: the readouts of the blood-vs-solid table, as a clinician reads them side by side
 CLINICIAN_READOUTS = ("orr", "cr_rate", "dcr", "pfs_median", "pfs", "crs_grade3")
 #: trials tuned on their own seed, run again with another: is each readout still inside?
-CHECK_SEEDS = {"gastric_ct041": 1001}
+CHECK_SEEDS = {"lbcl_zuma1": 977, "gastric_ct041": 1001}
 #: each trial's cohort with the other product: predictions, checked against the nearest trial
 PREDICTIONS = {"lbcl_zuma1": "tisa_cel", "b_all_eliana": "axi_cel"}
 CROSS_DATA = ROOT / "configs" / "data" / "cross_product_readouts.csv"
@@ -123,6 +123,17 @@ LBCL patient (with its four fields), so 200 patients take ~4 and ~6 min on 2 fre
 tables below were made while two other jobs shared the 2 cores (load 8-10): 200 B-ALL
 patients took 18 min of wall time; the LBCL trial was cut to 80 patients (11 s per patient).
 
+**The trial file** (`configs/trials/*.yaml`; errors name the file and key path): `base`
+(the patient scenario), `product` (a file of `configs/products/`, "Products between diseases"
+below), `patients`, `seed`, `properties` (dotted scenario key -> a lognormal, normal, uniform
+or loguniform distribution with its `source`; `per: KEY` divides a draw by the patient's value
+of another property: the ZUMA-1-like trial draws a dose of CAR-T and divides it by the
+patient's burden, so the E:T falls as the burden rises), `published` (readout -> `value`, its
+95 % interval `low`/`high` or the `n` it counts, `source`, and the `missing` mechanism shown
+when the readout lands outside), `predictors` (property -> the `direction` and `outcome` of
+its published association with response, `finding`, `source`) and `readout_months`.
+`cartsim trial TRIAL.yaml --seed N` draws another cohort (`<trial>_seed<N>`).
+
 **With `cartsim sweep`.** A patient scenario is a model like any other: a sweep whose `base`
 is `configs/trials/b_all_patient.yaml` gives every run the trial endpoints as summary columns
 (`best_response`, `progression_day`, `relapse_antigen`, `crs_grade`, `car_t_auc_0_28`, ...;
@@ -150,8 +161,10 @@ design: {method: grid}
 ```
 
 `cartsim sweep configs/sweeps/lbcl_zuma1_divisions.yaml` runs its 6 cohorts (230 distinct
-patients: clipped draws coincide) in 7.7 min on 2 free cores (measured 2026-12-01). Its
-`readouts.csv`, rates with their 95 % intervals (40 patients per point, so +-15 points):
+patients: clipped draws coincide) in 7.7 min on 2 free cores (measured 2026-12-01, when the
+trial drew each patient's E:T apart from the burden; it now divides a dose by the burden, so a
+rerun draws other cohorts). Its `readouts.csv`, rates with their 95 % intervals (40 patients
+per point, so +-15 points):
 
 | median divisions | kill rate (1/h) | ORR | CR | PFS at 12 months | CRS >= 3 |
 |---|---|---|---|---|---|
@@ -164,8 +177,8 @@ patients: clipped draws coincide) in 7.7 min on 2 free cores (measured 2026-12-0
 
 Expansion capacity moves every readout, and CRS with it; halving the kill rate opens a gap
 between ORR and CR (partial responses: nodes shrunk but not cleared) that the shipped product
-does not have. The trial's own point (8, 0.05) is its first 40 patients: CR 72 % [57, 84],
-against 60 % [54, 67] for all 200 (the lbcl_zuma1 table below).
+does not have. The trial's own point (8, 0.05) was its first 40 patients: CR 72 % [57, 84],
+against 60 % [54, 67] for all 200 then.
 
 * **Keys.** A trial's own keys (`patients`, `seed`, `readout_months`, a field of a property's
   distribution, `properties.<scenario key>.<field>`, or `overrides.<scenario key>`); any other

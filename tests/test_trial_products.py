@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,7 +15,7 @@ import simulation
 from simulation.cli import main
 from simulation.config import ConfigError
 from simulation.study.sweep import plan_sweep
-from simulation.study.trial import read_trial_file
+from simulation.study.trial import TrialFile, read_trial_file
 
 DATA = Path(__file__).parent / "data"
 COHORT = DATA / "small_cohort.yaml"
@@ -146,3 +147,41 @@ def test_another_seed_draws_another_cohort_under_its_own_name():
     assert other.sweep().parameters["car_t.max_divisions"] != own.sweep().parameters[
         "car_t.max_divisions"]
     assert read_trial_file(COHORT, seed=5).name == "small_cohort"  # the file's own seed
+
+
+def test_a_property_per_another_is_its_draw_divided_by_the_patients_value_then_clipped(tmp_path):
+    """A fixed dose against each patient's burden: E:T = dose / burden, within [low, high];
+    the other properties draw exactly what they drew without it."""
+    trial = read_trial_file(COHORT, patients=400)
+    dose = {"distribution": "lognormal", "median": 3.0e8, "sigma": 0.3, "low": 1e-3,
+            "high": 0.03, "per": "clinical.body_tumor_cells", "source": "s"}
+    burden = {"distribution": "lognormal", "median": 1.0e11, "sigma": 1.0, "source": "s"}
+    coupled = TrialFile.model_validate({**trial.model_dump(), "properties": {
+        **trial.model_dump()["properties"], "dosing.doses.0.effector_to_target": dose,
+        "clinical.body_tumor_cells": burden}})
+    drawn = coupled.sweep().parameters
+    ratio = np.array(drawn["dosing.doses.0.effector_to_target"])
+    load = np.array(drawn["clinical.body_tumor_cells"])
+    assert ratio.min() >= 1e-3 and ratio.max() <= 0.03
+    inside = (ratio > 1e-3) & (ratio < 0.03)
+    # dose = E:T x burden: lognormal around 3e8 with sigma 0.3 (the median of 400 draws within
+    # ~4 % at 1 SE; 15 % is > 3 SE)
+    assert np.median((ratio * load)[inside]) == pytest.approx(3.0e8, rel=0.15)
+    assert np.corrcoef(np.log(ratio[inside]), np.log(load[inside]))[0, 1] < -0.9
+    assert drawn["car_t.max_divisions"] == trial.sweep().parameters["car_t.max_divisions"]
+    assert "per `clinical.body_tumor_cells`" in coupled.properties[
+        "dosing.doses.0.effector_to_target"].describe()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"per": "clinical.nothing"}, "per: names no property of the trial"),
+    ({"distribution": "uniform", "low": 1.0, "high": 2.0},
+     "per: needs a lognormal or normal draw"),
+])
+def test_a_bad_per_names_the_property_and_key(change, message):
+    base = read_trial_file(COHORT).model_dump()
+    spec = {"distribution": "lognormal", "median": 1.0, "sigma": 0.1,
+            "per": "clinical.crs_susceptibility", "source": "s", **change}
+    data = {**base, "properties": {**base["properties"], "dosing.doses.0.effector_to_target": spec}}
+    with pytest.raises(Exception, match=message):
+        TrialFile.model_validate(data)

@@ -30,6 +30,10 @@ class PropertyDistribution(StrictModel):
     low: float | None = Field(None, description="Lower bound (uniform draws; else a clip).")
     high: float | None = Field(None, description="Upper bound (uniform draws; else a clip).")
     integer: bool = Field(False, description="Round to whole numbers.")
+    per: str | None = Field(
+        None, description="Another property's key: each patient's draw is divided by the "
+        "patient's value of that property (a dose against a tumour burden: an E:T), then "
+        "clipped to [low, high]. Lognormal or normal draws only.")
     source: Annotated[str, Field(min_length=1)] = Field(
         description="Literature source of the distribution.")
 
@@ -45,6 +49,10 @@ class PropertyDistribution(StrictModel):
             raise Problems([(("low",), f"must be below high ({self.high:g})", self.low)])
         if self.distribution == "loguniform" and self.low <= 0:
             raise Problems([(("low",), "must be > 0 for loguniform", self.low)])
+        if self.per is not None and self.distribution in ("uniform", "loguniform"):
+            raise Problems([(("per",), "needs a lognormal or normal draw (low and high of a "
+                             f"{self.distribution} draw bound the draw, not the quotient)",
+                             self.per)])
         return self
 
     def describe(self) -> str:
@@ -52,12 +60,16 @@ class PropertyDistribution(StrictModel):
         keys = {"lognormal": ("median", "sigma"), "normal": ("mean", "sd"),
                 "uniform": ("low", "high"), "loguniform": ("low", "high")}[self.distribution]
         text = f"{self.distribution}({', '.join(f'{k}={getattr(self, k):g}' for k in keys)})"
+        if self.per is not None:
+            text += f" per `{self.per}`"
         if self.distribution in ("lognormal", "normal") and (self.low, self.high) != (None, None):
             text += f" in [{_bound(self.low)}, {_bound(self.high)}]"
         return text + (", whole numbers" if self.integer else "")
 
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` values."""
+    def draw(self, rng: np.random.Generator, n: int, per_values: np.ndarray | None = None
+             ) -> np.ndarray:
+        """``n`` values; with ``per``, divided by ``per_values`` (the patients' values of that
+        property) before the clip."""
         if self.distribution == "lognormal":
             values = self.median * np.exp(self.sigma * rng.standard_normal(n))
         elif self.distribution == "normal":
@@ -66,9 +78,10 @@ class PropertyDistribution(StrictModel):
             values = rng.uniform(self.low, self.high, n)
         else:
             values = np.exp(rng.uniform(math.log(self.low), math.log(self.high), n))
+        if per_values is not None:
+            values = values / per_values
         values = np.clip(values, self.low, self.high)
         return np.round(values) if self.integer else values
-
 
 
 def property_rng(seed: int, key: str) -> np.random.Generator:

@@ -99,19 +99,33 @@ class TrialFile(StrictModel):
     readout_months: PositiveMonths = 12.0
 
     @model_validator(mode="after")
-    def _predictors_name_properties(self) -> TrialFile:
-        unknown = [(("predictors", key), "names no property of the trial (its properties: "
-                    f"{', '.join(self.properties) or 'none'})", None)
-                   for key in self.predictors if key not in self.properties]
-        if unknown:
-            raise Problems(unknown)
+    def _keys_name_properties(self) -> TrialFile:
+        known = f"(its properties: {', '.join(self.properties) or 'none'})"
+        problems = [(("predictors", key), f"names no property of the trial {known}", None)
+                    for key in self.predictors if key not in self.properties]
+        for key, spec in self.properties.items():
+            if spec.per is None:
+                continue
+            target = self.properties.get(spec.per)
+            if target is None:
+                problems.append((("properties", key, "per"), f"names no property of the trial "
+                                 f"{known}", spec.per))
+            elif target.per is not None:
+                problems.append((("properties", key, "per"), f"names a property that is itself "
+                                 f"per {target.per}: divide by a drawn property", spec.per))
+        if problems:
+            raise Problems(problems)
         return self
 
     def sweep(self) -> SweepFile:
-        """The cohort as a zip sweep: one point per patient, with its own seed."""
-        values = {key: [plain_number(v) for v in spec.draw(property_rng(self.seed, key),
-                                                       self.patients)]
-                  for key, spec in self.properties.items()}
+        """The cohort as a zip sweep: one point per patient, with its own seed (a property
+        ``per`` another is drawn after it, divided by its values)."""
+        drawn = {key: spec.draw(property_rng(self.seed, key), self.patients)
+                 for key, spec in self.properties.items() if spec.per is None}
+        drawn.update({key: spec.draw(property_rng(self.seed, key), self.patients,
+                                     drawn[spec.per])
+                      for key, spec in self.properties.items() if spec.per is not None})
+        values = {key: [plain_number(v) for v in drawn[key]] for key in self.properties}
         values["seed"] = [self.seed + i for i in range(self.patients)]
         return SweepFile(name=self.name, description=self.description, base=self.base,
                          overrides=self.overrides, parameters=values,
