@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 
 from simulation.io.provenance import code_fingerprint, package_version  # noqa: E402
 from simulation.study.trial import (AGREEMENT_NOTE, PublishedValue, TrialResult,  # noqa: E402
-                                    agreement, comparison_rows, driver_rows, format_interval,
-                                    format_value, missing_mechanisms, read_trial_file,
-                                    run_trial)
+                                    agreement, comparison_rows, driver_rows, format_agreement,
+                                    format_readout, format_value, missing_mechanisms,
+                                    read_trial_file, run_trial)
 from simulation.study.vpop import FIGURE, REPORT, calibrate  # noqa: E402
 
 TRIALS = ("b_all_eliana", "lbcl_zuma1", "gastric_ct041")
@@ -323,10 +323,8 @@ def seed_check_rows(own: TrialResult, seed: int, workers: int) -> list[str]:
         ref = own.trial.published.get(tuned.name)
         if ref is None:
             continue
-        rows.append(f"| {tuned.label} | {format_value(tuned.value, tuned.unit)} "
-                    f"{format_interval(tuned)} | {agreement(tuned, ref)} | "
-                    f"{format_value(fresh.value, fresh.unit)} {format_interval(fresh)} | "
-                    f"{agreement(fresh, ref)} |")
+        rows.append(f"| {tuned.label} | {format_readout(tuned)} | {agreement(tuned, ref)} | "
+                    f"{format_readout(fresh)} | {agreement(fresh, ref)} |")
     return [*rows, ""]
 
 
@@ -345,7 +343,7 @@ def blood_vs_solid_rows(results: dict[str, TrialResult]) -> list[str]:
             found = next(r for r in result.readouts if r.name == readout)
             label = found.label
             ref = result.trial.published.get(readout)
-            text = f"{format_value(found.value, found.unit)} {format_interval(found)}"
+            text = format_readout(found)
             if ref is not None:
                 text += f" / {format_value(ref.value, found.unit)}"
             cells.append(text)
@@ -383,11 +381,9 @@ def prediction_section(own: TrialResult, product: str, workers: int) -> list[str
         published = ""
         if ref is not None:
             published = f"{format_value(ref.value, predicted.unit)}, n = {ref.n} ({ref.source})"
-        verdict = agreement(predicted, ref)
-        rows.append(f"| {predicted.label} | {format_value(mine.value, mine.unit)} "
-                    f"{format_interval(mine)} | {format_value(predicted.value, predicted.unit)} "
-                    f"{format_interval(predicted)} | {published} | "
-                    f"{f'**{verdict}**' if verdict.startswith('outside') else verdict} |")
+        rows.append(f"| {predicted.label} | {format_readout(mine)} | "
+                    f"{format_readout(predicted)} | {published} | "
+                    f"{format_agreement(predicted, ref)} |")
     return [*rows, ""]
 
 

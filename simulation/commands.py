@@ -31,7 +31,7 @@ from .study.fit import fit as run_fit, load_fit
 from .study.report import write_report
 from .study.product import read_product
 from .study.sweep import failure_summary, plan_sweep, resolve, run_sweep, sweep_json_schema
-from .study.trial import format_interval, format_value, read_trial_file, run_trial
+from .study.trial import format_readout, read_trial_file, run_trial
 from .study.trial_sweep import READOUTS_FILE, resolve_trial_sweep, write_readouts
 from .study.vpop import calibrate, load_virtual_population
 from .viz.animation import animate, ffmpeg_available
@@ -218,8 +218,7 @@ def _command_trial(args: argparse.Namespace) -> int:
     print(f"{outcome.total} patients ({outcome.skipped} already done, {outcome.done} done now, "
           f"{len(outcome.failed)} failed) in {outcome.seconds:.1f} s -> {result.out}")
     for readout in result.readouts:
-        print(f"  {readout.label}: {format_value(readout.value, readout.unit)} "
-              f"{format_interval(readout)}")
+        print(f"  {readout.label}: {format_readout(readout)}")
     return _exit_code(outcome)
 
 

@@ -185,3 +185,19 @@ def test_a_bad_per_names_the_property_and_key(change, message):
     data = {**base, "properties": {**base["properties"], "dosing.doses.0.effector_to_target": spec}}
     with pytest.raises(Exception, match=message):
         TrialFile.model_validate(data)
+
+
+def test_cartsim_trial_hands_seed_and_product_to_the_trial(monkeypatch, tmp_path):
+    """The command's --seed and --product reach simulation.trial (run_trial) as given."""
+    import simulation.commands as commands
+
+    handed = {}
+
+    def fake_run_trial(path, out, **options):
+        handed.update(options)
+        raise KeyboardInterrupt  # stop before anything runs: the command reports it
+
+    monkeypatch.setattr(commands, "run_trial", fake_run_trial)
+    main(["trial", str(COHORT), "--seed", "11", "--product", str(OTHER),
+          "--out", str(tmp_path / "out"), "--workers", "1", "--quiet"])
+    assert handed["seed"] == 11 and Path(handed["product"]) == OTHER

@@ -1,5 +1,5 @@
 """What decides response in a virtual cohort: each patient property's association with
-complete response and with any response.
+complete response, any response and durable response.
 
 The association is Spearman's rank correlation between the property's values and the outcome
 (a point-biserial rank correlation for a yes/no outcome): free of the property's scale, so a
@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .trial import CONFIDENCE
+from .trial import CONFIDENCE, status_at
 
 #: outcomes of ``response_drivers``: column name -> what it marks, per patient
 OUTCOMES = {"complete_response": "complete response", "responded": "any response",
@@ -31,8 +31,7 @@ def outcome_flags(patients: pd.DataFrame, at_days: float) -> dict[str, np.ndarra
     durable response (a response with no progression seen by ``at_days`` days: the shipped
     patients are followed for 12 months or more)."""
     responded = patients["responded"].to_numpy(dtype=bool)
-    progression_free = ~(patients["progressed"].to_numpy(dtype=bool)
-                         & (patients["pfs_day"].to_numpy(dtype=float) <= at_days))
+    progression_free, _ = status_at(patients["pfs_day"], patients["progressed"], at_days)
     return {"complete_response": (patients["best_response"] == "CR").to_numpy(),
             "responded": responded, "durable_response": responded & progression_free}
 

@@ -149,7 +149,7 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
     ]
 
 
-def _known_at(days: pd.Series, events: pd.Series, at_days: float) -> tuple[np.ndarray, np.ndarray]:
+def status_at(days: pd.Series, events: pd.Series, at_days: float) -> tuple[np.ndarray, np.ndarray]:
     """(event-free at ``at_days``, status known there): known when the event came first or the
     patient was followed to ``at_days``."""
     day = days.to_numpy(dtype=float)
@@ -172,11 +172,11 @@ def readout_shares(patients: pd.DataFrame, at_months: float = 12.0
     relapsed = p["progressed"].to_numpy(dtype=bool) & responders
     cr = (p["best_response"] == "CR").to_numpy()
     aplastic = p["b_cell_aplasia"].to_numpy(dtype=bool)
-    aplasia = _known_at(p["b_cell_aplasia_day"].fillna(0.0),
+    aplasia = status_at(p["b_cell_aplasia_day"].fillna(0.0),
                         p["b_cell_recovery_day"].notna(), 6 * DAYS_PER_MONTH)
-    efs, pfs = (_known_at(p[day], p[event], at) for day, event in
+    efs, pfs = (status_at(p[day], p[event], at) for day, event in
                 (("efs_day", "efs_event"), ("pfs_day", "progressed")))
-    rfs = _known_at(p["rfs_day"].fillna(0.0), p["progressed"], at)
+    rfs = status_at(p["rfs_day"].fillna(0.0), p["progressed"], at)
     return {
         "orr": (responders, everyone),
         "dcr": ((p["best_response"] != "PD").to_numpy(), everyone), "cr_rate": (cr, everyone),

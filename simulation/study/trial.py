@@ -336,6 +336,11 @@ def format_interval(readout: Readout) -> str:
             f"{format_value(readout.high, readout.unit)}]")
 
 
+def format_readout(readout: Readout) -> str:
+    """A readout's value and its interval: ``55 % [48 %, 61 %]``."""
+    return f"{format_value(readout.value, readout.unit)} {format_interval(readout)}"
+
+
 def published_interval(published: PublishedValue, unit: str) -> tuple[float, float] | None:
     """The published 95 % interval: the paper's, else a Wilson interval on its ``n`` for a
     share; None when there is neither."""
@@ -361,6 +366,12 @@ def agreement(readout: Readout, published: PublishedValue | None) -> str:
     if math.isnan(readout.low):
         return ""
     return "inside*" if readout.low <= published.value <= readout.high else "outside*"
+
+
+def format_agreement(readout: Readout, published: PublishedValue | None) -> str:
+    """``agreement`` as a table shows it: a miss in bold."""
+    verdict = agreement(readout, published)
+    return f"**{verdict}**" if verdict.startswith("outside") else verdict
 
 
 def format_n(readout: Readout) -> str:
@@ -391,10 +402,8 @@ def comparison_rows(trial: TrialFile, readouts: list[Readout]) -> list[str]:
             published += f" [{format_value(interval[0], r.unit)}, {format_value(interval[1], r.unit)}]"
         if ref is not None and ref.n is not None:
             published += f", n = {ref.n}"
-        verdict = agreement(r, ref)
-        verdict = f"**{verdict}**" if verdict.startswith("outside") else verdict
-        rows.append(f"| {r.label} | {format_value(r.value, r.unit)} {format_interval(r)} | "
-                    f"{format_n(r)} | {published} | {verdict} | {ref.source if ref else ''} |")
+        rows.append(f"| {r.label} | {format_readout(r)} | {format_n(r)} | {published} | "
+                    f"{format_agreement(r, ref)} | {ref.source if ref else ''} |")
     return rows
 
 
