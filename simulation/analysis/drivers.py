@@ -5,7 +5,8 @@ The association is Spearman's rank correlation between the property's values and
 (a point-biserial rank correlation for a yes/no outcome): free of the property's scale, so a
 lognormal tumour burden and a whole number of divisions compare on one axis. Its 95 % interval
 is the Fisher z interval with Bonett and Wright's variance for Spearman's rho,
-(1 + rho^2 / 2) / (n - 3) (Bonett & Wright 2000 Psychometrika 65:23), to set beside the
+(1 + rho^2 / 2) / (n - 3) (Bonett & Wright 2000 Psychometrika 65:23; the formula read in
+Bonett's own implementation, ``ci.spear`` of the R package statpsych), to set beside the
 associations trials publish (e.g. baseline tumour burden and durable response after axi-cel,
 Locke 2020 Blood Adv).
 """
