@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 from .engine import kernel
-from .engine.jit import announce_compilation, compile_field_solver_in_background
+from .engine.jit import announce_compilation, compile_in_background
 from .biology.blood import BloodPool
 from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
 from .engine.constants import (
@@ -113,7 +113,7 @@ class CarTModel(mesa.Model):
         # the named events, then CAR-T entering the blood per class (constants.E_CLASS_TO_BLOOD)
         self.events = np.zeros(N_EVENT_SLOTS, dtype=np.int64)
         announce_compilation()  # the first kernel call on a machine compiles: say so first
-        self._compile_kernel_beside_field_solver()
+        self._compile_kernel_beside_the_rest()
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.microenvironment = Microenvironment(cfg, self.lattice)
         self.microenvironment.initialise(self.lattice, self.threads)
@@ -181,17 +181,17 @@ class CarTModel(mesa.Model):
                 self._follow_up()
             self.running = False
 
-    def _compile_kernel_beside_field_solver(self) -> None:
+    def _compile_kernel_beside_the_rest(self) -> None:
         """On a machine's first run, compile the lattice kernel here while a second process
-        compiles the field solver (``compile_field_solver_in_background``); a kernel call of
-        zero steps changes nothing."""
-        solver = compile_field_solver_in_background()
-        if solver is None:
+        compiles the field solver and the kernel's other entry points (``compile_in_background``);
+        a kernel call of zero steps changes nothing."""
+        rest = compile_in_background()
+        if rest is None:
             return
         kernel.advance(self.lattice, self.params, self.motility.move_p, self.motility.persist_p,
                        self.seed, self.sweep, 0, self.motility.n_substeps, self.events,
                        self.motile_rows)
-        solver.wait()
+        rest.wait()
 
     def run(self) -> None:
         """Step until ``running`` turns false."""

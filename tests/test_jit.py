@@ -53,20 +53,22 @@ from simulation.engine import fields, kernel
 from simulation.model import CarTModel
 from simulation.execution.pool import warm_up
 warm_up()
-print(len(fields.solve_field._cache_hits), len(fields.solve_field._cache_misses),
-      len(kernel.COMPILED_ENTRY_POINTS[0]._cache_misses))
+for dispatcher in (fields.solve_field, kernel.census, kernel.extravasate):
+    print(len(dispatcher._cache_hits), len(dispatcher._cache_misses))
+print(len(kernel.COMPILED_ENTRY_POINTS[0]._cache_misses))
 """
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs a second core")
 @pytest.mark.skipif(jit.numba.config.DISABLE_JIT, reason="nothing compiles")
-def test_the_first_run_compiles_the_field_solver_in_a_second_process(tmp_path):
+def test_the_first_run_compiles_the_rest_in_a_second_process(tmp_path):
     """With an empty cache, the first model compiles the lattice kernel itself while a second
-    process compiles the field solver for the same argument types: the model then loads the
-    solver from the cache (a hit, no miss) instead of compiling it a second time."""
+    process compiles the field solver, the census and extravasation for the same argument
+    types: the model then loads each of them from the cache (a hit, no miss) instead of
+    compiling it a second time."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", FIRST_RUN], env=env, capture_output=True,
                             text=True, check=True)
-    hits, misses, kernel_misses = (int(v) for v in result.stdout.split())
-    assert (hits, misses) == (1, 0)
-    assert kernel_misses == 1  # the kernel was compiled here
+    *loaded, kernel_misses = result.stdout.split("\n")[:-1]
+    assert [tuple(int(v) for v in line.split()) for line in loaded] == [(1, 0)] * 3
+    assert int(kernel_misses) == 1  # the kernel was compiled here

@@ -80,7 +80,7 @@ def solve_field(c, shape, spacing_um, diffusion_um2_per_min, decay_per_min, upta
         raise ValueError("solve_field: dt_min must be > 0 (math.inf for the quasi-steady state)")
     if not (0.0 < over_relaxation < 2.0):
         raise ValueError("solve_field: over_relaxation must lie in (0, 2)")
-    if diffusion_um2_per_min < 0.0 or decay_per_min < 0.0 or np.min(uptake_per_min) < 0.0:
+    if diffusion_um2_per_min < 0.0 or decay_per_min < 0.0 or _any_below(uptake_per_min, 0.0):
         raise ValueError("solve_field: diffusion, decay and uptake must be >= 0")
 
     inv_dt_per_min = 1.0 / dt_min  # 0.0 for dt_min = inf: the quasi-steady state
@@ -151,6 +151,26 @@ def _halves_evenly(sides):
 
 
 @njit(cache=True)
+def _any_above(values, threshold):
+    """True if any of ``values`` exceeds ``threshold``. A loop without an early exit, which
+    LLVM vectorises: as fast as numpy's ``max`` here, and unlike it cheap to compile (each of
+    numpy's reductions costs ~0.2 s of a machine's first run)."""
+    found = False
+    for value in values:
+        found |= value > threshold
+    return found
+
+
+@njit(cache=True)
+def _any_below(values, threshold):
+    """True if any of ``values`` lies below ``threshold`` (as ``_any_above``)."""
+    found = False
+    for value in values:
+        found |= value < threshold
+    return found
+
+
+@njit(cache=True)
 def _coarse_levels(shape, coupling_per_min, loss_per_min, uptake_per_min, fixed, edge_value):
     """The coarse grids of the multigrid cycle, each halving every axis longer than 1.
 
@@ -171,11 +191,15 @@ def _coarse_levels(shape, coupling_per_min, loss_per_min, uptake_per_min, fixed,
     nz, ny, nx = shape
     n_levels = 1
     sides = np.array([nz, ny, nx])
-    while sides.max() > COARSEST_SIDE and _halves_evenly(sides):
+    while max(sides[0], sides[1], sides[2]) > COARSEST_SIDE and _halves_evenly(sides):
         sides = np.array([_coarse_side(sides[0]), _coarse_side(sides[1]), _coarse_side(sides[2])])
         n_levels += 1
     shapes = np.empty((n_levels, 3), dtype=np.int64)
-    shapes[0] = (nz, ny, nx)
+    # element by element: a row assigned from a tuple compiles numpy's shape-mismatch error
+    # path, strings included (~3 s of a cold start)
+    shapes[0, 0] = nz
+    shapes[0, 1] = ny
+    shapes[0, 2] = nx
     couplings = np.empty(n_levels)
     couplings[0] = coupling_per_min
     starts = np.zeros(n_levels + 1, dtype=np.int64)
@@ -183,12 +207,13 @@ def _coarse_levels(shape, coupling_per_min, loss_per_min, uptake_per_min, fixed,
         for axis in range(3):
             shapes[level, axis] = _coarse_side(shapes[level - 1, axis])
         couplings[level] = couplings[level - 1] / 4.0
-        starts[level + 1] = starts[level] + shapes[level].prod()
+        starts[level + 1] = (starts[level]
+                             + shapes[level, 0] * shapes[level, 1] * shapes[level, 2])
     n_coarse = starts[n_levels]
     sink = np.zeros(n_coarse)
     row_buffer = np.zeros(nx)
-    has_uptake = uptake_per_min.max() > 0.0
-    has_fixed = fixed.max() > 0
+    has_uptake = _any_above(uptake_per_min, 0.0)
+    has_fixed = _any_above(fixed, 0)
     level_1 = sink[starts[1]:starts[2]] if n_levels > 1 else np.zeros(0)
     stiffness_per_min = _drain(uptake_per_min, fixed, shape, coupling_per_min, loss_per_min,
                                edge_value, has_uptake, has_fixed, level_1,
@@ -203,7 +228,7 @@ def _coarse_levels(shape, coupling_per_min, loss_per_min, uptake_per_min, fixed,
     no_fixed = np.zeros(max(n_coarse, 1), dtype=np.uint8)
     # flags and counts as values computed here: numba compiles a callee once per distinct
     # literal argument, so constants passed directly would multiply the compile time
-    flags = (has_uptake, has_fixed, n_coarse > 0 and sink.max() > 0.0, no_fixed.max() > 0)
+    flags = (has_uptake, has_fixed, _any_above(sink, 0.0), _any_above(no_fixed, 0))
     sweeps = np.array([PRE_SWEEPS, POST_SWEEPS, COARSEST_SWEEPS, 1])
     return (shapes, couplings, starts, sink, np.zeros(n_coarse), np.zeros(n_coarse), no_fixed,
             row_buffer, flags, sweeps, stiffness_per_min)

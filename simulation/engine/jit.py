@@ -17,10 +17,12 @@ import numba
 import numpy as np
 
 from . import fields, kernel
+from .constants import EFFECTOR, KERNEL_PARAMS_DTYPE, N_CELL_TYPES
+from .lattice import Lattice
 
 #: the kernels a model calls from Python; each carries its callees in its compiled code
 ENTRY_POINTS = (*kernel.COMPILED_ENTRY_POINTS, fields.solve_field, fields.field_total)
-MESSAGE = ("cartsim: compiling the simulation kernels, once per machine (20-60 s, by the "
+MESSAGE = ("cartsim: compiling the simulation kernels, once per machine (15-45 s, by the "
            "machine); later runs load them from numba's cache")
 
 _announced = False
@@ -45,7 +47,7 @@ def _cached(dispatcher) -> bool:
 
 def compile_field_solver() -> None:
     """Compile (and cache) the field solver for the argument types the model passes, by a
-    tiny solve; ``compile_field_solver_in_background`` runs this in a second process."""
+    tiny solve."""
     n_sites = 16
     no_source = np.zeros(n_sites)
     field = np.zeros(n_sites)
@@ -54,16 +56,37 @@ def compile_field_solver() -> None:
     fields.field_total(field, 15.0, 1)
 
 
-def compile_field_solver_in_background() -> subprocess.Popen | None:
-    """Start ``compile_field_solver`` in a new process when the field solver must compile and
+def compile_kernel_helpers() -> None:
+    """Compile (and cache) the kernel's entry points other than ``kernel.advance``'s (the
+    census, extravasation, the marks of motile rows) for the argument types the model passes,
+    on an empty 4 x 4 lattice (which they leave as it was)."""
+    lattice = Lattice.empty(4, 4, 10.0, "moore")
+    params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
+    motile_rows = np.zeros(lattice.shape[0] * lattice.shape[1], dtype=np.uint8)
+    kernel.census(lattice.cells, lattice.extra, params)
+    kernel.mark_motile_rows(lattice.cells, lattice.shape, np.zeros(N_CELL_TYPES), motile_rows)
+    kernel.extravasate(lattice.cells, lattice.extra, lattice.tissue, lattice.shape,
+                       lattice.offsets, np.flatnonzero(lattice.tissue), 0, 0, EFFECTOR, 0, 0, 0,
+                       motile_rows)
+
+
+def compile_beside_kernel() -> None:
+    """Everything the first model needs but ``kernel.advance``: run in a second process by
+    ``compile_in_background``."""
+    compile_field_solver()
+    compile_kernel_helpers()
+
+
+def compile_in_background() -> subprocess.Popen | None:
+    """Start ``compile_beside_kernel`` in a new process when the field solver must compile and
     a second core can do it, so that the first model on a machine compiles the lattice kernel
-    and the field solver at the same time (each is about half of the wait); the caller
-    compiles the kernel and then waits for the process (whose cache entry it then loads).
-    None when there is nothing to gain."""
+    (``kernel.advance``, about half of the wait) while that process compiles the rest; the
+    caller compiles the kernel and then waits for the process (whose cache entries it then
+    loads). None when there is nothing to gain."""
     if (numba.config.DISABLE_JIT or (os.cpu_count() or 1) < 2
             or _cached(fields.solve_field)):
         return None
-    program = "from simulation.engine.jit import compile_field_solver; compile_field_solver()"
+    program = "from simulation.engine.jit import compile_beside_kernel; compile_beside_kernel()"
     return subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 

@@ -53,11 +53,18 @@ from .constants import (
 from .lattice import Lattice
 from .rng import randint, uniform
 
+#: numba's parallel options for the sweep: its explicit ``prange`` over rows and nothing else.
+#: The other passes (fusing array expressions, parallel reductions and array constructors) find
+#: nothing to gain here and cost compile time on a machine's first run.
+PRANGE_ONLY = {"prange": True, "fusion": False, "numpy": False, "reduction": False,
+               "setitem": False, "comprehension": False, "inplace_binop": False,
+               "stencil": False}
+
 
 # ---------------------------------------------------------------------------------------------
 # geometry helpers
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def site_position(site, shape):
     """(x, y, z) of ``site``: computed once per neighbourhood scan (integer division is slow)."""
     nz, ny, nx = shape
@@ -126,14 +133,16 @@ def next_to_vessel(site, position, tissue, shape, offsets):
 @njit(cache=True)
 def class_order(seed, sweep, n_classes):
     """A permutation of the row classes for this sweep (Fisher-Yates on counter draws)."""
-    order = np.arange(n_classes)
+    order = np.empty(n_classes, dtype=np.int64)
+    for i in range(n_classes):
+        order[i] = i
     for i in range(n_classes - 1, 0, -1):
         j = randint(seed, sweep, i, C.RNG_SWEEP_ORDER, i + 1)
         order[i], order[j] = order[j], order[i]
     return order
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def class_origin(row_class, shape):
     """(cz, cy): the first row of row class ``row_class`` (an axis of length 1 has one class)."""
     nz, ny, nx = shape
@@ -151,7 +160,7 @@ def n_row_classes(shape):
 # ---------------------------------------------------------------------------------------------
 # biology helpers
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def antigen_response(antigen, half_max, hill):
     """Fraction of the maximal kill rate at target antigen density (molecules/cell): Hill function.
 
@@ -163,7 +172,7 @@ def antigen_response(antigen, half_max, hill):
     return 1.0 / (1.0 + (half_max / antigen) ** hill)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def is_target(cell):
     """Cancer and normal cells are potential CAR-T targets (if they carry antigen)."""
     return cell == CANCER or cell == NORMAL
@@ -332,7 +341,7 @@ def standard_normal(seed, sweep, site, purpose, purpose_2):
     return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def inherited_antigen(mother, loss_p, sigma, seed, sweep, site, loss_purpose, noise_purpose,
                       noise_purpose_2):
     """A daughter's density of one antigen given its mother's (molecules/cell).
@@ -351,7 +360,7 @@ def inherited_antigen(mother, loss_p, sigma, seed, sweep, site, loss_purpose, no
     return mother
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def ramp(value, low, high):
     """0 at or below ``low``, 1 at or above ``high``, linear in between (``low < high``)."""
     if value <= low:
@@ -361,7 +370,7 @@ def ramp(value, low, high):
     return (value - low) / (high - low)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def suppression_factor(level, half_effect):
     """Remaining fraction of CAR-T function under a suppressive factor: ``1 / (1 + S / S_half)``."""
     if half_effect <= 0.0 or level <= 0.0:
@@ -396,7 +405,7 @@ def move_cell(src, dst, cells, extra, stamp_now):
     clear_site(src, cells, extra)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def clear_site(site, cells, extra):
     """Make ``site`` empty and zero its per-cell values."""
     cells[site].cell_type = EMPTY
@@ -522,7 +531,7 @@ def cancer_cell_update(site, position, cells, extra, tissue, fields, shape, offs
     return daughter_born(daughter, cells, sweep, events, row)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def daughter_born(daughter, cells, sweep, events, row):
     """Finish a cancer daughter at ``daughter`` (its antigens set): no heading, acted in this
     sweep, counted; returns its site."""
@@ -654,7 +663,7 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     return daughter
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def leave_for_blood(site, position, cells, extra, tissue, shape, offsets, params, seed, sweep,
                     events, row, event):
     """Remove the CAR-T at ``site`` into the blood with probability ``params.intravasation_p`` if a
@@ -681,7 +690,7 @@ def necrotic_update(site, cells, extra, params, seed, sweep, events, row):
         events[row, C.E_NECROTIC_CLEARED] += 1
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=PRANGE_ONLY)
 def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
                   sweep, events, interaction, motile_rows, targets_left):
     """Visit every cell once, row class by row class, rows of a class in parallel.
@@ -772,7 +781,10 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                 if motile and moved_to >= 0 and not row <= moved_to < row + nx:
                     motile_rows[moved_to // nx] = 1  # it left the row
             motile_rows[row_index] = row_has_motile
-    events += row_events.sum(axis=0)
+    # summed in a loop: numpy's sum along an axis costs ~2 s of compile time here
+    for slot in range(row_events.shape[0]):
+        for event in range(events.shape[0]):
+            events[event] += row_events[slot, event]
 
 
 @njit(cache=True)

@@ -7,7 +7,7 @@ queue that a thread forwards to the parent's). A thread in the parent drains the
 (``tqdm.auto``: text on a terminal, widgets in Jupyter). When stderr is neither a terminal nor
 Jupyter (a log file, a pipe, a batch job) the study prints plain lines instead, one each
 ``PLAIN_STEP_PERCENT`` of its simulated days, and no bar per run. The estimate of the time left
-starts at the first report of simulated time, so the one-time kernel compile (20-60 s, before
+starts at the first report of simulated time, so the one-time kernel compile (15-45 s, before
 any run reports) does not count as slow progress. Without a sink ``report`` does nothing, so a
 run stepped anywhere else costs one comparison per report.
 """
