@@ -3,10 +3,12 @@
     python benchmarks/run.py            # the table of docs/performance.md (~12 min on 2 cores)
     python benchmarks/run.py --full     # the same plus solid 256^3 (~25 min; 256^3 takes most)
     python benchmarks/run.py --quick    # smaller sizes and fewer steps (~6 min)
+    python benchmarks/run.py --baseline e4d9f92   # also that revision's first run and patients
 
 Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
 those of one simulation. Compile time "cold" uses an empty numba cache directory, "cached" the
-same directory again. Timing: warm-up steps first, garbage collection off, every step timed; blocks of
+same directory again. ``--baseline REV`` also measures the first run and the virtual patients of
+git revision REV (unpacked into a temporary folder) in the same run, on the same host. Timing: warm-up steps first, garbage collection off, every step timed; blocks of
 whole simulated hours, so the mean includes the hourly field updates in their share (the
 median step is one without). Throughput (cell-updates/s) is from the mean. A cell-update is one
 live cell visited once in one time step (a step is the migration sweeps plus the interaction
@@ -23,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -211,20 +214,38 @@ def measure_view(scenario: str, frames: int) -> dict:
     return measure_frame_rate(model, frames=frames)
 
 
-def _subprocess(args: list[str], env: dict | None = None) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, check=True)
+def _subprocess(args: list[str], env: dict | None = None, script: str | Path = __file__
+                ) -> dict:
+    """Run one measurement of ``script`` (this file, or a baseline's) in a fresh process.
+
+    It runs in the script's checkout, with that checkout on ``PYTHONPATH``, so that the
+    processes it starts (the model's second compile process, ``python -c``) import the same
+    simulation package as it does."""
+    checkout = str(Path(script).resolve().parent.parent)
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": checkout, **(env or {})},
+                         cwd=checkout, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def compile_times() -> tuple[float, float]:
+def unpack_baseline(revision: str, folder: Path) -> Path:
+    """Unpack git revision ``revision`` of this checkout into ``folder``; returns its
+    benchmarks/run.py, which measures that revision's simulation package (a baseline measured
+    in the same run, on the same host, as the code here)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "benchmarks" / "run.py"
+
+
+def compile_times(script: str | Path = __file__) -> tuple[float, float]:
     """Seconds to the end of the first step with an empty numba cache, then with it filled."""
     with tempfile.TemporaryDirectory() as cache:
         env = {"NUMBA_CACHE_DIR": cache}
         args = ["--measure", "kernel", "--case", "solid", "--size", "64", "--threads", "1",
                 "--steps", "1", "--repeats", "1"]
-        cold = _subprocess(args, env)["first_step_s"]
-        cached = _subprocess(args, env)["first_step_s"]
+        cold = _subprocess(args, env, script)["first_step_s"]
+        cached = _subprocess(args, env, script)["first_step_s"]
     return cold, cached
 
 
@@ -232,6 +253,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer steps")
     parser.add_argument("--full", action="store_true", help="add solid 256^3 (~2.4 GB)")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also measure the first run and the virtual patients of this git "
+                             "revision, in the same run (e.g. the commit before a change)")
     parser.add_argument("--measure", choices=("kernel", "mesa", "view", "run", "trial",
                                                  "weighting"),
                         help=argparse.SUPPRESS)
@@ -262,6 +286,17 @@ def main() -> None:
         print(json.dumps(measure_weighting(args.size, args.steps)))
         return
 
+    baseline_folder = Path(tempfile.mkdtemp()) if args.baseline else None
+    try:
+        measure_all(args, unpack_baseline(args.baseline, baseline_folder)
+                    if baseline_folder else None)
+    finally:
+        if baseline_folder:
+            shutil.rmtree(baseline_folder)
+
+
+def measure_all(args: argparse.Namespace, baseline: Path | None) -> None:
+    """Print the whole table; ``baseline``: the run.py of ``args.baseline``, or None."""
     # steps per timed block: multiples of 10, so each block holds its share of field solves
     # (every 60 min = 10 steps of 6 min)
     cases = ([("solid", 256, 40), ("solid", 512, 10), ("blood", 200, 40), ("solid3d", 64, 10)]
@@ -273,7 +308,11 @@ def main() -> None:
     print(f"cartsim benchmark on {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     cold, cached = compile_times()
-    print(f"JIT compile + first step: cold {cold:.1f} s, cached {cached:.2f} s\n")
+    print(f"JIT compile + first step: cold {cold:.1f} s, cached {cached:.2f} s")
+    if baseline:
+        cold, cached = compile_times(baseline)
+        print(f"  baseline {args.baseline}: cold {cold:.1f} s, cached {cached:.2f} s")
+    print()
 
     header = (f"{'scenario':<14}{'threads':>8}{'cells':>10}{'ms/step':>10}{'median':>8}"
               f"{'cell-upd/s':>12}{'us/cell/h':>11}{'B/site':>8}{'RSS MB':>8}{'set-up s':>9}"
@@ -327,6 +366,10 @@ def main() -> None:
         print(f"{TRIAL_FILES[case]} patient (mean of the trial's first {trial['patients']}): "
               f"{per:.2f} s -> 200 patients {200 * per / 2 / 60:.1f} min, 1,000 patients "
               f"{1000 * per / 2 / 60:.1f} min on 2 cores")
+        if baseline:
+            before = _subprocess(["--measure", "trial", "--case", case, "--size",
+                                  str(patients)], script=baseline)["seconds_per_patient"]
+            print(f"  baseline {args.baseline}: {before:.2f} s per patient")
         if case == "b_all":
             pool_minutes = 600 * per / 2 / 60
     for size in (600, 10_000):

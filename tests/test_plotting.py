@@ -12,7 +12,6 @@ import pytest
 from conftest import REPO_ROOT
 from matplotlib.colors import to_hex
 from matplotlib.text import Annotation
-from PIL import Image
 from test_volume import CAR_T_SITES, TUMOUR_CENTRE, sphere_snapshot
 
 from simulation import load_study

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import (CONFIG_DIR, TINY_SCENARIO, finish_identically, make_lattice, new_events,
-                      params_with, place)
+                      place)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,7 +40,7 @@ from simulation.engine.constants import (
 )
 from simulation.biology.observables import SUBSET_COLUMNS
 from simulation.io import checkpoints
-from test_car_design import HALF_MAX, HIGH, HUGE_KILL_RATE
+from test_car_design import HIGH, HUGE_KILL_RATE
 from test_car_design import quiet as quiet_record
 from simulation.viz.antigen_plots import plot_antigen_composition
 from simulation.viz.product_plots import has_product_series, plot_car_t_products
