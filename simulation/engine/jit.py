@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import TextIO
 
 import numba
@@ -87,8 +88,14 @@ def compile_in_background() -> subprocess.Popen | None:
             or _cached(fields.solve_field)):
         return None
     program = "from simulation.engine.jit import compile_beside_kernel; compile_beside_kernel()"
-    return subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    # this very package, whatever the working directory holds: -P keeps `python -c` from
+    # putting the working directory first on sys.path (another `simulation` there would
+    # compile in its place), and PYTHONPATH names the folder this package was imported from
+    package_parent = str(Path(__file__).resolve().parents[2])
+    search_path = os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))
+    return subprocess.Popen([sys.executable, "-P", "-c", program],
+                            env={**os.environ, "PYTHONPATH": search_path},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def announce_compilation(stream: TextIO | None = None) -> bool:
