@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # measure the simulation package of this checkout
 
-#: trial -> (patient file, share of the lattice's sites held by cancer cells at baseline)
-PATIENTS = {"b_all_eliana": ("b_all_patient", 0.3), "lbcl_zuma1": ("lbcl_patient", 0.2)}
+SHIPPED = ROOT / "configs" / "trials"
+#: the shipped trials whose patients start on a lattice of cancer cells and normal cells
+TRIALS = ("b_all_eliana", "lbcl_zuma1")
 
 
 def variants(side: int, dt_min: float) -> dict[str, dict]:
@@ -43,13 +44,14 @@ def variants(side: int, dt_min: float) -> dict[str, dict]:
     }
 
 
-def write_variant(folder: Path, trial: str, label: str, lever: dict, share: float) -> Path:
-    """A patient file with the lever and a trial file that uses it; returns the trial file."""
+def write_variant(folder: Path, trial: str, patient_file: str, label: str, lever: dict,
+                  share: float) -> Path:
+    """A patient file extending the trial's (``patient_file``, in configs/trials/) with the
+    lever, cancer cells on ``share`` of its sites, and a trial file that uses it; returns the
+    trial file."""
     import yaml
 
-    patient_name, _ = PATIENTS[trial]
-    shipped = ROOT / "configs" / "trials"
-    patient: dict = {"extends": str(shipped / f"{patient_name}.yaml")}
+    patient: dict = {"extends": str(SHIPPED / patient_file)}
     if "side" in lever:
         side = lever["side"]
         patient["lattice"] = {"width": side, "height": side}
@@ -57,11 +59,11 @@ def write_variant(folder: Path, trial: str, label: str, lever: dict, share: floa
     if "dt_min" in lever:
         patient["time"] = {"dt_min": lever["dt_min"]}
     slug = "".join(c if c.isalnum() else "_" for c in label).strip("_")
-    patient_file = folder / f"{patient_name}_{slug}.yaml"
-    patient_file.write_text(yaml.safe_dump(patient))
-    data = yaml.safe_load((shipped / f"{trial}.yaml").read_text())
-    data.update(name=f"{trial}_{slug}", base=patient_file.name,
-                product=str((shipped / data["product"]).resolve()))
+    variant = folder / f"{Path(patient_file).stem}_{slug}.yaml"
+    variant.write_text(yaml.safe_dump(patient))
+    data = yaml.safe_load((SHIPPED / f"{trial}.yaml").read_text())
+    data.update(name=f"{trial}_{slug}", base=variant.name,
+                product=str((SHIPPED / data["product"]).resolve()))
     trial_file = folder / f"{trial}_{slug}.yaml"
     trial_file.write_text(yaml.safe_dump(data, sort_keys=False))
     return trial_file
@@ -69,7 +71,7 @@ def write_variant(folder: Path, trial: str, label: str, lever: dict, share: floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trial", choices=sorted(PATIENTS), default="b_all_eliana")
+    parser.add_argument("--trial", choices=TRIALS, default="b_all_eliana")
     parser.add_argument("--patients", type=int, default=200)
     args = parser.parse_args()
 
@@ -79,14 +81,14 @@ def main() -> None:
     from simulation.config import load_scenario
     from simulation.study.trial import agreement, read_trial_file, run_trial
 
-    patient_name, share = PATIENTS[args.trial]
-    shipped = load_scenario(ROOT / "configs" / "trials" / f"{patient_name}.yaml")
-    published = read_trial_file(ROOT / "configs" / "trials" / f"{args.trial}.yaml").published
+    trial = read_trial_file(SHIPPED / f"{args.trial}.yaml")
+    shipped = load_scenario(SHIPPED / trial.base)
+    share = shipped.tumor.initial_cells / (shipped.lattice.width * shipped.lattice.height)
     columns, seconds = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label, lever in variants(shipped.lattice.width, shipped.time.dt_min).items():
-            trial_file = write_variant(folder, args.trial, label, lever, share)
+            trial_file = write_variant(folder, args.trial, trial.base, label, lever, share)
             start = time.perf_counter()
             result = run_trial(trial_file, folder / "out" / trial_file.stem,
                                patients=args.patients)
@@ -94,8 +96,8 @@ def main() -> None:
             column = {}
             for readout in trial_readouts(result.patients):
                 value = readout.value * 100 if readout.unit == "%" else readout.value
-                verdict = (f" {agreement(readout, published[readout.name])}"
-                           if readout.name in published else "")
+                verdict = (f" {agreement(readout, trial.published[readout.name])}"
+                           if readout.name in trial.published else "")
                 column[readout.name] = f"{value:.3g}{verdict}"
             columns[label] = column
             print(f"{label}: {seconds[label]:.2f} s per patient (wall, all cores)", flush=True)

@@ -8,8 +8,8 @@
 Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
 those of one simulation. Compile time "cold" uses an empty numba cache directory, "cached" the
 same directory again. ``--baseline REV`` also measures the first run and the virtual patients of
-git revision REV (unpacked into a temporary folder) in the same run, on the same host. Timing: warm-up steps first, garbage collection off, every step timed; blocks of
-whole simulated hours, so the mean includes the hourly field updates in their share (the
+git revision REV (unpacked into a temporary folder) in the same run, on the same host. Timing:
+warm-up steps first, garbage collection off, every step timed; blocks of whole simulated hours, so the mean includes the hourly field updates in their share (the
 median step is one without). Throughput (cell-updates/s) is from the mean. A cell-update is one
 live cell visited once in one time step (a step is the migration sweeps plus the interaction
 sweep). Whole runs (the killing-assay dish, a virtual-cohort patient) are timed end to end. The same rules written with plain Mesa

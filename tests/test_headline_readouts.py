@@ -3,8 +3,8 @@
 docs/trials.md compares 200 patients of each shipped trial with the published readouts; this
 test guards the headline of each (the response rate a clinician reads first, and the severe
 CRS rate of the solid trial, whose safety is its point) on the first 30 patients of the same
-cohort, simulated here as `cartsim trial` would (~2.5 min of one core for the three trials:
-the patients cost 3-4 s each, issue 30).
+cohort, simulated here as `cartsim trial` would (316 s of one core for the three trials,
+measured on the 2-core CI machine: the patients cost 3-4 s each, issue 30).
 
 Tolerance: a cohort of 30 carries binomial sampling error (Wilson 95 % interval of about +-16
 points around 70 %), so the test asks that the simulated interval overlap the published one

@@ -87,15 +87,15 @@ def compile_in_background() -> subprocess.Popen | None:
     if (numba.config.DISABLE_JIT or (os.cpu_count() or 1) < 2
             or _cached(fields.solve_field)):
         return None
-    program = "from simulation.engine.jit import compile_beside_kernel; compile_beside_kernel()"
     # this very package, whatever the working directory holds: -P keeps `python -c` from
     # putting the working directory first on sys.path (another `simulation` there would
-    # compile in its place), and PYTHONPATH names the folder this package was imported from
+    # compile in its place); the folder this package was imported from comes last, for a
+    # source tree that is not installed
     package_parent = str(Path(__file__).resolve().parents[2])
-    search_path = os.pathsep.join(filter(None, (package_parent, os.environ.get("PYTHONPATH"))))
-    return subprocess.Popen([sys.executable, "-P", "-c", program],
-                            env={**os.environ, "PYTHONPATH": search_path},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    program = (f"import sys; sys.path.append({package_parent!r}); "
+               "from simulation.engine.jit import compile_beside_kernel; compile_beside_kernel()")
+    return subprocess.Popen([sys.executable, "-P", "-c", program], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def announce_compilation(stream: TextIO | None = None) -> bool:
