@@ -112,7 +112,9 @@ class CarTModel(mesa.Model):
         self.sweep = 0
         # the named events, then CAR-T entering the blood per class (constants.E_CLASS_TO_BLOOD)
         self.events = np.zeros(N_EVENT_SLOTS, dtype=np.int64)
-        announce_compilation()  # the first kernel call on a machine compiles: say so first
+        # which kernel this scenario runs; its first call on a machine compiles: say so first
+        self.receptor_logic = kernel.receptor_logic(self.params, self.lattice.extra)
+        announce_compilation(self.receptor_logic)
         self._compile_kernel_beside_the_rest()
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.microenvironment = Microenvironment(cfg, self.lattice)
@@ -159,7 +161,8 @@ class CarTModel(mesa.Model):
         returned = self.events[E_CLASS_TO_BLOOD:].copy()
         self.sweep = kernel.advance(lat, self.params, self.motility.move_p,
                                     self.motility.persist_p, self.seed, self.sweep, 1,
-                                    self.motility.n_substeps, self.events, self.motile_rows)
+                                    self.motility.n_substeps, self.events, self.motile_rows,
+                                    self.receptor_logic)
         returned = (self.events[E_CLASS_TO_BLOOD:] - returned).reshape(-1, 2)
         n_classes = self.params.shape[0]
         self.blood.effector += returned[:n_classes, 0]
@@ -182,15 +185,16 @@ class CarTModel(mesa.Model):
             self.running = False
 
     def _compile_kernel_beside_the_rest(self) -> None:
-        """On a machine's first run, compile the lattice kernel here while a second process
-        compiles the field solver and the kernel's other entry points (``compile_in_background``);
-        a kernel call of zero steps changes nothing."""
-        rest = compile_in_background()
+        """On a machine's first run, compile the lattice kernel of this scenario
+        (``kernel.receptor_logic``) here while a second process compiles the field solver and
+        the kernel's other entry points (``compile_in_background``); a kernel call of zero
+        steps changes nothing."""
+        rest = compile_in_background(self.receptor_logic)
         if rest is None:
             return
         kernel.advance(self.lattice, self.params, self.motility.move_p, self.motility.persist_p,
                        self.seed, self.sweep, 0, self.motility.n_substeps, self.events,
-                       self.motile_rows)
+                       self.motile_rows, self.receptor_logic)
         rest.wait()
 
     def run(self) -> None:

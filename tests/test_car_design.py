@@ -105,9 +105,11 @@ def test_or_response_is_the_chance_that_either_receptor_triggers():
     responses = [kernel.antigen_response(a, k, 2.0)
                  for a, k in ((1000.0, HALF_MAX), (3000.0, 1500.0), (500.0, 800.0))]
     expected = 1.0 - np.prod([1.0 - r for r in responses])
-    assert kernel.kill_response(lat.cells, lat.extra, site, params) == pytest.approx(expected)
+    assert kernel.kill_response(lat.cells, lat.extra, site, params, True) == pytest.approx(expected)
     single = quiet()[0]
-    assert kernel.kill_response(lat.cells, lat.extra, site, single) == responses[0]
+    # a plain CAR: the kernel compiled for every scenario and the one for plain CARs agree
+    assert kernel.kill_response(lat.cells, lat.extra, site, single, True) == responses[0]
+    assert kernel.kill_response(lat.cells, lat.extra, site, single, None) == responses[0]
 
 
 def test_or_car_binds_the_target_with_the_strongest_combined_signal():
@@ -117,7 +119,7 @@ def test_or_car_binds_the_target_with_the_strongest_combined_signal():
     both = target_with(lat, 3, 2, a=HIGH, b=HIGH)  # both high: a stronger OR signal
     params = quiet(second_kill_slot=1, second_half_max=HALF_MAX)[0]
     picked = {kernel.best_target(car_t, kernel.site_position(car_t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, params,
-                                 SEED, sweep) for sweep in range(32)}
+                                 SEED, sweep, True) for sweep in range(32)}
     assert picked == {both}
 
 

@@ -266,6 +266,30 @@ def test_advance_is_deterministic(case):
 
 
 @SETTINGS
+@given(cases())
+def test_the_kernel_for_plain_cars_equals_the_kernel_for_every_scenario(case):
+    """``kernel.receptor_logic`` None compiles the sweep without the branches of several
+    antigens and receptor logic; on a plain CAR (every case here) the kernel that keeps them
+    (True) must give the same cells, events and census, draw for draw."""
+    assert kernel.receptor_logic(case.params, case.lattice.extra) is None
+    results = []
+    for logic in (None, True):
+        cells = case.lattice.cells.copy()
+        events = new_events()
+        motile_rows = np.zeros(case.lattice.shape[0] * case.lattice.shape[1], dtype=np.uint8)
+        kernel.mark_motile_rows(cells, case.lattice.shape, case.move_p, motile_rows)
+        lat = case.lattice
+        kernel._advance(cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
+                        case.move_p, case.persist_p, case.params, case.seed, case.first_sweep,
+                        case.n_steps, case.n_substeps, events, motile_rows, logic)
+        results.append((cells, events, kernel._census(cells, lat.extra, case.params, logic)))
+    (plain, plain_events, plain_census), (general, general_events, general_census) = results
+    assert np.array_equal(plain, general)
+    assert np.array_equal(plain_events, general_events)
+    assert np.array_equal(plain_census, general_census)
+
+
+@SETTINGS
 @given(cases(), st.integers(0, 6))
 def test_advance_in_chunks_equals_advance_at_once(case, split):
     split = min(split, case.n_steps)

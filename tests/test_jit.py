@@ -22,17 +22,42 @@ class Uncompiled:
 
 def test_announces_once_when_the_kernels_must_compile(monkeypatch, capsys):
     monkeypatch.setattr(jit, "ENTRY_POINTS", (Uncompiled(),))
-    monkeypatch.setattr(jit, "_announced", False)
+    monkeypatch.setattr(jit, "_announced", set())
     monkeypatch.setattr(jit.numba.config, "DISABLE_JIT", False)
     assert jit.announce_compilation() is True
     assert jit.announce_compilation() is False  # once per process
     assert capsys.readouterr().err == jit.MESSAGE + "\n"
 
 
+def test_announces_again_for_a_scenario_whose_kernel_differs(monkeypatch, capsys):
+    """A scenario with receptor logic runs a kernel of its own (``kernel.receptor_logic``):
+    its first run compiles again, and says so, after a plain one did."""
+    monkeypatch.setattr(jit, "ENTRY_POINTS", (Uncompiled(),))
+    monkeypatch.setattr(jit, "_announced", set())
+    monkeypatch.setattr(jit.numba.config, "DISABLE_JIT", False)
+    assert jit.announce_compilation(None) is True
+    assert jit.announce_compilation(None) is False
+    assert jit.announce_compilation(True) is True
+    assert capsys.readouterr().err == 2 * (jit.MESSAGE + "\n")
+
+
+class CompiledForPlainCars:
+    """A dispatcher compiled in this process for ``logic`` None only (its last argument)."""
+
+    signatures = [(jit.numba.types.int64, jit.numba.types.none)]
+
+
+def test_a_kernel_counts_as_cached_only_for_the_logic_it_was_compiled_for():
+    compiled = CompiledForPlainCars()
+    assert jit._cached(compiled, None)
+    assert not jit._cached(compiled, True)  # (and it has no on-disk cache)
+    assert jit._cached(compiled)  # a kernel compiled once for every scenario
+
+
 def test_says_nothing_when_the_kernels_are_compiled(monkeypatch, capsys):
     warm_up()  # every entry point is compiled (or loaded) in this process now
     capsys.readouterr()  # (a first compile in this test session announced itself)
-    monkeypatch.setattr(jit, "_announced", False)
+    monkeypatch.setattr(jit, "_announced", set())
     assert jit.kernels_cached()
     assert jit.announce_compilation() is False
     assert capsys.readouterr().err == ""
@@ -53,7 +78,7 @@ from simulation.engine import fields, kernel
 from simulation.model import CarTModel
 from simulation.execution.pool import warm_up
 warm_up()
-for dispatcher in (fields.solve_field, kernel.census, kernel.extravasate):
+for dispatcher in (fields.solve_field, kernel._census, kernel.extravasate):
     print(len(dispatcher._cache_hits), len(dispatcher._cache_misses))
 print(len(kernel.COMPILED_ENTRY_POINTS[0]._cache_misses))
 """

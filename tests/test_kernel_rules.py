@@ -195,7 +195,7 @@ def test_best_target_picks_the_neighbour_with_most_antigen():
     best = place(lat, 4, 4, NORMAL, 5000.0)
     place(lat, 3, 2, CANCER, 300.0)
     place(lat, 2, 3, CAR_T)  # CAR-T are not targets
-    picked = {kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep)
+    picked = {kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep, None)
               for sweep in range(64)}
     assert picked == {best}
 
@@ -207,7 +207,7 @@ def test_best_target_returns_minus_one_without_antigen_positive_neighbour():
     place(lat, 4, 4, NORMAL, 0.0)
     place(lat, 5, 5, CANCER, 9000.0)  # not a neighbour
     for sweep in range(16):
-        assert kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep) == -1
+        assert kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, sweep, None) == -1
 
 
 def test_best_target_breaks_ties_randomly_between_equal_neighbours():
@@ -215,7 +215,7 @@ def test_best_target_breaks_ties_randomly_between_equal_neighbours():
     t = place(lat, 3, 3, CAR_T)
     a = place(lat, 2, 3, CANCER, 3000.0)
     b = place(lat, 4, 3, CANCER, 3000.0)
-    picked = [kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, s) for s in range(200)]
+    picked = [kernel.best_target(t, kernel.site_position(t, lat.shape), lat.cells, lat.extra, lat.shape, lat.offsets, quiet_params()[0], SEED, s, None) for s in range(200)]
     assert set(picked) == {a, b}
 
 
@@ -695,7 +695,8 @@ def test_target_scans_skipped_on_a_lattice_without_targets_change_nothing():
         for substep in range(3):
             kernel.sweep_lattice(forced.cells, forced.extra, forced.tissue, forced.fields,
                                  forced.shape, forced.offsets, move_p, persist_p, params, SEED,
-                                 sweep, forced_events, substep == 2, rows.copy(), True)
+                                 sweep, forced_events, substep == 2, rows.copy(), True,
+                                 kernel.receptor_logic(params, forced.extra))
             sweep += 1
     assert np.array_equal(lat.cells, forced.cells)
     assert np.array_equal(events, forced_events)

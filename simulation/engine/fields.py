@@ -162,6 +162,20 @@ def _any_above(values, threshold):
 
 
 @njit(cache=True)
+def _largest_magnitude(values):
+    """The largest ``abs`` of ``values`` (``max(values.max(), -values.min())``, NaN if one
+    is), in one loop: numpy's two reductions cost ~0.6 s of a machine's first run."""
+    largest = 0.0
+    for value in values:
+        size = abs(value)
+        if size > largest or size != size:
+            largest = size
+            if size != size:
+                break
+    return largest
+
+
+@njit(cache=True)
 def _any_below(values, threshold):
     """True if any of ``values`` lies below ``threshold`` (as ``_any_above``)."""
     found = False
@@ -380,7 +394,7 @@ def _v_cycle(c, known_per_min, shape, coupling_per_min, loss_per_min, uptake_per
                 sink[lo:hi], no_fixed[:hi - lo], ZERO_FLUX, smoothing, post_sweeps,
                 coarse_has_sink, coarse_has_fixed)
     correction = error[starts[1]:starts[2]]
-    change += max(correction.max(), -correction.min())
+    change += _largest_magnitude(correction)
     _prolong_add(correction, _shape_of(shapes, 1), c, shape, fixed, _edge_weight(0, edge_value))
     return change + _smooth(c, known_per_min, shape, coupling_per_min, loss_per_min,
                             uptake_per_min, fixed, edge_value, smoothing, post_sweeps,

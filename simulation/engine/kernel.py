@@ -199,10 +199,15 @@ def vetoed(cells, extra, j, params):
 
 
 @njit(cache=True, inline="always")
-def recognised(cells, extra, j, params):
+def recognised(cells, extra, j, params, logic):
     """True if a killing receptor binds the cell at ``j`` (its antigen at or above that
-    receptor's half-max density) and no inhibitory CAR vetoes it: a synapse forms."""
+    receptor's half-max density) and no inhibitory CAR vetoes it: a synapse forms.
+
+    ``logic`` None: the CAR has one killing receptor and no inhibitory one, and only that
+    is compiled (``receptor_logic``)."""
     hit = antigen_at(cells, extra, j, params.kill_slot) >= params.antigen_half_max
+    if logic is None:
+        return hit
     slot = params.second_kill_slot
     if not hit and slot != C.NO_RECEPTOR:
         hit = antigen_at(cells, extra, j, slot) >= params.second_half_max
@@ -213,12 +218,16 @@ def recognised(cells, extra, j, params):
 
 
 @njit(cache=True, inline="always")
-def kill_response(cells, extra, j, params):
+def kill_response(cells, extra, j, params, logic):
     """Fraction of the maximal kill rate against the cell at ``j``.
 
     One killing receptor: ``antigen_response`` of its antigen. Several (OR logic): each
     triggers independently, so the response is ``1 - prod(1 - r_k)``. 0 if vetoed.
+    ``logic`` None: one killing receptor and no inhibitory one (``receptor_logic``).
     """
+    if logic is None:
+        return antigen_response(antigen_at(cells, extra, j, params.kill_slot),
+                                params.antigen_half_max, params.hill_coefficient)
     if vetoed(cells, extra, j, params):
         return 0.0
     hill = params.hill_coefficient
@@ -237,19 +246,20 @@ def kill_response(cells, extra, j, params):
 
 
 @njit(cache=True, inline="always")
-def target_score(cells, extra, j, params):
+def target_score(cells, extra, j, params, logic):
     """How strongly a CAR-T is drawn to the neighbour at ``j`` (0: not a target).
 
     A CAR with one killing receptor and no inhibitory CAR ranks targets by the density of its
     antigen (molecules/cell); with several receptors or a veto, by ``kill_response``.
     """
-    if params.second_kill_slot == C.NO_RECEPTOR and params.veto_slot == C.NO_RECEPTOR:
-        return antigen_at(cells, extra, j, params.kill_slot)
-    return kill_response(cells, extra, j, params)
+    if logic is not None and (params.second_kill_slot != C.NO_RECEPTOR
+                              or params.veto_slot != C.NO_RECEPTOR):
+        return kill_response(cells, extra, j, params, logic)
+    return antigen_at(cells, extra, j, params.kill_slot)
 
 
 @njit(cache=True)
-def best_target(site, position, cells, extra, shape, offsets, params, seed, sweep):
+def best_target(site, position, cells, extra, shape, offsets, params, seed, sweep, logic):
     """The neighbour with the highest ``target_score``, or -1 if none scores above 0.
 
     CAR-T bind the target that gives the strongest signal; ties are broken uniformly at random.
@@ -261,7 +271,7 @@ def best_target(site, position, cells, extra, shape, offsets, params, seed, swee
     for k in range(n_off):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
         if j >= 0 and is_target(cells[j].cell_type):
-            score = target_score(cells, extra, j, params)
+            score = target_score(cells, extra, j, params, logic)
             if score > best_score:
                 best_score = score
                 n_best = 1
@@ -273,7 +283,7 @@ def best_target(site, position, cells, extra, shape, offsets, params, seed, swee
     for k in range(n_off):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
         if (j >= 0 and is_target(cells[j].cell_type)
-                and target_score(cells, extra, j, params) == best_score):
+                and target_score(cells, extra, j, params, logic) == best_score):
             if chosen == 0:
                 return j
             chosen -= 1
@@ -281,12 +291,13 @@ def best_target(site, position, cells, extra, shape, offsets, params, seed, swee
 
 
 @njit(cache=True)
-def has_recognised_neighbour(site, position, cells, extra, shape, offsets, params):
+def has_recognised_neighbour(site, position, cells, extra, shape, offsets, params, logic):
     """True if a neighbour is ``recognised`` by the CAR-T at ``site`` (a synapse)."""
     x, y, z = position
     for k in range(offsets.shape[0]):
         j = neighbour_from(site, x, y, z, k, shape, offsets)
-        if j >= 0 and is_target(cells[j].cell_type) and recognised(cells, extra, j, params):
+        if j >= 0 and is_target(cells[j].cell_type) and recognised(cells, extra, j, params,
+                                                                  logic):
             return True
     return False
 
@@ -317,13 +328,15 @@ def has_priming_neighbour(site, position, cells, extra, shape, offsets, params):
 
 
 @njit(cache=True, inline="always")
-def car_expressed(site, position, cells, extra, shape, offsets, params):
+def car_expressed(site, position, cells, extra, shape, offsets, params, logic):
     """Update the AND-gate priming timer of the CAR-T at ``site``; True if its CAR is expressed.
 
     A CAR without a priming receptor is always expressed. With one (AND logic), contact with
     the priming antigen (re)sets ``primed`` to ``params.priming_steps``; away from it the timer
     runs down one per time step and the CAR is expressed while it is above 0.
     """
+    if logic is None:
+        return True
     if params.prime_slot == C.NO_RECEPTOR:
         return True
     if has_priming_neighbour(site, position, cells, extra, shape, offsets, params):
@@ -428,7 +441,7 @@ def clear_site(site, cells, extra):
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def migrate_cell(site, position, cells, extra, tissue, fields, shape, offsets, move_p, persist_p,
-                 params, seed, sweep, targets_left):
+                 params, seed, sweep, targets_left, logic):
     """One migration attempt of the cell at ``site`` (at ``position``, its (x, y, z), which the
     sweep knows without dividing); returns its site afterwards.
 
@@ -447,7 +460,8 @@ def migrate_cell(site, position, cells, extra, tissue, fields, shape, offsets, m
         return site
     if cell == CAR_T and targets_left and (
             params.prime_slot == C.NO_RECEPTOR or extra[site].primed > 0) and (
-            has_recognised_neighbour(site, position, cells, extra, shape, offsets, params)):
+            has_recognised_neighbour(site, position, cells, extra, shape, offsets, params,
+                                     logic)):
         return site
     n_off = offsets.shape[0]
     direction = cells[site].heading
@@ -474,7 +488,7 @@ def migrate_cell(site, position, cells, extra, tissue, fields, shape, offsets, m
 # ---------------------------------------------------------------------------------------------
 @njit(cache=True, inline="always")
 def cancer_cell_update(site, position, cells, extra, tissue, fields, shape, offsets, params, seed,
-                       sweep, events, row):
+                       sweep, events, row, logic):
     """Necrosis, apoptosis or division into a free neighbour (contact inhibition); returns the
     daughter's site, or -1.
 
@@ -485,6 +499,7 @@ def cancer_cell_update(site, position, cells, extra, tissue, fields, shape, offs
     to 0 at the necrosis threshold. The probabilities split ``1 - exp(-(death + birth) dt)`` by
     rate (competing hazards). A daughter inherits the antigen with log-normal noise, or is born
     antigen-negative with probability ``params.antigen_loss_p``. Counts go to ``events[row]``.
+    ``logic`` None: the cells carry one antigen (``receptor_logic``).
     """
     oxygen = fields[F_OXYGEN, site]
     necrosis_o2 = params.necrosis_o2_mmhg
@@ -518,6 +533,8 @@ def cancer_cell_update(site, position, cells, extra, tissue, fields, shape, offs
     cells[daughter].antigen = inherited_antigen(
         cells[site].antigen, params.antigen_loss_p, params.antigen_inheritance_sigma, seed, sweep,
         site, C.RNG_ANTIGEN_LOSS, C.RNG_ANTIGEN_NOISE, C.RNG_ANTIGEN_NOISE_2)
+    if logic is None:
+        return daughter_born(daughter, cells, sweep, events, row)
     if params.n_antigens > 1:
         extra[daughter].antigen_b = inherited_antigen(
             extra[site].antigen_b, params.antigen_b_loss_p, params.antigen_b_inheritance_sigma,
@@ -543,7 +560,7 @@ def daughter_born(daughter, cells, sweep, events, row):
 
 @njit(cache=True)
 def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, params, seed, sweep,
-                 events, row, targets_left):
+                 events, row, targets_left, logic):
     """One time step of a CAR-T: death, memory, kill attempt, exhaustion, division, exit to blood.
 
     The CAR-T attacks its ``best_target`` if its CAR is expressed (``car_expressed``: always,
@@ -561,7 +578,8 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     ``params.intravasation_p`` (the caller adds it to the blood pool). An activated CD8 CAR-T
     that needs help (``params.needs_help``) divides with ``params.unhelped_divide_p`` unless a
     CD4 CAR-T is next to it. Counts go to ``events[row]``. Returns the site of a daughter born
-    now, or -1.
+    now, or -1. ``logic`` None: one antigen, one killing receptor, no AND or NOT gate and no
+    help (``receptor_logic``): only that is compiled.
     """
     state = cells[site].car_t_state
     if state == EXHAUSTED:
@@ -577,9 +595,10 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
 
     target = -1
     # (the priming timer runs down even with no target left: car_expressed first)
-    if car_expressed(site, position, cells, extra, shape, offsets, params) and targets_left:
-        target = best_target(site, position, cells, extra, shape, offsets, params, seed, sweep)
-    bound = target >= 0 and recognised(cells, extra, target, params)
+    if car_expressed(site, position, cells, extra, shape, offsets, params, logic) and targets_left:
+        target = best_target(site, position, cells, extra, shape, offsets, params, seed, sweep,
+                             logic)
+    bound = target >= 0 and recognised(cells, extra, target, params, logic)
     if state == MEMORY:
         if not bound:
             leave_for_blood(site, position, cells, extra, tissue, shape, offsets, params, seed,
@@ -603,7 +622,8 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
         oxygen_factor = hypoxic + (1.0 - hypoxic) * ramp(
             fields[F_OXYGEN, site], params.necrosis_o2_mmhg, params.proliferation_o2_mmhg)
         rate = (params.car_t_kill_rate_per_min * oxygen_factor * suppression
-                * kill_response(cells, extra, target, params) * params.armoured_kill_factor)
+                * kill_response(cells, extra, target, params, logic)
+                * params.armoured_kill_factor)
         if exhausted:
             rate *= params.exhausted_kill_factor
         if cells[site].engaged < params.arming_steps:  # not armed yet
@@ -639,7 +659,8 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     if exhausted or cells[site].divisions >= params.max_divisions:
         return -1
     divide_p = params.car_t_divide_p
-    if params.needs_help and not has_helper_neighbour(site, position, cells, shape, offsets):
+    if logic is not None and params.needs_help and not has_helper_neighbour(
+            site, position, cells, shape, offsets):
         divide_p = params.unhelped_divide_p
     if uniform(seed, sweep, site, C.RNG_DIVIDE) >= divide_p:
         return -1
@@ -656,7 +677,7 @@ def car_t_update(site, position, cells, extra, tissue, fields, shape, offsets, p
     cells[daughter].engaged = min(cells[site].engaged, params.arming_steps)
     cells[daughter].activation = cells[site].activation
     cells[daughter].car_class = cells[site].car_class
-    if extra.shape[0] > 0:
+    if logic is not None and extra.shape[0] > 0:
         extra[daughter].primed = extra[site].primed
     cells[daughter].stamp = sweep & 0xFFFF
     events[row, C.E_CAR_T_BORN] += 1
@@ -692,7 +713,7 @@ def necrotic_update(site, cells, extra, params, seed, sweep, events, row):
 
 @njit(cache=True, parallel=PRANGE_ONLY)
 def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-                  sweep, events, interaction, motile_rows, targets_left):
+                  sweep, events, interaction, motile_rows, targets_left, logic):
     """Visit every cell once, row class by row class, rows of a class in parallel.
 
     ``interaction=False``: a migration sweep (each motile cell gets one migration attempt).
@@ -710,6 +731,9 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
     which hold nothing it would touch (sessile tissue is most of a solid tumour), and marks the
     row a cell moves into. An interaction sweep visits every row anyway: it sets each row's mark
     to whether the row held a motile cell, and marks the row of each motile daughter.
+
+    ``logic`` (``receptor_logic``): None compiles the sweep for plain CARs only (one antigen,
+    one killing receptor, no AND or NOT gate, no help), True for every scenario.
     """
     nz, ny, nx = shape
     stamp_now = sweep & 0xFFFF
@@ -751,7 +775,7 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                     moved_to = migrate_cell(site, (x, y, z), cells, extra, tissue, fields, shape,
                                             offsets, move_p, persist_p,
                                             params[cells[site].car_class], seed, sweep,
-                                            targets_left)
+                                            targets_left, logic)
                     if not row <= moved_to < row + nx:
                         motile_rows[moved_to // nx] = 1  # it left the row
                 continue
@@ -771,11 +795,11 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
                 if cell == CANCER:
                     moved_to = cancer_cell_update(site, position, cells, extra, tissue, fields,
                                                   shape, offsets, p, seed, sweep, row_events,
-                                                  slot)
+                                                  slot, logic)
                 elif cell == CAR_T:
                     moved_to = car_t_update(site, position, cells, extra, tissue, fields, shape,
                                             offsets, params[cells[site].car_class], seed, sweep,
-                                            row_events, slot, targets_left)
+                                            row_events, slot, targets_left, logic)
                 else:
                     necrotic_update(site, cells, extra, p, seed, sweep, row_events, slot)
                 if motile and moved_to >= 0 and not row <= moved_to < row + nx:
@@ -790,19 +814,21 @@ def sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_
 @njit(cache=True)
 def migration_sweep(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params,
                     seed, sweep):
-    """Give every motile cell one migration attempt (every row scanned)."""
+    """Give every motile cell one migration attempt (every row scanned), compiled for every
+    scenario (``logic`` True)."""
     sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
                   sweep, np.zeros(N_EVENTS, dtype=np.int64), False,
-                  np.ones(shape[0] * shape[1], dtype=np.uint8), holds_target(cells))
+                  np.ones(shape[0] * shape[1], dtype=np.uint8), holds_target(cells), True)
 
 
 @njit(cache=True)
 def interaction_sweep(cells, extra, tissue, fields, shape, offsets, params, seed, sweep, events):
-    """Death, killing, exhaustion and division for every cell; counts go to ``events``."""
+    """Death, killing, exhaustion and division for every cell; counts go to ``events``
+    (compiled for every scenario: ``logic`` True)."""
     no_motion = np.zeros(N_CELL_TYPES)
     sweep_lattice(cells, extra, tissue, fields, shape, offsets, no_motion, no_motion, params,
                   seed, sweep, events, True, np.zeros(shape[0] * shape[1], dtype=np.uint8),
-                  holds_target(cells))
+                  holds_target(cells), True)
 
 
 @njit(cache=True)
@@ -831,9 +857,31 @@ def mark_motile_rows(cells, shape, move_p, motile_rows):
                 break
 
 
+#: ``advance``'s ``logic`` when the caller leaves it to ``advance``
+UNKNOWN = object()
+
+
+def receptor_logic(params: np.ndarray, extra: np.ndarray) -> bool | None:
+    """What the kernels compile for a scenario: None when every CAR-T class (``params``) is a
+    plain CAR on cells with one antigen (``extra`` empty: one killing receptor, no priming or
+    inhibitory receptor, no need of CD4 help), True otherwise.
+
+    numba compiles a kernel once per type of this argument, and with None prunes the branches
+    of several antigens and receptor logic before typing them: the scenarios most users run
+    compile a smaller kernel on a machine's first run, and a scenario with receptor logic
+    compiles its own kernel when it first needs it. Both kernels give a plain CAR the same
+    results (tests/test_invariants.py). About 10 us: ``advance`` takes it from a caller that
+    steps one scenario many times."""
+    receptors = ("second_kill_slot", "third_kill_slot", "prime_slot", "veto_slot")
+    if (extra.shape[0] == 0 and all((params[name] == C.NO_RECEPTOR).all() for name in receptors)
+            and not params["needs_help"].any() and (params["n_antigens"] <= 1).all()):
+        return None
+    return True
+
+
 def advance(lattice: Lattice, params: np.ndarray, move_p: np.ndarray, persist_p: np.ndarray,
             seed: int, first_sweep: int, n_steps: int, n_move_substeps: int,
-            events: np.ndarray, motile_rows: np.ndarray) -> int:
+            events: np.ndarray, motile_rows: np.ndarray, logic: bool | None = UNKNOWN) -> int:
     """Advance ``lattice`` (its cells and extra records, in place) ``n_steps`` time steps;
     returns the next free sweep number. The public entry of the lattice kernel: it checks the
     arrays, then runs the compiled ``_advance`` on them.
@@ -845,6 +893,7 @@ def advance(lattice: Lattice, params: np.ndarray, move_p: np.ndarray, persist_p:
     the heading. ``events`` (int64, at least ``N_EVENTS``) accumulates counts; ``motile_rows``
     (uint8, one per row) marks the rows that may hold a motile cell (``sweep_lattice``).
     The fields are held fixed over the call (the caller updates them between time steps).
+    ``logic``: ``receptor_logic(params, lattice.extra)``, worked out here unless given.
     """
     if lattice.cells.dtype != C.CELL_DTYPE or lattice.extra.dtype != C.CELL_EXTRA_DTYPE:
         raise TypeError("advance: the lattice's records are not CELL_DTYPE / CELL_EXTRA_DTYPE")
@@ -863,13 +912,14 @@ def advance(lattice: Lattice, params: np.ndarray, move_p: np.ndarray, persist_p:
                          f"{n_move_substeps})")
     return _advance(lattice.cells, lattice.extra, lattice.tissue, lattice.fields, lattice.shape,
                     lattice.offsets, move_p, persist_p, params, seed, first_sweep, n_steps,
-                    n_move_substeps, events, motile_rows)
+                    n_move_substeps, events, motile_rows,
+                    receptor_logic(params, lattice.extra) if logic is UNKNOWN else logic)
 
 
 @njit(cache=True)
 def _advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-             first_sweep, n_steps, n_move_substeps, events, motile_rows):
-    """``advance`` on the lattice's arrays (checked there)."""
+             first_sweep, n_steps, n_move_substeps, events, motile_rows, logic):
+    """``advance`` on the lattice's arrays (checked there); ``logic`` from ``receptor_logic``."""
     sweep = first_sweep
     for _ in range(n_steps):
         # no cancer or normal cell anywhere (a cleared dish): CAR-T skip their target scans,
@@ -880,7 +930,8 @@ def _advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, pa
             # literal argument, and this one (parallel, everything inlined) takes ~10 s
             interaction = substep == n_move_substeps
             sweep_lattice(cells, extra, tissue, fields, shape, offsets, move_p, persist_p,
-                          params, seed, sweep, events, interaction, motile_rows, targets_left)
+                          params, seed, sweep, events, interaction, motile_rows, targets_left,
+                          logic)
             sweep += 1
     return sweep
 
@@ -925,8 +976,7 @@ def extravasate(cells, extra, tissue, shape, offsets, vessel_sites, n_cells, fir
     return placed
 
 
-@njit(cache=True)
-def census(cells, extra, params):
+def census(cells: np.ndarray, extra: np.ndarray, params: np.ndarray) -> np.ndarray:
     """Counts of the lattice content, in the order of ``constants.CENSUS_NAMES`` (slots
     ``constants.CENSUS_*``).
 
@@ -934,12 +984,18 @@ def census(cells, extra, params):
     scenario's products see it); a normal cell is antigen-positive if it carries any antigen a
     product's killing receptors bind.
     """
+    return _census(cells, extra, params, receptor_logic(params, extra))
+
+
+@njit(cache=True)
+def _census(cells, extra, params, logic):
+    """``census``, compiled for ``logic`` (``receptor_logic``)."""
     counts = np.zeros(N_CENSUS, dtype=np.int64)
     for site in range(cells.shape[0]):
         cell = cells[site].cell_type
         if cell == CANCER:
             counts[C.CENSUS_TUMOR_CELLS] += 1
-            antigen_class = products_antigen_class(cells, extra, site, params)
+            antigen_class = products_antigen_class(cells, extra, site, params, logic)
             if antigen_class == C.ANTIGEN_NEGATIVE:
                 counts[C.CENSUS_TUMOR_ANTIGEN_NEGATIVE] += 1
             elif antigen_class == C.ANTIGEN_HIGH:
@@ -948,7 +1004,7 @@ def census(cells, extra, params):
                 counts[C.CENSUS_TUMOR_ANTIGEN_LOW] += 1
         elif cell == NORMAL:
             counts[C.CENSUS_NORMAL_CELLS] += 1
-            if products_antigen_class(cells, extra, site, params) != C.ANTIGEN_NEGATIVE:
+            if products_antigen_class(cells, extra, site, params, logic) != C.ANTIGEN_NEGATIVE:
                 counts[C.CENSUS_NORMAL_ANTIGEN_POSITIVE] += 1
         elif cell == CAR_T:
             counts[C.CENSUS_CAR_T_CELLS] += 1
@@ -964,33 +1020,35 @@ def census(cells, extra, params):
     return counts
 
 
-@njit(cache=True, inline="always")
-def products_antigen_class(cells, extra, j, params):
+@njit(cache=True)
+def products_antigen_class(cells, extra, j, params, logic):
     """The antigen of the cell at ``j`` as the scenario's products see it: the highest
     ``car_antigen_class`` over the products' records (``params[0]``, ``params[N_SUBSETS]``,
     ...; a product's subsets share its receptors). High if some product recognises it,
     negative if it carries no antigen any product binds."""
     best = C.ANTIGEN_NEGATIVE
     for k in range(0, params.shape[0], C.N_SUBSETS):
-        best = max(best, car_antigen_class(cells, extra, j, params[k]))
+        best = max(best, car_antigen_class(cells, extra, j, params[k], logic))
     return best
 
 
 @njit(cache=True, inline="always")
-def car_antigen_class(cells, extra, j, params):
+def car_antigen_class(cells, extra, j, params, logic):
     """The antigen of the cell at ``j`` as the CAR sees it: ``constants.ANTIGEN_NEGATIVE``
     (none of its killing receptors' antigens), ``ANTIGEN_HIGH`` (``recognised``) or
     ``ANTIGEN_LOW`` (in between)."""
-    if not carries_car_antigen(cells, extra, j, params):
+    if not carries_car_antigen(cells, extra, j, params, logic):
         return C.ANTIGEN_NEGATIVE
-    return C.ANTIGEN_HIGH if recognised(cells, extra, j, params) else C.ANTIGEN_LOW
+    return C.ANTIGEN_HIGH if recognised(cells, extra, j, params, logic) else C.ANTIGEN_LOW
 
 
 @njit(cache=True, inline="always")
-def carries_car_antigen(cells, extra, j, params):
+def carries_car_antigen(cells, extra, j, params, logic):
     """True if the cell at ``j`` carries any antigen a killing receptor of the CAR binds."""
     if antigen_at(cells, extra, j, params.kill_slot) > 0.0:
         return True
+    if logic is None:
+        return False
     slot = params.second_kill_slot
     if slot != C.NO_RECEPTOR and antigen_at(cells, extra, j, slot) > 0.0:
         return True
@@ -1026,15 +1084,20 @@ def car_t_by_class(cells, n_classes):
     return counts
 
 
-@njit(cache=True)
-def antigen_classes(cells, extra, params):
+def antigen_classes(cells: np.ndarray, extra: np.ndarray, params: np.ndarray) -> np.ndarray:
     """Per site, ``products_antigen_class`` as uint8; ``ANTIGEN_NEGATIVE`` on empty sites."""
+    return _antigen_classes(cells, extra, params, receptor_logic(params, extra))
+
+
+@njit(cache=True)
+def _antigen_classes(cells, extra, params, logic):
+    """``antigen_classes``, compiled for ``logic`` (``receptor_logic``)."""
     classes = np.zeros(cells.shape[0], dtype=np.uint8)
     for site in range(cells.shape[0]):
-        classes[site] = products_antigen_class(cells, extra, site, params)
+        classes[site] = products_antigen_class(cells, extra, site, params, logic)
     return classes
 
 
 #: the compiled functions the model calls, through ``advance`` or directly; each carries its
 #: callees in its compiled code (``engine.jit`` checks numba's cache for them)
-COMPILED_ENTRY_POINTS = (_advance, census, extravasate)
+COMPILED_ENTRY_POINTS = (_advance, _census, extravasate)

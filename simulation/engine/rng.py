@@ -41,7 +41,7 @@ def uniform(seed, sweep, site, purpose):
     return float(_splitmix64(_splitmix64(key)) >> _S11) * _TO_UNIT
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def randint(seed, sweep, site, purpose, n):
     """Integer in [0, n) for this (seed, sweep, site, purpose)."""
     k = int(uniform(seed, sweep, site, purpose) * n)
