@@ -279,10 +279,11 @@ def test_the_kernel_for_plain_cars_equals_the_kernel_for_every_scenario(case):
         motile_rows = np.zeros(case.lattice.shape[0] * case.lattice.shape[1], dtype=np.uint8)
         kernel.mark_motile_rows(cells, case.lattice.shape, case.move_p, motile_rows)
         lat = case.lattice
-        kernel._advance(cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
-                        case.move_p, case.persist_p, case.params, case.seed, case.first_sweep,
-                        case.n_steps, case.n_substeps, events, motile_rows, logic)
-        results.append((cells, events, kernel._census(cells, lat.extra, case.params, logic)))
+        kernel.advance_kernel(cells, lat.extra, lat.tissue, lat.fields, lat.shape, lat.offsets,
+                              case.move_p, case.persist_p, case.params, case.seed,
+                              case.first_sweep, case.n_steps, case.n_substeps, events,
+                              motile_rows, logic)
+        results.append((cells, events, kernel.census_kernel(cells, lat.extra, case.params, logic)))
     (plain, plain_events, plain_census), (general, general_events, general_census) = results
     assert np.array_equal(plain, general)
     assert np.array_equal(plain_events, general_events)

@@ -78,7 +78,7 @@ from simulation.engine import fields, kernel
 from simulation.model import CarTModel
 from simulation.execution.pool import warm_up
 warm_up()
-for dispatcher in (fields.solve_field, kernel._census, kernel.extravasate):
+for dispatcher in (fields.solve_field, kernel.census_kernel, kernel.extravasate):
     print(len(dispatcher._cache_hits), len(dispatcher._cache_misses))
 print(len(kernel.COMPILED_ENTRY_POINTS[0]._cache_misses))
 """

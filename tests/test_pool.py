@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from simulation.biology.scenario import receptor_logic, receptor_logics
+from simulation.config.loading import load_study
+from simulation.execution import pool
 from simulation.execution.pool import (
     POOL_MIN_WORK_S,
     SITE_UPDATES_PER_S,
@@ -18,8 +21,10 @@ from simulation.execution.pool import (
     SerialBackend,
     make_backend,
 )
+from simulation.execution.runner import _receptor_logics, run_specs
 
 STUDY = Path(__file__).parent / "data" / "small_study.yaml"
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: every study runs serially")
@@ -47,3 +52,26 @@ def test_a_script_without_a_main_guard_runs_on_worker_processes(tmp_path):
                             timeout=600)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["top level ran", "4 runs"]
+
+
+def test_the_warm_up_compiles_the_kernels_the_runs_will_call(monkeypatch):
+    """A study of plain CARs warms up their kernel, one with receptor logic (an OR gate on
+    two antigens) its own, once each; the workers then load instead of each compiling it."""
+    warmed = []
+
+    class Recorder:
+        def __init__(self, scenario, seed):
+            warmed.append(receptor_logic(scenario))
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(pool, "CarTModel", Recorder)
+    pool.warm_up([True, None, True])
+    assert warmed == [None, True]
+    plain = run_specs(load_study(CONFIGS / "b_all_cd19.yaml"), None)
+    or_gate = run_specs(load_study(CONFIGS / "car_design" / "or_gate_b_all.yaml"), None)
+    assert _receptor_logics(plain) == {None}
+    assert _receptor_logics(or_gate) == {True}
+    assert receptor_logics(spec.scenario for spec in plain + or_gate) == {None, True}
+    assert LocalBackend(2, logics=_receptor_logics(or_gate))._logics == (True,)

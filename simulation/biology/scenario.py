@@ -6,6 +6,7 @@ This is the one place where physical units become per-step numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..config import AntigenDistribution, CarTConfig, ConfigError, ScenarioConfi
 from ..engine.constants import (
     CANCER,
     CAR_T,
+    CELL_EXTRA_DTYPE,
     COUNTER_MAX,
     EMPTY,
     N_CELL_TYPES,
@@ -30,6 +32,7 @@ from ..engine.constants import (
     mean_step_length,
     neutral_kernel_parameters,
 )
+from ..engine import kernel
 from ..engine.lattice import Lattice
 from ..engine.units import (
     MIN_PER_DAY,
@@ -80,6 +83,24 @@ def kernel_parameters(cfg: ScenarioConfig) -> np.ndarray:
     params = np.concatenate(records)
     set_division_probabilities(params, cfg)
     return params
+
+
+def receptor_logic(cfg: ScenarioConfig) -> bool | None:
+    """The kernel the scenario runs (``engine.kernel.receptor_logic``: None for plain CARs),
+    without building its lattice."""
+    extra = np.empty(1 if cfg.needs_extra_records else 0, dtype=CELL_EXTRA_DTYPE)
+    return kernel.receptor_logic(kernel_parameters(cfg), extra)
+
+
+def receptor_logics(scenarios: Iterable[ScenarioConfig]) -> set[bool | None]:
+    """The kernels runs of ``scenarios`` call (``receptor_logic`` of each, ~1 ms), looking no
+    further once both kinds were found."""
+    found: set[bool | None] = set()
+    for cfg in scenarios:
+        found.add(receptor_logic(cfg))
+        if len(found) == 2:
+            break
+    return found
 
 
 def _class_parameters(cfg: ScenarioConfig, car_t: CarTConfig, subset: int) -> np.ndarray:

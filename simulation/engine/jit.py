@@ -24,7 +24,7 @@ from .lattice import Lattice
 #: the kernels a model calls from Python; each carries its callees in its compiled code
 ENTRY_POINTS = (*kernel.COMPILED_ENTRY_POINTS, fields.solve_field, fields.field_total)
 #: those compiled once per ``kernel.receptor_logic`` (their last argument)
-PER_RECEPTOR_LOGIC = (kernel._advance, kernel._census)
+PER_RECEPTOR_LOGIC = (kernel.advance_kernel, kernel.census_kernel)
 MESSAGE = ("cartsim: compiling the simulation kernels, once per machine (15-45 s, by the "
            "machine); later runs load them from numba's cache")
 
@@ -78,7 +78,7 @@ def compile_kernel_helpers(logic: bool | None) -> None:
     lattice = Lattice.empty(4, 4, 10.0, "moore")
     params = np.zeros(1, dtype=KERNEL_PARAMS_DTYPE)
     motile_rows = np.zeros(lattice.shape[0] * lattice.shape[1], dtype=np.uint8)
-    kernel._census(lattice.cells, lattice.extra, params, logic)
+    kernel.census_kernel(lattice.cells, lattice.extra, params, logic)
     kernel.mark_motile_rows(lattice.cells, lattice.shape, np.zeros(N_CELL_TYPES), motile_rows)
     kernel.extravasate(lattice.cells, lattice.extra, lattice.tissue, lattice.shape,
                        lattice.offsets, np.flatnonzero(lattice.tissue), 0, 0, EFFECTOR, 0, 0, 0,
@@ -100,8 +100,8 @@ def compile_in_background(logic: bool | None) -> subprocess.Popen | None:
     waits for the process (whose cache entries it then loads). None when there is nothing to
     gain."""
     if (numba.config.DISABLE_JIT or (os.cpu_count() or 1) < 2
-            or _cached(kernel._advance, logic)
-            or (_cached(fields.solve_field) and _cached(kernel._census, logic))):
+            or _cached(kernel.advance_kernel, logic)
+            or (_cached(fields.solve_field) and _cached(kernel.census_kernel, logic))):
         return None
     # this very package, whatever the working directory holds: -P keeps `python -c` from
     # putting the working directory first on sys.path (another `simulation` there would

@@ -884,7 +884,7 @@ def advance(lattice: Lattice, params: np.ndarray, move_p: np.ndarray, persist_p:
             events: np.ndarray, motile_rows: np.ndarray, logic: bool | None = UNKNOWN) -> int:
     """Advance ``lattice`` (its cells and extra records, in place) ``n_steps`` time steps;
     returns the next free sweep number. The public entry of the lattice kernel: it checks the
-    arrays, then runs the compiled ``_advance`` on them.
+    arrays, then runs the compiled ``advance_kernel`` on them.
 
     Each step is ``n_move_substeps`` migration sweeps and one interaction sweep; sweep numbers
     run on from ``first_sweep`` and key every random draw (``seed``). ``params``: one
@@ -910,15 +910,15 @@ def advance(lattice: Lattice, params: np.ndarray, move_p: np.ndarray, persist_p:
     if n_steps < 0 or n_move_substeps < 0:
         raise ValueError(f"advance: n_steps and n_move_substeps must be >= 0 (got {n_steps}, "
                          f"{n_move_substeps})")
-    return _advance(lattice.cells, lattice.extra, lattice.tissue, lattice.fields, lattice.shape,
-                    lattice.offsets, move_p, persist_p, params, seed, first_sweep, n_steps,
-                    n_move_substeps, events, motile_rows,
-                    receptor_logic(params, lattice.extra) if logic is UNKNOWN else logic)
+    return advance_kernel(lattice.cells, lattice.extra, lattice.tissue, lattice.fields,
+                          lattice.shape, lattice.offsets, move_p, persist_p, params, seed,
+                          first_sweep, n_steps, n_move_substeps, events, motile_rows,
+                          receptor_logic(params, lattice.extra) if logic is UNKNOWN else logic)
 
 
 @njit(cache=True)
-def _advance(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params, seed,
-             first_sweep, n_steps, n_move_substeps, events, motile_rows, logic):
+def advance_kernel(cells, extra, tissue, fields, shape, offsets, move_p, persist_p, params,
+                   seed, first_sweep, n_steps, n_move_substeps, events, motile_rows, logic):
     """``advance`` on the lattice's arrays (checked there); ``logic`` from ``receptor_logic``."""
     sweep = first_sweep
     for _ in range(n_steps):
@@ -984,11 +984,11 @@ def census(cells: np.ndarray, extra: np.ndarray, params: np.ndarray) -> np.ndarr
     scenario's products see it); a normal cell is antigen-positive if it carries any antigen a
     product's killing receptors bind.
     """
-    return _census(cells, extra, params, receptor_logic(params, extra))
+    return census_kernel(cells, extra, params, receptor_logic(params, extra))
 
 
 @njit(cache=True)
-def _census(cells, extra, params, logic):
+def census_kernel(cells, extra, params, logic):
     """``census``, compiled for ``logic`` (``receptor_logic``)."""
     counts = np.zeros(N_CENSUS, dtype=np.int64)
     for site in range(cells.shape[0]):
@@ -1086,11 +1086,11 @@ def car_t_by_class(cells, n_classes):
 
 def antigen_classes(cells: np.ndarray, extra: np.ndarray, params: np.ndarray) -> np.ndarray:
     """Per site, ``products_antigen_class`` as uint8; ``ANTIGEN_NEGATIVE`` on empty sites."""
-    return _antigen_classes(cells, extra, params, receptor_logic(params, extra))
+    return antigen_classes_kernel(cells, extra, params, receptor_logic(params, extra))
 
 
 @njit(cache=True)
-def _antigen_classes(cells, extra, params, logic):
+def antigen_classes_kernel(cells, extra, params, logic):
     """``antigen_classes``, compiled for ``logic`` (``receptor_logic``)."""
     classes = np.zeros(cells.shape[0], dtype=np.uint8)
     for site in range(cells.shape[0]):
@@ -1100,4 +1100,4 @@ def _antigen_classes(cells, extra, params, logic):
 
 #: the compiled functions the model calls, through ``advance`` or directly; each carries its
 #: callees in its compiled code (``engine.jit`` checks numba's cache for them)
-COMPILED_ENTRY_POINTS = (_advance, _census, extravasate)
+COMPILED_ENTRY_POINTS = (advance_kernel, census_kernel, extravasate)

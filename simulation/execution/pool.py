@@ -8,8 +8,9 @@ backend holds more than the results in flight, and an interruption loses only un
 * ``SerialBackend``: in this process (one worker). Also the default for a small study: starting
   worker processes costs more than it saves below ``POOL_MIN_WORK_S`` of estimated work.
 * ``LocalBackend``: ``ProcessPoolExecutor`` with the *spawn* start method (a process that has
-  run a parallel numba kernel holds a thread pool that must not be forked). The kernels are
-  compiled once in the parent first (``warm_up``), so the spawned workers load them from
+  run a parallel numba kernel holds a thread pool that must not be forked). The kernels the
+  runs call are compiled once in the parent first (``warm_up``: those of plain CARs, those of
+  receptor logic, or both), so the spawned workers load them from
   numba's on-disk cache instead of each compiling them; each worker's kernels get an equal
   share of the cores (results do not depend on it). Workers leave Ctrl-C to the parent, which
   stops them, and exit when the parent is killed. Workers do not import the user's script
@@ -53,19 +54,34 @@ SITE_UPDATES_PER_S = 1e7
 POOL_MIN_WORK_S = 10.0
 
 
-def warm_up() -> None:
-    """Load (or compile and cache) the kernels once, before worker processes start."""
-    tiny = ScenarioConfig.model_validate({
-        "name": "warm_up", "tumor_type": "solid",
-        "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
-        "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
-                  "antigen": {"mean_molecules_per_cell": 1000.0}},
-        "tissue": {"vessel_density": 0.1},
-        "microenvironment": {name: {"enabled": True} for name in
-                             ("oxygen", "chemokine", "suppression", "cytokine")},
-        "dosing": {"route": "intravenous", "doses": [{"day": 0, "cells": 2}]},
-    })
-    CarTModel(tiny, seed=0).run()
+#: a tiny scenario that calls every kernel a model calls: plain CARs (``receptor_logic`` None)
+WARM_UP = {
+    "name": "warm_up", "tumor_type": "solid",
+    "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
+    "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
+              "antigen": {"mean_molecules_per_cell": 1000.0}},
+    "tissue": {"vessel_density": 0.1},
+    "microenvironment": {name: {"enabled": True} for name in
+                         ("oxygen", "chemokine", "suppression", "cytokine")},
+    "dosing": {"route": "intravenous", "doses": [{"day": 0, "cells": 2}]},
+}
+#: what makes it a scenario with receptor logic (``receptor_logic`` True): two antigens, an
+#: OR CAR
+RECEPTOR_LOGIC = {
+    "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
+              "antigens": {"A": {"mean_molecules_per_cell": 1000.0},
+                           "B": {"mean_molecules_per_cell": 1000.0}}},
+    "car_t": {"receptors": [{"antigen": "A"}, {"antigen": "B"}]},
+}
+
+
+def warm_up(logics: Iterable[bool | None] = (None,)) -> None:
+    """Load (or compile and cache) the kernels once, before worker processes start: those of
+    plain CARs and, if ``logics`` holds True, those of receptor logic
+    (``biology.scenario.receptor_logic``: the kernels the runs will call)."""
+    for logic in sorted(set(logics), key=lambda value: value is not None):
+        tiny = {**WARM_UP, **(RECEPTOR_LOGIC if logic else {})}
+        CarTModel(ScenarioConfig.model_validate(tiny), seed=0).run()
 
 
 class SerialBackend:
@@ -107,14 +123,16 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, workers: int, reports: Callable[[], Any] | None = None) -> None:
+    def __init__(self, workers: int, reports: Callable[[], Any] | None = None,
+                 logics: Iterable[bool | None] = (None,)) -> None:
         self.workers = workers
         self._reports = reports  # gives the queue workers report progress into
+        self._logics = tuple(logics)  # the kernels the items will run (``warm_up``)
         self._pool: ProcessPoolExecutor | None = None
         self._saved: str | None = None
 
     def __enter__(self) -> LocalBackend:
-        warm_up()
+        warm_up(self._logics)
         # workers start as items are submitted, so the variable stays set until __exit__
         cores = os.cpu_count() or 1
         self._saved = os.environ.get("NUMBA_NUM_THREADS")
@@ -197,10 +215,12 @@ class DaskBackend:
 
     name = "dask"
 
-    def __init__(self, client: Any = None, scheduler: str | None = None) -> None:
+    def __init__(self, client: Any = None, scheduler: str | None = None,
+                 logics: Iterable[bool | None] = (None,)) -> None:
         self._given = client
         self._scheduler = scheduler
         self.client = client
+        self._logics = tuple(logics)  # the kernels the items will run (``warm_up``)
 
     def __enter__(self) -> DaskBackend:
         if self.client is None:
@@ -209,7 +229,8 @@ class DaskBackend:
             from distributed import Client
 
             self.client = Client(self._scheduler)
-        self.client.run(warm_up)  # compile / load the kernels on every worker up front
+        # compile / load the kernels on every worker up front
+        self.client.run(warm_up, self._logics)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -247,17 +268,19 @@ def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
 
 def make_backend(workers: int | None = None, scheduler: str | None = None, client: Any = None,
                  n_runs: int | None = None, site_updates: float | None = None,
-                 reports: Callable[[], Any] | None = None):
+                 reports: Callable[[], Any] | None = None,
+                 logics: Iterable[bool | None] = (None,)):
     """The backend for these options: Dask if a client or scheduler is given, else ``workers``
     local processes (default: one per core, at most one per run, and this process alone when
     the runs' ``site_updates`` (lattice sites x steps, summed) are under ``POOL_MIN_WORK_S`` of
     work; one worker means this process). Local workers report their runs' progress into the
-    queue ``reports()`` gives (``progress.StudyProgress.worker_queue``)."""
+    queue ``reports()`` gives (``progress.StudyProgress.worker_queue``). ``logics``: the
+    kernels the runs call (``biology.scenario.receptor_logic``), compiled once up front."""
     if client is not None or scheduler is not None:
-        return DaskBackend(client=client, scheduler=scheduler)
+        return DaskBackend(client=client, scheduler=scheduler, logics=logics)
     if workers is None and site_updates is not None \
             and site_updates / SITE_UPDATES_PER_S < POOL_MIN_WORK_S:
         return SerialBackend()
     cores = os.cpu_count() or 1
     workers = max(1, min(workers or cores, n_runs or cores))
-    return SerialBackend() if workers == 1 else LocalBackend(workers, reports)
+    return SerialBackend() if workers == 1 else LocalBackend(workers, reports, logics)

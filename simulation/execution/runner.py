@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..analysis.clinical import patient_outcome
 from ..analysis.outcomes import summarise_run
+from ..biology.scenario import receptor_logics
 from ..config import ConfigError, ScenarioConfig, Study
 from ..engine.units import MIN_PER_DAY, MIN_PER_H, minutes_to_steps
 from ..io.checkpoints import load_checkpoint, save_checkpoint
@@ -152,7 +153,7 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
     results: dict[tuple[int, int], tuple[pd.DataFrame, dict]] = {}
     with (study_progress(study.name, specs, disable=not progress) as bars,
           make_backend(workers, n_runs=len(specs), site_updates=_work(specs),
-                       reports=bars.worker_queue) as backend):
+                       reports=bars.worker_queue, logics=_receptor_logics(specs)) as backend):
         for spec, (series, row, pictures) in backend.map_unordered(_run_keeping_spec, specs):
             results[(spec.scenario_index, spec.replicate)] = series, row
             if snapshots is not None and pictures:
@@ -168,6 +169,12 @@ def run_study(study: Study, workers: int | None = None, threads: int | None = No
 
 def _work(specs: list[RunSpec]) -> float:
     return sum(spec.site_updates for spec in specs)
+
+
+def _receptor_logics(specs: list[RunSpec]) -> set[bool | None]:
+    """The kernels the runs of ``specs`` call (``biology.scenario.receptor_logic``), one
+    look per scenario."""
+    return receptor_logics({spec.scenario_index: spec.scenario for spec in specs}.values())
 
 
 def _run_keeping_spec(spec: RunSpec) -> tuple[RunSpec, tuple[pd.DataFrame, dict, list[dict]]]:
@@ -225,7 +232,8 @@ def run_into_folder(rundir: RunDir, specs: list[RunSpec], workers: int | None,
         return
     run = partial(run_to_files, str(rundir.path), checkpoint_every_h)
     with make_backend(workers, n_runs=len(pending), site_updates=_work(pending),
-                      reports=bars.worker_queue if bars else None) as backend:
+                      reports=bars.worker_queue if bars else None,
+                      logics=_receptor_logics(pending)) as backend:
         for spec in backend.map_unordered(run, pending):
             if bars:
                 bars.run_finished(spec.name)

@@ -44,6 +44,7 @@ from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 from scipy.stats import qmc
 from tqdm import tqdm
 
+from ..biology.scenario import receptor_logics
 from ..config import (
     SEED_MAX,
     ConfigError,
@@ -706,7 +707,8 @@ def run_sweep(path: str | Path, out: str | Path, workers: int | None = None,
     with contextlib.ExitStack() as stack:
         if todo:  # start the backend (compiles / loads the kernels) before the clock starts
             backend = stack.enter_context(make_backend(
-                workers=workers, scheduler=scheduler, client=client, n_runs=len(todo)))
+                workers=workers, scheduler=scheduler, client=client, n_runs=len(todo),
+                logics=receptor_logics(run.scenario for run in todo)))
         clock = time.perf_counter()
         bar = stack.enter_context(tqdm(
             total=len(unique), initial=skipped, unit="run", desc=plan.sweep.name,
