@@ -4,6 +4,8 @@
     python benchmarks/run.py --full     # the same plus solid 256^3 (~25 min; 256^3 takes most)
     python benchmarks/run.py --quick    # smaller sizes and fewer steps (~6 min)
     python benchmarks/run.py --baseline e4d9f92   # also that revision's first run and patients
+    python benchmarks/run.py --population         # then whole trials of 200 and 1,000 patients
+                                                  # and the virtual population (population.py)
 
 Every measurement runs in a fresh subprocess, so peak memory (max RSS) and JIT compile times are
 those of one simulation. Compile time "cold" uses an empty numba cache directory, "cached" the
@@ -256,6 +258,10 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REV",
                         help="also measure the first run and the virtual patients of this git "
                              "revision, in the same run (e.g. the commit before a change)")
+    parser.add_argument("--population", action="store_true",
+                        help="then time whole trials (200 and 1,000 patients) and the ELIANA "
+                             "virtual population (benchmarks/population.py, ~1 h; with "
+                             "--baseline, twice that)")
     parser.add_argument("--measure", choices=("kernel", "mesa", "view", "run", "trial",
                                                  "weighting"),
                         help=argparse.SUPPRESS)
@@ -293,6 +299,11 @@ def main() -> None:
     finally:
         if baseline_folder:
             shutil.rmtree(baseline_folder)
+    if args.population:
+        print("\nwhole trials and the virtual population, all cores (benchmarks/population.py):",
+              flush=True)
+        subprocess.run([sys.executable, str(Path(__file__).with_name("population.py"))]
+                       + (["--baseline", args.baseline] if args.baseline else []), check=True)
 
 
 def measure_all(args: argparse.Namespace, baseline: Path | None) -> None:
@@ -364,8 +375,8 @@ def measure_all(args: argparse.Namespace, baseline: Path | None) -> None:
         trial = _subprocess(["--measure", "trial", "--case", case, "--size", str(patients)])
         per = trial["seconds_per_patient"]
         print(f"{TRIAL_FILES[case]} patient (mean of the trial's first {trial['patients']}): "
-              f"{per:.2f} s -> 200 patients {200 * per / 2 / 60:.1f} min, 1,000 patients "
-              f"{1000 * per / 2 / 60:.1f} min on 2 cores")
+              f"{per:.2f} s -> projected 200 patients {200 * per / 2 / 60:.1f} min, 1,000 "
+              f"patients {1000 * per / 2 / 60:.1f} min on 2 cores (measured: --population)")
         if baseline:
             before = _subprocess(["--measure", "trial", "--case", case, "--size",
                                   str(patients)], script=baseline)["seconds_per_patient"]
