@@ -41,8 +41,10 @@ from simulation.study.trial import run_trial
 from simulation.study.vpop import calibrate
 
 kind, config, patients = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# the kernels the measured patients call: the trial's own (a virtual population: ELIANA's)
+warm = config if kind == "trial" else "configs/trials/b_all_eliana.yaml"
 with tempfile.TemporaryDirectory() as folder:
-    run_trial("configs/trials/b_all_eliana.yaml", out=Path(folder) / "warm-up", patients=2)
+    run_trial(warm, out=Path(folder) / "warm-up", patients=2)
     start = time.perf_counter()
     if kind == "trial":
         result = run_trial(config, out=Path(folder) / "trial", patients=patients)

@@ -13,6 +13,7 @@ import numpy as np
 from scipy.ndimage import distance_transform_edt
 
 from ..config import AntigenDistribution, CarTConfig, ConfigError, ScenarioConfig, check_scenario
+from ..engine import kernel
 from ..engine.constants import (
     CANCER,
     CAR_T,
@@ -32,7 +33,6 @@ from ..engine.constants import (
     mean_step_length,
     neutral_kernel_parameters,
 )
-from ..engine import kernel
 from ..engine.lattice import Lattice
 from ..engine.units import (
     MIN_PER_DAY,

@@ -54,12 +54,13 @@ SITE_UPDATES_PER_S = 1e7
 POOL_MIN_WORK_S = 10.0
 
 
+#: the warm-up scenarios' four cancer cells, without their antigens
+TINY_TUMOR = {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0}
 #: a tiny scenario that calls every kernel a model calls: plain CARs (``receptor_logic`` None)
 WARM_UP = {
     "name": "warm_up", "tumor_type": "solid",
     "lattice": {"width": 9, "height": 9}, "time": {"duration_days": 0.01},
-    "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
-              "antigen": {"mean_molecules_per_cell": 1000.0}},
+    "tumor": {**TINY_TUMOR, "antigen": {"mean_molecules_per_cell": 1000.0}},
     "tissue": {"vessel_density": 0.1},
     "microenvironment": {name: {"enabled": True} for name in
                          ("oxygen", "chemokine", "suppression", "cytokine")},
@@ -68,9 +69,8 @@ WARM_UP = {
 #: what makes it a scenario with receptor logic (``receptor_logic`` True): two antigens, an
 #: OR CAR
 RECEPTOR_LOGIC = {
-    "tumor": {"layout": "compact", "initial_cells": 4, "cycle_time_h": 24.0,
-              "antigens": {"A": {"mean_molecules_per_cell": 1000.0},
-                           "B": {"mean_molecules_per_cell": 1000.0}}},
+    "tumor": {**TINY_TUMOR, "antigens": {"A": {"mean_molecules_per_cell": 1000.0},
+                                         "B": {"mean_molecules_per_cell": 1000.0}}},
     "car_t": {"receptors": [{"antigen": "A"}, {"antigen": "B"}]},
 }
 
