@@ -130,8 +130,12 @@ or loguniform distribution with its `source`; `per: KEY` divides a draw by the p
 of another property: the ZUMA-1-like trial draws a dose of CAR-T and divides it by the
 patient's burden, so the E:T falls as the burden rises), `published` (readout -> `value`, its
 95 % interval `low`/`high` or the `n` it counts, `source`, and the `missing` mechanism shown
-when the readout lands outside), `predictors` (property -> the `direction` and `outcome` of
-its published association with response, `finding`, `source`) and `readout_months`.
+when the readout lands outside), `not_modelled` (published readouts the model does not
+produce, e.g. overall survival: `label`, `value`, `low`/`high` or `n`, `unit`, `source` and
+the `missing` mechanism, shown as "not modelled" rows), `predictors` (property -> the
+`direction` and `outcome` of its published association with response, `finding`, `source`)
+and `readout_months` (PFS, EFS and RFS are read there and at 6 months: `efs_6m`, `rfs_6m`,
+and `dor_6m`, still in response 6 months after the first response).
 `cartsim trial TRIAL.yaml --seed N` draws another cohort (`<trial>_seed<N>`).
 
 **With `cartsim sweep`.** A patient scenario is a model like any other: a sweep whose `base`
@@ -195,7 +199,8 @@ against 60 % [54, 67] for all 200 then.
   that share patients (`patients: [20, 40]`: the first 20 are the same) run them once.
   `DIR/readouts.csv` has one row per point: its parameter values, `patients`,
   `patients_done`, `patients_failed`, and every readout (`orr`, `cr_rate`,
-  `mrd_negative_rate`, `dcr`, `pfs`, `pfs_median`, `efs`, `rfs`, `dor_median`, `relapse_positive`,
+  `mrd_negative_rate`, `dcr`, `pfs`, `pfs_median`, `efs_6m`, `efs`, `rfs_6m`, `rfs`, `dor_6m`,
+  `dor_median`, `relapse_positive`,
   `relapse_negative`, `crs_any`, `crs_grade3`, `b_cell_aplasia_6m`, `cmax_responders`,
   `auc_responders`) with `_low`, `_high` (95 % interval, NaN where there is none) and `_n`;
   rates are fractions, `dor_median` months. `index.parquet` (via `load_sweep_table`) keeps one
@@ -274,7 +279,8 @@ check: true                              # simulate them again with seeds the po
 
 * **Targets.** Each row of `data` is a share of patients (`cr_rate`, `efs`, `rfs`, `crs_any`,
   `crs_grade3`, `b_cell_aplasia_6m`, `relapse_negative`, ...; survival at the trial's
-  `readout_months` among patients whose status there is known) with its published 95 %
+  `readout_months`, or at 6 months for `efs_6m`, `rfs_6m` and `dor_6m`, among patients whose
+  status there is known) with its published 95 %
   interval (`low`, `high`; else the Wilson interval on `n`), or a published **median** of a
   patient quantity in a stratum (`among`: responders, non-responders or all; e.g. the label's
   Tmax), targeted as the share of that stratum at or below it: one half, within the Wilson
@@ -349,6 +355,62 @@ def blood_vs_solid_rows(results: dict[str, TrialResult]) -> list[str]:
             cells.append(text)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return [*rows, ""]
+
+
+def crs_across_rows(results: dict[str, TrialResult]) -> list[str]:
+    """Whether CRS from whole-body CAR-T activation could give every trial its any-grade rate:
+    each cohort's whole-body load (the peak CRS index per lattice cancer cell times the
+    patient's crs_susceptibility, i.e. ``crs_score``, times the body's cancer cells), the
+    grade-1 threshold on that load that gives the trial its published rate, and the rate that
+    threshold gives each other trial."""
+    loads = {name: (r.patients["crs_score"] * r.patients["clinical.body_tumor_cells"])
+             for name, r in results.items()}
+    names = list(results)
+    rows = ["## CRS across the trials", "",
+            "Could CRS from whole-body CAR-T activation give every trial its rate of CRS of "
+            "any grade? Each patient's whole-body load is the peak CRS index per lattice "
+            "cancer cell times its `crs_susceptibility` (the row's `crs_score`) times the "
+            "cancer cells in its body (`clinical.body_tumor_cells`): activated-CAR-T "
+            "equivalents in the body, the lattice taken as a sample of the disease. A grade-1 "
+            "threshold on that load that gives one trial its published rate gives each other "
+            "trial the rate in its column:", "",
+            "| trial | whole-body load, median [10-90 %] | CRS any grade, published | "
+            "threshold giving it | " + " | ".join(f"{n} at that threshold" for n in names)
+            + " |", "|---|---|---|---|" + "---|" * len(names)]
+    for name in names:
+        ref = results[name].trial.published.get("crs_any")
+        load = loads[name]
+        low, mid, high = load.quantile([0.1, 0.5, 0.9])
+        cells = ["", ""] + [""] * len(names)
+        if ref is not None:
+            threshold = float(load.quantile(1.0 - ref.value))
+            cells = [format_value(ref.value, "%"), f"{threshold:.2g}",
+                     *[format_value(float((loads[other] >= threshold).mean()), "%")
+                       for other in names]]
+        rows.append(f"| {name} | {mid:.2g} [{low:.2g}, {high:.2g}] | " + " | ".join(cells)
+                    + " |")
+    return [*rows, "", CRS_ACROSS_OUTRO, ""]
+
+
+CRS_ACROSS_OUTRO = """The leukaemia cohort activates the most CAR-T per body (the largest burden,
+the most expansion) and the solid tumour the fewest, yet CRS of any grade ran the other way:
+77 % in ELIANA, 93 % in ZUMA-1, 95 % with CT041. No threshold on activated CAR-T, whole-body
+or per cancer cell, gives all three. The scales do not explain it either: Penn and Lee agree
+on grade 1 (fever or mild symptoms) and part from grade 2 up, where Penn grade 3 already
+counts hypotension on fluids or low-dose pressors and Lee grade 3 needs high-dose ones
+(the scales side by side: Liu & Zhao 2018 J Hematol Oncol 11:121, Table 1). What the two high-CRS products share is CD28
+co-stimulation (axi-cel, CT041; tisa-cel carries 4-1BB), and in the same lymphoma the 4-1BB
+products had less CRS of any grade: tisa-cel 58 % in JULIET, liso-cel 42 % in TRANSCEND
+(the latter read in a secondary report; `../shared/data/trials_more.csv`; JULIET recalled).
+The two CD28 trials agree with each other (the table's last two rows: one threshold gives
+both about their rates). So the missing mechanism is the product's cytokine output per
+activated CAR-T (fever at low activation), which the product files do not carry. Built as a
+factor on the whole-body load, it would have to be about the ratio of the first two
+thresholds for CD28 products (~80-fold); no measurement of such a factor was read here, so
+it is not built, and the thresholds stay as calibrated on ELIANA rather than tuned per
+trial, which would hide the gap. Multivariable analyses do tie CRS
+to marrow burden and CAR-T dose (Hay 2017 Blood 130:2295, 133 adults), which the whole-body
+load carries."""
 
 
 def prediction_section(own: TrialResult, product: str, workers: int) -> list[str]:
@@ -446,6 +508,7 @@ def main() -> None:
                        for line in driver_rows(result.trial, result.patients)]]
         results[name] = result
     sections += blood_vs_solid_rows(results)
+    sections += crs_across_rows(results)
     sections += [PRODUCTS_INTRO]
     for name, product in PREDICTIONS.items():
         sections += prediction_section(results[name], product, args.workers)

@@ -183,6 +183,55 @@ def test_disease_control_counts_stable_disease_and_median_pfs_is_the_kaplan_meie
     assert readouts["pfs_median"].value == expected and readouts["pfs_median"].unit == "months"
 
 
+def test_six_month_landmarks_are_kaplan_meier_at_six_months_and_agree_with_the_shares():
+    from simulation.analysis.trial import DAYS_PER_MONTH, readout_shares, trial_readouts
+
+    # everyone's status at 6 months known: an event before it or followed past it. EFS: the
+    # 4 non-responders fail at day 90, responders 0 and 3 relapse at 140 and 150 days after
+    # responding at day 20; the others are followed past 6 months (rfs = dor = 200-300 days)
+    cohort = _cohort(6, 4).assign(
+        rfs_day=[140.0, 200.0, 250.0, 150.0, 280.0, 300.0, np.nan, np.nan, np.nan, np.nan],
+        efs_day=[160.0, 220.0, 270.0, 170.0, 300.0, 320.0, 90.0, 90.0, 90.0, 90.0],
+        efs_event=lambda c: c["progressed"])  # non-response or relapse
+    cohort["dor_day"] = cohort["rfs_day"]
+    six = 6 * DAYS_PER_MONTH
+    readouts = {r.name: r for r in trial_readouts(cohort)}
+    for name, days, events, among in (
+            ("efs_6m", "efs_day", "efs_event", None),
+            ("rfs_6m", "rfs_day", "progressed", cohort["best_response"] == "CR"),
+            ("dor_6m", "dor_day", "progressed", cohort["responded"])):
+        chosen = cohort if among is None else cohort[among]
+        expected = survival_at(name, name, chosen[days], chosen[events], six)
+        assert readouts[name].value == pytest.approx(expected.value)
+        assert readouts[name].n == len(chosen)
+        yes, counted = readout_shares(cohort)[name]
+        # no one is censored before 6 months, so the vpop's share is the Kaplan-Meier value
+        assert yes[counted].mean() == pytest.approx(expected.value)
+    assert readouts["efs_6m"].value == pytest.approx(0.4)  # 4 non-responders, 2 relapses
+    assert readouts["rfs_6m"].value == pytest.approx(4 / 6)
+
+
+def test_published_readouts_the_model_does_not_produce_show_with_their_mechanism(tmp_path):
+    from simulation.analysis.trial import trial_readouts
+    from simulation.study.trial import comparison_rows, missing_mechanisms
+
+    path = tmp_path / "t.yaml"
+    path.write_text(f"name: t\nbase: {PATIENT}\nnot_modelled:\n  os_12m: {{label: overall "
+                    "survival at 12 months, value: 0.76, n: 75, source: Maude 2018, missing: "
+                    "no death}\n", encoding="utf-8")
+    trial = read_trial_file(path)
+    rows = comparison_rows(trial, trial_readouts(_cohort(6, 4)))
+    row = next(r for r in rows if r.startswith("| overall survival at 12 months"))
+    assert "| not modelled |" in row and "76 % [" in row and "n = 75" in row
+    assert "inside" not in row and "outside" not in row
+    assert missing_mechanisms(trial, []) == [
+        "- **overall survival at 12 months** (not modelled): no death"]
+    path.write_text(f"name: t\nbase: {PATIENT}\nnot_modelled:\n  os_12m: {{label: os, "
+                    "value: 0.76, source: s}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"t.yaml: not_modelled.os_12m.missing"):
+        read_trial_file(path)
+
+
 def test_property_draws_are_seeded_per_key_and_clipped():
     spec = PropertyDistribution(distribution="lognormal", median=10.0, sigma=0.5, low=5.0,
                                 high=30.0, source="s")

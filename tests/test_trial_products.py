@@ -50,7 +50,7 @@ def test_another_product_renames_the_cohort_and_drops_the_other_products_readout
     assert set(trial.properties) == {"clinical.crs_susceptibility",
                                      "clinical.car_t_functional_days"}
     assert trial.overrides == {"car_t.max_kills": 3}
-    assert trial.published == {} and trial.predictors == {}
+    assert trial.published == {} and trial.predictors == {} and trial.not_modelled == {}
     assert "a prediction" in trial.description
     # the trial's own product named again is no swap
     assert read_trial_file(COHORT, product=PRODUCT).name == "small_cohort"

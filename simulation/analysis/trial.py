@@ -29,13 +29,18 @@ CONFIDENCE = 0.95
 #: CRS grades 0-4
 CRS_GRADES = (0, 1, 2, 3, 4)
 #: the readouts of ``trial_readouts``, in its order
-READOUT_NAMES = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "pfs", "pfs_median", "efs",
-                 "rfs", "dor_median", "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
-                 "b_cell_aplasia_6m", "cmax_responders", "auc_responders")
+READOUT_NAMES = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "pfs", "pfs_median", "efs_6m",
+                 "efs", "rfs_6m", "rfs", "dor_6m", "dor_median", "relapse_positive",
+                 "relapse_negative", "crs_any", "crs_grade3", "b_cell_aplasia_6m",
+                 "cmax_responders", "auc_responders")
 #: the readouts that are a share of patients (``readout_shares``), in its order
-SHARE_READOUTS = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "pfs", "efs", "rfs",
-                  "relapse_positive", "relapse_negative", "crs_any", "crs_grade3",
-                  "b_cell_aplasia_6m")
+SHARE_READOUTS = ("orr", "dcr", "cr_rate", "mrd_negative_rate", "pfs", "efs_6m", "efs",
+                  "rfs_6m", "rfs", "dor_6m", "relapse_positive", "relapse_negative", "crs_any",
+                  "crs_grade3", "b_cell_aplasia_6m")
+#: the early landmark of EFS, RFS, duration of response and B-cell aplasia (months), where
+#: trials report them beside the main readout (ELIANA: EFS and RFS at 6 months; CT041: the
+#: 6-month duration-of-response rate)
+EARLY_MONTHS = 6
 #: the columns of one readout in ``readout_columns``, after its name
 READOUT_COLUMN_SUFFIXES = ("", "_low", "_high", "_n")
 
@@ -119,6 +124,7 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
     relapsed = p["progressed"].astype(bool) & responders
     cr = p["best_response"] == "CR"
     aplastic = p["b_cell_aplasia"].astype(bool)
+    early = EARLY_MONTHS * DAYS_PER_MONTH
     return [
         proportion("orr", "overall response (CR + PR)", responders),
         proportion("dcr", "disease control (CR + PR + SD)", p["best_response"] != "PD"),
@@ -128,9 +134,16 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
                     p["progressed"], at),
         median_time("pfs_median", "median progression-free survival", p["pfs_day"],
                     p["progressed"]),
+        survival_at("efs_6m", f"event-free at {EARLY_MONTHS} months", p["efs_day"],
+                    p["efs_event"], early),
         survival_at("efs", f"event-free at {months} months", p["efs_day"], p["efs_event"], at),
+        survival_at("rfs_6m", f"relapse-free at {EARLY_MONTHS} months (CR patients, from CR)",
+                    p.loc[cr, "rfs_day"], p.loc[cr, "progressed"], early),
         survival_at("rfs", f"relapse-free at {months} months (CR patients, from CR)",
                     p.loc[cr, "rfs_day"], p.loc[cr, "progressed"], at),
+        survival_at("dor_6m", f"in response {EARLY_MONTHS} months after first response "
+                    "(responders)", p.loc[responders, "dor_day"],
+                    p.loc[responders, "progressed"], early),
         median_time("dor_median", "median duration of response", p.loc[responders, "dor_day"],
                     p.loc[responders, "progressed"]),
         proportion("relapse_positive", "relapses antigen-positive",
@@ -141,7 +154,7 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
         proportion("crs_grade3", "CRS grade >= 3", p["crs_grade"] >= 3),
         survival_at("b_cell_aplasia_6m", "B-cell aplasia continuing at 6 months",
                     p.loc[aplastic, "b_cell_aplasia_day"],
-                    p.loc[aplastic, "b_cell_recovery_day"].notna(), 6 * DAYS_PER_MONTH),
+                    p.loc[aplastic, "b_cell_recovery_day"].notna(), early),
         ratio_of_geometric_means("cmax_responders", "CAR-T Cmax, responders vs not (% higher)",
                                  p["car_t_cmax"], responders),
         ratio_of_geometric_means("auc_responders", "CAR-T AUC0-28, responders vs not "
@@ -166,22 +179,27 @@ def readout_shares(patients: pd.DataFrame, at_months: float = 12.0
     Kaplan-Meier estimate when no one is censored earlier, as in a patient scenario that
     follows everyone to the readout."""
     p = patients
-    at = at_months * DAYS_PER_MONTH
+    at, early = at_months * DAYS_PER_MONTH, EARLY_MONTHS * DAYS_PER_MONTH
     everyone = np.ones(len(p), dtype=bool)
     responders = p["responded"].to_numpy(dtype=bool)
     relapsed = p["progressed"].to_numpy(dtype=bool) & responders
     cr = (p["best_response"] == "CR").to_numpy()
     aplastic = p["b_cell_aplasia"].to_numpy(dtype=bool)
     aplasia = status_at(p["b_cell_aplasia_day"].fillna(0.0),
-                        p["b_cell_recovery_day"].notna(), 6 * DAYS_PER_MONTH)
-    efs, pfs = (status_at(p[day], p[event], at) for day, event in
-                (("efs_day", "efs_event"), ("pfs_day", "progressed")))
-    rfs = status_at(p["rfs_day"].fillna(0.0), p["progressed"], at)
+                        p["b_cell_recovery_day"].notna(), early)
+    efs, pfs, efs_6m = (status_at(p[day], p[event], when) for day, event, when in
+                        (("efs_day", "efs_event", at), ("pfs_day", "progressed", at),
+                         ("efs_day", "efs_event", early)))
+    rfs, rfs_6m = (status_at(p["rfs_day"].fillna(0.0), p["progressed"], when)
+                   for when in (at, early))
+    dor_6m = status_at(p["dor_day"].fillna(0.0), p["progressed"], early)
     return {
         "orr": (responders, everyone),
         "dcr": ((p["best_response"] != "PD").to_numpy(), everyone), "cr_rate": (cr, everyone),
         "mrd_negative_rate": (p["mrd_negative"].to_numpy(dtype=bool), everyone),
-        "pfs": (pfs[0], pfs[1]), "efs": (efs[0], efs[1]), "rfs": (rfs[0], rfs[1] & cr),
+        "pfs": (pfs[0], pfs[1]), "efs_6m": (efs_6m[0], efs_6m[1]), "efs": (efs[0], efs[1]),
+        "rfs_6m": (rfs_6m[0], rfs_6m[1] & cr), "rfs": (rfs[0], rfs[1] & cr),
+        "dor_6m": (dor_6m[0], dor_6m[1] & responders),
         "relapse_positive": ((p["relapse_antigen"] == "positive").to_numpy(), relapsed),
         "relapse_negative": ((p["relapse_antigen"] == "negative").to_numpy(), relapsed),
         "crs_any": ((p["crs_grade"] >= 1).to_numpy(), everyone),

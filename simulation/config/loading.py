@@ -50,11 +50,12 @@ def is_sweep(data: dict[str, Any]) -> bool:
 
 
 #: keys only a virtual-trial file has (simulation/study/trial.py)
-TRIAL_KEYS = frozenset({"patients", "properties", "published"})
+TRIAL_KEYS = frozenset({"patients", "properties", "published", "not_modelled"})
 
 
 def is_trial(data: dict[str, Any]) -> bool:
-    """A mapping with a trial's ``patients``, ``properties`` or ``published`` is a trial file."""
+    """A mapping with a trial's ``patients``, ``properties``, ``published`` or ``not_modelled``
+    is a trial file."""
     return bool(TRIAL_KEYS & set(data))
 
 

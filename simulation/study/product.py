@@ -75,8 +75,8 @@ def with_product(trial: dict[str, Any], trial_shown: str, product_path: Path,
     holds the product file as messages show it. The trial itself may not set a product key.
 
     ``swapped``: the product replaces the one the trial names (``--product``): the cohort is
-    renamed ``<trial>_<product>`` and loses its published values and predictors, which are of
-    another product.
+    renamed ``<trial>_<product>`` and loses its published values (those it models and those it
+    does not) and predictors, which are of another product.
     """
     product, data = read_product(product_path)
     own = [f"{trial_shown}: {section}.{key}: is a key of the CAR-T product; set it in the "
@@ -91,7 +91,7 @@ def with_product(trial: dict[str, Any], trial_shown: str, product_path: Path,
               "product": display_path(product_path)}
     if swapped:
         joined.update(name=f"{trial.get('name', 'trial')}_{product.name}", published={},
-                      predictors={},
+                      not_modelled={}, predictors={},
                       description=f"The cohort of {trial.get('name', 'the trial')} given "
                       f"{product.description or product.name} instead of its own product: a "
                       "prediction (no value of the product was fitted to this cohort; the "

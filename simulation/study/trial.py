@@ -56,6 +56,19 @@ class PublishedValue(StrictModel):
                          "reach the value.")
 
 
+class UnmodelledReadout(PublishedValue):
+    """A published readout the model does not produce (no death, no neurotoxicity, ...):
+    shown in the comparison table beside the readouts it does, with the mechanism it lacks."""
+
+    label: Annotated[str, Field(min_length=1)] = Field(
+        description="What the readout is, as the table shows it (overall survival at 12 "
+        "months).")
+    unit: str = Field("%", description="'%' for a share of patients (value a fraction), else "
+                      "the unit of value (days, months).")
+    missing: Annotated[str, Field(min_length=1)] = Field(
+        description="Why the model cannot produce it: the mechanism or output it lacks.")
+
+
 class PublishedPredictor(StrictModel):
     """What a trial (or its translational analyses) found of one patient property and
     response, to set beside the virtual cohort's association (``analysis.drivers``)."""
@@ -93,6 +106,9 @@ class TrialFile(StrictModel):
         default_factory=dict, description="Dotted scenario key -> its distribution.")
     published: dict[Literal[READOUT_NAMES], PublishedValue] = Field(
         default_factory=dict, description="Readout -> the published value.")
+    not_modelled: dict[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")], UnmodelledReadout] = (
+        Field(default_factory=dict, description="Published readouts the model does not "
+              "produce (name -> value, label, source and the missing mechanism)."))
     predictors: dict[str, PublishedPredictor] = Field(
         default_factory=dict, description="Property (a key of properties) -> what the trial "
         "published of its association with response.")
@@ -141,7 +157,7 @@ def read_trial_data(path: str | Path, product: str | Path | None = None) -> dict
     data = read_yaml(path, shown)
     if not is_trial(data):
         raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a trial (a trial names "
-                          "`patients`, `properties` or `published`)")
+                          "`patients`, `properties`, `published` or `not_modelled`)")
     own = path.parent / data["product"] if isinstance(data.get("product"), str) else None
     chosen = Path(product) if product is not None else own
     if chosen is None:
@@ -396,26 +412,36 @@ def comparison_rows(trial: TrialFile, readouts: list[Readout]) -> list[str]:
             "|---|---|---|---|---|---|"]
     for r in readouts:
         ref = trial.published.get(r.name)
-        published = format_value(ref.value, r.unit) if ref else ""
-        interval = published_interval(ref, r.unit) if ref else None
-        if interval is not None:
-            published += f" [{format_value(interval[0], r.unit)}, {format_value(interval[1], r.unit)}]"
-        if ref is not None and ref.n is not None:
-            published += f", n = {ref.n}"
-        rows.append(f"| {r.label} | {format_readout(r)} | {format_n(r)} | {published} | "
-                    f"{format_agreement(r, ref)} | {ref.source if ref else ''} |")
+        rows.append(f"| {r.label} | {format_readout(r)} | {format_n(r)} | "
+                    f"{format_published(ref, r.unit)} | {format_agreement(r, ref)} | "
+                    f"{ref.source if ref else ''} |")
+    rows += [f"| {ref.label} | not modelled | | {format_published(ref, ref.unit)} | | "
+             f"{ref.source} |" for ref in trial.not_modelled.values()]
     return rows
+
+
+def format_published(ref: PublishedValue | None, unit: str) -> str:
+    """A published value with its 95 % interval (``published_interval``) and n:
+    ``81 % [71 %, 89 %], n = 75``; "" for none."""
+    if ref is None:
+        return ""
+    shown = format_value(ref.value, unit)
+    interval = published_interval(ref, unit)
+    if interval is not None:
+        shown += f" [{format_value(interval[0], unit)}, {format_value(interval[1], unit)}]"
+    return shown + (f", n = {ref.n}" if ref.n is not None else "")
 
 
 def missing_mechanisms(trial: TrialFile, readouts: list[Readout]) -> list[str]:
     """One line per readout outside its published value (``agreement``) that names the
-    mechanism the model misses."""
+    mechanism the model misses, then one per published readout it does not produce."""
     lines = []
     for r in readouts:
         ref = trial.published.get(r.name)
         if ref is not None and ref.missing and agreement(r, ref).startswith("outside"):
             lines.append(f"- **{r.label}**: {ref.missing}")
-    return lines
+    return lines + [f"- **{ref.label}** (not modelled): {ref.missing}"
+                    for ref in trial.not_modelled.values()]
 
 
 def _direction(low: float, high: float) -> str:
