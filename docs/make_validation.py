@@ -393,9 +393,10 @@ the day each happened.
 
 ## Virtual clinical trials
 
-The two shipped virtual trials beside the published ones (simulated value with its 95 %
+The shipped virtual trials beside the published ones (simulated value with its 95 %
 interval; copied from [trials.md](trials.md), which `python docs/make_trials.py` writes with the
-trials' sources, the mechanisms the model lacks where it misses, and the figures):
+trials' sources, the mechanisms the model lacks where it misses, and the figures;
+`python docs/make_validation.py --trials-only` copies them again without re-running the facts):
 
 {trials}
 
@@ -524,8 +525,8 @@ TRIALS_PAGE = ROOT / "docs" / "trials.md"
 
 
 def trial_tables() -> str:
-    """The comparison table of each shipped trial in docs/trials.md (a section headed by the
-    trial's name, ``configs/trials/<name>.yaml``)."""
+    """The comparison table of each shipped trial in docs/trials.md (the first table of the
+    section headed by the trial's name, ``configs/trials/<name>.yaml``)."""
     if not TRIALS_PAGE.exists():
         return "(not written yet: `python docs/make_trials.py`)"
     out = []
@@ -534,9 +535,29 @@ def trial_tables() -> str:
         name = heading.split(":")[0].strip()
         if not (ROOT / "configs" / "trials" / f"{name}.yaml").exists():
             continue
-        out += [f"**{heading}**", "", *(line for line in body.splitlines()
-                                         if line.startswith("|")), ""]
+        lines = body.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+        end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")),
+                   len(lines))
+        out += [f"**{heading}**", "", *lines[start:end], ""]  # its first table: the readouts
     return "\n".join(out).rstrip()
+
+
+#: the headings around the trial tables in PAGE_TEXT
+TRIALS_HEADING, AFTER_TRIALS_HEADING = "## Virtual clinical trials", "## Notes for calibration"
+
+
+def refresh_trial_tables() -> None:
+    """Replace the trial tables of docs/validation.md with those docs/trials.md has now,
+    leaving the facts as they were measured (their runs read no trial file)."""
+    text = PAGE.read_text()
+    head, found, rest = text.partition(TRIALS_HEADING)
+    if not found:
+        raise SystemExit(f"{PAGE.relative_to(ROOT)} has no '{TRIALS_HEADING}': run it whole")
+    tail = rest.partition(AFTER_TRIALS_HEADING)[2]
+    template = PAGE_TEXT[PAGE_TEXT.index(TRIALS_HEADING):PAGE_TEXT.index(AFTER_TRIALS_HEADING)]
+    PAGE.write_text(head + template.format(trials=trial_tables()) + AFTER_TRIALS_HEADING + tail)
+    print(f"wrote the trial tables of {PAGE.relative_to(ROOT)}")
 
 
 def write_page(results: list[FactResult], scale: Scale, elapsed_min: float, cpu_min: float
@@ -554,7 +575,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=DOCS.workers,
                         help="worker processes (default %(default)s)")
+    parser.add_argument("--trials-only", action="store_true",
+                        help="only copy docs/trials.md's tables again (after make_trials.py); "
+                        "the facts stay as last measured")
     args = parser.parse_args()
+    if args.trials_only:
+        refresh_trial_tables()
+        return
     scale = Scale(**{**DOCS.__dict__, "workers": args.workers})
     start = time.time()
 

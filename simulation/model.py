@@ -230,7 +230,7 @@ class CarTModel(mesa.Model):
 
     def _census(self) -> None:
         lat = self.lattice
-        values = kernel.census(lat.cells, lat.extra, self.params)
+        values = kernel.census_kernel(lat.cells, lat.extra, self.params, self.receptor_logic)
         self.counts = dict(zip(CENSUS_NAMES, (int(v) for v in values)))
         self.counts.update(antigen_counts(lat, self.config.antigen_names))
         self.counts.update(product_counts(lat, self.config,

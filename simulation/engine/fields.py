@@ -168,10 +168,10 @@ def _largest_magnitude(values):
     largest = 0.0
     for value in values:
         size = abs(value)
-        if size > largest or size != size:
+        if size != size:
+            return size
+        if size > largest:
             largest = size
-            if size != size:
-                break
     return largest
 
 

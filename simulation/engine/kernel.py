@@ -533,18 +533,17 @@ def cancer_cell_update(site, position, cells, extra, tissue, fields, shape, offs
     cells[daughter].antigen = inherited_antigen(
         cells[site].antigen, params.antigen_loss_p, params.antigen_inheritance_sigma, seed, sweep,
         site, C.RNG_ANTIGEN_LOSS, C.RNG_ANTIGEN_NOISE, C.RNG_ANTIGEN_NOISE_2)
-    if logic is None:
-        return daughter_born(daughter, cells, sweep, events, row)
-    if params.n_antigens > 1:
-        extra[daughter].antigen_b = inherited_antigen(
-            extra[site].antigen_b, params.antigen_b_loss_p, params.antigen_b_inheritance_sigma,
-            seed, sweep, site, C.RNG_ANTIGEN_B_LOSS, C.RNG_ANTIGEN_B_NOISE,
-            C.RNG_ANTIGEN_B_NOISE_2)
-    if params.n_antigens > 2:
-        extra[daughter].antigen_c = inherited_antigen(
-            extra[site].antigen_c, params.antigen_c_loss_p, params.antigen_c_inheritance_sigma,
-            seed, sweep, site, C.RNG_ANTIGEN_C_LOSS, C.RNG_ANTIGEN_C_NOISE,
-            C.RNG_ANTIGEN_C_NOISE_2)
+    if logic is not None:  # further antigens: pruned from the plain kernel
+        if params.n_antigens > 1:
+            extra[daughter].antigen_b = inherited_antigen(
+                extra[site].antigen_b, params.antigen_b_loss_p,
+                params.antigen_b_inheritance_sigma, seed, sweep, site, C.RNG_ANTIGEN_B_LOSS,
+                C.RNG_ANTIGEN_B_NOISE, C.RNG_ANTIGEN_B_NOISE_2)
+        if params.n_antigens > 2:
+            extra[daughter].antigen_c = inherited_antigen(
+                extra[site].antigen_c, params.antigen_c_loss_p,
+                params.antigen_c_inheritance_sigma, seed, sweep, site, C.RNG_ANTIGEN_C_LOSS,
+                C.RNG_ANTIGEN_C_NOISE, C.RNG_ANTIGEN_C_NOISE_2)
     return daughter_born(daughter, cells, sweep, events, row)
 
 
