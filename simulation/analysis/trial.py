@@ -162,12 +162,15 @@ def trial_readouts(patients: pd.DataFrame, at_months: float = 12.0) -> list[Read
     ]
 
 
-def status_at(days: pd.Series, events: pd.Series, at_days: float) -> tuple[np.ndarray, np.ndarray]:
-    """(event-free at ``at_days``, status known there): known when the event came first or the
-    patient was followed to ``at_days``."""
-    day = days.to_numpy(dtype=float)
+def status_at(days: pd.Series, events: pd.Series, at_days: float,
+              among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(event-free at ``at_days``, status known there and the patient ``among`` those the
+    readout counts, default all): known when the event came first or the patient was followed
+    to ``at_days``. ``days`` may be NaN outside ``among``."""
+    day = days.fillna(0.0).to_numpy(dtype=float)
     event = events.to_numpy(dtype=bool) & (day <= at_days)
-    return ~event, event | (day >= at_days)
+    known = event | (day >= at_days)
+    return ~event, known if among is None else known & among
 
 
 def readout_shares(patients: pd.DataFrame, at_months: float = 12.0
@@ -182,29 +185,26 @@ def readout_shares(patients: pd.DataFrame, at_months: float = 12.0
     at, early = at_months * DAYS_PER_MONTH, EARLY_MONTHS * DAYS_PER_MONTH
     everyone = np.ones(len(p), dtype=bool)
     responders = p["responded"].to_numpy(dtype=bool)
-    relapsed = p["progressed"].to_numpy(dtype=bool) & responders
+    progressed = p["progressed"]
+    relapsed = progressed.to_numpy(dtype=bool) & responders
     cr = (p["best_response"] == "CR").to_numpy()
     aplastic = p["b_cell_aplasia"].to_numpy(dtype=bool)
-    aplasia = status_at(p["b_cell_aplasia_day"].fillna(0.0),
-                        p["b_cell_recovery_day"].notna(), early)
-    efs, pfs, efs_6m = (status_at(p[day], p[event], when) for day, event, when in
-                        (("efs_day", "efs_event", at), ("pfs_day", "progressed", at),
-                         ("efs_day", "efs_event", early)))
-    rfs, rfs_6m = (status_at(p["rfs_day"].fillna(0.0), p["progressed"], when)
-                   for when in (at, early))
-    dor_6m = status_at(p["dor_day"].fillna(0.0), p["progressed"], early)
     return {
         "orr": (responders, everyone),
         "dcr": ((p["best_response"] != "PD").to_numpy(), everyone), "cr_rate": (cr, everyone),
         "mrd_negative_rate": (p["mrd_negative"].to_numpy(dtype=bool), everyone),
-        "pfs": (pfs[0], pfs[1]), "efs_6m": (efs_6m[0], efs_6m[1]), "efs": (efs[0], efs[1]),
-        "rfs_6m": (rfs_6m[0], rfs_6m[1] & cr), "rfs": (rfs[0], rfs[1] & cr),
-        "dor_6m": (dor_6m[0], dor_6m[1] & responders),
+        "pfs": status_at(p["pfs_day"], progressed, at),
+        "efs_6m": status_at(p["efs_day"], p["efs_event"], early),
+        "efs": status_at(p["efs_day"], p["efs_event"], at),
+        "rfs_6m": status_at(p["rfs_day"], progressed, early, cr),
+        "rfs": status_at(p["rfs_day"], progressed, at, cr),
+        "dor_6m": status_at(p["dor_day"], progressed, early, responders),
         "relapse_positive": ((p["relapse_antigen"] == "positive").to_numpy(), relapsed),
         "relapse_negative": ((p["relapse_antigen"] == "negative").to_numpy(), relapsed),
         "crs_any": ((p["crs_grade"] >= 1).to_numpy(), everyone),
         "crs_grade3": ((p["crs_grade"] >= 3).to_numpy(), everyone),
-        "b_cell_aplasia_6m": (aplasia[0], aplasia[1] & aplastic),
+        "b_cell_aplasia_6m": status_at(p["b_cell_aplasia_day"],
+                                       p["b_cell_recovery_day"].notna(), early, aplastic),
     }
 
 
