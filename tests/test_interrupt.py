@@ -11,20 +11,20 @@ import sys
 import time
 from pathlib import Path
 
-STUDY = Path(__file__).parent / "data" / "small_study.yaml"
-RESULTS = ("timeseries.csv", "summary.csv", "burden.png", "blood_kinetics.png")
-#: long enough that the solid runs are still going when the first checkpoint is seen, even when a
-#: loaded machine (the test suite on 2 cores) delays this process's polling by seconds; the runs
-#: are interrupted early, so the length costs nothing (40 days once finished before the signal
-#: arrived in a full-suite run, 2026-12-07)
-DAYS = 120
+#: four 120-day solid runs on a 160x160 lattice whose tumour outgrows its CAR-T: they cannot end
+#: early, and take about a minute, so the signal finds them running even when a loaded machine
+#: (the test suite on 2 cores) starves this process's polling for seconds. (The small study's
+#: 40x40 runs ended in that window twice in full-suite runs, 2026-12-07.) They are interrupted
+#: after their first checkpoint (day 6), so the length costs nothing.
+STUDY = Path(__file__).parent / "data" / "long_study.yaml"
+RESULTS = ("timeseries.csv", "summary.csv", "burden.png")
 
 
 def test_ctrl_c_with_worker_processes_stops_them_and_says_how_to_resume(tmp_path):
     out = tmp_path / "interrupted"
     process = subprocess.Popen([sys.executable, "-m", "simulation", "run", str(STUDY), "--out",
-                                str(out), "--quiet", "--workers", "2", "--days", str(DAYS),
-                                "--checkpoint-every", "6"], stderr=subprocess.PIPE, text=True)
+                                str(out), "--quiet", "--workers", "2", "--checkpoint-every", "6"],
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not (out.is_dir() and list((out / "checkpoints").glob("[!.]*.npz"))):
         assert process.poll() is None, process.stderr.read()
