@@ -118,25 +118,24 @@ def measure_kernel(case: str, size: int, threads: int, steps: int, repeats: int)
 WHOLE_RUNS = {"dish": "killing_assay", "cohort": "lbcl_node"}
 
 
-def measure_run(case: str, days: float | None) -> dict:
-    """Wall time of one complete run of a shipped scenario at its full size (1 thread, kernels
-    cached): the killing-assay dish (200^2, 4 days) or one virtual-cohort patient (the LBCL
-    node of configs/sweeps/lbcl_virtual_cohort.yaml, 200^2, 42 days)."""
-    import numba
-
+def measure_run(case: str, days: float | None, threads: int | None) -> dict:
+    """Wall time of one complete run of a shipped scenario at its full size (kernels cached):
+    the killing-assay dish (200^2, 4 days) or one virtual-cohort patient (the LBCL node of
+    configs/sweeps/lbcl_virtual_cohort.yaml, 200^2, 42 days). ``threads``: the kernel's, or
+    None for the model's own choice (``default_threads``: all cores for these lattices)."""
     from simulation.config import load_scenario
     from simulation.model import CarTModel
 
-    numba.set_num_threads(1)
     overrides = [] if days is None else [f"time.duration_days={days}"]
     scenario = load_scenario(CONFIGS / f"{WHOLE_RUNS[case]}.yaml", overrides)
-    CarTModel(scenario, seed=2).step()  # load the kernels before the clock starts
+    CarTModel(scenario, seed=2, threads=threads).step()  # load the kernels before the clock
     start = time.perf_counter()
-    model = CarTModel(scenario, seed=1)
+    model = CarTModel(scenario, seed=1, threads=threads)
     model.run()
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "steps": model.step_index,
-            "days": model.time_min / 1440.0, "runs_per_min": 60.0 / seconds}
+            "days": model.time_min / 1440.0, "runs_per_min": 60.0 / seconds,
+            "threads": model.threads}
 
 
 #: the trials whose patients are timed: case -> trial file (configs/trials/)
@@ -282,8 +281,8 @@ def main() -> None:
     if args.measure == "view":  # --case: a scenario name, --steps: frames
         print(json.dumps(measure_view(args.case, args.steps)))
         return
-    if args.measure == "run":  # --case: dish or cohort
-        print(json.dumps(measure_run(args.case, args.days)))
+    if args.measure == "run":  # --case: dish or cohort; --threads 0: the model's own choice
+        print(json.dumps(measure_run(args.case, args.days, args.threads or None)))
         return
     if args.measure == "trial":  # --case: b_all or lbcl, --size: patients
         print(json.dumps(measure_trial(args.case, args.size)))
@@ -368,6 +367,16 @@ def measure_all(args: argparse.Namespace, baseline: Path | None) -> None:
                           + (["--days", "7"] if args.quick and case == "cohort" else []))
         print(f"{label}: {run['seconds']:.2f} s for {run['days']:.0f} days "
               f"({run['steps']} steps) -> {run['runs_per_min']:.1f} runs/min per core")
+    # one dish on its own (a notebook, the app, `cartsim run` of one replicate): the model
+    # picks its kernel threads (all cores for 200^2) and solves its fields one after the other
+    run = _subprocess(["--measure", "run", "--case", "dish", "--threads", "0"])
+    print(f"killing-assay dish on its own, the model's default threads ({run['threads']}): "
+          f"{run['seconds']:.2f} s")
+    if baseline:
+        run = _subprocess(["--measure", "run", "--case", "dish", "--threads", "0"],
+                          script=baseline)
+        print(f"  baseline {args.baseline}: {run['seconds']:.2f} s "
+              f"({run.get('threads', 'its default')} threads)")
 
     print("\nvirtual patients, 1 thread, kernels cached (trials, virtual-population pools):")
     patients = 4 if args.quick else 12

@@ -8,7 +8,10 @@ Mesa agents or PropertyLayers: the kernels need flat arrays, and per-cell Python
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +65,16 @@ CHECKPOINT_FORMAT = 5  # 5: blood counts per CAR-T class; 4: the ``extra`` cell 
 #: and 4 have one blood count per state and 13 event counters (their runs had one class)
 READABLE_CHECKPOINT_FORMATS = (3, 4, 5)
 
-#: lattice sites per kernel thread in the default thread count (see ``default_threads``)
-SITES_PER_THREAD = 100_000
+#: lattice sites per kernel thread in the default thread count (``default_threads``): a
+#: sweep opens a parallel region per row class (3 in 2D) at ~2 us each (OpenMP), so a second
+#: thread pays from ~10^3 sites (a 32^2 blood lattice: 0.167 -> 0.127 ms per step; the 200^2
+#: killing-assay dish 3.1 -> 1.7 s per run; 2 cores, 2026-12-07)
+SITES_PER_THREAD = 1_000
+#: lattice sites per thread solving the fields side by side (``field_threads``): below
+#: ~10^5 sites the four solves are too short for a thread pool to pay (solid 200^2, kernel on 2
+#: threads: 0.84 ms per step with the fields solved one after the other, 1.24 ms side by side;
+#: solid 512^2: 5.5 and 4.9 ms)
+FIELD_SITES_PER_THREAD = 100_000
 
 #: scalar columns the DataCollector records at every census
 REPORTED_COLUMNS = (
@@ -118,7 +129,8 @@ class CarTModel(mesa.Model):
         self._compile_kernel_beside_the_rest()
         self.threads = default_threads(self.lattice.n_sites) if threads is None else threads
         self.microenvironment = Microenvironment(cfg, self.lattice)
-        self.microenvironment.initialise(self.lattice, self.threads)
+        self.field_threads = field_threads(self.lattice.n_sites, self.threads)
+        self.microenvironment.initialise(self.lattice, self.field_threads)
         self.blood = BloodPool(cfg, self.lattice, self.params)
         self.initial_tumor_cells = int(np.count_nonzero(self.lattice.cells["cell_type"] == CANCER))
         self.plan = dosing_plan(cfg)
@@ -169,7 +181,7 @@ class CarTModel(mesa.Model):
         self.blood.memory += returned[:n_classes, 1]
         self.step_index += 1
         self.time_min = self.step_index * self.dt_min
-        self.microenvironment.update_due(lat, self.time_min, self.threads)
+        self.microenvironment.update_due(lat, self.time_min, self.field_threads)
         finished = self.time_min >= self.lattice_end_min - 1e-9
         clinical = self.config.clinical
         stop_when_cleared = self.config.time.stop_when_cleared or (
@@ -390,13 +402,37 @@ class CarTModel(mesa.Model):
         return model
 
 
-def default_threads(n_sites: int) -> int:
-    """Kernel threads for a lattice: one per ``SITES_PER_THREAD`` sites, at most all cores.
+#: the most kernel threads ``default_threads`` gives a model built in this thread (its
+#: ``limit``; unset: all cores), set by ``kernel_threads_at_most``
+_thread_limit = threading.local()
 
-    Small lattices run faster on one thread: each sweep opens a parallel region per row class
-    (3 in 2D), and that costs more than it saves below ~10^5 sites (benchmarks/run.py).
-    """
-    return max(1, min(numba.config.NUMBA_NUM_THREADS, n_sites // SITES_PER_THREAD))
+
+@contextlib.contextmanager
+def kernel_threads_at_most(threads: int) -> Iterator[None]:
+    """Within the block, models built in this thread take at most ``threads`` kernel threads
+    by default: for a process that runs several models at once (a Dask worker's tasks)."""
+    before = getattr(_thread_limit, "limit", None)
+    _thread_limit.limit = max(1, threads)
+    try:
+        yield
+    finally:
+        _thread_limit.limit = before
+
+
+def default_threads(n_sites: int) -> int:
+    """Kernel threads for a lattice: one per ``SITES_PER_THREAD`` sites, at most all cores
+    (``NUMBA_NUM_THREADS``; a worker process of a local pool gets its share of the cores) and
+    at most the limit of ``kernel_threads_at_most``."""
+    cores = numba.config.NUMBA_NUM_THREADS
+    limit = getattr(_thread_limit, "limit", None)
+    return max(1, min(cores if limit is None else min(cores, limit),
+                      n_sites // SITES_PER_THREAD))
+
+
+def field_threads(n_sites: int, threads: int) -> int:
+    """Threads solving the fields side by side: one per ``FIELD_SITES_PER_THREAD`` sites, at
+    most the model's ``threads``. The fields do not depend on it either."""
+    return max(1, min(threads, n_sites // FIELD_SITES_PER_THREAD))
 
 
 def _reporter(name: str):

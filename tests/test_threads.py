@@ -32,5 +32,28 @@ def test_one_and_two_threads_give_identical_lattices_and_tables(config_dir, conf
 def test_default_thread_count_grows_with_lattice_size():
     from simulation.model import SITES_PER_THREAD, default_threads
 
-    assert default_threads(10_000) == 1
+    assert default_threads(SITES_PER_THREAD - 1) == 1
     assert default_threads(2 * SITES_PER_THREAD) == min(2, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_fields_are_solved_side_by_side_only_on_large_lattices():
+    from simulation.model import FIELD_SITES_PER_THREAD, field_threads
+
+    assert field_threads(200 * 200, threads=2) == 1
+    assert field_threads(2 * FIELD_SITES_PER_THREAD, threads=2) == 2
+    assert field_threads(2 * FIELD_SITES_PER_THREAD, threads=1) == 1  # never above the model's
+
+
+def test_a_model_uses_two_kernel_threads_and_one_field_thread_on_a_small_dish(config_dir):
+    model = CarTModel(config_dir / "killing_assay.yaml", seed=1)
+    assert model.threads == min(2, numba.config.NUMBA_NUM_THREADS)
+    assert model.field_threads == 1
+
+
+def test_a_thread_limit_caps_the_default_in_its_block_only(config_dir):
+    from simulation.model import SITES_PER_THREAD, default_threads, kernel_threads_at_most
+
+    with kernel_threads_at_most(1):
+        assert default_threads(100 * SITES_PER_THREAD) == 1
+        assert CarTModel(config_dir / "killing_assay.yaml", seed=1).threads == 1
+    assert default_threads(100 * SITES_PER_THREAD) == min(100, numba.config.NUMBA_NUM_THREADS)

@@ -19,6 +19,8 @@ backend holds more than the results in flight, and an interruption loses only un
   every worker.
 * ``DaskBackend``: a ``distributed.Client`` (given, or connected to ``--scheduler tcp://...``).
   Results come back to the client, which writes them: workers need no shared file system.
+  Each run's kernels take its host's cores divided among the runs the host's workers run at
+  once (``kernel_thread_shares``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from ..config import ScenarioConfig
-from ..model import CarTModel
+from ..model import CarTModel, kernel_threads_at_most
 from .extras import require
 from .progress import set_sink
 
@@ -128,6 +130,7 @@ class LocalBackend:
         self.workers = workers
         self._reports = reports  # gives the queue workers report progress into
         self._logics = tuple(logics)  # the kernels the items will run (``warm_up``)
+        self._threads: dict[str, int] = {}  # kernel threads per run, by worker address
         self._pool: ProcessPoolExecutor | None = None
         self._saved: str | None = None
 
@@ -221,6 +224,7 @@ class DaskBackend:
         self._scheduler = scheduler
         self.client = client
         self._logics = tuple(logics)  # the kernels the items will run (``warm_up``)
+        self._threads: dict[str, int] = {}  # kernel threads per run, by worker address
 
     def __enter__(self) -> DaskBackend:
         if self.client is None:
@@ -231,6 +235,7 @@ class DaskBackend:
             self.client = Client(self._scheduler)
         # compile / load the kernels on every worker up front
         self.client.run(warm_up, self._logics)
+        self._threads = kernel_thread_shares(self.client)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -246,13 +251,36 @@ class DaskBackend:
         # lazy: see __enter__
         from distributed import as_completed as dask_completed
 
-        futures = {self.client.submit(fn, item, pure=False): item for item in items}
+        futures = {self.client.submit(_sharing_cores, fn, item, self._threads, pure=False): item
+                   for item in items}
         try:
             for future in dask_completed(list(futures)):
                 yield _result(future, futures[future], on_error)
                 future.release()
         finally:
             self.client.cancel([f for f in futures if not f.done()])
+
+
+def kernel_thread_shares(client: Any) -> dict[str, int]:
+    """Kernel threads per run on each worker of ``client`` (address -> threads): its host's
+    cores divided among the runs the host's workers run at once (their task threads), so
+    that runs side by side do not oversubscribe the cores."""
+    workers = client.scheduler_info().get("workers", {})
+    cores = client.run(os.cpu_count)
+    at_once: dict[str, int] = {}
+    for info in workers.values():
+        at_once[info["host"]] = at_once.get(info["host"], 0) + info["nthreads"]
+    return {address: max(1, (cores.get(address) or 1) // at_once[info["host"]])
+            for address, info in workers.items()}
+
+
+def _sharing_cores(fn: Callable[[Any], Any], item: Any, threads: dict[str, int]) -> Any:
+    """``fn(item)`` on a Dask worker, its models taking at most the worker's share of the
+    cores (``kernel_thread_shares``; one thread on a worker that joined later)."""
+    from distributed import get_worker  # lazy: see DaskBackend.__enter__
+
+    with kernel_threads_at_most(threads.get(get_worker().address, 1)):
+        return fn(item)
 
 
 def _result(future: Any, item: Any, on_error: OnError | None) -> Any:
