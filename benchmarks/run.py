@@ -146,16 +146,16 @@ def measure_trial(case: str, patients: int) -> dict:
     """Wall time per patient of the first ``patients`` patients of a shipped trial, simulated
     one after the other in this process (1 thread, kernels loaded first): what a trial, a
     virtual-population pool or a cohort fit pays per patient."""
-    import numba
-
+    from simulation.model import kernel_threads_at_most
     from simulation.study.trial import read_trial_file, run_cohort
 
-    numba.set_num_threads(1)
     path = CONFIGS / "trials" / f"{TRIAL_FILES[case]}.yaml"
-    run_cohort(path, read_trial_file(path, 2).model_copy(update={"seed": 90_000}))  # warm-up
-    start = time.perf_counter()
-    table = run_cohort(path, read_trial_file(path, patients))
-    seconds = time.perf_counter() - start
+    # one kernel thread, as in a worker of a trial's pool (the model would take all cores)
+    with kernel_threads_at_most(1):
+        run_cohort(path, read_trial_file(path, 2).model_copy(update={"seed": 90_000}))
+        start = time.perf_counter()
+        table = run_cohort(path, read_trial_file(path, patients))
+        seconds = time.perf_counter() - start
     return {"patients": len(table), "seconds_per_patient": seconds / len(table)}
 
 

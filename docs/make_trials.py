@@ -40,8 +40,9 @@ CHECK_SEEDS = {"b_all_eliana": 977, "lbcl_zuma1": 977, "gastric_ct041": 1001}
 TUNED_ON = {"b_all_eliana": "The product's varying properties and the residual disease "
             "outside the marrow come from the ELIANA virtual population (its pool weighted to "
             "ELIANA's readouts; below); the CRS susceptibility and the upper end of the "
-            "sub-lattice CD19-negative subclone (1e-5 of baseline: 1e-9 gave 72 % CD19-negative "
-            "relapses, 1e-4 an EFS at 6 months of 59 %) were tuned on seed {tuned}"}
+            "sub-lattice CD19-negative subclone (1e-5 of baseline; in the tuning runs of "
+            "2026-12-07, not re-run by this page: 1e-9 gave 72 % CD19-negative relapses, 1e-4 "
+            "an EFS at 6 months of 59 %) were tuned on seed {tuned}"}
 #: each trial's cohort with the other product: predictions, checked against the nearest trial
 PREDICTIONS = {"lbcl_zuma1": "tisa_cel", "b_all_eliana": "axi_cel"}
 CROSS_DATA = ROOT / "configs" / "data" / "cross_product_readouts.csv"

@@ -415,3 +415,12 @@ def test_a_trial_patient_runs_as_a_plain_scenario(tmp_path):
     assert len(follow_up) > 10 and follow_up["time_days"].max() == 120.0
     assert (follow_up["tumor_cells"] % 1 != 0).any()  # fractions of a cell: systemic model
     assert not (out / "INCOMPLETE").exists()
+
+
+def test_a_scenario_read_as_a_trial_names_the_keys_a_trial_has():
+    with pytest.raises(ConfigError) as err:
+        read_trial_file(TRIALS.parent / "b_all_cd19.yaml")
+    message = str(err.value)
+    assert "b_all_cd19.yaml: is a scenario file, not a trial" in message
+    assert all(f"`{key}`" in message for key in ("not_modelled", "patients", "properties",
+                                                   "published"))

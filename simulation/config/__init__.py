@@ -23,8 +23,8 @@ Modules, each importing only those above it:
 from .assay_design import WELL_KEYS, et_label, expand_assay
 from .checks import check_memory, check_scenario, validate, validate_model_file
 from .errors import ConfigError, Problems, describe_error
-from .loading import (base_file_gaps, file_kind, is_product, is_study, is_sweep, is_trial,
-                      is_virtual_population, json_schema, load_scenario, load_study,
+from .loading import (TRIAL_KEYS, base_file_gaps, file_kind, is_product, is_study, is_sweep,
+                      is_trial, is_virtual_population, json_schema, load_scenario, load_study,
                       whole_number)
 from .overrides import Overrides, apply_overrides, override_list, parse_override, yaml_value
 from .schema import (
@@ -43,7 +43,7 @@ from .yaml_reader import display_path, load_with_extends, read_yaml
 
 __all__ = [
     "MAIN_PRODUCT", "SEED_MAX", "WELL_KEYS", "AntigenDistribution", "AssayConfig", "CarTConfig", "ConfigError", "FieldConfig",
-    "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig",
+    "Overrides", "Problems", "ScenarioConfig", "StrictModel", "Study", "StudyConfig", "TRIAL_KEYS",
     "apply_overrides", "base_file_gaps", "check_memory", "check_scenario", "describe_error",
     "display_path", "et_label", "expand_assay", "file_kind", "is_product", "is_study", "is_sweep", "is_trial",
     "is_virtual_population", "json_schema", "load_scenario", "load_study", "load_with_extends",

@@ -29,8 +29,9 @@ from ..analysis.drivers import OUTCOMES, response_drivers
 from ..analysis.outcomes import wilson_interval
 from ..analysis.trial import (CONFIDENCE, DAYS_PER_MONTH, READOUT_NAMES, Readout,
                               expansion_by_response, readout_table, trial_readouts)
-from ..config import (SEED_MAX, ConfigError, Problems, StrictModel, apply_overrides,
-                      describe_error, display_path, file_kind, is_trial, read_yaml, yaml_value)
+from ..config import (SEED_MAX, TRIAL_KEYS, ConfigError, Problems, StrictModel,
+                      apply_overrides, describe_error, display_path, file_kind, is_trial,
+                      read_yaml, yaml_value)
 from ..execution.extras import require
 from ..io.files import write_text
 from ..io.provenance import code_fingerprint, package_version
@@ -156,8 +157,9 @@ def read_trial_data(path: str | Path, product: str | Path | None = None) -> dict
     shown = display_path(path)
     data = read_yaml(path, shown)
     if not is_trial(data):
+        keys = ", ".join(f"`{key}`" for key in sorted(TRIAL_KEYS))
         raise ConfigError(f"{shown}: is a {file_kind(data)} file, not a trial (a trial names "
-                          "`patients`, `properties`, `published` or `not_modelled`)")
+                          f"one of {keys})")
     own = path.parent / data["product"] if isinstance(data.get("product"), str) else None
     chosen = Path(product) if product is not None else own
     if chosen is None:

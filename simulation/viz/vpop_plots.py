@@ -126,9 +126,15 @@ def plot_kinetics_by_response(table: pd.DataFrame, info: dict, name: str,
                           for s, n in zip(rows["stratum"], rows["label_n"], strict=True)])
         ax.set_xlim(-0.6, len(rows) - 0.4)
         if log:
+            # the label's points and the intervals inside the frame (log autoscaling may put
+            # the lowest point on the edge)
+            shown = pd.concat([rows["label"], rows["model_low"], rows["model_high"]])
+            shown = shown[np.isfinite(shown) & (shown > 0)]
+            if len(shown):
+                ax.set_ylim(shown.min() / 1.4, shown.max() * 1.4)
             _log_axis(ax, "y")
         unit = rows["unit"].iloc[0] if len(rows) else ""
-        ax.set_title(f"{title}, {rows['statistic'].iloc[0] if len(rows) else ''}")
+        ax.set_title(f"{title}\n{rows['statistic'].iloc[0] if len(rows) else ''}")
         ax.set_ylabel(unit)
     axes[0].legend(fontsize="small", loc="lower left")
     low, high = info["factor_interval"]
