@@ -424,9 +424,8 @@ def default_threads(n_sites: int) -> int:
     (``NUMBA_NUM_THREADS``; a worker process of a local pool gets its share of the cores) and
     at most the limit of ``kernel_threads_at_most``."""
     cores = numba.config.NUMBA_NUM_THREADS
-    limit = getattr(_thread_limit, "limit", None)
-    return max(1, min(cores if limit is None else min(cores, limit),
-                      n_sites // SITES_PER_THREAD))
+    limit = getattr(_thread_limit, "limit", None) or cores
+    return max(1, min(cores, limit, n_sites // SITES_PER_THREAD))
 
 
 def field_threads(n_sites: int, threads: int) -> int:

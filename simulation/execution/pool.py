@@ -130,7 +130,6 @@ class LocalBackend:
         self.workers = workers
         self._reports = reports  # gives the queue workers report progress into
         self._logics = tuple(logics)  # the kernels the items will run (``warm_up``)
-        self._threads: dict[str, int] = {}  # kernel threads per run, by worker address
         self._pool: ProcessPoolExecutor | None = None
         self._saved: str | None = None
 
