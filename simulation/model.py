@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -402,6 +403,10 @@ class CarTModel(mesa.Model):
         return model
 
 
+#: environment variable: the most kernel threads ``default_threads`` gives, for processes that
+#: run models side by side without knowing of each other (pytest-xdist workers, a shell loop):
+#: each would take all cores, and OpenMP threads that spin-wait for a core slow everyone down
+THREADS_VARIABLE = "CARTSIM_THREADS"
 #: the most kernel threads ``default_threads`` gives a model built in this thread (its
 #: ``limit``; unset: all cores), set by ``kernel_threads_at_most``
 _thread_limit = threading.local()
@@ -421,10 +426,14 @@ def kernel_threads_at_most(threads: int) -> Iterator[None]:
 
 def default_threads(n_sites: int) -> int:
     """Kernel threads for a lattice: one per ``SITES_PER_THREAD`` sites, at most all cores
-    (``NUMBA_NUM_THREADS``; a worker process of a local pool gets its share of the cores) and
-    at most the limit of ``kernel_threads_at_most``."""
+    (``NUMBA_NUM_THREADS``; a worker process of a local pool gets its share of the cores), at
+    most ``$CARTSIM_THREADS`` (``THREADS_VARIABLE``) and at most the limit of
+    ``kernel_threads_at_most``."""
     cores = numba.config.NUMBA_NUM_THREADS
     limit = getattr(_thread_limit, "limit", None) or cores
+    variable = os.environ.get(THREADS_VARIABLE, "")
+    if variable.strip().isdigit() and int(variable) > 0:
+        limit = min(limit, int(variable))
     return max(1, min(cores, limit, n_sites // SITES_PER_THREAD))
 
 

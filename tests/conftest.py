@@ -27,6 +27,13 @@ if os.environ.get("NUMBA_CACHE_DIR") in (None, os.environ.get("CARTSIM_TESTS_NUM
     _numba_cache = tempfile.mkdtemp(prefix="cartsim-tests-numba-")
     os.environ["NUMBA_CACHE_DIR"] = os.environ["CARTSIM_TESTS_NUMBA_CACHE"] = _numba_cache
     atexit.register(shutil.rmtree, _numba_cache, ignore_errors=True)
+# pytest-xdist runs its workers side by side: each model would take every core by default
+# (model.default_threads), and OpenMP threads waiting for a core made the suite ~2x slower on 2
+# cores. Each worker's models (and the CLI processes it starts) get its share unless a test
+# asks for threads itself (test_threads.py does).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("CARTSIM_THREADS", str(max(
+        1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 # hypothesis' example database and constants cache, likewise outside the work tree
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", "/tmp/cartsim-tests-hypothesis")
 sys.dont_write_bytecode = True

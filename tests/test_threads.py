@@ -29,9 +29,10 @@ def test_one_and_two_threads_give_identical_lattices_and_tables(config_dir, conf
     assert one.events.sum() > 100
 
 
-def test_default_thread_count_grows_with_lattice_size():
+def test_default_thread_count_grows_with_lattice_size(monkeypatch):
     from simulation.model import SITES_PER_THREAD, default_threads
 
+    monkeypatch.delenv("CARTSIM_THREADS", raising=False)  # the suite's own cap (conftest.py)
     assert default_threads(SITES_PER_THREAD - 1) == 1
     assert default_threads(2 * SITES_PER_THREAD) == min(2, numba.config.NUMBA_NUM_THREADS)
 
@@ -44,16 +45,28 @@ def test_fields_are_solved_side_by_side_only_on_large_lattices():
     assert field_threads(2 * FIELD_SITES_PER_THREAD, threads=1) == 1  # never above the model's
 
 
-def test_a_model_uses_two_kernel_threads_and_one_field_thread_on_a_small_dish(config_dir):
+def test_a_model_uses_two_kernel_threads_and_one_field_thread_on_a_small_dish(config_dir,
+                                                                              monkeypatch):
+    monkeypatch.delenv("CARTSIM_THREADS", raising=False)  # the suite's own cap (conftest.py)
     model = CarTModel(config_dir / "killing_assay.yaml", seed=1)
     assert model.threads == min(2, numba.config.NUMBA_NUM_THREADS)
     assert model.field_threads == 1
 
 
-def test_a_thread_limit_caps_the_default_in_its_block_only(config_dir):
+def test_a_thread_limit_caps_the_default_in_its_block_only(config_dir, monkeypatch):
     from simulation.model import SITES_PER_THREAD, default_threads, kernel_threads_at_most
 
+    monkeypatch.delenv("CARTSIM_THREADS", raising=False)
     with kernel_threads_at_most(1):
         assert default_threads(100 * SITES_PER_THREAD) == 1
         assert CarTModel(config_dir / "killing_assay.yaml", seed=1).threads == 1
+    assert default_threads(100 * SITES_PER_THREAD) == min(100, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_the_threads_variable_caps_the_default_and_nothing_else(monkeypatch):
+    from simulation.model import SITES_PER_THREAD, default_threads
+
+    monkeypatch.setenv("CARTSIM_THREADS", "1")
+    assert default_threads(100 * SITES_PER_THREAD) == 1
+    monkeypatch.setenv("CARTSIM_THREADS", "not a number")  # ignored, as unset
     assert default_threads(100 * SITES_PER_THREAD) == min(100, numba.config.NUMBA_NUM_THREADS)
