@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # measure the simulation package of this checkout
 
-TRIALS = ("b_all_eliana", "lbcl_zuma1")
+from patient_levers import TRIALS  # noqa: E402 - the shipped trials with a lattice phase
 #: fixed hand-over days whose savings are printed
 HAND_OVER_DAYS = (1, 2, 3, 7, 14)
 
@@ -49,6 +49,8 @@ def lattice_course(scenario, seed: int) -> tuple[list[Census], float, int]:
     hand_over = model._follow_up  # the systemic model, run inside the lattice's last step
 
     def timed_hand_over() -> None:
+        # the model's counts are its last census on the lattice until the systemic model runs
+        follow_up["census"] = dict(model.counts)
         start = time.perf_counter()
         hand_over()
         follow_up["seconds"] += time.perf_counter() - start
@@ -61,18 +63,10 @@ def lattice_course(scenario, seed: int) -> tuple[list[Census], float, int]:
         model.step()
         since += time.perf_counter() - start - (follow_up["seconds"] - before)
         if model.step_index % model.record_every_steps == 0 or not model.running:
-            counts = (dict(model.counts) if model.running
-                      else _last_lattice_census(model))
+            counts = follow_up.get("census", model.counts)
             censuses.append({**counts, "seconds": since})
             since = 0.0
     return censuses, follow_up["seconds"], model.initial_tumor_cells
-
-
-def _last_lattice_census(model) -> Census:
-    """The model's last census on the lattice (the one the systemic model started from)."""
-    table = model.datacollector.get_model_vars_dataframe()
-    lattice_days = model.step_index * model.dt_min / 1440.0
-    return table[table["time_days"] <= lattice_days + 1e-9].iloc[-1].to_dict()
 
 
 def car_t_total(census: Census) -> float:
