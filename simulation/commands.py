@@ -26,7 +26,7 @@ from .execution.runner import record_snapshots
 from .io.rundir import OutputExistsError, RunDir
 from .io.snapshots import load_snapshot, snapshot_files
 from .io.volume import write_pvd, write_vti
-from .model import CarTModel
+from .model import CarTModel, threads_cap
 from .study.fit import fit as run_fit, load_fit
 from .study.report import write_report
 from .study.product import read_product
@@ -363,6 +363,7 @@ def dispatch(args: argparse.Namespace) -> int:
                 "animate": _command_animate, "app": _command_app, "resume": _command_resume,
                 "export-vtk": _command_export_vtk, "fit": _command_fit}
     try:
+        threads_cap()  # a bad $CARTSIM_THREADS stops here, before any output folder exists
         code = commands[args.command](args)
         sys.stdout.flush()  # a reader that stopped (cartsim schema | head) fails here, caught
         return code

@@ -23,7 +23,8 @@ import numpy as np
 from .engine import kernel
 from .engine.jit import announce_compilation, compile_in_background
 from .biology.blood import BloodPool
-from .config import ScenarioConfig, apply_overrides, load_scenario, validate, yaml_value
+from .config import (ConfigError, ScenarioConfig, apply_overrides, load_scenario,
+                     validate, yaml_value)
 from .engine.constants import (
     CANCER,
     CENSUS_NAMES,
@@ -431,10 +432,23 @@ def default_threads(n_sites: int) -> int:
     ``kernel_threads_at_most``."""
     cores = numba.config.NUMBA_NUM_THREADS
     limit = getattr(_thread_limit, "limit", None) or cores
-    variable = os.environ.get(THREADS_VARIABLE, "")
-    if variable.strip().isdigit() and int(variable) > 0:
-        limit = min(limit, int(variable))
+    cap = threads_cap()
+    if cap is not None:
+        limit = min(limit, cap)
     return max(1, min(cores, limit, n_sites // SITES_PER_THREAD))
+
+
+def threads_cap() -> int | None:
+    """``$CARTSIM_THREADS`` (``THREADS_VARIABLE``) as a number of threads, None if unset or
+    empty; anything but a whole number >= 1 is a ConfigError that names the variable."""
+    variable = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not variable:
+        return None
+    if not variable.isdigit() or int(variable) < 1:
+        raise ConfigError(f"environment variable {THREADS_VARIABLE}: expected a whole number "
+                          f"of kernel threads >= 1 (got {variable!r}); unset it to use every "
+                          "core")
+    return int(variable)
 
 
 def field_threads(n_sites: int, threads: int) -> int:

@@ -1,5 +1,9 @@
 """Bit-identical results for any number of kernel threads (row classes run in parallel)."""
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -68,5 +72,26 @@ def test_the_threads_variable_caps_the_default_and_nothing_else(monkeypatch):
 
     monkeypatch.setenv("CARTSIM_THREADS", "1")
     assert default_threads(100 * SITES_PER_THREAD) == 1
-    monkeypatch.setenv("CARTSIM_THREADS", "not a number")  # ignored, as unset
+    monkeypatch.setenv("CARTSIM_THREADS", "")  # empty: as unset
     assert default_threads(100 * SITES_PER_THREAD) == min(100, numba.config.NUMBA_NUM_THREADS)
+
+
+@pytest.mark.parametrize("value", ["not a number", "0", "-2", "1.5"])
+def test_a_bad_threads_variable_is_a_clear_error_naming_it(value, monkeypatch):
+    from simulation.config import ConfigError
+    from simulation.model import SITES_PER_THREAD, default_threads
+
+    monkeypatch.setenv("CARTSIM_THREADS", value)
+    with pytest.raises(ConfigError, match="CARTSIM_THREADS.*whole number"):
+        default_threads(100 * SITES_PER_THREAD)
+
+
+def test_the_cli_stops_on_a_bad_threads_variable_before_writing_anything(config_dir, tmp_path):
+    env = {**os.environ, "CARTSIM_THREADS": "two"}
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "simulation", "run",
+                           str(config_dir / "killing_assay.yaml"), "--out", str(out)],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    assert "CARTSIM_THREADS" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
