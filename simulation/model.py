@@ -444,7 +444,7 @@ def threads_cap() -> int | None:
     variable = os.environ.get(THREADS_VARIABLE, "").strip()
     if not variable:
         return None
-    if not variable.isdigit() or int(variable) < 1:
+    if not variable.isdecimal() or int(variable) < 1:  # isdigit passes "²", int() does not
         raise ConfigError(f"environment variable {THREADS_VARIABLE}: expected a whole number "
                           f"of kernel threads >= 1 (got {variable!r}); unset it to use every "
                           "core")

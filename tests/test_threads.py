@@ -76,7 +76,7 @@ def test_the_threads_variable_caps_the_default_and_nothing_else(monkeypatch):
     assert default_threads(100 * SITES_PER_THREAD) == min(100, numba.config.NUMBA_NUM_THREADS)
 
 
-@pytest.mark.parametrize("value", ["not a number", "0", "-2", "1.5"])
+@pytest.mark.parametrize("value", ["not a number", "0", "-2", "1.5", "²"])
 def test_a_bad_threads_variable_is_a_clear_error_naming_it(value, monkeypatch):
     from simulation.config import ConfigError
     from simulation.model import SITES_PER_THREAD, default_threads
